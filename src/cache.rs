@@ -1,0 +1,259 @@
+//! The content-addressed cache of model calls and node outputs.
+//!
+//! A key is the blake3 hash of a canonical JSON form (object keys sorted) of everything that
+//! determines a response; callers build that material (`nodes::call`), this module never sees
+//! an API key. An entry is one file `objects/ab/cdef…`: a magic line, the blake3 of the
+//! payload, then the zstd-compressed payload `{"key", "kind", "value"}`. Reads verify both the
+//! checksum and the key, so a corrupt or misplaced file is a miss (counted and reported),
+//! never a wrong answer. Writes go to a temporary file in the same folder and are renamed
+//! into place, so several processes can share one directory; errors are never stored.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Bumped when the entry layout or key material changes; part of every key.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"DSTLC1\n\0";
+
+/// A cache key (64 hex characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Key(pub String);
+
+impl Key {
+    /// Hashes canonical JSON of `material` (keys sorted at every level).
+    pub fn of(material: &Value) -> Key {
+        let mut buf = Vec::with_capacity(256);
+        write_canonical(material, &mut buf);
+        let mut h = blake3::Hasher::new();
+        h.update(format!("distill-cache-v{FORMAT_VERSION}\n").as_bytes());
+        h.update(&buf);
+        Key(h.finalize().to_hex().to_string())
+    }
+}
+
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(k).expect("string serializes"));
+                out.push(b':');
+                write_canonical(&m[*k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(x, out);
+            }
+            out.push(b']');
+        }
+        other => out.extend(serde_json::to_vec(other).expect("scalar serializes")),
+    }
+}
+
+/// Counters of one process's use of the cache.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub corrupt: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+pub struct Cache {
+    root: PathBuf,
+    pub counters: Counters,
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope {
+    key: String,
+    kind: String,
+    value: Value,
+}
+
+impl Cache {
+    pub fn open(root: &Path) -> Result<Self> {
+        fs::create_dir_all(root.join("objects"))
+            .with_context(|| format!("creating cache directory {}", root.display()))?;
+        Ok(Cache { root: root.to_path_buf(), counters: Counters::default() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &Key) -> PathBuf {
+        self.root.join("objects").join(&key.0[..2]).join(&key.0[2..])
+    }
+
+    /// Whether an entry file exists (not verified; for plans).
+    pub fn contains(&self, key: &Key) -> bool {
+        self.path(key).exists()
+    }
+
+    /// Reads and verifies an entry. A corrupt entry is a miss and is reported once.
+    pub fn get<T: DeserializeOwned>(&self, key: &Key, kind: &str) -> Option<T> {
+        let path = self.path(key);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(_) => {
+                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        match decode(&bytes, key, kind).and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())) {
+            Ok(v) => {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                Some(v)
+            }
+            Err(e) => {
+                self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("cache entry {} is corrupt ({e}); treating it as a miss and fetching again", path.display());
+                None
+            }
+        }
+    }
+
+    /// Writes an entry atomically (temporary file + rename; no fsync, see `sync`).
+    pub fn put<T: Serialize>(&self, key: &Key, kind: &str, value: &T) -> Result<()> {
+        let payload = serde_json::to_vec(&serde_json::json!({"key": key.0, "kind": kind, "value": value}))?;
+        let compressed = zstd::bulk::compress(&payload, 3)?;
+        let path = self.path(key);
+        let dir = path.parent().expect("has parent");
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join(format!(".tmp-{}-{:x}", std::process::id(), rand::random::<u64>()));
+        {
+            let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+            f.write_all(MAGIC)?;
+            f.write_all(blake3::hash(&payload).as_bytes())?;
+            f.write_all(&compressed)?;
+        }
+        fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Flushes the cache's files to disk once (called at the end of a run).
+    pub fn sync(&self) {
+        if let Ok(f) = fs::File::open(self.root.join("objects")) {
+            let _ = f.sync_all();
+        }
+        #[cfg(unix)]
+        unsafe_free_sync();
+    }
+
+    /// Every entry: (key, path).
+    pub fn entries(&self) -> Vec<(Key, PathBuf)> {
+        let mut out = Vec::new();
+        let Ok(dirs) = fs::read_dir(self.root.join("objects")) else { return out };
+        for d in dirs.flatten() {
+            let prefix = d.file_name().to_string_lossy().to_string();
+            let Ok(files) = fs::read_dir(d.path()) else { continue };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().to_string();
+                if name.starts_with(".tmp-") {
+                    continue;
+                }
+                out.push((Key(format!("{prefix}{name}")), f.path()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Reads one entry's kind after verifying it (for `cache verify|stats`).
+    pub fn verify_entry(&self, key: &Key, path: &Path) -> Result<String, String> {
+        let bytes = fs::read(path).map_err(|e| e.to_string())?;
+        let (kind, _) = decode_any(&bytes, key)?;
+        Ok(kind)
+    }
+}
+
+/// `sync(2)` flushes everything written; one call at the end of a run instead of one fsync
+/// per entry (DESIGN.md: no fsync per entry).
+#[cfg(unix)]
+fn unsafe_free_sync() {
+    let _ = std::process::Command::new("sync").status();
+}
+
+fn decode_any(bytes: &[u8], key: &Key) -> Result<(String, Value), String> {
+    if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("bad header".into());
+    }
+    let sum = &bytes[MAGIC.len()..MAGIC.len() + 32];
+    let payload = zstd::stream::decode_all(&bytes[MAGIC.len() + 32..]).map_err(|e| format!("decompression failed: {e}"))?;
+    if blake3::hash(&payload).as_bytes() != sum {
+        return Err("checksum mismatch".into());
+    }
+    let env: Envelope = serde_json::from_slice(&payload).map_err(|e| format!("bad payload: {e}"))?;
+    if env.key != key.0 {
+        return Err("entry holds another key".into());
+    }
+    Ok((env.kind, env.value))
+}
+
+fn decode(bytes: &[u8], key: &Key, kind: &str) -> Result<Value, String> {
+    let (k, v) = decode_any(bytes, key)?;
+    if k != kind {
+        return Err(format!("entry is a {k} entry, expected {kind}"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_is_canonical_and_sensitive() {
+        let a = Key::of(&json!({"model": "m", "params": {"t": 0.6, "k": 40}, "sample": 0}));
+        let b = Key::of(&json!({"sample": 0, "params": {"k": 40, "t": 0.6}, "model": "m"}));
+        assert_eq!(a, b);
+        assert_ne!(a, Key::of(&json!({"model": "m", "params": {"t": 0.7, "k": 40}, "sample": 0})));
+        assert_ne!(a, Key::of(&json!({"model": "m", "params": {"t": 0.6, "k": 40}, "sample": 1})));
+    }
+
+    #[test]
+    fn roundtrip_and_corruption_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::open(dir.path()).unwrap();
+        let k = Key::of(&json!({"x": 1}));
+        assert!(c.get::<Value>(&k, "call").is_none());
+        c.put(&k, "call", &json!({"text": "hello"})).unwrap();
+        assert_eq!(c.get::<Value>(&k, "call").unwrap()["text"], "hello");
+        assert!(c.get::<Value>(&k, "node").is_none(), "kind is checked");
+        let p = c.path(&k);
+        let mut bytes = fs::read(&p).unwrap();
+        let n = bytes.len();
+        bytes[n - 3] ^= 0xff;
+        fs::write(&p, bytes).unwrap();
+        assert!(c.get::<Value>(&k, "call").is_none());
+        assert!(c.counters.corrupt.load(Ordering::Relaxed) >= 1);
+        // moved to another key's place: also a miss
+        let k2 = Key::of(&json!({"x": 2}));
+        c.put(&k, "call", &json!(1)).unwrap();
+        fs::create_dir_all(c.path(&k2).parent().unwrap()).unwrap();
+        fs::copy(c.path(&k), c.path(&k2)).unwrap();
+        assert!(c.get::<Value>(&k2, "call").is_none());
+    }
+}

@@ -1,0 +1,376 @@
+//! The command line (clap): `pipeline run|validate|graph|plan` and `cache stats|verify|gc`,
+//! the original tool's run options, and the exit codes of DESIGN.md (0 done, 1 some problems
+//! failed, 2 invalid input, 130 interrupted).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::data::Filters;
+use crate::exec::{self, Mode, RunCtx, RunOptions};
+use crate::spec::{self, LoadOptions, Pipeline};
+
+#[derive(Parser)]
+#[command(name = "distill", version, about = "Run LLM reasoning experiments (iterated summarization and friends) described as YAML graphs")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run, check, draw or plan a pipeline.
+    #[command(subcommand)]
+    Pipeline(PipelineCmd),
+    /// Inspect and clean the cache.
+    #[command(subcommand)]
+    Cache(CacheCmd),
+}
+
+#[derive(Subcommand)]
+enum PipelineCmd {
+    /// Run a pipeline over its problem set; every model call goes through the cache.
+    Run(RunArgs),
+    /// Check a pipeline (and its prompts and problem set) without running anything.
+    Validate(LoadArgs),
+    /// Print the expanded graph that runs for each problem.
+    Graph {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        format: GraphFormat,
+    },
+    /// Dry run: nodes and calls per problem, calls already cached, calls to make, tokens.
+    Plan(RunArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Text,
+    Dot,
+}
+
+#[derive(Args, Clone)]
+struct LoadArgs {
+    /// The pipeline YAML file.
+    file: PathBuf,
+    /// Override any pipeline field, e.g. --set models.reasoner.params.temperature=0.8 (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    sets: Vec<String>,
+    /// Only these problem ids (comma-separated).
+    #[arg(long = "question_ids", value_delimiter = ',')]
+    question_ids: Option<Vec<String>>,
+    /// Leave out these problem ids (comma-separated; applied last).
+    #[arg(long = "exclude_question_ids", value_delimiter = ',')]
+    exclude_question_ids: Option<Vec<String>>,
+    /// Only rows a..b of the CSV (0-based, inclusive), e.g. 0-4.
+    #[arg(long = "index_range", value_name = "A-B")]
+    index_range: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Model calls in flight across the whole run (a model's max_in_flight may be lower).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Never call a model: a cache miss fails that node (also ENABLE_API_CALLS=0).
+    #[arg(long)]
+    offline: bool,
+    /// Cache directory.
+    #[arg(long, env = "DISTILL_CACHE", default_value = "cache")]
+    cache: PathBuf,
+    /// Root of run directories (results/<pipeline>/<run-id>/).
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+    /// Log each call's parameters and prompt (API keys are never logged).
+    #[arg(long)]
+    verbose: bool,
+    /// Accepted for compatibility with the original tool: distill always runs problems concurrently.
+    #[arg(long)]
+    parallel: bool,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+#[derive(Subcommand)]
+enum CacheCmd {
+    /// Count entries by kind and size.
+    Stats(CacheArgs),
+    /// Read and check every entry; list corrupt ones (exit 1 when any).
+    Verify {
+        #[command(flatten)]
+        c: CacheArgs,
+        /// Delete the corrupt entries found.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Remove entries no run under the results directory refers to (shows them unless --yes).
+    Gc {
+        #[command(flatten)]
+        c: CacheArgs,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Args)]
+struct CacheArgs {
+    #[arg(long, env = "DISTILL_CACHE", default_value = "cache")]
+    cache: PathBuf,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match cli.cmd {
+        Cmd::Pipeline(p) => pipeline(p),
+        Cmd::Cache(c) => cache(c),
+    }
+}
+
+fn init_tracing(verbose: bool) {
+    let filter = if verbose { "distill=info" } else { "distill=warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DISTILL_LOG").unwrap_or_else(|_| filter.into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn load(args: &LoadArgs) -> Result<Pipeline, i32> {
+    let opts = LoadOptions {
+        sets: args.sets.clone(),
+        filters: Filters {
+            question_ids: args.question_ids.clone(),
+            exclude_question_ids: args.exclude_question_ids.clone(),
+            index_range: args.index_range.clone(),
+        },
+    };
+    match spec::load(&args.file, &opts) {
+        Ok(p) => {
+            for w in &p.warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(p)
+        }
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!("{} error(s); nothing was run", diags.len());
+            Err(2)
+        }
+    }
+}
+
+fn offline_env() -> bool {
+    std::env::var("ENABLE_API_CALLS").map(|v| v.trim() == "0" || v.eq_ignore_ascii_case("false")).unwrap_or(false)
+}
+
+fn run_options(a: &RunArgs) -> RunOptions {
+    RunOptions {
+        concurrency: a.concurrency,
+        offline: a.offline || offline_env(),
+        cache_dir: a.cache.clone(),
+        results_root: a.results.clone(),
+        verbose: a.verbose,
+        command_line: std::env::args().collect(),
+        progress: !a.no_progress,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn pipeline(cmd: PipelineCmd) -> i32 {
+    match cmd {
+        PipelineCmd::Validate(a) => {
+            init_tracing(false);
+            match load(&a) {
+                Ok(p) => {
+                    println!("{}: valid — {} nodes per problem and sample, {} problem(s) × {} sample(s)", a.file.display(), p.nodes.len(), p.problems.len(), p.spec.samples);
+                    0
+                }
+                Err(c) => c,
+            }
+        }
+        PipelineCmd::Graph { load: a, format } => {
+            init_tracing(false);
+            match load(&a) {
+                Ok(p) => {
+                    match format {
+                        GraphFormat::Text => print!("{}", crate::graph::to_text(&p)),
+                        GraphFormat::Dot => print!("{}", crate::graph::to_dot(&p)),
+                    }
+                    0
+                }
+                Err(c) => c,
+            }
+        }
+        PipelineCmd::Run(a) => {
+            init_tracing(a.verbose);
+            let p = match load(&a.load) {
+                Ok(p) => p,
+                Err(c) => return c,
+            };
+            let opts = run_options(&a);
+            let rt = runtime();
+            match rt.block_on(exec::run(p, &opts)) {
+                Ok(s) => s.exit_code(),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    if e.chain().any(|c| c.to_string().contains("model `")) { 2 } else { 1 }
+                }
+            }
+        }
+        PipelineCmd::Plan(a) => {
+            init_tracing(a.verbose);
+            let p = match load(&a.load) {
+                Ok(p) => p,
+                Err(c) => return c,
+            };
+            let opts = run_options(&a);
+            let rt = runtime();
+            match rt.block_on(plan(p, &opts)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    2
+                }
+            }
+        }
+    }
+}
+
+async fn plan(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
+    let ctx = Arc::new(RunCtx::new(p, opts, Mode::Plan)?);
+    let mut sink = exec::output::PlanSink::default();
+    let progress = exec::progress::Progress::hidden();
+    exec::scheduler::schedule(ctx.clone(), &mut sink, &progress).await?;
+    let p = &ctx.pipeline;
+    let samples = p.spec.samples.max(1) as u64;
+    let n = p.problems.len() as u64;
+    let model_nodes: Vec<_> = p.nodes.iter().enumerate().filter(|(i, _)| crate::graph::uses_model(p, *i)).map(|(_, n)| n).collect();
+    println!("plan for {} ({} problem(s) × {} sample(s))", p.spec.name, n, samples);
+    println!("  nodes per problem and sample: {} ({} with model calls)", p.nodes.len(), model_nodes.len());
+    println!("  model-call nodes in all: {}", model_nodes.len() as u64 * n * samples);
+    let cached: u64 = sink.cached.values().sum();
+    let to_make: u64 = sink.to_make.values().sum();
+    println!("  in the cache: {cached}");
+    println!("  to make: {to_make} (continuations and conditional skips may change this)");
+    let st = &ctx.stats;
+    let first_calls = st.planned_calls.load(std::sync::atomic::Ordering::Relaxed);
+    let est_first = st.planned_tokens.load(std::sync::atomic::Ordering::Relaxed);
+    let per_call = est_first.checked_div(first_calls).unwrap_or(0);
+    let est = est_first + (to_make.saturating_sub(first_calls)) * per_call.max(1000);
+    println!("  estimated tokens to spend: ~{est} (prompt ≈ chars/4, completion ≈ max_tokens)");
+    for node in &model_nodes {
+        println!("    {:<14} cached {:>6}  to make {:>6}", node.id, sink.cached.get(&node.id).unwrap_or(&0), sink.to_make.get(&node.id).unwrap_or(&0));
+    }
+    Ok(())
+}
+
+fn cache(cmd: CacheCmd) -> i32 {
+    init_tracing(false);
+    let open = |dir: &Path| match crate::cache::Cache::open(dir) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            None
+        }
+    };
+    match cmd {
+        CacheCmd::Stats(a) => {
+            let Some(c) = open(&a.cache) else { return 2 };
+            let mut by_kind: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+            for (k, path) in c.entries() {
+                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let kind = c.verify_entry(&k, &path).unwrap_or_else(|_| "corrupt".into());
+                let e = by_kind.entry(kind).or_default();
+                e.0 += 1;
+                e.1 += size;
+            }
+            println!("cache {}", a.cache.display());
+            for (k, (n, b)) in &by_kind {
+                println!("  {k:<8} {n:>8} entries  {:>10.1} KiB", *b as f64 / 1024.0);
+            }
+            if by_kind.is_empty() {
+                println!("  (empty)");
+            }
+            0
+        }
+        CacheCmd::Verify { c: a, delete } => {
+            let Some(c) = open(&a.cache) else { return 2 };
+            let all = c.entries();
+            let mut bad = 0;
+            for (k, path) in &all {
+                if let Err(e) = c.verify_entry(k, path) {
+                    bad += 1;
+                    println!("corrupt: {} ({e})", path.display());
+                    if delete {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+            }
+            println!("{} entries checked, {bad} corrupt{}", all.len(), if delete && bad > 0 { " (deleted)" } else { "" });
+            if bad > 0 { 1 } else { 0 }
+        }
+        CacheCmd::Gc { c: a, results, yes } => {
+            let Some(c) = open(&a.cache) else { return 2 };
+            let mut live = HashSet::new();
+            let mut runs = 0;
+            for f in walk(&results).into_iter().filter(|p| p.file_name().is_some_and(|n| n == "cache_keys.txt")) {
+                runs += 1;
+                if let Ok(t) = std::fs::read_to_string(&f) {
+                    live.extend(t.lines().map(|l| l.trim().to_string()));
+                }
+            }
+            let dead: Vec<_> = c.entries().into_iter().filter(|(k, _)| !live.contains(&k.0)).collect();
+            let bytes: u64 = dead.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+            println!("{runs} run(s) under {} refer to {} entries; {} entries ({:.1} KiB) are referred to by none", results.display(), live.len(), dead.len(), bytes as f64 / 1024.0);
+            if yes {
+                for (_, p) in &dead {
+                    let _ = std::fs::remove_file(p);
+                }
+                println!("deleted {} entries", dead.len());
+            } else if !dead.is_empty() {
+                for (k, _) in dead.iter().take(10) {
+                    println!("  would delete {}", k.0);
+                }
+                println!("run again with --yes to delete them");
+            }
+            0
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,241 @@
+//! Problem sets: reading an `id,question,solution,answer` CSV (extra columns kept), applying
+//! the selection filters (`question_ids`, `exclude_question_ids`, `index_range`) with the
+//! rules of DESIGN.md, and noticing rows that repeat a question. It does not fetch data.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// One problem: its CSV position and every column by name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// 0-based position in the CSV (what `index_range` counts).
+    pub index: usize,
+    pub id: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Problem {
+    pub fn question(&self) -> &str {
+        self.fields.get("question").map(|s| s.as_str()).unwrap_or("")
+    }
+    pub fn answer(&self) -> &str {
+        self.fields.get("answer").map(|s| s.as_str()).unwrap_or("")
+    }
+}
+
+/// A loaded CSV before filtering.
+#[derive(Debug, Clone)]
+pub struct ProblemSet {
+    pub columns: Vec<String>,
+    pub problems: Vec<Problem>,
+    /// blake3 of the file's bytes (recorded in config.json).
+    pub file_hash: String,
+}
+
+/// The selection filters, as written in YAML (`problems:`) and on the command line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_question_ids: Option<Vec<String>>,
+    /// `a-b`, 0-based and inclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_range: Option<String>,
+}
+
+pub const REQUIRED_COLUMNS: [&str; 4] = ["id", "question", "solution", "answer"];
+
+/// Reads a problem CSV. Errors name the file and the line.
+pub fn load(path: &Path) -> Result<ProblemSet, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file_hash = blake3::hash(&bytes).to_hex().to_string();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(bytes.as_slice());
+    let headers = rdr
+        .headers()
+        .map_err(|e| format!("{}: bad CSV header: {e}", path.display()))?
+        .clone();
+    let columns: Vec<String> = headers.iter().map(|h| h.trim().to_string()).collect();
+    let missing: Vec<&str> = REQUIRED_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !columns.iter().any(|h| h == c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{}:1: missing column(s) {}; a problem set needs the header `id,question,solution,answer` (extra columns are kept)",
+            path.display(),
+            missing.join(", ")
+        ));
+    }
+    let mut problems = Vec::new();
+    let mut seen_ids = HashSet::new();
+    for (index, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map(|p| p.line()).unwrap_or(0);
+            format!("{}:{line}: bad CSV row: {e}", path.display())
+        })?;
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let fields: BTreeMap<String, String> = columns
+            .iter()
+            .cloned()
+            .zip(rec.iter().map(|s| s.to_string()))
+            .collect();
+        let id = fields["id"].trim().to_string();
+        if id.is_empty() {
+            return Err(format!("{}:{line}: empty id", path.display()));
+        }
+        if !seen_ids.insert(id.clone()) {
+            return Err(format!(
+                "{}:{line}: duplicate id `{id}`; ids must be unique",
+                path.display()
+            ));
+        }
+        problems.push(Problem { index, id, fields });
+    }
+    if problems.is_empty() {
+        return Err(format!("{}: no rows", path.display()));
+    }
+    Ok(ProblemSet {
+        columns,
+        problems,
+        file_hash,
+    })
+}
+
+/// Parses `a-b` (0-based, inclusive).
+pub fn parse_range(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("index_range `{s}` is not of the form a-b (0-based, inclusive), e.g. 0-4");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: usize = a.trim().parse().map_err(|_| bad())?;
+    let b: usize = b.trim().parse().map_err(|_| bad())?;
+    if a > b {
+        return Err(format!("index_range `{s}`: start {a} is after end {b}"));
+    }
+    Ok((a, b))
+}
+
+/// Applies the filters. Each error is one message; all are returned.
+pub fn select(set: &ProblemSet, f: &Filters) -> Result<Vec<Problem>, Vec<String>> {
+    let mut errs = Vec::new();
+    let by_id: HashMap<&str, &Problem> = set.problems.iter().map(|p| (p.id.as_str(), p)).collect();
+    if f.index_range.is_some() && f.question_ids.is_some() {
+        errs.push("index_range and question_ids exclude each other; use one of them".to_string());
+    }
+    let mut chosen: Vec<Problem> = if let Some(ids) = &f.question_ids {
+        let mut v = Vec::new();
+        for id in ids {
+            match by_id.get(id.as_str()) {
+                Some(p) => v.push((*p).clone()),
+                None => errs.push(format!("question_ids: unknown id `{id}`")),
+            }
+        }
+        v.sort_by_key(|p| p.index);
+        v.dedup_by_key(|p| p.index);
+        v
+    } else if let Some(r) = &f.index_range {
+        match parse_range(r) {
+            Ok((_, b)) if b >= set.problems.len() => {
+                errs.push(format!(
+                    "index_range `{r}` reaches past the last row (the set has {} rows: 0-{})",
+                    set.problems.len(),
+                    set.problems.len() - 1
+                ));
+                Vec::new()
+            }
+            Ok((a, b)) => set.problems[a..=b].to_vec(),
+            Err(e) => {
+                errs.push(e);
+                Vec::new()
+            }
+        }
+    } else {
+        set.problems.clone()
+    };
+    if let Some(ex) = &f.exclude_question_ids {
+        for id in ex {
+            if !by_id.contains_key(id.as_str()) {
+                errs.push(format!("exclude_question_ids: unknown id `{id}`"));
+            }
+        }
+        let ex: HashSet<&str> = ex.iter().map(|s| s.as_str()).collect();
+        chosen.retain(|p| !ex.contains(p.id.as_str()));
+    }
+    if errs.is_empty() && chosen.is_empty() {
+        errs.push("the filters select no problem".to_string());
+    }
+    if errs.is_empty() { Ok(chosen) } else { Err(errs) }
+}
+
+/// Groups of ids whose question text is identical (they would share cache entries).
+pub fn duplicate_questions(problems: &[Problem]) -> Vec<Vec<String>> {
+    let mut by_q: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for p in problems {
+        by_q.entry(p.question().trim()).or_default().push(p.id.clone());
+    }
+    by_q.into_values().filter(|v| v.len() > 1).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(n: usize) -> ProblemSet {
+        ProblemSet {
+            columns: REQUIRED_COLUMNS.iter().map(|s| s.to_string()).collect(),
+            problems: (0..n)
+                .map(|i| Problem {
+                    index: i,
+                    id: format!("p{i}"),
+                    fields: [("question".to_string(), format!("q{}", i % 3))].into(),
+                })
+                .collect(),
+            file_hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn index_range_is_inclusive_and_zero_based() {
+        let f = Filters {
+            index_range: Some("1-2".into()),
+            ..Default::default()
+        };
+        let ids: Vec<_> = select(&set(5), &f).unwrap().into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, ["p1", "p2"]);
+    }
+
+    #[test]
+    fn rejects_bad_filters() {
+        let s = set(3);
+        for f in [
+            Filters { index_range: Some("0-3".into()), ..Default::default() },
+            Filters { question_ids: Some(vec!["zz".into()]), ..Default::default() },
+            Filters { index_range: Some("0-1".into()), question_ids: Some(vec!["p0".into()]), ..Default::default() },
+            Filters { question_ids: Some(vec!["p0".into()]), exclude_question_ids: Some(vec!["p0".into()]), ..Default::default() },
+            Filters { index_range: Some("2-1".into()), ..Default::default() },
+        ] {
+            assert!(select(&s, &f).is_err(), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn exclusions_apply_last() {
+        let f = Filters {
+            index_range: Some("0-2".into()),
+            exclude_question_ids: Some(vec!["p1".into()]),
+            ..Default::default()
+        };
+        let ids: Vec<_> = select(&set(5), &f).unwrap().into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, ["p0", "p2"]);
+    }
+
+    #[test]
+    fn finds_repeated_questions() {
+        assert_eq!(duplicate_questions(&set(4).problems), vec![vec!["p0".to_string(), "p3".to_string()]]);
+    }
+}

@@ -1,0 +1,281 @@
+//! The run directory `results/<pipeline>/<run-id>/`: `config.json` (the resolved pipeline,
+//! prompts and provenance, no secrets), `events.jsonl` (one line per event, written as it
+//! happens), `results.json` (problems streamed in problem order as they finish, never all
+//! held in memory), `metrics.json`, `cache_keys.txt` (for `cache gc`), `report.md`, and the
+//! end-of-run summary table printed to stdout.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use super::scheduler::{Event, Outcome, ProblemRecord, Sink};
+use super::{RunCtx, RunOptions, RunSummary};
+
+/// Per graded node: how many instances were graded and how many were right.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub round: u32,
+    pub graded: u64,
+    pub correct: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+pub struct RunWriter {
+    pub dir: PathBuf,
+    pub run_id: String,
+    events: File,
+    results: BufWriter<File>,
+    first_problem: bool,
+    /// CSV indexes in run order, the next to write, and finished ones waiting for it.
+    order: Vec<usize>,
+    cursor: usize,
+    pending: BTreeMap<usize, ProblemRecord>,
+    pub tallies: BTreeMap<String, Tally>,
+    node_order: Vec<String>,
+    problems_written: usize,
+}
+
+pub fn new_run_id() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    format!("{}-{:06x}", t.format(&f).unwrap_or_default(), rand::random::<u32>() & 0xff_ffff)
+}
+
+/// The resolved pipeline, prompts and provenance, as written to config.json.
+pub fn config_json(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
+    let p = &ctx.pipeline;
+    json!({
+        "run_id": run_id,
+        "pipeline": p.tree,
+        "pipeline_file": p.file.display().to_string(),
+        "expanded_nodes": p.nodes,
+        "prompts": p.prompts,
+        "problems": {
+            "path": p.problems_path.display().to_string(),
+            "blake3": p.problem_set.file_hash,
+            "selected": p.problems.iter().map(|q| q.id.clone()).collect::<Vec<_>>(),
+        },
+        "provenance": {
+            "distill_version": env!("CARGO_PKG_VERSION"),
+            "cache_format_version": crate::cache::FORMAT_VERSION,
+            "command_line": opts.command_line,
+            "concurrency": opts.concurrency,
+            "offline": opts.offline,
+            "cache_dir": opts.cache_dir.display().to_string(),
+            "simulated_models": p.spec.models.iter().filter(|(_, m)| m.provider == "sim").map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        },
+        "warnings": p.warnings,
+    })
+}
+
+impl RunWriter {
+    pub fn create(ctx: &RunCtx, opts: &RunOptions) -> Result<Self> {
+        let run_id = new_run_id();
+        let dir = opts.results_root.join(&ctx.pipeline.spec.name).join(&run_id);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating run directory {}", dir.display()))?;
+        let cfg = config_json(ctx, opts, &run_id);
+        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?).context("writing config.json")?;
+        let events = File::create(dir.join("events.jsonl")).context("creating events.jsonl")?;
+        let mut results = BufWriter::new(File::create(dir.join("results.json")).context("creating results.json")?);
+        write!(results, "{{\n\"run_id\": {},\n\"pipeline\": {},\n\"problems\": [", json!(run_id), json!(ctx.pipeline.spec.name))?;
+        let mut tallies = BTreeMap::new();
+        let mut node_order = Vec::new();
+        for n in &ctx.pipeline.nodes {
+            let graded = (n.kind == "reason" && ctx.pipeline.spec.grade.is_some() && n.params.get("graded").and_then(|g| g.as_bool()) != Some(false)) || n.kind == "grade";
+            if graded {
+                tallies.insert(n.id.clone(), Tally { round: n.round, ..Default::default() });
+                node_order.push(n.id.clone());
+            }
+        }
+        Ok(RunWriter {
+            dir,
+            run_id,
+            events,
+            results,
+            first_problem: true,
+            order: ctx.pipeline.problems.iter().map(|p| p.index).collect(),
+            cursor: 0,
+            pending: BTreeMap::new(),
+            tallies,
+            node_order,
+            problems_written: 0,
+        })
+    }
+
+    pub fn keys_file(&self) -> Result<BufWriter<File>> {
+        Ok(BufWriter::new(File::create(self.dir.join("cache_keys.txt")).context("creating cache_keys.txt")?))
+    }
+
+    fn write_problem(&mut self, p: &ProblemRecord) -> Result<()> {
+        if !self.first_problem {
+            self.results.write_all(b",")?;
+        }
+        self.first_problem = false;
+        self.results.write_all(b"\n")?;
+        serde_json::to_writer(&mut self.results, p)?;
+        self.problems_written += 1;
+        Ok(())
+    }
+
+    fn tally(&mut self, p: &ProblemRecord) {
+        for s in &p.samples {
+            for (id, r) in s {
+                let Some(t) = self.tallies.get_mut(id) else { continue };
+                match r.status {
+                    "done" => {
+                        t.graded += 1;
+                        if r.output.as_ref().and_then(|o| o.get("correct")).and_then(|c| c.as_bool()) == Some(true) {
+                            t.correct += 1;
+                        }
+                    }
+                    "failed" => t.failed += 1,
+                    "skipped" => t.skipped += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Closes the files, writes metrics and the report, prints the summary.
+    pub fn finish(mut self, ctx: &RunCtx, outcome: &Outcome) -> Result<RunSummary> {
+        let rest: Vec<ProblemRecord> = std::mem::take(&mut self.pending).into_values().collect();
+        for p in &rest {
+            self.write_problem(p)?;
+        }
+        let status = if outcome.interrupted { "interrupted" } else { "complete" };
+        write!(self.results, "\n],\n\"status\": {}\n}}\n", json!(status))?;
+        self.results.flush().context("writing results.json")?;
+        let metrics = metrics_json(ctx, outcome, self.problems_written);
+        std::fs::write(self.dir.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?).context("writing metrics.json")?;
+        let table = self.table(ctx);
+        let report = format!("# {} — run {}\n\n{}\n\n{}\n", ctx.pipeline.spec.name, self.run_id, table, summary_line(ctx));
+        std::fs::write(self.dir.join("report.md"), report).context("writing report.md")?;
+        println!("{table}");
+        println!("{}", summary_line(ctx));
+        for (id, e) in outcome.failed.iter().take(20) {
+            println!("FAILED {id}: {e}");
+        }
+        if outcome.failed.len() > 20 {
+            println!("… and {} more failed problems (see results.json)", outcome.failed.len() - 20);
+        }
+        println!("results: {}", self.dir.display());
+        Ok(RunSummary {
+            run_dir: Some(self.dir.clone()),
+            problems: ctx.pipeline.problems.len(),
+            failed_problems: outcome.failed.clone(),
+            interrupted: outcome.interrupted,
+        })
+    }
+
+    /// The compact per-round accuracy table (markdown).
+    pub fn table(&self, ctx: &RunCtx) -> String {
+        let sim = ctx.pipeline.spec.models.values().any(|m| m.provider == "sim");
+        let samples = ctx.pipeline.spec.samples.max(1);
+        let mut s = format!(
+            "{} problems × {} sample(s){}\n\n| round | node | correct | graded | accuracy | skipped | failed |\n|---:|---|---:|---:|---:|---:|---:|\n",
+            ctx.pipeline.problems.len(),
+            samples,
+            if sim { " — model: sim (SIMULATED reasoner, not a real model)" } else { "" }
+        );
+        for id in &self.node_order {
+            let t = &self.tallies[id];
+            let acc = if t.graded > 0 { format!("{:.1}%", 100.0 * t.correct as f64 / t.graded as f64) } else { "–".into() };
+            s.push_str(&format!("| {} | {} | {} | {} | {} | {} | {} |\n", t.round, id, t.correct, t.graded, acc, t.skipped, t.failed));
+        }
+        if self.node_order.is_empty() {
+            s.push_str("| – | (no graded node) | | | | | |\n");
+        }
+        s
+    }
+}
+
+fn summary_line(ctx: &RunCtx) -> String {
+    let st = &ctx.stats;
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    format!(
+        "calls: {} sent, {} from call cache, {} model nodes from node cache · tokens: {} prompt / {} completion · spend ${:.4} (experiment total ${:.4}) · wall {:.2} s",
+        g(&st.calls),
+        g(&st.call_hits),
+        g(&st.node_hits),
+        g(&st.prompt_tokens),
+        g(&st.completion_tokens),
+        g(&st.spend_micro_usd) as f64 / 1e6,
+        g(&st.total_cost_micro_usd) as f64 / 1e6,
+        ctx.started.elapsed().as_secs_f64()
+    )
+}
+
+pub fn metrics_json(ctx: &RunCtx, outcome: &Outcome, problems_written: usize) -> Value {
+    let st = &ctx.stats;
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let c = &ctx.cache.counters;
+    json!({
+        "wall_time_s": ctx.started.elapsed().as_secs_f64(),
+        "problems": ctx.pipeline.problems.len(),
+        "problems_written": problems_written,
+        "problems_done": outcome.problems_done,
+        "problems_failed": outcome.failed.len(),
+        "interrupted": outcome.interrupted,
+        "calls": g(&st.calls),
+        "call_cache_hits": g(&st.call_hits),
+        "node_cache_hits": g(&st.node_hits),
+        "tokens": {"prompt": g(&st.prompt_tokens), "completion": g(&st.completion_tokens), "reasoning": g(&st.reasoning_tokens)},
+        "spent_tokens": {"prompt": g(&st.spent_prompt_tokens), "completion": g(&st.spent_completion_tokens)},
+        "spend_usd": g(&st.spend_micro_usd) as f64 / 1e6,
+        "total_cost_usd": g(&st.total_cost_micro_usd) as f64 / 1e6,
+        "concurrency": ctx.concurrency,
+        "max_calls_in_flight": g(&st.max_in_flight),
+        "cache": {"hits": g(&c.hits), "misses": g(&c.misses), "corrupt": g(&c.corrupt), "writes": g(&c.writes)},
+    })
+}
+
+impl Sink for RunWriter {
+    fn event(&mut self, e: &Event) -> Result<()> {
+        let mut line = serde_json::to_vec(e)?;
+        line.push(b'\n');
+        // one write per event: a crash loses nothing that finished
+        self.events.write_all(&line).context("appending to events.jsonl")
+    }
+
+    fn problem_done(&mut self, p: ProblemRecord) -> Result<()> {
+        self.tally(&p);
+        self.pending.insert(p.index, p);
+        while self.cursor < self.order.len() {
+            let next = self.order[self.cursor];
+            let Some(p) = self.pending.remove(&next) else { break };
+            self.write_problem(&p)?;
+            self.cursor += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The sink of `pipeline plan`: counts, per node, instances served by the cache and calls
+/// still to make.
+#[derive(Default)]
+pub struct PlanSink {
+    pub cached: HashMap<String, u64>,
+    pub to_make: HashMap<String, u64>,
+    pub other: HashMap<String, u64>,
+}
+
+impl Sink for PlanSink {
+    fn event(&mut self, e: &Event) -> Result<()> {
+        match (e.event, e.cached) {
+            ("finished", Some(true)) => *self.cached.entry(e.node.clone()).or_default() += 1,
+            ("failed", _) if e.error.as_deref().is_some_and(|m| m.contains(super::PLANNED)) => *self.to_make.entry(e.node.clone()).or_default() += 1,
+            ("started", _) => {}
+            _ => *self.other.entry(e.node.clone()).or_default() += 1,
+        }
+        Ok(())
+    }
+    fn problem_done(&mut self, _p: ProblemRecord) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,391 @@
+//! The scheduler: one ready queue over every open problem's instances, ordered by longest
+//! remaining chain of model calls (ties: the earlier problem), dispatched while model-call
+//! nodes in flight stay under `--concurrency` and each model's `max_in_flight`, within a
+//! window of open problems so memory stays flat. It evaluates `when:` conditions, skips the
+//! dependents of a skipped node, fails the dependents of a failed one (only within that
+//! problem and sample), streams events and finished problems to a `Sink`, and stops cleanly
+//! on Ctrl-C. It does not know how nodes run (`nodes`) or where results go (`output`).
+
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+use indexmap::IndexMap;
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use super::progress::Progress;
+use super::{INTERRUPTED, PLANNED, RunCtx};
+use crate::data::Problem;
+use crate::graph::{self, InstanceGraph};
+use crate::nodes::{self, NodeCx, NodeKind, Output};
+use crate::spec::Ref;
+
+/// A line of events.jsonl (DESIGN.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub time: String,
+    pub problem: String,
+    pub sample: Option<u32>,
+    pub node: String,
+    pub round: u32,
+    pub event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correct: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+}
+
+/// One node instance's record in results.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRecord {
+    pub node: String,
+    pub kind: String,
+    pub round: u32,
+    /// done | failed | skipped | not_run
+    pub status: &'static str,
+    pub cached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub latency_ms: u64,
+}
+
+/// One problem's record in results.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProblemRecord {
+    pub id: String,
+    pub index: usize,
+    pub question: String,
+    pub answer: String,
+    /// ok | failed | incomplete
+    pub status: &'static str,
+    /// Per sample: node id → record, in pipeline order.
+    pub samples: Vec<IndexMap<String, NodeRecord>>,
+    /// Aggregating nodes (once per problem).
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub aggregates: IndexMap<String, NodeRecord>,
+    /// The first failure, when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where the scheduler sends what happens.
+pub trait Sink {
+    fn event(&mut self, e: &Event) -> Result<()>;
+    fn problem_done(&mut self, p: ProblemRecord) -> Result<()>;
+}
+
+/// What the scheduler observed.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub interrupted: bool,
+    pub failed: Vec<(String, String)>,
+    pub problems_done: usize,
+}
+
+enum State {
+    Waiting(usize),
+    Running,
+    Done(Arc<Output>, bool, u64),
+    Skipped(String),
+    Failed(String),
+}
+
+struct Open {
+    problem: Arc<Problem>,
+    states: Vec<State>,
+    left: usize,
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+type TaskResult = (usize, usize, Result<Output>, u64);
+
+pub async fn schedule(ctx: Arc<RunCtx>, sink: &mut dyn Sink, progress: &Progress) -> Result<Outcome> {
+    let g = Arc::new(graph::build(&ctx.pipeline));
+    let kinds: Vec<Arc<dyn NodeKind>> = ctx.pipeline.nodes.iter().map(|n| nodes::kind(&n.kind).expect("validated kind")).collect();
+    let problems: Vec<Arc<Problem>> = ctx.pipeline.problems.iter().cloned().map(Arc::new).collect();
+    let window = (ctx.concurrency * 4).max(16);
+    let mut open: HashMap<usize, Open> = HashMap::new();
+    let mut next = 0usize;
+    let mut ready: BinaryHeap<(u64, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>)> = BinaryHeap::new();
+    let mut tasks: JoinSet<TaskResult> = JoinSet::new();
+    let mut in_flight_model = 0usize;
+    let mut per_model: HashMap<String, usize> = HashMap::new();
+    let mut outcome = Outcome::default();
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+
+    loop {
+        while open.len() < window && next < problems.len() {
+            let states: Vec<State> = (0..g.len()).map(|i| State::Waiting(g.deps[i].len())).collect();
+            for i in 0..g.len() {
+                if g.deps[i].is_empty() {
+                    ready.push((g.chain[i], std::cmp::Reverse(next), std::cmp::Reverse(i)));
+                }
+            }
+            open.insert(next, Open { problem: problems[next].clone(), states, left: g.len() });
+            next += 1;
+        }
+        // dispatch in priority order; model nodes only while there is room
+        let mut deferred = Vec::new();
+        while let Some(item) = ready.pop() {
+            let (_, std::cmp::Reverse(pid), std::cmp::Reverse(i)) = item;
+            let node_ix = g.inst(i).node;
+            let node = &ctx.pipeline.nodes[node_ix];
+            let model_cap = node.model.as_ref().and_then(|m| ctx.pipeline.spec.models.get(m)).and_then(|m| m.max_in_flight);
+            if g.uses_model[i] {
+                let m = node.model.clone().unwrap_or_default();
+                let used = per_model.get(&m).copied().unwrap_or(0);
+                if in_flight_model >= ctx.concurrency || model_cap.is_some_and(|c| used >= c) {
+                    deferred.push(item);
+                    if in_flight_model >= ctx.concurrency {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let op = open.get_mut(&pid).expect("open problem");
+            let sample = g.inst(i).sample;
+            let upstream = upstream_of(&g, &op.states, i, &ctx);
+            // condition
+            if let Some(c) = &node.when {
+                let get = |r: &Ref| -> Option<Value> { upstream.get(&r.node).and_then(|o| r.field.as_ref().and_then(|f| o.get(f).cloned())) };
+                if !c.eval(&get) {
+                    let why = format!("condition `{}` is false", node.when_text.as_deref().unwrap_or(""));
+                    finish(&ctx, &g, sink, &mut open, pid, i, State::Skipped(why), &mut ready, &mut outcome, progress)?;
+                    continue;
+                }
+            }
+            if g.uses_model[i] {
+                in_flight_model += 1;
+                *per_model.entry(node.model.clone().unwrap_or_default()).or_default() += 1;
+                sink.event(&Event { time: now(), problem: op.problem.id.clone(), sample, node: node.id.clone(), round: node.round, event: "started", cached: None, usage: None, answer: None, correct: None, error: None, latency_ms: None })?;
+            }
+            op.states[i] = State::Running;
+            let (tctx, kind, problem) = (ctx.clone(), kinds[node_ix].clone(), op.problem.clone());
+            tasks.spawn(async move {
+                let t = Instant::now();
+                let node = &tctx.pipeline.nodes[node_ix];
+                let cx = NodeCx { run: &tctx, node, problem: &problem, sample: sample.unwrap_or(0), upstream: &upstream };
+                let r = kind.run(&cx).await;
+                (pid, i, r, t.elapsed().as_millis() as u64)
+            });
+        }
+        ready.extend(deferred);
+        if tasks.is_empty() {
+            if ready.is_empty() && next >= problems.len() {
+                break;
+            }
+            if ready.is_empty() {
+                continue;
+            }
+        }
+        let joined = tokio::select! {
+            j = tasks.join_next() => j,
+            _ = &mut ctrl_c, if !ctx.stop_new_calls() => {
+                ctx.interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+                eprintln!("\ninterrupted: stopping; finished work is kept");
+                tasks.abort_all();
+                outcome.interrupted = true;
+                break;
+            }
+        };
+        let Some(joined) = joined else { continue };
+        let (pid, i, r, ms) = match joined {
+            Ok(v) => v,
+            Err(e) if e.is_cancelled() => continue,
+            Err(e) => anyhow::bail!("a node task panicked: {e}"),
+        };
+        let node = &ctx.pipeline.nodes[g.inst(i).node];
+        if g.uses_model[i] {
+            in_flight_model -= 1;
+            if let Some(c) = per_model.get_mut(node.model.as_deref().unwrap_or_default()) {
+                *c -= 1;
+            }
+        }
+        let state = match r {
+            Ok(mut out) => {
+                let cached = out.remove("cached").and_then(|v| v.as_bool()).unwrap_or(false);
+                State::Done(Arc::new(out), cached, ms)
+            }
+            Err(e) => State::Failed(format!("{e:#}")),
+        };
+        if ctx.stop_new_calls() {
+            outcome.interrupted = true;
+        }
+        finish(&ctx, &g, sink, &mut open, pid, i, state, &mut ready, &mut outcome, progress)?;
+    }
+    if outcome.interrupted {
+        // keep what finished of the open problems
+        let mut pids: Vec<usize> = open.keys().copied().collect();
+        pids.sort();
+        for pid in pids {
+            let op = open.remove(&pid).expect("open");
+            sink.problem_done(record(&ctx, &g, &op, "incomplete"))?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// The finished outputs a node instance reads, by node id.
+fn upstream_of(g: &InstanceGraph, states: &[State], i: usize, ctx: &RunCtx) -> HashMap<String, Arc<Output>> {
+    let mut m = HashMap::new();
+    for &d in &g.deps[i] {
+        if let State::Done(o, _, _) = &states[d] {
+            m.insert(ctx.pipeline.nodes[g.inst(d).node].id.clone(), o.clone());
+        }
+    }
+    m
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    ctx: &RunCtx,
+    g: &InstanceGraph,
+    sink: &mut dyn Sink,
+    open: &mut HashMap<usize, Open>,
+    pid: usize,
+    i: usize,
+    state: State,
+    ready: &mut BinaryHeap<(u64, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>)>,
+    outcome: &mut Outcome,
+    progress: &Progress,
+) -> Result<()> {
+    let op = open.get_mut(&pid).expect("open problem");
+    let mut stack = vec![(i, state)];
+    while let Some((i, state)) = stack.pop() {
+        let node = &ctx.pipeline.nodes[g.inst(i).node];
+        let sample = g.inst(i).sample;
+        let mut ev = Event { time: now(), problem: op.problem.id.clone(), sample, node: node.id.clone(), round: node.round, event: "finished", cached: None, usage: None, answer: None, correct: None, error: None, latency_ms: None };
+        match &state {
+            State::Done(o, cached, ms) => {
+                ev.cached = Some(*cached);
+                ev.usage = o.get("usage").cloned();
+                ev.answer = o.get("answer").cloned();
+                ev.correct = o.get("correct").cloned();
+                ev.latency_ms = Some(*ms);
+            }
+            State::Skipped(why) => {
+                ev.event = "skipped";
+                ev.error = Some(why.clone());
+            }
+            State::Failed(e) => {
+                ev.event = "failed";
+                ev.error = Some(e.clone());
+            }
+            _ => {}
+        }
+        let failed = matches!(state, State::Failed(_));
+        let skipped = matches!(state, State::Skipped(_));
+        let interrupted_call = matches!(&state, State::Failed(e) if e.contains(INTERRUPTED));
+        if !interrupted_call {
+            sink.event(&ev)?;
+        }
+        op.states[i] = state;
+        op.left -= 1;
+        for &d in &g.dependents[i] {
+            let State::Waiting(n) = &mut op.states[d] else { continue };
+            *n -= 1;
+            if failed || skipped {
+                // the first upstream failure or skip decides; its other deps no longer matter
+                let dn = &ctx.pipeline.nodes[g.inst(d).node].id;
+                let s = if failed {
+                    let why = if let State::Failed(e) = &op.states[i] { e.as_str() } else { "" };
+                    if why.contains(PLANNED) { State::Failed(format!("{PLANNED} (upstream `{}`)", node.id)) } else { State::Failed(format!("not run: upstream `{}` failed", node.id)) }
+                } else {
+                    State::Skipped(format!("upstream `{}` was skipped", node.id))
+                };
+                let _ = dn;
+                op.states[d] = State::Waiting(usize::MAX);
+                stack.push((d, s));
+            } else if *n == 0 {
+                ready.push((g.chain[d], std::cmp::Reverse(pid), std::cmp::Reverse(d)));
+            }
+        }
+    }
+    let op = open.get(&pid).expect("open");
+    if op.left == 0 {
+        let op = open.remove(&pid).expect("open");
+        let rec = record(ctx, g, &op, "ok");
+        if rec.status == "failed" {
+            outcome.failed.push((rec.id.clone(), rec.error.clone().unwrap_or_default()));
+        }
+        outcome.problems_done += 1;
+        progress.problem_done(ctx, rec.status == "failed");
+        sink.problem_done(rec)?;
+    }
+    Ok(())
+}
+
+fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str) -> ProblemRecord {
+    let samples = ctx.pipeline.spec.samples.max(1) as usize;
+    let mut per_sample: Vec<IndexMap<String, NodeRecord>> = vec![IndexMap::new(); samples];
+    let mut aggregates = IndexMap::new();
+    let mut error = None;
+    for (i, st) in op.states.iter().enumerate() {
+        let inst = g.inst(i);
+        let node = &ctx.pipeline.nodes[inst.node];
+        let (status, output, err, cached, ms) = match st {
+            State::Done(o, c, ms) => ("done", Some((**o).clone()), None, *c, *ms),
+            State::Failed(e) => ("failed", None, Some(e.clone()), false, 0),
+            State::Skipped(w) => ("skipped", None, Some(w.clone()), false, 0),
+            State::Waiting(_) | State::Running => ("not_run", None, None, false, 0),
+        };
+        if status == "failed" && error.is_none() {
+            error = Some(format!("{}: {}", node.id, err.clone().unwrap_or_default()));
+        }
+        let rec = NodeRecord { node: node.id.clone(), kind: node.kind.clone(), round: node.round, status, cached, output, error: err, latency_ms: ms };
+        match inst.sample {
+            Some(s) => {
+                per_sample[s as usize].insert(node.id.clone(), rec);
+            }
+            None => {
+                aggregates.insert(node.id.clone(), rec);
+            }
+        }
+    }
+    let status = if error.is_some() && base_status == "ok" { "failed" } else { base_status };
+    ProblemRecord {
+        id: op.problem.id.clone(),
+        index: op.problem.index,
+        question: op.problem.question().to_string(),
+        answer: op.problem.answer().to_string(),
+        status,
+        samples: per_sample,
+        aggregates,
+        error,
+    }
+}
+
+/// Used by tests and plans: a quiet sink that keeps everything in memory.
+#[derive(Default)]
+pub struct MemorySink {
+    pub events: Vec<Event>,
+    pub problems: Vec<ProblemRecord>,
+}
+
+impl Sink for MemorySink {
+    fn event(&mut self, e: &Event) -> Result<()> {
+        self.events.push(e.clone());
+        Ok(())
+    }
+    fn problem_done(&mut self, p: ProblemRecord) -> Result<()> {
+        self.problems.push(p);
+        Ok(())
+    }
+}
+

@@ -1,0 +1,13 @@
+//! distill: runs LLM reasoning experiments described as YAML graphs. The binary's CLI is in
+//! `main.rs`; `cli` holds the commands so integration tests and benchmarks can share them.
+
+pub mod cache;
+pub mod cli;
+pub mod data;
+pub mod exec;
+pub mod grade;
+pub mod graph;
+pub mod llm;
+pub mod nodes;
+pub mod spec;
+pub mod template;

@@ -1,0 +1,157 @@
+//! Model access: the `Provider` trait every backend implements, the request and response
+//! types that cross it, and the registry that builds a provider from a pipeline's model
+//! spec. Caching, continuation and concurrency caps live above this layer (in `nodes::call`
+//! and `exec`); retries and rate limiting of one HTTP backend live inside that backend.
+
+pub mod sim;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::model::ModelSpec;
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// What is sent: a list of chat messages, or one raw text for a completions endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prompt {
+    Chat(Vec<Message>),
+    Completion(String),
+}
+
+impl Prompt {
+    /// All text of the prompt, concatenated (for token estimates and the sim model).
+    pub fn full_text(&self) -> String {
+        match self {
+            Prompt::Chat(msgs) => msgs
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Prompt::Completion(t) => t.clone(),
+        }
+    }
+}
+
+/// One model call, as the provider sees it. `params` holds every sampling parameter that is
+/// set (max_tokens, temperature, top_p, top_k, presence_penalty, frequency_penalty, seed,
+/// stop, and the model's `extra:` map merged in), in a stable order.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallRequest {
+    pub model: String,
+    pub prompt: Prompt,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub sample: u32,
+}
+
+/// Token usage as reported by the API (or simulated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    #[serde(default)]
+    pub cached_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, o: &Usage) {
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.cached_tokens += o.cached_tokens;
+    }
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// One model call's answer. `text` is everything the model returned as content (with any
+/// inline `<think>` block kept); `reasoning` is a separate reasoning field when the API
+/// returned one (`reasoning_content` / `reasoning`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallResponse {
+    pub text: String,
+    #[serde(default)]
+    pub reasoning: Option<String>,
+    pub finish_reason: String,
+    pub usage: Usage,
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub model_id: Option<String>,
+}
+
+/// Things a provider may report while a call runs (streamed text, retries).
+pub trait CallObserver: Send + Sync {
+    fn delta(&self, _text: &str) {}
+    fn retry(&self, _attempt: u32, _reason: &str) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl CallObserver for NoObserver {}
+
+/// Context of a call that is never sent to a remote API nor hashed into a cache key.
+pub struct CallContext<'a> {
+    /// The problem record (all CSV columns). Only the `sim` provider reads it.
+    pub problem: &'a BTreeMap<String, String>,
+    pub observer: &'a dyn CallObserver,
+}
+
+/// A failed call. `retryable` errors were already retried by the provider as far as its
+/// policy allows; the engine never caches an error.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl CallError {
+    pub fn fatal(message: impl Into<String>) -> Self {
+        CallError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// A model backend.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Stable name of the backend family for the cache key ("sim", "openai-compatible").
+    fn kind(&self) -> &'static str;
+    /// Settings of the backend that change what it answers (hashed into cache keys); the
+    /// endpoint URL, keys, retries and timeouts are deliberately not part of it.
+    fn cache_identity(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Makes one call (one HTTP request, with the backend's own retries).
+    async fn call(
+        &self,
+        req: &CallRequest,
+        ctx: &CallContext<'_>,
+    ) -> std::result::Result<CallResponse, CallError>;
+}
+
+/// Builds the provider for one model spec.
+pub fn build_provider(spec: &ModelSpec) -> Result<Arc<dyn Provider>> {
+    match spec.provider.as_str() {
+        "sim" => Ok(Arc::new(sim::SimProvider::new(spec.sim.clone()))),
+        other => anyhow::bail!(
+            "provider `{other}` is not available in this build (known: sim)"
+        ),
+    }
+}

@@ -1,0 +1,246 @@
+//! Pipeline specification: the typed form of a pipeline YAML file, the diagnostics that
+//! loading reports, and `load`, which turns a file (+ `--set` overrides + CLI filters) into a
+//! validated, expanded `Pipeline` or every error found. Running it is `exec`'s job.
+
+pub mod expand;
+pub mod load;
+pub mod model;
+pub mod resolve;
+pub mod when;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::data::{Filters, Problem, ProblemSet};
+use crate::grade::{Compare, ExtractOptions, Extractor};
+pub use model::ModelSpec;
+
+/// One problem found while loading: where, what, and what to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diag {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Diag {
+    pub fn new(file: &str, line: Option<usize>, message: impl Into<String>) -> Self {
+        Diag {
+            file: file.to_string(),
+            line,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn at(loc: &load::Loc, message: impl Into<String>) -> Self {
+        Diag::new(&loc.file, loc.line, message)
+    }
+    pub fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
+        self
+    }
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: error: {}", self.file, l, self.message)?,
+            None => write!(f, "{}: error: {}", self.file, self.message)?,
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The `problems:` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProblemsSpec {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_question_ids: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_range: Option<String>,
+}
+
+impl ProblemsSpec {
+    pub fn filters(&self) -> Filters {
+        Filters {
+            question_ids: self.question_ids.clone(),
+            exclude_question_ids: self.exclude_question_ids.clone(),
+            index_range: self.index_range.clone(),
+        }
+    }
+}
+
+/// The pipeline-level `grade:` block, applied to every `reason` node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradeSpec {
+    #[serde(default)]
+    pub extract: Extractor,
+    #[serde(default)]
+    pub compare: Compare,
+    #[serde(default)]
+    pub fallback_full_text: Option<bool>,
+    #[serde(default)]
+    pub rel_tol: Option<f64>,
+    /// For `compare: llm_judge`: the judging model.
+    #[serde(default)]
+    pub judge_model: Option<String>,
+}
+
+impl GradeSpec {
+    pub fn extract_options(&self) -> ExtractOptions {
+        let mut o = ExtractOptions::default();
+        if let Some(f) = self.fallback_full_text {
+            o.fallback_full_text = f;
+        }
+        o
+    }
+}
+
+/// The typed top level (nodes stay a raw tree; `expand` reads them).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub problems: ProblemsSpec,
+    #[serde(default = "one")]
+    pub samples: u32,
+    /// Seed for seeded strategies (random-k) and the sim model.
+    #[serde(default)]
+    pub seed: u64,
+    pub models: BTreeMap<String, ModelSpec>,
+    #[serde(default)]
+    pub grade: Option<GradeSpec>,
+    /// Directory of prompt templates (default `prompts`).
+    #[serde(default)]
+    pub prompts_dir: Option<String>,
+    pub nodes: Map<String, Value>,
+    /// Free-form settings that a pipeline shares through YAML anchors; ignored by the engine.
+    #[serde(default, rename = "x-shared", skip_serializing)]
+    pub shared: Option<Value>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A reference to an upstream node's output, optionally one field of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ref {
+    pub node: String,
+    pub field: Option<String>,
+}
+
+/// A template variable bound to one upstream output or an ordered list of them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Binding {
+    One(Ref),
+    List(Vec<Ref>),
+}
+
+/// One node of the expanded graph (per problem and sample).
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    /// Unique name after expansion (`attempt_2`).
+    pub id: String,
+    /// Name in the file (`attempt` in a repeat body).
+    pub base: String,
+    /// Round: 0 outside repeat blocks unless set; i for the i-th repetition.
+    pub round: u32,
+    pub kind: String,
+    pub model: Option<String>,
+    pub prompt: Option<String>,
+    pub input: Option<Ref>,
+    pub vars: Vec<(String, Binding)>,
+    #[serde(skip)]
+    pub when: Option<when::Cond>,
+    pub when_text: Option<String>,
+    pub after: Vec<String>,
+    /// Kind-specific fields (strategy, k, extract, compare, …).
+    pub params: Map<String, Value>,
+    /// Upstream nodes referenced directly in the prompt template.
+    pub template_refs: Vec<String>,
+    /// Key path in the YAML tree, for error locations.
+    #[serde(skip)]
+    pub path: String,
+}
+
+impl Node {
+    /// Every upstream node id this node needs, without repeats, in first-mention order.
+    pub fn deps(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut push = |n: &str| {
+            if !out.iter().any(|o| o == n) {
+                out.push(n.to_string());
+            }
+        };
+        if let Some(r) = &self.input {
+            push(&r.node);
+        }
+        for (_, b) in &self.vars {
+            match b {
+                Binding::One(r) => push(&r.node),
+                Binding::List(rs) => rs.iter().for_each(|r| push(&r.node)),
+            }
+        }
+        if let Some(c) = &self.when {
+            c.refs().iter().for_each(|r| push(&r.node));
+        }
+        self.after.iter().for_each(|a| push(a));
+        self.template_refs.iter().for_each(|a| push(a));
+        out
+    }
+}
+
+/// A loaded, expanded and validated pipeline, ready to run.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub file: PathBuf,
+    /// The merged tree after `extends` and `--set` (recorded in config.json).
+    pub tree: Value,
+    pub spec: PipelineSpec,
+    /// Expanded nodes in a topological order.
+    pub nodes: Vec<Node>,
+    pub problems_path: PathBuf,
+    pub problem_set: ProblemSet,
+    pub problems: Vec<Problem>,
+    /// Prompt name → template text.
+    pub prompts: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+}
+
+impl Pipeline {
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+    /// The first `grade` mode in force (pipeline block), for reports.
+    pub fn grade(&self) -> Option<&GradeSpec> {
+        self.spec.grade.as_ref()
+    }
+}
+
+/// Options from the command line that shape loading.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub sets: Vec<String>,
+    pub filters: Filters,
+}
+
+/// Loads, expands and validates a pipeline; every error found is returned at once.
+pub fn load(path: &std::path::Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
+    resolve::resolve(path, opts)
+}

@@ -1,0 +1,199 @@
+//! The `models:` section of a pipeline: which backend a named model uses, its sampling
+//! parameters, continuation limits, concurrency/rate limits, prices and `sim` settings.
+//! It only describes; `llm::build_provider` turns a spec into a working provider.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One named model of a pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// `sim` (built-in simulated reasoner), `openai`, `fireworks`, `together`, `deepseek`,
+    /// `openrouter` or `openai-compatible`.
+    pub provider: String,
+    /// The provider's model id (for `sim`, any label).
+    #[serde(default = "default_model_name")]
+    pub model: String,
+    /// API base URL; defaults per named provider. Not part of the cache key.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Name of the environment variable that holds the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// `chat` (default) or `completions` (raw text with a chat format).
+    #[serde(default)]
+    pub endpoint: Endpoint,
+    /// For `endpoint: completions`: how messages become one text (`deepseek_r1`, `chatml`).
+    #[serde(default)]
+    pub chat_format: Option<String>,
+    /// Stream the answer over SSE (default true).
+    #[serde(default = "yes")]
+    pub stream: bool,
+    #[serde(default)]
+    pub params: SamplingParams,
+    /// Provider-specific parameters passed through as they are.
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub continuation: Continuation,
+    /// At most this many calls of this model in flight (below the run's `--concurrency`).
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+    /// Requests per minute and tokens per minute client-side limits.
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    #[serde(default)]
+    pub tpm: Option<u32>,
+    /// Dollars per million input / output tokens.
+    #[serde(default)]
+    pub price: Price,
+    /// Keeps this model's cache entries apart from another endpoint's with the same name.
+    #[serde(default)]
+    pub cache_namespace: Option<String>,
+    /// Per-request timeout in seconds and retries (never part of the cache key).
+    #[serde(default = "default_timeout")]
+    pub timeout_s: f64,
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// Settings of the `sim` provider.
+    #[serde(default)]
+    pub sim: SimSettings,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    #[default]
+    Chat,
+    Completions,
+}
+
+impl Endpoint {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Completions => "completions",
+        }
+    }
+}
+
+/// Sampling parameters; only those that are set are sent and hashed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+}
+
+/// Continuation of a trace cut by `finish_reason: length`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Continuation {
+    #[serde(default)]
+    pub max_continuations: u32,
+    #[serde(default)]
+    pub max_total_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    #[serde(default)]
+    pub input_per_m: f64,
+    #[serde(default)]
+    pub output_per_m: f64,
+}
+
+/// The simulated reasoner's knobs. Its answers depend only on the request and sample
+/// index; latency never changes what it says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSettings {
+    /// Mean latency per call in milliseconds, and its uniform jitter (±).
+    #[serde(default)]
+    pub latency_ms: f64,
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// When set, latency also grows with the output: tokens / tokens_per_second.
+    #[serde(default)]
+    pub tokens_per_second: Option<f64>,
+    /// Probability of a right answer with no earlier summaries in the prompt.
+    #[serde(default = "default_base_accuracy")]
+    pub base_accuracy: f64,
+    /// Added to that probability per earlier summary in the prompt (capped at 0.95).
+    #[serde(default = "default_gain")]
+    pub gain_per_summary: f64,
+    /// Approximate words in a reasoning trace.
+    #[serde(default = "default_trace_words")]
+    pub trace_words: usize,
+    /// Probability that a call fails (for tests of failure handling); 0 by default.
+    #[serde(default)]
+    pub fail_rate: f64,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings {
+            latency_ms: 0.0,
+            jitter_ms: 0.0,
+            tokens_per_second: None,
+            base_accuracy: default_base_accuracy(),
+            gain_per_summary: default_gain(),
+            trace_words: default_trace_words(),
+            fail_rate: 0.0,
+        }
+    }
+}
+
+fn default_model_name() -> String {
+    "default".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_timeout() -> f64 {
+    600.0
+}
+fn default_retries() -> u32 {
+    6
+}
+fn default_base_accuracy() -> f64 {
+    0.35
+}
+fn default_gain() -> f64 {
+    0.12
+}
+fn default_trace_words() -> usize {
+    120
+}
+
+impl ModelSpec {
+    /// The sampling parameters as the ordered map that is sent and hashed (`extra` merged in).
+    pub fn param_map(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut map: BTreeMap<String, serde_json::Value> =
+            match serde_json::to_value(&self.params) {
+                Ok(serde_json::Value::Object(o)) => o.into_iter().collect(),
+                _ => BTreeMap::new(),
+            };
+        for (k, v) in &self.extra {
+            map.insert(k.clone(), v.clone());
+        }
+        map
+    }
+}

@@ -1,0 +1,366 @@
+//! From a pipeline file to a runnable `Pipeline`: loads the tree (`load`), applies `--set`
+//! and CLI filters, decodes the typed top level, loads the problem set and prompts, expands
+//! the nodes (`expand`) and checks everything a run needs — kinds and their fields, models,
+//! prompt files and template variables, edges and output fields, cycles — collecting every
+//! error with its file and line before anything runs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use petgraph::graph::DiGraph;
+use serde_json::Value;
+
+use super::load::{self, LocMap};
+use super::{Binding, Diag, LoadOptions, Node, Pipeline, PipelineSpec, Ref, expand};
+use crate::data;
+use crate::nodes::{self, Need};
+use crate::template;
+
+pub const PROVIDERS: [&str; 7] = ["sim", "openai", "fireworks", "together", "deepseek", "openrouter", "openai-compatible"];
+
+/// Resolves a path written in a pipeline: as given when absolute or present relative to the
+/// working directory, else relative to the project holding the pipeline (the parent of its
+/// `pipelines/` folder), else relative to the pipeline file's own folder.
+pub fn resolve_path(rel: &str, pipeline_file: &Path) -> PathBuf {
+    let p = PathBuf::from(rel);
+    if p.is_absolute() || p.exists() {
+        return p;
+    }
+    let dir = pipeline_file.parent().unwrap_or(Path::new("."));
+    for base in [dir.parent(), Some(dir)].into_iter().flatten() {
+        let c = base.join(rel);
+        if c.exists() {
+            return c;
+        }
+    }
+    p
+}
+
+pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
+    let (mut tree, mut locs) = load::load_file(path).map_err(|d| vec![d])?;
+    let mut diags = Vec::new();
+    for s in &opts.sets {
+        if let Err(d) = load::apply_set(&mut tree, &mut locs, s) {
+            diags.push(d);
+        }
+    }
+    apply_cli_filters(&mut tree, &mut locs, opts);
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let spec: PipelineSpec = match serde_path_to_error::deserialize(tree.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let p = e.path().to_string();
+            let p = if p == "." { String::new() } else { p };
+            let inner = e.into_inner().to_string();
+            let hint = if inner.contains("unknown field") {
+                "remove or rename the field; see README: pipeline format"
+            } else if inner.contains("missing field") {
+                "add the field; see README: pipeline format"
+            } else {
+                "see README: pipeline format"
+            };
+            return Err(vec![Diag::at(&locs.find(&p), format!("`{p}`: {inner}")).hint(hint)]);
+        }
+    };
+    if spec.samples == 0 {
+        diags.push(Diag::at(&locs.find("samples"), "`samples:` must be at least 1"));
+    }
+    check_models(&spec, &locs, &mut diags);
+
+    // problem set
+    let problems_path = resolve_path(&spec.problems.path, path);
+    let mut problem_set = None;
+    let mut problems = Vec::new();
+    match data::load(&problems_path) {
+        Err(e) => {
+            let mut d = Diag::at(&locs.find("problems.path"), e);
+            let stem = problems_path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            d = if !problems_path.exists() && stem.starts_with("aime_2024") {
+                d.hint("this set is not shipped; fetch it with `distill data pull aime-2024`, or point elsewhere with --set problems.path=PATH (e.g. ../shared/data/aime_2024.csv)")
+            } else {
+                d.hint("set `problems.path` (relative to the working directory or the project) or pass --set problems.path=PATH")
+            };
+            diags.push(d);
+        }
+        Ok(set) => {
+            match data::select(&set, &spec.problems.filters()) {
+                Ok(p) => problems = p,
+                Err(es) => {
+                    for e in es {
+                        diags.push(Diag::at(&locs.find("problems"), e).hint("filters use 0-based inclusive index_range a-b, or ids from the CSV's id column"));
+                    }
+                }
+            }
+            problem_set = Some(set);
+        }
+    }
+
+    // nodes
+    let mut nodes = match expand::expand(&spec.nodes, &locs) {
+        Ok(n) => n,
+        Err(mut es) => {
+            diags.append(&mut es);
+            return Err(sorted(diags));
+        }
+    };
+    let prompts_dir = resolve_path(spec.prompts_dir.as_deref().unwrap_or("prompts"), path);
+    let mut prompts = BTreeMap::new();
+    let columns: Vec<String> = problem_set.as_ref().map(|s| s.columns.clone()).unwrap_or_default();
+    let kinds: HashMap<String, &'static nodes::KindInfo> = nodes::registry().iter().map(|k| (k.info().name.to_string(), k.info())).collect();
+    let node_kind: HashMap<String, String> = nodes.iter().map(|n| (n.id.clone(), n.kind.clone())).collect();
+    for n in &mut nodes {
+        check_node(n, &spec, &locs, &kinds, &node_kind, &columns, problem_set.is_some(), &prompts_dir, &mut prompts, &mut diags);
+    }
+    if let Some(g) = &spec.grade {
+        if let Err(e) = crate::grade::check_extractor(&g.extract) {
+            diags.push(Diag::at(&locs.find("grade.extract"), e));
+        }
+        if g.compare == crate::grade::Compare::LlmJudge {
+            match &g.judge_model {
+                None => diags.push(Diag::at(&locs.find("grade"), "`compare: llm_judge` needs `judge_model:`").hint("name one of `models:`")),
+                Some(m) if !spec.models.contains_key(m) => diags.push(Diag::at(&locs.find("grade.judge_model"), format!("unknown model `{m}`"))),
+                _ => {}
+            }
+        }
+    }
+    if let Err(es) = template::Templates::compile(&prompts) {
+        for (name, e) in es {
+            diags.push(Diag::new(&prompts_dir.join(format!("{name}.hbs")).display().to_string(), None, format!("template does not compile: {e}")));
+        }
+    }
+    let order = match topo_order(&nodes) {
+        Ok(o) => o,
+        Err(cycle) => {
+            let n = nodes.iter().find(|n| n.id == cycle).expect("cycle node exists");
+            diags.push(Diag::at(&locs.find(&n.path), format!("the graph has a cycle through node `{cycle}`"))
+                .hint("a node cannot depend, directly or through others, on itself; check input/vars/when/after and template references"));
+            Vec::new()
+        }
+    };
+    if !diags.is_empty() {
+        return Err(sorted(diags));
+    }
+    let mut by_id: HashMap<String, Node> = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+    let nodes: Vec<Node> = order.iter().map(|id| by_id.remove(id).expect("node")).collect();
+    let problem_set = problem_set.expect("loaded");
+    let mut warnings = Vec::new();
+    for group in data::duplicate_questions(&problems) {
+        warnings.push(format!(
+            "{}: problems {} have the same question; they share cache entries (use `samples:` for independent draws)",
+            spec.problems.path,
+            group.join(", ")
+        ));
+    }
+    Ok(Pipeline { file: path.to_path_buf(), tree, spec, nodes, problems_path, problem_set, problems, prompts, warnings })
+}
+
+fn sorted(mut d: Vec<Diag>) -> Vec<Diag> {
+    d.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    d.dedup();
+    d
+}
+
+fn apply_cli_filters(tree: &mut Value, locs: &mut LocMap, opts: &LoadOptions) {
+    let f = &opts.filters;
+    let Some(obj) = tree.as_object_mut() else { return };
+    let Some(p) = obj.get_mut("problems").and_then(|p| p.as_object_mut()) else { return };
+    let cli = load::Loc { file: "command line".into(), line: None };
+    if let Some(ids) = &f.question_ids {
+        p.remove("index_range");
+        p.insert("question_ids".into(), serde_json::json!(ids));
+        locs.map_insert("problems.question_ids", cli.clone());
+    }
+    if let Some(r) = &f.index_range {
+        if f.question_ids.is_none() {
+            p.remove("question_ids");
+        }
+        p.insert("index_range".into(), Value::String(r.clone()));
+        locs.map_insert("problems.index_range", cli.clone());
+    }
+    if let Some(ex) = &f.exclude_question_ids {
+        p.insert("exclude_question_ids".into(), serde_json::json!(ex));
+        locs.map_insert("problems.exclude_question_ids", cli);
+    }
+}
+
+fn check_models(spec: &PipelineSpec, locs: &LocMap, diags: &mut Vec<Diag>) {
+    for (name, m) in &spec.models {
+        let at = |k: &str| locs.find(&format!("models.{name}.{k}"));
+        if !PROVIDERS.contains(&m.provider.as_str()) {
+            diags.push(Diag::at(&at("provider"), format!("model `{name}`: unknown provider `{}`", m.provider)).hint(format!("providers: {}", PROVIDERS.join(", "))));
+        }
+        if m.provider == "openai-compatible" && m.base_url.is_none() {
+            diags.push(Diag::at(&at("provider"), format!("model `{name}`: provider openai-compatible needs `base_url:`")).hint("e.g. base_url: http://127.0.0.1:8000/v1"));
+        }
+        if m.max_in_flight == Some(0) {
+            diags.push(Diag::at(&at("max_in_flight"), "`max_in_flight` must be at least 1"));
+        }
+        for (k, v) in [("base_accuracy", m.sim.base_accuracy), ("fail_rate", m.sim.fail_rate)] {
+            if !(0.0..=1.0).contains(&v) {
+                diags.push(Diag::at(&at(&format!("sim.{k}")), format!("`sim.{k}` must be between 0 and 1")));
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_node(
+    n: &mut Node,
+    spec: &PipelineSpec,
+    locs: &LocMap,
+    kinds: &HashMap<String, &'static nodes::KindInfo>,
+    node_kind: &HashMap<String, String>,
+    columns: &[String],
+    have_columns: bool,
+    prompts_dir: &Path,
+    prompts: &mut BTreeMap<String, String>,
+    diags: &mut Vec<Diag>,
+) {
+    let at = |k: &str| locs.find(&format!("{}.{k}", n.path));
+    let Some(info) = kinds.get(&n.kind) else {
+        diags.push(Diag::at(&at("kind"), format!("node `{}`: unknown kind `{}`", n.base, n.kind)).hint(format!("kinds: {}", nodes::kind_names().join(", "))));
+        return;
+    };
+    for k in n.params.keys() {
+        if !info.params.contains(&k.as_str()) {
+            let allowed = if info.params.is_empty() { "none".to_string() } else { info.params.join(", ") };
+            diags.push(Diag::at(&at(k), format!("node `{}`: unknown field `{k}` for kind `{}`", n.base, n.kind))
+                .hint(format!("common fields: kind, model, prompt, input, vars, when, after, round; `{}` also takes: {allowed}", n.kind)));
+        }
+    }
+    for (what, need, present) in [("model", info.model, n.model.is_some()), ("prompt", info.prompt, n.prompt.is_some()), ("input", info.input, n.input.is_some())] {
+        if need == Need::Required && !present && !(what == "prompt" && kind_needs_no_prompt(n)) && !(what == "model" && kind_needs_no_prompt(n)) {
+            diags.push(Diag::at(&locs.find(&n.path), format!("node `{}` (kind `{}`) needs `{what}:`", n.base, n.kind)));
+        }
+        if need == Need::Never && present {
+            diags.push(Diag::at(&at(what), format!("node `{}`: kind `{}` takes no `{what}:`", n.base, n.kind)));
+        }
+    }
+    if let Some(m) = &n.model {
+        if !spec.models.contains_key(m) {
+            diags.push(Diag::at(&at("model"), format!("node `{}`: unknown model `{m}`", n.base)).hint(format!("models: {}", spec.models.keys().cloned().collect::<Vec<_>>().join(", "))));
+        }
+    }
+    let kind = nodes::kind(&n.kind).expect("known");
+    for (field, msg) in kind.check(n, spec) {
+        diags.push(Diag::at(&at(&field), format!("node `{}`: {msg}", n.base)));
+    }
+    // output fields of references
+    let mut refs: Vec<(String, &Ref)> = Vec::new();
+    if let Some(r) = &n.input {
+        refs.push(("input".into(), r));
+    }
+    for (k, b) in &n.vars {
+        match b {
+            Binding::One(r) => refs.push((format!("vars.{k}"), r)),
+            Binding::List(rs) => refs.extend(rs.iter().map(|r| (format!("vars.{k}"), r))),
+        }
+    }
+    if let Some(c) = &n.when {
+        refs.extend(c.refs().into_iter().map(|r| ("when".to_string(), r)));
+    }
+    let mut seen = HashSet::new();
+    for (field, r) in refs {
+        if let Some(f) = &r.field {
+            if !seen.insert((r.node.clone(), f.clone())) {
+                continue;
+            }
+            check_field(&r.node, f, node_kind, kinds, &at(&field), &n.base, diags);
+        }
+    }
+    // prompt file and its variables
+    let Some(prompt) = n.prompt.clone() else { return };
+    let file = prompts_dir.join(format!("{prompt}.hbs"));
+    let text = match prompts.get(&prompt) {
+        Some(t) => t.clone(),
+        None => match std::fs::read_to_string(&file) {
+            Ok(t) => {
+                prompts.insert(prompt.clone(), t.clone());
+                t
+            }
+            Err(_) => {
+                diags.push(Diag::at(&at("prompt"), format!("node `{}`: prompt `{prompt}` not found (looked for {})", n.base, file.display()))
+                    .hint("prompts are handlebars files under prompts/, named without the .hbs extension"));
+                return;
+            }
+        },
+    };
+    let mut provided: HashSet<&str> = ["problem", "round", "sample"].into();
+    provided.extend(columns.iter().map(|s| s.as_str()));
+    provided.extend(info.template_vars.iter().copied());
+    if n.input.is_some() {
+        provided.insert("input");
+    }
+    let var_names: Vec<String> = n.vars.iter().map(|(k, _)| k.clone()).collect();
+    provided.extend(var_names.iter().map(|s| s.as_str()));
+    for (root, field) in template::root_variables(&text) {
+        if provided.contains(root.as_str()) {
+            continue;
+        }
+        if node_kind.contains_key(&root) && root != n.id {
+            if let Some(f) = &field {
+                check_field(&root, f, node_kind, kinds, &at("prompt"), &n.base, diags);
+            }
+            if !n.template_refs.contains(&root) {
+                n.template_refs.push(root);
+            }
+            continue;
+        }
+        if !have_columns {
+            continue;
+        }
+        let mut avail: Vec<&str> = provided.iter().copied().collect();
+        avail.sort();
+        diags.push(Diag::at(&at("prompt"), format!("node `{}`: prompt `{prompt}` uses `{{{{{root}}}}}`, which neither a problem column, a `vars:` entry nor a node provides", n.base))
+            .hint(format!("available here: {}; add it under `vars:` (e.g. `vars: {{{root}: all.summary}}`)", avail.join(", "))));
+    }
+}
+
+/// Summaries with a non-LLM strategy need neither model nor prompt.
+fn kind_needs_no_prompt(n: &Node) -> bool {
+    n.kind == "summarize" && n.params.get("strategy").and_then(|s| s.as_str()).is_some_and(|s| !matches!(s, "llm" | "chunked"))
+}
+
+fn check_field(node: &str, field: &str, node_kind: &HashMap<String, String>, kinds: &HashMap<String, &'static nodes::KindInfo>, loc: &load::Loc, base: &str, diags: &mut Vec<Diag>) {
+    let Some(k) = node_kind.get(node).and_then(|k| kinds.get(k)) else { return };
+    let graded = ["answer", "correct"];
+    if !k.provides.contains(&field) && !(k.name == "reason" && graded.contains(&field)) {
+        diags.push(Diag::at(loc, format!("node `{base}`: `{node}.{field}` — kind `{}` provides no field `{field}`", k.name))
+            .hint(format!("`{}` provides: {}", k.name, k.provides.join(", "))));
+    }
+}
+
+/// A topological order of the nodes (file order among independent ones), or a node on a cycle.
+pub fn topo_order(nodes: &[Node]) -> Result<Vec<String>, String> {
+    let mut g: DiGraph<usize, ()> = DiGraph::new();
+    let idx: Vec<_> = (0..nodes.len()).map(|i| g.add_node(i)).collect();
+    let pos: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    for (i, n) in nodes.iter().enumerate() {
+        for d in n.deps() {
+            if let Some(&j) = pos.get(d.as_str()) {
+                g.add_edge(idx[j], idx[i], ());
+            }
+        }
+    }
+    // Kahn's algorithm with a min-heap on file position keeps the order readable;
+    // petgraph's toposort finds the cycle.
+    if let Err(c) = petgraph::algo::toposort(&g, None) {
+        return Err(nodes[g[c.node_id()]].id.clone());
+    }
+    let mut indeg: Vec<usize> = idx.iter().map(|&i| g.neighbors_directed(i, petgraph::Incoming).count()).collect();
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..nodes.len()).filter(|&i| indeg[i] == 0).map(std::cmp::Reverse).collect();
+    let mut out = Vec::new();
+    while let Some(std::cmp::Reverse(i)) = ready.pop() {
+        out.push(nodes[i].id.clone());
+        for nb in g.neighbors_directed(idx[i], petgraph::Outgoing) {
+            let j = g[nb];
+            indeg[j] -= 1;
+            if indeg[j] == 0 {
+                ready.push(std::cmp::Reverse(j));
+            }
+        }
+    }
+    Ok(out)
+}
