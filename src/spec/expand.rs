@@ -31,6 +31,12 @@ struct Raw {
 
 /// Expands and resolves; all errors at once.
 pub fn expand(nodes: &Map<String, Value>, locs: &LocMap) -> Result<Vec<Node>, Vec<Diag>> {
+    let (out, diags) = expand_partial(nodes, locs);
+    if diags.is_empty() { Ok(out) } else { Err(diags) }
+}
+
+/// Expands what it can: the nodes that resolved, and the errors of the others.
+pub fn expand_partial(nodes: &Map<String, Value>, locs: &LocMap) -> (Vec<Node>, Vec<Diag>) {
     let mut diags = Vec::new();
     let mut raws: Vec<Raw> = Vec::new();
     for (name, v) in nodes {
@@ -67,7 +73,7 @@ pub fn expand(nodes: &Map<String, Value>, locs: &LocMap) -> Result<Vec<Node>, Ve
         }
     }
     let out: Vec<Node> = raws.iter().filter_map(|r| resolve_raw(r, &ids, locs, &mut diags)).collect();
-    if diags.is_empty() { Ok(out) } else { Err(diags) }
+    (out, diags)
 }
 
 fn valid_id(s: &str) -> bool {

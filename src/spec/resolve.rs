@@ -98,13 +98,8 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
     }
 
     // nodes
-    let mut nodes = match expand::expand(&spec.nodes, &locs) {
-        Ok(n) => n,
-        Err(mut es) => {
-            diags.append(&mut es);
-            return Err(sorted(diags));
-        }
-    };
+    let (mut nodes, mut expand_errors) = expand::expand_partial(&spec.nodes, &locs);
+    diags.append(&mut expand_errors);
     let prompts_dir = resolve_path(spec.prompts_dir.as_deref().unwrap_or("prompts"), path);
     let mut prompts = BTreeMap::new();
     let columns: Vec<String> = problem_set.as_ref().map(|s| s.columns.clone()).unwrap_or_default();
