@@ -128,8 +128,9 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
     let order = match topo_order(&nodes) {
         Ok(o) => o,
         Err(cycle) => {
-            let n = nodes.iter().find(|n| n.id == cycle).expect("cycle node exists");
-            diags.push(Diag::at(&locs.find(&n.path), format!("the graph has a cycle through node `{cycle}`"))
+            let first = cycle.split(", ").next().unwrap_or_default();
+            let n = nodes.iter().find(|n| n.id == first).expect("cycle node exists");
+            diags.push(Diag::at(&locs.find(&n.path), format!("the graph has a cycle through nodes {cycle}"))
                 .hint("a node cannot depend, directly or through others, on itself; check input/vars/when/after and template references"));
             Vec::new()
         }
@@ -327,7 +328,7 @@ fn check_field(node: &str, field: &str, node_kind: &HashMap<String, String>, kin
     }
 }
 
-/// A topological order of the nodes (file order among independent ones), or a node on a cycle.
+/// A topological order of the nodes (file order among independent ones), or the nodes of a cycle.
 pub fn topo_order(nodes: &[Node]) -> Result<Vec<String>, String> {
     let mut g: DiGraph<usize, ()> = DiGraph::new();
     let idx: Vec<_> = (0..nodes.len()).map(|i| g.add_node(i)).collect();
@@ -341,8 +342,16 @@ pub fn topo_order(nodes: &[Node]) -> Result<Vec<String>, String> {
     }
     // Kahn's algorithm with a min-heap on file position keeps the order readable;
     // petgraph's toposort finds the cycle.
-    if let Err(c) = petgraph::algo::toposort(&g, None) {
-        return Err(nodes[g[c.node_id()]].id.clone());
+    if petgraph::algo::toposort(&g, None).is_err() {
+        // name every node of the first cycle, in file order
+        let mut cyc: Vec<usize> = petgraph::algo::tarjan_scc(&g)
+            .into_iter()
+            .filter(|c| c.len() > 1 || g.contains_edge(c[0], c[0]))
+            .map(|c| c.into_iter().map(|x| g[x]).collect::<Vec<_>>())
+            .min_by_key(|c| c.iter().copied().min())
+            .unwrap_or_default();
+        cyc.sort();
+        return Err(cyc.iter().map(|&i| nodes[i].id.clone()).collect::<Vec<_>>().join(", "));
     }
     let mut indeg: Vec<usize> = idx.iter().map(|&i| g.neighbors_directed(i, petgraph::Incoming).count()).collect();
     let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..nodes.len()).filter(|&i| indeg[i] == 0).map(std::cmp::Reverse).collect();
