@@ -44,7 +44,8 @@ pub struct RunWriter {
 pub fn new_run_id() -> String {
     let t = time::OffsetDateTime::now_utc();
     let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    format!("{}-{:06x}", t.format(&f).unwrap_or_default(), rand::random::<u32>() & 0xff_ffff)
+    // milliseconds keep run directories in time order when sorted by name
+    format!("{}{:03}Z-{:06x}", t.format(&f).unwrap_or_default().trim_end_matches('Z'), t.millisecond(), rand::random::<u32>() & 0xff_ffff)
 }
 
 /// The resolved pipeline, prompts and provenance, as written to config.json.

@@ -299,6 +299,9 @@ fn finish(
         op.left -= 1;
         for &d in &g.dependents[i] {
             let State::Waiting(n) = &mut op.states[d] else { continue };
+            if *n == usize::MAX {
+                continue; // already failed or skipped through another upstream node
+            }
             *n -= 1;
             if failed || skipped {
                 // the first upstream failure or skip decides; its other deps no longer matter
