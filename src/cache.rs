@@ -93,7 +93,10 @@ impl Cache {
     pub fn open(root: &Path) -> Result<Self> {
         fs::create_dir_all(root.join("objects"))
             .with_context(|| format!("creating cache directory {}", root.display()))?;
-        Ok(Cache { root: root.to_path_buf(), counters: Counters::default() })
+        Ok(Cache {
+            root: root.to_path_buf(),
+            counters: Counters::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -101,7 +104,10 @@ impl Cache {
     }
 
     fn path(&self, key: &Key) -> PathBuf {
-        self.root.join("objects").join(&key.0[..2]).join(&key.0[2..])
+        self.root
+            .join("objects")
+            .join(&key.0[..2])
+            .join(&key.0[2..])
     }
 
     /// Whether an entry file exists (not verified; for plans).
@@ -119,7 +125,9 @@ impl Cache {
                 return None;
             }
         };
-        match decode(&bytes, key, kind).and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())) {
+        match decode(&bytes, key, kind)
+            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+        {
             Ok(v) => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 Some(v)
@@ -127,7 +135,10 @@ impl Cache {
             Err(e) => {
                 self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("cache entry {} is corrupt ({e}); treating it as a miss and fetching again", path.display());
+                tracing::warn!(
+                    "cache entry {} is corrupt ({e}); treating it as a miss and fetching again",
+                    path.display()
+                );
                 None
             }
         }
@@ -135,14 +146,20 @@ impl Cache {
 
     /// Writes an entry atomically (temporary file + rename; no fsync, see `sync`).
     pub fn put<T: Serialize>(&self, key: &Key, kind: &str, value: &T) -> Result<()> {
-        let payload = serde_json::to_vec(&serde_json::json!({"key": key.0, "kind": kind, "value": value}))?;
+        let payload =
+            serde_json::to_vec(&serde_json::json!({"key": key.0, "kind": kind, "value": value}))?;
         let compressed = zstd::bulk::compress(&payload, 3)?;
         let path = self.path(key);
         let dir = path.parent().expect("has parent");
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let tmp = dir.join(format!(".tmp-{}-{:x}", std::process::id(), rand::random::<u64>()));
+        let tmp = dir.join(format!(
+            ".tmp-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         {
-            let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+            let mut f =
+                fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
             f.write_all(MAGIC)?;
             f.write_all(blake3::hash(&payload).as_bytes())?;
             f.write_all(&compressed)?;
@@ -164,10 +181,14 @@ impl Cache {
     /// Every entry: (key, path).
     pub fn entries(&self) -> Vec<(Key, PathBuf)> {
         let mut out = Vec::new();
-        let Ok(dirs) = fs::read_dir(self.root.join("objects")) else { return out };
+        let Ok(dirs) = fs::read_dir(self.root.join("objects")) else {
+            return out;
+        };
         for d in dirs.flatten() {
             let prefix = d.file_name().to_string_lossy().to_string();
-            let Ok(files) = fs::read_dir(d.path()) else { continue };
+            let Ok(files) = fs::read_dir(d.path()) else {
+                continue;
+            };
             for f in files.flatten() {
                 let name = f.file_name().to_string_lossy().to_string();
                 if name.starts_with(".tmp-") {
@@ -200,11 +221,13 @@ fn decode_any(bytes: &[u8], key: &Key) -> Result<(String, Value), String> {
         return Err("bad header".into());
     }
     let sum = &bytes[MAGIC.len()..MAGIC.len() + 32];
-    let payload = zstd::stream::decode_all(&bytes[MAGIC.len() + 32..]).map_err(|e| format!("decompression failed: {e}"))?;
+    let payload = zstd::stream::decode_all(&bytes[MAGIC.len() + 32..])
+        .map_err(|e| format!("decompression failed: {e}"))?;
     if blake3::hash(&payload).as_bytes() != sum {
         return Err("checksum mismatch".into());
     }
-    let env: Envelope = serde_json::from_slice(&payload).map_err(|e| format!("bad payload: {e}"))?;
+    let env: Envelope =
+        serde_json::from_slice(&payload).map_err(|e| format!("bad payload: {e}"))?;
     if env.key != key.0 {
         return Err("entry holds another key".into());
     }
@@ -229,8 +252,14 @@ mod tests {
         let a = Key::of(&json!({"model": "m", "params": {"t": 0.6, "k": 40}, "sample": 0}));
         let b = Key::of(&json!({"sample": 0, "params": {"k": 40, "t": 0.6}, "model": "m"}));
         assert_eq!(a, b);
-        assert_ne!(a, Key::of(&json!({"model": "m", "params": {"t": 0.7, "k": 40}, "sample": 0})));
-        assert_ne!(a, Key::of(&json!({"model": "m", "params": {"t": 0.6, "k": 40}, "sample": 1})));
+        assert_ne!(
+            a,
+            Key::of(&json!({"model": "m", "params": {"t": 0.7, "k": 40}, "sample": 0}))
+        );
+        assert_ne!(
+            a,
+            Key::of(&json!({"model": "m", "params": {"t": 0.6, "k": 40}, "sample": 1}))
+        );
     }
 
     #[test]

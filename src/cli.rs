@@ -13,7 +13,11 @@ use crate::exec::{self, Mode, RunCtx, RunOptions};
 use crate::spec::{self, LoadOptions, Pipeline};
 
 #[derive(Parser)]
-#[command(name = "distill", version, about = "Run LLM reasoning experiments (iterated summarization and friends) described as YAML graphs")]
+#[command(
+    name = "distill",
+    version,
+    about = "Run LLM reasoning experiments (iterated summarization and friends) described as YAML graphs"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -142,9 +146,16 @@ pub fn main() -> i32 {
 }
 
 fn init_tracing(verbose: bool) {
-    let filter = if verbose { "distill=info" } else { "distill=warn" };
+    let filter = if verbose {
+        "distill=info"
+    } else {
+        "distill=warn"
+    };
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("DISTILL_LOG").unwrap_or_else(|_| filter.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DISTILL_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -177,7 +188,9 @@ fn load(args: &LoadArgs) -> Result<Pipeline, i32> {
 }
 
 fn offline_env() -> bool {
-    std::env::var("ENABLE_API_CALLS").map(|v| v.trim() == "0" || v.eq_ignore_ascii_case("false")).unwrap_or(false)
+    std::env::var("ENABLE_API_CALLS")
+        .map(|v| v.trim() == "0" || v.eq_ignore_ascii_case("false"))
+        .unwrap_or(false)
 }
 
 fn run_options(a: &RunArgs) -> RunOptions {
@@ -193,7 +206,10 @@ fn run_options(a: &RunArgs) -> RunOptions {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 fn pipeline(cmd: PipelineCmd) -> i32 {
@@ -202,7 +218,13 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
             init_tracing(false);
             match load(&a) {
                 Ok(p) => {
-                    println!("{}: valid — {} nodes per problem and sample, {} problem(s) × {} sample(s)", a.file.display(), p.nodes.len(), p.problems.len(), p.spec.samples);
+                    println!(
+                        "{}: valid — {} nodes per problem and sample, {} problem(s) × {} sample(s)",
+                        a.file.display(),
+                        p.nodes.len(),
+                        p.problems.len(),
+                        p.spec.samples
+                    );
                     0
                 }
                 Err(c) => c,
@@ -233,7 +255,11 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
                 Ok(s) => s.exit_code(),
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    if e.chain().any(|c| c.to_string().contains("model `")) { 2 } else { 1 }
+                    if e.chain().any(|c| c.to_string().contains("model `")) {
+                        2
+                    } else {
+                        1
+                    }
                 }
             }
         }
@@ -264,10 +290,26 @@ async fn plan(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
     let p = &ctx.pipeline;
     let samples = p.spec.samples.max(1) as u64;
     let n = p.problems.len() as u64;
-    let model_nodes: Vec<_> = p.nodes.iter().enumerate().filter(|(i, _)| crate::graph::uses_model(p, *i)).map(|(_, n)| n).collect();
-    println!("plan for {} ({} problem(s) × {} sample(s))", p.spec.name, n, samples);
-    println!("  nodes per problem and sample: {} ({} with model calls)", p.nodes.len(), model_nodes.len());
-    println!("  model-call nodes in all: {}", model_nodes.len() as u64 * n * samples);
+    let model_nodes: Vec<_> = p
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| crate::graph::uses_model(p, *i))
+        .map(|(_, n)| n)
+        .collect();
+    println!(
+        "plan for {} ({} problem(s) × {} sample(s))",
+        p.spec.name, n, samples
+    );
+    println!(
+        "  nodes per problem and sample: {} ({} with model calls)",
+        p.nodes.len(),
+        model_nodes.len()
+    );
+    println!(
+        "  model-call nodes in all: {}",
+        model_nodes.len() as u64 * n * samples
+    );
     let cached: u64 = sink.cached.values().sum();
     let to_make: u64 = sink.to_make.values().sum();
     println!("  in the cache: {cached}");
@@ -279,7 +321,12 @@ async fn plan(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
     let est = est_first + (to_make.saturating_sub(first_calls)) * per_call.max(1000);
     println!("  estimated tokens to spend: ~{est} (prompt ≈ chars/4, completion ≈ max_tokens)");
     for node in &model_nodes {
-        println!("    {:<14} cached {:>6}  to make {:>6}", node.id, sink.cached.get(&node.id).unwrap_or(&0), sink.to_make.get(&node.id).unwrap_or(&0));
+        println!(
+            "    {:<14} cached {:>6}  to make {:>6}",
+            node.id,
+            sink.cached.get(&node.id).unwrap_or(&0),
+            sink.to_make.get(&node.id).unwrap_or(&0)
+        );
     }
     Ok(())
 }
@@ -299,7 +346,9 @@ fn cache(cmd: CacheCmd) -> i32 {
             let mut by_kind: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
             for (k, path) in c.entries() {
                 let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                let kind = c.verify_entry(&k, &path).unwrap_or_else(|_| "corrupt".into());
+                let kind = c
+                    .verify_entry(&k, &path)
+                    .unwrap_or_else(|_| "corrupt".into());
                 let e = by_kind.entry(kind).or_default();
                 e.0 += 1;
                 e.1 += size;
@@ -326,22 +375,42 @@ fn cache(cmd: CacheCmd) -> i32 {
                     }
                 }
             }
-            println!("{} entries checked, {bad} corrupt{}", all.len(), if delete && bad > 0 { " (deleted)" } else { "" });
+            println!(
+                "{} entries checked, {bad} corrupt{}",
+                all.len(),
+                if delete && bad > 0 { " (deleted)" } else { "" }
+            );
             if bad > 0 { 1 } else { 0 }
         }
         CacheCmd::Gc { c: a, results, yes } => {
             let Some(c) = open(&a.cache) else { return 2 };
             let mut live = HashSet::new();
             let mut runs = 0;
-            for f in walk(&results).into_iter().filter(|p| p.file_name().is_some_and(|n| n == "cache_keys.txt")) {
+            for f in walk(&results)
+                .into_iter()
+                .filter(|p| p.file_name().is_some_and(|n| n == "cache_keys.txt"))
+            {
                 runs += 1;
                 if let Ok(t) = std::fs::read_to_string(&f) {
                     live.extend(t.lines().map(|l| l.trim().to_string()));
                 }
             }
-            let dead: Vec<_> = c.entries().into_iter().filter(|(k, _)| !live.contains(&k.0)).collect();
-            let bytes: u64 = dead.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
-            println!("{runs} run(s) under {} refer to {} entries; {} entries ({:.1} KiB) are referred to by none", results.display(), live.len(), dead.len(), bytes as f64 / 1024.0);
+            let dead: Vec<_> = c
+                .entries()
+                .into_iter()
+                .filter(|(k, _)| !live.contains(&k.0))
+                .collect();
+            let bytes: u64 = dead
+                .iter()
+                .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                .sum();
+            println!(
+                "{runs} run(s) under {} refer to {} entries; {} entries ({:.1} KiB) are referred to by none",
+                results.display(),
+                live.len(),
+                dead.len(),
+                bytes as f64 / 1024.0
+            );
             if yes {
                 for (_, p) in &dead {
                     let _ = std::fs::remove_file(p);
@@ -362,7 +431,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {

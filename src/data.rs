@@ -18,7 +18,10 @@ pub struct Problem {
 
 impl Problem {
     pub fn question(&self) -> &str {
-        self.fields.get("question").map(|s| s.as_str()).unwrap_or("")
+        self.fields
+            .get("question")
+            .map(|s| s.as_str())
+            .unwrap_or("")
     }
     pub fn answer(&self) -> &str {
         self.fields.get("answer").map(|s| s.as_str()).unwrap_or("")
@@ -169,14 +172,20 @@ pub fn select(set: &ProblemSet, f: &Filters) -> Result<Vec<Problem>, Vec<String>
     if errs.is_empty() && chosen.is_empty() {
         errs.push("the filters select no problem".to_string());
     }
-    if errs.is_empty() { Ok(chosen) } else { Err(errs) }
+    if errs.is_empty() {
+        Ok(chosen)
+    } else {
+        Err(errs)
+    }
 }
 
 /// Groups of ids whose question text is identical (they would share cache entries).
 pub fn duplicate_questions(problems: &[Problem]) -> Vec<Vec<String>> {
     let mut by_q: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for p in problems {
-        by_q.entry(p.question().trim()).or_default().push(p.id.clone());
+        by_q.entry(p.question().trim())
+            .or_default()
+            .push(p.id.clone());
     }
     by_q.into_values().filter(|v| v.len() > 1).collect()
 }
@@ -205,7 +214,11 @@ mod tests {
             index_range: Some("1-2".into()),
             ..Default::default()
         };
-        let ids: Vec<_> = select(&set(5), &f).unwrap().into_iter().map(|p| p.id).collect();
+        let ids: Vec<_> = select(&set(5), &f)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
         assert_eq!(ids, ["p1", "p2"]);
     }
 
@@ -213,11 +226,28 @@ mod tests {
     fn rejects_bad_filters() {
         let s = set(3);
         for f in [
-            Filters { index_range: Some("0-3".into()), ..Default::default() },
-            Filters { question_ids: Some(vec!["zz".into()]), ..Default::default() },
-            Filters { index_range: Some("0-1".into()), question_ids: Some(vec!["p0".into()]), ..Default::default() },
-            Filters { question_ids: Some(vec!["p0".into()]), exclude_question_ids: Some(vec!["p0".into()]), ..Default::default() },
-            Filters { index_range: Some("2-1".into()), ..Default::default() },
+            Filters {
+                index_range: Some("0-3".into()),
+                ..Default::default()
+            },
+            Filters {
+                question_ids: Some(vec!["zz".into()]),
+                ..Default::default()
+            },
+            Filters {
+                index_range: Some("0-1".into()),
+                question_ids: Some(vec!["p0".into()]),
+                ..Default::default()
+            },
+            Filters {
+                question_ids: Some(vec!["p0".into()]),
+                exclude_question_ids: Some(vec!["p0".into()]),
+                ..Default::default()
+            },
+            Filters {
+                index_range: Some("2-1".into()),
+                ..Default::default()
+            },
         ] {
             assert!(select(&s, &f).is_err(), "{f:?}");
         }
@@ -230,12 +260,19 @@ mod tests {
             exclude_question_ids: Some(vec!["p1".into()]),
             ..Default::default()
         };
-        let ids: Vec<_> = select(&set(5), &f).unwrap().into_iter().map(|p| p.id).collect();
+        let ids: Vec<_> = select(&set(5), &f)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
         assert_eq!(ids, ["p0", "p2"]);
     }
 
     #[test]
     fn finds_repeated_questions() {
-        assert_eq!(duplicate_questions(&set(4).problems), vec![vec!["p0".to_string(), "p3".to_string()]]);
+        assert_eq!(
+            duplicate_questions(&set(4).problems),
+            vec![vec!["p0".to_string(), "p3".to_string()]]
+        );
     }
 }

@@ -49,15 +49,31 @@ pub fn uses_model(p: &Pipeline, node: usize) -> bool {
 
 pub fn build(p: &Pipeline) -> InstanceGraph {
     let samples = p.spec.samples.max(1);
-    let aggregate: Vec<bool> = p.nodes.iter().map(|n| nodes::kind(&n.kind).is_some_and(|k| k.info().aggregate)).collect();
+    let aggregate: Vec<bool> = p
+        .nodes
+        .iter()
+        .map(|n| nodes::kind(&n.kind).is_some_and(|k| k.info().aggregate))
+        .collect();
     let mut g: DiGraph<Inst, ()> = DiGraph::new();
     // index: node -> per-sample NodeIndex (one entry for aggregates)
     let mut at: Vec<Vec<NodeIndex>> = Vec::new();
     for (i, _) in p.nodes.iter().enumerate() {
         if aggregate[i] {
-            at.push(vec![g.add_node(Inst { node: i, sample: None })]);
+            at.push(vec![g.add_node(Inst {
+                node: i,
+                sample: None,
+            })]);
         } else {
-            at.push((0..samples).map(|s| g.add_node(Inst { node: i, sample: Some(s) })).collect());
+            at.push(
+                (0..samples)
+                    .map(|s| {
+                        g.add_node(Inst {
+                            node: i,
+                            sample: Some(s),
+                        })
+                    })
+                    .collect(),
+            );
         }
     }
     let pos = |id: &str| p.nodes.iter().position(|n| n.id == id);
@@ -66,8 +82,8 @@ pub fn build(p: &Pipeline) -> InstanceGraph {
             let Some(j) = pos(&d) else { continue };
             match (aggregate[i], aggregate[j]) {
                 (false, false) => {
-                    for s in 0..samples as usize {
-                        g.add_edge(at[j][s], at[i][s], ());
+                    for (&from, &to) in at[j].iter().zip(at[i].iter()) {
+                        g.add_edge(from, to, ());
                     }
                 }
                 (_, true) => {
@@ -84,9 +100,23 @@ pub fn build(p: &Pipeline) -> InstanceGraph {
         }
     }
     let n = g.node_count();
-    let deps: Vec<Vec<usize>> = (0..n).map(|i| g.neighbors_directed(NodeIndex::new(i), Direction::Incoming).map(|x| x.index()).collect()).collect();
-    let dependents: Vec<Vec<usize>> = (0..n).map(|i| g.neighbors_directed(NodeIndex::new(i), Direction::Outgoing).map(|x| x.index()).collect()).collect();
-    let uses: Vec<bool> = (0..n).map(|i| uses_model(p, g[NodeIndex::new(i)].node)).collect();
+    let deps: Vec<Vec<usize>> = (0..n)
+        .map(|i| {
+            g.neighbors_directed(NodeIndex::new(i), Direction::Incoming)
+                .map(|x| x.index())
+                .collect()
+        })
+        .collect();
+    let dependents: Vec<Vec<usize>> = (0..n)
+        .map(|i| {
+            g.neighbors_directed(NodeIndex::new(i), Direction::Outgoing)
+                .map(|x| x.index())
+                .collect()
+        })
+        .collect();
+    let uses: Vec<bool> = (0..n)
+        .map(|i| uses_model(p, g[NodeIndex::new(i)].node))
+        .collect();
     let order = petgraph::algo::toposort(&g, None).expect("validated acyclic");
     let mut chain = vec![0u64; n];
     for ix in order.iter().rev() {
@@ -94,14 +124,27 @@ pub fn build(p: &Pipeline) -> InstanceGraph {
         let own = if uses[i] { 1000 } else { 1 };
         chain[i] = own + dependents[i].iter().map(|&d| chain[d]).max().unwrap_or(0);
     }
-    InstanceGraph { g, deps, dependents, chain, uses_model: uses }
+    InstanceGraph {
+        g,
+        deps,
+        dependents,
+        chain,
+        uses_model: uses,
+    }
 }
 
 /// `pipeline graph --format text`.
 pub fn to_text(p: &Pipeline) -> String {
     let mut s = String::new();
     let samples = p.spec.samples.max(1);
-    let _ = writeln!(s, "pipeline {} — {} nodes per problem and sample; {} problem(s) × {} sample(s)", p.spec.name, p.nodes.len(), p.problems.len(), samples);
+    let _ = writeln!(
+        s,
+        "pipeline {} — {} nodes per problem and sample; {} problem(s) × {} sample(s)",
+        p.spec.name,
+        p.nodes.len(),
+        p.problems.len(),
+        samples
+    );
     for n in &p.nodes {
         let mut what = vec![format!("round {}", n.round)];
         if let Some(m) = &n.model {
@@ -117,26 +160,59 @@ pub fn to_text(p: &Pipeline) -> String {
             what.push(format!("when {w}"));
         }
         let deps = n.deps();
-        let arrow = if deps.is_empty() { String::new() } else { format!("  <- {}", deps.join(", ")) };
-        let _ = writeln!(s, "  {:<14} {:<10} ({}){}", n.id, n.kind, what.join(", "), arrow);
+        let arrow = if deps.is_empty() {
+            String::new()
+        } else {
+            format!("  <- {}", deps.join(", "))
+        };
+        let _ = writeln!(
+            s,
+            "  {:<14} {:<10} ({}){}",
+            n.id,
+            n.kind,
+            what.join(", "),
+            arrow
+        );
     }
     let g = build(p);
     let calls = (0..g.len()).filter(|&i| g.uses_model[i]).count();
-    let _ = writeln!(s, "{} instances and {} model-call nodes per problem; {} edges", g.len(), calls, g.g.edge_count());
+    let _ = writeln!(
+        s,
+        "{} instances and {} model-call nodes per problem; {} edges",
+        g.len(),
+        calls,
+        g.g.edge_count()
+    );
     s
 }
 
 /// `pipeline graph --format dot` (Graphviz).
 pub fn to_dot(p: &Pipeline) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];", p.spec.name);
+    let _ = writeln!(
+        s,
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];",
+        p.spec.name
+    );
     for n in &p.nodes {
         let shape = if n.model.is_some() { "box" } else { "ellipse" };
-        let _ = writeln!(s, "  \"{}\" [label=\"{}\\n{} (round {})\", shape={shape}];", n.id, n.id, n.kind, n.round);
+        let _ = writeln!(
+            s,
+            "  \"{}\" [label=\"{}\\n{} (round {})\", shape={shape}];",
+            n.id, n.id, n.kind, n.round
+        );
     }
     for n in &p.nodes {
         for d in n.deps() {
-            let style = if n.when.as_ref().is_some_and(|c| c.refs().iter().any(|r| r.node == d)) { " [style=dashed]" } else { "" };
+            let style = if n
+                .when
+                .as_ref()
+                .is_some_and(|c| c.refs().iter().any(|r| r.node == d))
+            {
+                " [style=dashed]"
+            } else {
+                ""
+            };
             let _ = writeln!(s, "  \"{d}\" -> \"{}\"{style};", n.id);
         }
     }

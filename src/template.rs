@@ -30,7 +30,11 @@ impl Templates {
                 errs.push((name.clone(), e.to_string()));
             }
         }
-        if errs.is_empty() { Ok(Templates { hb }) } else { Err(errs) }
+        if errs.is_empty() {
+            Ok(Templates { hb })
+        } else {
+            Err(errs)
+        }
     }
 
     pub fn render(&self, name: &str, data: &Value) -> anyhow::Result<String> {
@@ -40,12 +44,15 @@ impl Templates {
     }
 }
 
-const HELPERS: [&str; 12] = ["if", "unless", "each", "with", "lookup", "else", "inc", "add", "eq", "ne", "len", "log"];
+const HELPERS: [&str; 12] = [
+    "if", "unless", "each", "with", "lookup", "else", "inc", "add", "eq", "ne", "len", "log",
+];
 
 /// The root variable names a template reads outside of `#each` / `#with` blocks (inside
 /// them, only `../` and `@root.` paths are checked), with the first field after each.
 pub fn root_variables(text: &str) -> BTreeSet<(String, Option<String>)> {
-    let re = regex::Regex::new(r"\{\{\{?~?\s*([#/^!>]?)\s*([^}]*?)~?\s*\}?\}\}").expect("static regex");
+    let re =
+        regex::Regex::new(r"\{\{\{?~?\s*([#/^!>]?)\s*([^}]*?)~?\s*\}?\}\}").expect("static regex");
     let mut out = BTreeSet::new();
     let mut depth_scoped = 0usize; // depth of each/with blocks
     let mut stack: Vec<bool> = Vec::new();
@@ -78,16 +85,27 @@ pub fn root_variables(text: &str) -> BTreeSet<(String, Option<String>)> {
         };
         for a in args {
             let a = a.trim_matches(|c| c == '(' || c == ')');
-            if a.is_empty() || a.contains('=') || a.starts_with('"') || a.starts_with('\'') || a.parse::<f64>().is_ok() || a == "true" || a == "false" || a == "null" {
+            if a.is_empty()
+                || a.contains('=')
+                || a.starts_with('"')
+                || a.starts_with('\'')
+                || a.parse::<f64>().is_ok()
+                || a == "true"
+                || a == "false"
+                || a == "null"
+            {
                 continue;
             }
             let path = if let Some(p) = a.strip_prefix("@root.") {
                 p
             } else if a.starts_with("../") {
                 a.trim_start_matches("../")
-            } else if a.starts_with('@') || a.starts_with("this") || a == "else" || HELPERS.contains(&a) {
-                continue;
-            } else if depth_scoped > 0 {
+            } else if a.starts_with('@')
+                || a.starts_with("this")
+                || a == "else"
+                || HELPERS.contains(&a)
+                || depth_scoped > 0
+            {
                 continue;
             } else {
                 a
@@ -127,9 +145,13 @@ mod tests {
 
     #[test]
     fn strict_and_unescaped() {
-        let p: BTreeMap<String, String> = [("a".to_string(), "<think>{{x}}</think>".to_string())].into();
+        let p: BTreeMap<String, String> =
+            [("a".to_string(), "<think>{{x}}</think>".to_string())].into();
         let t = Templates::compile(&p).unwrap();
-        assert_eq!(t.render("a", &serde_json::json!({"x": "1 < 2"})).unwrap(), "<think>1 < 2</think>");
+        assert_eq!(
+            t.render("a", &serde_json::json!({"x": "1 < 2"})).unwrap(),
+            "<think>1 < 2</think>"
+        );
         assert!(t.render("a", &serde_json::json!({})).is_err());
     }
 }

@@ -4,10 +4,20 @@
 mod common;
 use common::*;
 
-const HEAD: &str = "name: bad\nproblems: {path: data/arithmetic.csv}\nmodels:\n  m: {provider: sim}\n";
+const HEAD: &str =
+    "name: bad\nproblems: {path: data/arithmetic.csv}\nmodels:\n  m: {provider: sim}\n";
 
 /// (case name, pipeline text, expected message part, expected `file:line` suffix, extra args)
-fn corpus() -> Vec<(&'static str, String, &'static str, Option<usize>, Vec<&'static str>)> {
+/// (case name, pipeline text, expected message part, expected line, extra args)
+type Case = (
+    &'static str,
+    String,
+    &'static str,
+    Option<usize>,
+    Vec<&'static str>,
+);
+
+fn corpus() -> Vec<Case> {
     let n = |body: &str| format!("{HEAD}nodes:\n{body}");
     vec![
         ("unknown kind", n("  a: {kind: reasonn, model: m, prompt: reason/default}\n"), "unknown kind `reasonn`", Some(6), vec![]),
@@ -34,7 +44,7 @@ fn corpus() -> Vec<(&'static str, String, &'static str, Option<usize>, Vec<&'sta
         ("condition without field", n("  a: {kind: reason, model: m, prompt: reason/default}\n  b: {kind: reason, model: m, prompt: reason/default, when: \"not a\"}\n"), "say which output", Some(7), vec![]),
         ("unknown strategy", n("  a: {kind: reason, model: m, prompt: reason/default}\n  s: {kind: summarize, strategy: telepathy, model: m, prompt: summarize/backtracking, input: a}\n"), "unknown strategy", Some(7), vec![]),
         ("missing problem file", "name: bad\nproblems: {path: data/aime_2024.csv}\nmodels:\n  m: {provider: sim}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "distill data pull aime-2024", Some(2), vec![]),
-        ("range past the end", format!("{}", n("  a: {kind: reason, model: m, prompt: reason/default}\n")), "reaches past the last row", None, vec!["--index_range", "0-99"]),
+        ("range past the end", n("  a: {kind: reason, model: m, prompt: reason/default}\n").to_string(), "reaches past the last row", None, vec!["--index_range", "0-99"]),
         ("unknown question id", n("  a: {kind: reason, model: m, prompt: reason/default}\n"), "unknown id `nope`", None, vec!["--question_ids", "nope"]),
         ("range and ids together", "name: bad\nproblems: {path: data/arithmetic.csv, index_range: 0-2, question_ids: [add-1]}\nmodels:\n  m: {provider: sim}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "exclude each other", Some(2), vec![]),
         ("filters select nothing", n("  a: {kind: reason, model: m, prompt: reason/default}\n"), "select no problem", None, vec!["--index_range", "0-0", "--exclude_question_ids", "add-1"]),
@@ -68,21 +78,29 @@ fn every_bad_pipeline_is_refused_with_file_line_and_exit_2() {
             if !msg.contains(want) {
                 problems.push(format!("message lacks `{want}`"));
             }
-            if let Some(l) = line {
-                if !msg.contains(&format!("bad{i}.yaml:{l}:")) {
-                    problems.push(format!("no `bad{i}.yaml:{l}:`"));
-                }
+            if let Some(l) = line
+                && !msg.contains(&format!("bad{i}.yaml:{l}:"))
+            {
+                problems.push(format!("no `bad{i}.yaml:{l}:`"));
             }
             if msg.contains("panicked") {
                 problems.push("panic".into());
             }
             if !problems.is_empty() {
-                failures.push(format!("{name} ({cmd}): {}\n---\n{msg}", problems.join(", ")));
+                failures.push(format!(
+                    "{name} ({cmd}): {}\n---\n{msg}",
+                    problems.join(", ")
+                ));
             }
         }
     }
     assert!(p.runs("bad").is_empty(), "nothing may run");
-    assert!(failures.is_empty(), "{} failing case(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failing case(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

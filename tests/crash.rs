@@ -12,19 +12,35 @@ fn event_lines(p: &Project, name: &str, existing: usize) -> usize {
     if runs.len() <= existing {
         return 0;
     }
-    runs.last().and_then(|r| std::fs::read_to_string(r.join("events.jsonl")).ok()).map(|t| t.lines().count()).unwrap_or(0)
+    runs.last()
+        .and_then(|r| std::fs::read_to_string(r.join("events.jsonl")).ok())
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
 }
 
 fn call_entries(p: &Project, cache: &str) -> u64 {
     let out = p.run(&["cache", "stats", "--cache", cache]);
     let t = text(&out);
-    t.lines().find(|l| l.trim_start().starts_with("call ")).and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse().ok()).unwrap_or(0)
+    t.lines()
+        .find(|l| l.trim_start().starts_with("call "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
-fn wait_for_events(p: &Project, name: &str, existing: usize, n: usize, child: &mut std::process::Child) {
+fn wait_for_events(
+    p: &Project,
+    name: &str,
+    existing: usize,
+    n: usize,
+    child: &mut std::process::Child,
+) {
     let t0 = Instant::now();
     while event_lines(p, name, existing) < n {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be interrupted"
+        );
         assert!(t0.elapsed() < Duration::from_secs(30), "no progress");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -35,41 +51,101 @@ fn sigkill_then_rerun_resends_only_unfinished_calls_and_matches() {
     let p = Project::new();
     p.write("pipelines/k.yaml", &iterated("k", 4, &sim_model(25), ""));
     // reference: an uninterrupted run on its own cache
-    let out = p.run(&["pipeline", "run", "pipelines/k.yaml", "--no-progress", "--cache", "ref"]);
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "pipelines/k.yaml",
+        "--no-progress",
+        "--cache",
+        "ref",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let reference = p.last_run("k");
     let total = metrics(&reference)["calls"].as_u64().unwrap();
     assert_eq!(total, 72);
 
-    let mut child = p.cmd().args(["pipeline", "run", "pipelines/k.yaml", "--no-progress", "--cache", "c"]).spawn().unwrap();
+    let mut child = p
+        .cmd()
+        .args([
+            "pipeline",
+            "run",
+            "pipelines/k.yaml",
+            "--no-progress",
+            "--cache",
+            "c",
+        ])
+        .spawn()
+        .unwrap();
     wait_for_events(&p, "k", 1, 40, &mut child);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let killed = p.last_run("k");
-    assert!(!killed.join("metrics.json").exists(), "the process really died mid-run");
+    assert!(
+        !killed.join("metrics.json").exists(),
+        "the process really died mid-run"
+    );
     let before = call_entries(&p, "c");
     assert!(before > 0 && before < total, "{before}");
 
-    let out = p.run(&["pipeline", "run", "pipelines/k.yaml", "--no-progress", "--cache", "c"]);
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "pipelines/k.yaml",
+        "--no-progress",
+        "--cache",
+        "c",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let resumed = p.last_run("k");
     let sent = metrics(&resumed)["calls"].as_u64().unwrap();
-    assert_eq!(sent + before, total, "every finished call is reused, no other");
+    assert_eq!(
+        sent + before,
+        total,
+        "every finished call is reused, no other"
+    );
     assert_eq!(comparable(&reference), comparable(&resumed));
 }
 
 #[test]
 fn two_processes_share_one_cache() {
     let p = Project::new();
-    p.write("pipelines/two.yaml", &iterated("two", 2, "{provider: sim, sim: {latency_ms: 5, jitter_ms: 5}}", ""));
-    let spawn = |res: &str| p.cmd().args(["pipeline", "run", "pipelines/two.yaml", "--no-progress", "--results", res, "--concurrency", "8"]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    p.write(
+        "pipelines/two.yaml",
+        &iterated(
+            "two",
+            2,
+            "{provider: sim, sim: {latency_ms: 5, jitter_ms: 5}}",
+            "",
+        ),
+    );
+    let spawn = |res: &str| {
+        p.cmd()
+            .args([
+                "pipeline",
+                "run",
+                "pipelines/two.yaml",
+                "--no-progress",
+                "--results",
+                res,
+                "--concurrency",
+                "8",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
     let mut a = spawn("ra");
     let mut b = spawn("rb");
     assert!(a.wait().unwrap().success());
     assert!(b.wait().unwrap().success());
     let run = |root: &str| {
         let d = p.path().join(root).join("two");
-        std::fs::read_dir(d).unwrap().next().unwrap().unwrap().path()
+        std::fs::read_dir(d)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
     };
     assert_eq!(comparable(&run("ra")), comparable(&run("rb")));
     let out = p.run(&["cache", "verify"]);
@@ -83,23 +159,58 @@ fn two_processes_share_one_cache() {
 fn ctrl_c_stops_cleanly_with_exit_130() {
     let p = Project::new();
     p.write("pipelines/i.yaml", &iterated("i", 4, &sim_model(30), ""));
-    let mut child = p.cmd().args(["pipeline", "run", "pipelines/i.yaml", "--no-progress"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = p
+        .cmd()
+        .args(["pipeline", "run", "pipelines/i.yaml", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for_events(&p, "i", 0, 20, &mut child);
-    let st = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = p.last_run("i");
     let r = json(&run.join("results.json"));
     assert_eq!(r["status"], "interrupted");
     let m = metrics(&run);
     assert_eq!(m["interrupted"], true);
     // what finished is kept: every finished event's node is done in results.json
-    let finished = std::fs::read_to_string(run.join("events.jsonl")).unwrap().lines().filter(|l| l.contains("\"finished\"")).count();
-    let done: usize = r["problems"].as_array().unwrap().iter().map(|q| q["samples"][0].as_object().unwrap().values().filter(|n| n["status"] == "done").count()).sum();
+    let finished = std::fs::read_to_string(run.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"finished\""))
+        .count();
+    let done: usize = r["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            q["samples"][0]
+                .as_object()
+                .unwrap()
+                .values()
+                .filter(|n| n["status"] == "done")
+                .count()
+        })
+        .sum();
     assert_eq!(finished, done);
     // and a rerun completes from the cache
     let out = p.run(&["pipeline", "run", "pipelines/i.yaml", "--no-progress"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(metrics(&p.last_run("i"))["node_cache_hits"].as_u64().unwrap() >= done as u64);
+    assert!(
+        metrics(&p.last_run("i"))["node_cache_hits"]
+            .as_u64()
+            .unwrap()
+            >= done as u64
+    );
 }

@@ -17,13 +17,19 @@ fn run_ok(p: &Project, args: &[&str]) -> String {
 fn rerun_is_all_cache_hits_with_equal_results() {
     let p = Project::new();
     p.write("pipelines/it.yaml", &iterated("it", 4, &sim_model(0), ""));
-    let first = run_ok(&p, &["pipeline", "run", "pipelines/it.yaml", "--no-progress"]);
+    let first = run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/it.yaml", "--no-progress"],
+    );
     assert!(first.contains("| 4 | attempt_4 |"), "{first}");
     assert!(first.contains("SIMULATED"));
     let a = p.last_run("it");
     let m = metrics(&a);
     assert_eq!(m["calls"], 8 * 9);
-    run_ok(&p, &["pipeline", "run", "pipelines/it.yaml", "--no-progress"]);
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/it.yaml", "--no-progress"],
+    );
     let b = p.last_run("it");
     assert_ne!(a, b);
     let m2 = metrics(&b);
@@ -31,15 +37,31 @@ fn rerun_is_all_cache_hits_with_equal_results() {
     assert_eq!(m2["node_cache_hits"], 8 * 9);
     assert_eq!(comparable(&a), comparable(&b));
     // the files a run writes
-    for f in ["config.json", "results.json", "events.jsonl", "metrics.json", "report.md", "cache_keys.txt"] {
+    for f in [
+        "config.json",
+        "results.json",
+        "events.jsonl",
+        "metrics.json",
+        "report.md",
+        "cache_keys.txt",
+    ] {
         assert!(a.join(f).exists(), "{f}");
     }
     let cfg = json(&a.join("config.json"));
-    assert!(cfg["prompts"]["reason/with_summaries"].as_str().unwrap().contains("{{#each summaries}}"));
+    assert!(
+        cfg["prompts"]["reason/with_summaries"]
+            .as_str()
+            .unwrap()
+            .contains("{{#each summaries}}")
+    );
     assert_eq!(cfg["problems"]["blake3"].as_str().unwrap().len(), 64);
     assert_eq!(cfg["provenance"]["cache_format_version"], 1);
     let events = std::fs::read_to_string(a.join("events.jsonl")).unwrap();
-    let finished = events.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|e| e["event"] == "finished").count();
+    let finished = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "finished")
+        .count();
     assert_eq!(finished, 8 * 9);
     // round 3's prompt holds the summaries of attempts 0, 1, 2 in order
     let r = json(&a.join("results.json"));
@@ -52,12 +74,41 @@ fn rerun_is_all_cache_hits_with_equal_results() {
 fn concurrency_caps_are_never_exceeded() {
     let p = Project::new();
     p.write("pipelines/c.yaml", &iterated("c", 1, &sim_model(15), ""));
-    run_ok(&p, &["pipeline", "run", "pipelines/c.yaml", "--concurrency", "3", "--no-progress", "--cache", "c1"]);
+    run_ok(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/c.yaml",
+            "--concurrency",
+            "3",
+            "--no-progress",
+            "--cache",
+            "c1",
+        ],
+    );
     let m = metrics(&p.last_run("c"));
     assert_eq!(m["max_calls_in_flight"], 3, "{m}");
-    let capped = iterated("c", 1, "{provider: sim, max_in_flight: 2, sim: {latency_ms: 15}}", "");
+    let capped = iterated(
+        "c",
+        1,
+        "{provider: sim, max_in_flight: 2, sim: {latency_ms: 15}}",
+        "",
+    );
     p.write("pipelines/c.yaml", &capped);
-    run_ok(&p, &["pipeline", "run", "pipelines/c.yaml", "--concurrency", "8", "--no-progress", "--cache", "c2"]);
+    run_ok(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/c.yaml",
+            "--concurrency",
+            "8",
+            "--no-progress",
+            "--cache",
+            "c2",
+        ],
+    );
     let m = metrics(&p.last_run("c"));
     assert_eq!(m["max_calls_in_flight"], 2, "{m}");
 }
@@ -65,7 +116,10 @@ fn concurrency_caps_are_never_exceeded() {
 #[test]
 fn a_failing_node_fails_only_its_problem() {
     let p = Project::new();
-    p.write("pipelines/f.yaml", &iterated("f", 2, "{provider: sim, sim: {fail_rate: 0.15}}", ""));
+    p.write(
+        "pipelines/f.yaml",
+        &iterated("f", 2, "{provider: sim, sim: {fail_rate: 0.15}}", ""),
+    );
     let out = p.run(&["pipeline", "run", "pipelines/f.yaml", "--no-progress"]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
@@ -73,14 +127,32 @@ fn a_failing_node_fails_only_its_problem() {
     let r = json(&p.last_run("f").join("results.json"));
     let problems = r["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 8);
-    let failed: Vec<&Value> = problems.iter().filter(|q| q["status"] == "failed").collect();
-    assert!(!failed.is_empty() && failed.len() < 8, "{} failed", failed.len());
+    let failed: Vec<&Value> = problems
+        .iter()
+        .filter(|q| q["status"] == "failed")
+        .collect();
+    assert!(
+        !failed.is_empty() && failed.len() < 8,
+        "{} failed",
+        failed.len()
+    );
     for q in failed {
         let nodes = q["samples"][0].as_object().unwrap();
-        let f = nodes.values().find(|n| n["status"] == "failed" && n["error"].as_str().unwrap().contains("simulated failure")).expect("a node failed itself");
+        let f = nodes
+            .values()
+            .find(|n| {
+                n["status"] == "failed"
+                    && n["error"].as_str().unwrap().contains("simulated failure")
+            })
+            .expect("a node failed itself");
         // its dependents are failed as "not run", never run
         let id = f["node"].as_str().unwrap();
-        assert!(nodes.values().any(|n| n["error"].as_str().is_some_and(|e| e.contains(&format!("upstream `{id}` failed")))) || id == "attempt_2");
+        assert!(
+            nodes.values().any(|n| n["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&format!("upstream `{id}` failed"))))
+                || id == "attempt_2"
+        );
     }
     assert!(problems.iter().any(|q| q["status"] == "ok"));
     // a rerun re-sends only what failed (the failures are deterministic, so they fail again)
@@ -93,15 +165,26 @@ fn a_failing_node_fails_only_its_problem() {
 #[test]
 fn when_skips_later_rounds_and_their_dependents() {
     let p = Project::new();
-    let yaml = iterated("w", 3, "{provider: sim, sim: {base_accuracy: 1.0}}", "").replace("    repeat: 3\n", "    repeat: 3\n    when: \"not previous.attempt.correct\"\n");
+    let yaml = iterated("w", 3, "{provider: sim, sim: {base_accuracy: 1.0}}", "").replace(
+        "    repeat: 3\n",
+        "    repeat: 3\n    when: \"not previous.attempt.correct\"\n",
+    );
     p.write("pipelines/w.yaml", &yaml);
-    let t = run_ok(&p, &["pipeline", "run", "pipelines/w.yaml", "--no-progress"]);
+    let t = run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/w.yaml", "--no-progress"],
+    );
     let r = json(&p.last_run("w").join("results.json"));
     for q in r["problems"].as_array().unwrap() {
         let s = &q["samples"][0];
         assert_eq!(s["attempt_0"]["output"]["correct"], true);
         assert_eq!(s["summary_1"]["status"], "skipped");
-        assert!(s["summary_1"]["error"].as_str().unwrap().contains("condition"));
+        assert!(
+            s["summary_1"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("condition")
+        );
         assert_eq!(s["attempt_1"]["status"], "skipped");
         assert_eq!(s["attempt_3"]["status"], "skipped");
         assert_eq!(q["status"], "ok");
@@ -113,33 +196,80 @@ fn when_skips_later_rounds_and_their_dependents() {
 #[test]
 fn samples_are_independent_draws_with_their_own_keys() {
     let p = Project::new();
-    p.write("pipelines/s.yaml", &iterated("s", 1, &sim_model(0), "samples: 3"));
-    run_ok(&p, &["pipeline", "run", "pipelines/s.yaml", "--no-progress"]);
+    p.write(
+        "pipelines/s.yaml",
+        &iterated("s", 1, &sim_model(0), "samples: 3"),
+    );
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/s.yaml", "--no-progress"],
+    );
     let run = p.last_run("s");
     assert_eq!(metrics(&run)["calls"], 8 * 3 * 3);
     let r = json(&run.join("results.json"));
     let q = &r["problems"][0];
     assert_eq!(q["samples"].as_array().unwrap().len(), 3);
-    let texts: Vec<&str> = (0..3).map(|s| q["samples"][s]["attempt_0"]["output"]["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = (0..3)
+        .map(|s| {
+            q["samples"][s]["attempt_0"]["output"]["text"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
     assert!(texts[0] != texts[1] || texts[1] != texts[2]);
 }
 
 #[test]
 fn extends_and_set_override_fields_and_are_recorded() {
     let p = Project::new();
-    p.write("pipelines/base.yaml", &iterated("base", 1, &sim_model(0), ""));
-    p.write("pipelines/child.yaml", "extends: base.yaml\nname: child\nsamples: 2\nproblems: {index_range: 0-1}\n");
+    p.write(
+        "pipelines/base.yaml",
+        &iterated("base", 1, &sim_model(0), ""),
+    );
+    p.write(
+        "pipelines/child.yaml",
+        "extends: base.yaml\nname: child\nsamples: 2\nproblems: {index_range: 0-1}\n",
+    );
     let t = run_ok(&p, &["pipeline", "validate", "pipelines/child.yaml"]);
     assert!(t.contains("2 problem(s) × 2 sample(s)"), "{t}");
-    run_ok(&p, &["pipeline", "run", "pipelines/child.yaml", "--no-progress", "--set", "models.reasoner.params.temperature=0.9", "--set", "problems.index_range=0-0"]);
+    run_ok(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/child.yaml",
+            "--no-progress",
+            "--set",
+            "models.reasoner.params.temperature=0.9",
+            "--set",
+            "problems.index_range=0-0",
+        ],
+    );
     let run = p.last_run("child");
     let cfg = json(&run.join("config.json"));
-    assert_eq!(cfg["pipeline"]["models"]["reasoner"]["params"]["temperature"], 0.9);
+    assert_eq!(
+        cfg["pipeline"]["models"]["reasoner"]["params"]["temperature"],
+        0.9
+    );
     assert_eq!(cfg["pipeline"]["samples"], 2);
     assert_eq!(cfg["problems"]["selected"], serde_json::json!(["add-1"]));
-    assert!(cfg["provenance"]["command_line"].to_string().contains("temperature=0.9"));
+    assert!(
+        cfg["provenance"]["command_line"]
+            .to_string()
+            .contains("temperature=0.9")
+    );
     // a different temperature is a different cache entry
-    run_ok(&p, &["pipeline", "run", "pipelines/child.yaml", "--no-progress", "--set", "problems.index_range=0-0"]);
+    run_ok(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/child.yaml",
+            "--no-progress",
+            "--set",
+            "problems.index_range=0-0",
+        ],
+    );
     assert_eq!(metrics(&p.last_run("child"))["calls"], 6);
 }
 
@@ -147,9 +277,29 @@ fn extends_and_set_override_fields_and_are_recorded() {
 fn cli_filters_select_problems() {
     let p = Project::new();
     p.write("pipelines/q.yaml", &iterated("q", 1, &sim_model(0), ""));
-    let t = run_ok(&p, &["pipeline", "validate", "pipelines/q.yaml", "--index_range", "2-4", "--exclude_question_ids", "div-1"]);
+    let t = run_ok(
+        &p,
+        &[
+            "pipeline",
+            "validate",
+            "pipelines/q.yaml",
+            "--index_range",
+            "2-4",
+            "--exclude_question_ids",
+            "div-1",
+        ],
+    );
     assert!(t.contains("2 problem(s)"), "{t}");
-    let t = run_ok(&p, &["pipeline", "validate", "pipelines/q.yaml", "--question_ids", "word-1,add-1"]);
+    let t = run_ok(
+        &p,
+        &[
+            "pipeline",
+            "validate",
+            "pipelines/q.yaml",
+            "--question_ids",
+            "word-1,add-1",
+        ],
+    );
     assert!(t.contains("2 problem(s)"), "{t}");
 }
 
@@ -157,12 +307,30 @@ fn cli_filters_select_problems() {
 fn offline_misses_fail_the_node_and_a_warm_cache_reproduces() {
     let p = Project::new();
     p.write("pipelines/o.yaml", &iterated("o", 2, &sim_model(0), ""));
-    let out = p.run(&["pipeline", "run", "pipelines/o.yaml", "--offline", "--no-progress"]);
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "pipelines/o.yaml",
+        "--offline",
+        "--no-progress",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("offline: no cache entry"), "{}", text(&out));
-    run_ok(&p, &["pipeline", "run", "pipelines/o.yaml", "--no-progress"]);
+    assert!(
+        text(&out).contains("offline: no cache entry"),
+        "{}",
+        text(&out)
+    );
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/o.yaml", "--no-progress"],
+    );
     let online = p.last_run("o");
-    let out = p.cmd().args(["pipeline", "run", "pipelines/o.yaml", "--no-progress"]).env("ENABLE_API_CALLS", "0").output().unwrap();
+    let out = p
+        .cmd()
+        .args(["pipeline", "run", "pipelines/o.yaml", "--no-progress"])
+        .env("ENABLE_API_CALLS", "0")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(comparable(&online), comparable(&p.last_run("o")));
 }
@@ -171,10 +339,16 @@ fn offline_misses_fail_the_node_and_a_warm_cache_reproduces() {
 fn corrupt_cache_entries_are_detected_and_fetched_again() {
     let p = Project::new();
     p.write("pipelines/k.yaml", &iterated("k", 1, &sim_model(0), ""));
-    run_ok(&p, &["pipeline", "run", "pipelines/k.yaml", "--no-progress"]);
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/k.yaml", "--no-progress"],
+    );
     let good = p.last_run("k");
     let mut n = 0;
-    for d in std::fs::read_dir(p.path().join("cache/objects")).unwrap().flatten() {
+    for d in std::fs::read_dir(p.path().join("cache/objects"))
+        .unwrap()
+        .flatten()
+    {
         for f in std::fs::read_dir(d.path()).unwrap().flatten() {
             let mut b = std::fs::read(f.path()).unwrap();
             let l = b.len();
@@ -186,8 +360,15 @@ fn corrupt_cache_entries_are_detected_and_fetched_again() {
     assert!(n > 0);
     let out = p.run(&["cache", "verify"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains(&format!("{n} corrupt")), "{}", text(&out));
-    run_ok(&p, &["pipeline", "run", "pipelines/k.yaml", "--no-progress"]);
+    assert!(
+        text(&out).contains(&format!("{n} corrupt")),
+        "{}",
+        text(&out)
+    );
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/k.yaml", "--no-progress"],
+    );
     let again = p.last_run("k");
     let m = metrics(&again);
     assert!(m["cache"]["corrupt"].as_u64().unwrap() > 0);
@@ -205,9 +386,22 @@ fn plan_counts_cached_and_missing_calls() {
     assert!(t.contains("in the cache: 0"), "{t}");
     assert!(t.contains("to make: 24"), "{t}");
     assert!(p.runs("pl").is_empty(), "a plan writes no run");
-    run_ok(&p, &["pipeline", "run", "pipelines/pl.yaml", "--no-progress", "--index_range", "0-3"]);
+    run_ok(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/pl.yaml",
+            "--no-progress",
+            "--index_range",
+            "0-3",
+        ],
+    );
     let t = run_ok(&p, &["pipeline", "plan", "pipelines/pl.yaml"]);
-    assert!(t.contains("in the cache: 12") && t.contains("to make: 12"), "{t}");
+    assert!(
+        t.contains("in the cache: 12") && t.contains("to make: 12"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -216,18 +410,37 @@ fn graph_prints_text_and_dot() {
     p.write("pipelines/g.yaml", &iterated("g", 4, &sim_model(0), ""));
     let t = run_ok(&p, &["pipeline", "graph", "pipelines/g.yaml"]);
     assert!(t.contains("9 nodes per problem"), "{t}");
-    assert!(t.contains("attempt_4") && t.contains("<- summary_1, summary_2, summary_3, summary_4"), "{t}");
-    let d = run_ok(&p, &["pipeline", "graph", "pipelines/g.yaml", "--format", "dot"]);
-    assert!(d.starts_with("digraph") && d.contains("\"summary_4\" -> \"attempt_4\""), "{d}");
+    assert!(
+        t.contains("attempt_4") && t.contains("<- summary_1, summary_2, summary_3, summary_4"),
+        "{t}"
+    );
+    let d = run_ok(
+        &p,
+        &["pipeline", "graph", "pipelines/g.yaml", "--format", "dot"],
+    );
+    assert!(
+        d.starts_with("digraph") && d.contains("\"summary_4\" -> \"attempt_4\""),
+        "{d}"
+    );
 }
 
 #[test]
 fn gc_keeps_what_runs_use() {
     let p = Project::new();
     p.write("pipelines/gc.yaml", &iterated("gc", 1, &sim_model(0), ""));
-    run_ok(&p, &["pipeline", "run", "pipelines/gc.yaml", "--no-progress", "--index_range", "0-1"]);
+    run_ok(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/gc.yaml",
+            "--no-progress",
+            "--index_range",
+            "0-1",
+        ],
+    );
     let t = run_ok(&p, &["cache", "gc"]);
-    assert!(t.contains(" 0 entries (") , "{t}");
+    assert!(t.contains(" 0 entries ("), "{t}");
     std::fs::remove_dir_all(p.path().join("results")).unwrap();
     let t = run_ok(&p, &["cache", "gc"]);
     assert!(t.contains("would delete"), "{t}");

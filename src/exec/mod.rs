@@ -90,12 +90,21 @@ pub struct RunCtx {
 
 impl RunCtx {
     pub fn new(pipeline: Pipeline, opts: &RunOptions, mode: Mode) -> Result<Self> {
-        let templates = Templates::compile(&pipeline.prompts).map_err(|e| anyhow::anyhow!("prompt templates: {e:?}"))?;
+        let templates = Templates::compile(&pipeline.prompts)
+            .map_err(|e| anyhow::anyhow!("prompt templates: {e:?}"))?;
         let mut providers = HashMap::new();
         let mut per_model = HashMap::new();
         for (name, spec) in &pipeline.spec.models {
-            let used = pipeline.nodes.iter().any(|n| n.model.as_deref() == Some(name.as_str()))
-                || pipeline.spec.grade.as_ref().and_then(|g| g.judge_model.as_deref()) == Some(name.as_str());
+            let used = pipeline
+                .nodes
+                .iter()
+                .any(|n| n.model.as_deref() == Some(name.as_str()))
+                || pipeline
+                    .spec
+                    .grade
+                    .as_ref()
+                    .and_then(|g| g.judge_model.as_deref())
+                    == Some(name.as_str());
             if !used {
                 continue;
             }
@@ -132,7 +141,13 @@ impl RunCtx {
 
     /// One provider call under the run's caps: the model's own `max_in_flight`, then the
     /// run's `--concurrency`.
-    pub async fn limited_call(&self, model: &str, provider: &dyn Provider, req: &CallRequest, cx: &NodeCx<'_>) -> Result<CallResponse> {
+    pub async fn limited_call(
+        &self,
+        model: &str,
+        provider: &dyn Provider,
+        req: &CallRequest,
+        cx: &NodeCx<'_>,
+    ) -> Result<CallResponse> {
         let _m = match self.per_model.get(model) {
             Some(s) => Some(s.acquire().await?),
             None => None,
@@ -155,13 +170,28 @@ impl RunCtx {
             s.node_hits.fetch_add(1, Ordering::Relaxed);
         }
         s.calls.fetch_add(info.calls as u64, Ordering::Relaxed);
-        s.call_hits.fetch_add(info.call_hits as u64, Ordering::Relaxed);
-        s.prompt_tokens.fetch_add(info.usage.prompt_tokens, Ordering::Relaxed);
-        s.completion_tokens.fetch_add(info.usage.completion_tokens, Ordering::Relaxed);
-        s.reasoning_tokens.fetch_add(info.usage.reasoning_tokens, Ordering::Relaxed);
-        let price = self.pipeline.spec.models.get(model).map(|m| m.price.clone()).unwrap_or_default();
-        let cost = |u: &crate::llm::Usage| ((u.prompt_tokens as f64 * price.input_per_m + u.completion_tokens as f64 * price.output_per_m)).round() as u64;
-        s.total_cost_micro_usd.fetch_add(cost(&info.usage), Ordering::Relaxed);
+        s.call_hits
+            .fetch_add(info.call_hits as u64, Ordering::Relaxed);
+        s.prompt_tokens
+            .fetch_add(info.usage.prompt_tokens, Ordering::Relaxed);
+        s.completion_tokens
+            .fetch_add(info.usage.completion_tokens, Ordering::Relaxed);
+        s.reasoning_tokens
+            .fetch_add(info.usage.reasoning_tokens, Ordering::Relaxed);
+        let price = self
+            .pipeline
+            .spec
+            .models
+            .get(model)
+            .map(|m| m.price.clone())
+            .unwrap_or_default();
+        let cost = |u: &crate::llm::Usage| {
+            (u.prompt_tokens as f64 * price.input_per_m
+                + u.completion_tokens as f64 * price.output_per_m)
+                .round() as u64
+        };
+        s.total_cost_micro_usd
+            .fetch_add(cost(&info.usage), Ordering::Relaxed);
         if info.calls > 0 && !info.cached {
             // the calls made now: the usage of this node minus what came from call entries is
             // not separable per step, so a node with any fresh call counts its fresh share
@@ -171,16 +201,18 @@ impl RunCtx {
                 completion_tokens: (info.usage.completion_tokens as f64 * share) as u64,
                 ..Default::default()
             };
-            s.spent_prompt_tokens.fetch_add(fresh.prompt_tokens, Ordering::Relaxed);
-            s.spent_completion_tokens.fetch_add(fresh.completion_tokens, Ordering::Relaxed);
+            s.spent_prompt_tokens
+                .fetch_add(fresh.prompt_tokens, Ordering::Relaxed);
+            s.spent_completion_tokens
+                .fetch_add(fresh.completion_tokens, Ordering::Relaxed);
             s.spend_micro_usd.fetch_add(cost(&fresh), Ordering::Relaxed);
         }
-        if let Ok(mut g) = self.keys_out.lock() {
-            if let Some(w) = g.as_mut() {
-                use std::io::Write;
-                for k in &info.keys {
-                    let _ = writeln!(w, "{k}");
-                }
+        if let Ok(mut g) = self.keys_out.lock()
+            && let Some(w) = g.as_mut()
+        {
+            use std::io::Write;
+            for k in &info.keys {
+                let _ = writeln!(w, "{k}");
             }
         }
     }

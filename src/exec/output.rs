@@ -45,7 +45,12 @@ pub fn new_run_id() -> String {
     let t = time::OffsetDateTime::now_utc();
     let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     // milliseconds keep run directories in time order when sorted by name
-    format!("{}{:03}Z-{:06x}", t.format(&f).unwrap_or_default().trim_end_matches('Z'), t.millisecond(), rand::random::<u32>() & 0xff_ffff)
+    format!(
+        "{}{:03}Z-{:06x}",
+        t.format(&f).unwrap_or_default().trim_end_matches('Z'),
+        t.millisecond(),
+        rand::random::<u32>() & 0xff_ffff
+    )
 }
 
 /// The resolved pipeline, prompts and provenance, as written to config.json.
@@ -78,19 +83,40 @@ pub fn config_json(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
 impl RunWriter {
     pub fn create(ctx: &RunCtx, opts: &RunOptions) -> Result<Self> {
         let run_id = new_run_id();
-        let dir = opts.results_root.join(&ctx.pipeline.spec.name).join(&run_id);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating run directory {}", dir.display()))?;
+        let dir = opts
+            .results_root
+            .join(&ctx.pipeline.spec.name)
+            .join(&run_id);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating run directory {}", dir.display()))?;
         let cfg = config_json(ctx, opts, &run_id);
-        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?).context("writing config.json")?;
+        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)
+            .context("writing config.json")?;
         let events = File::create(dir.join("events.jsonl")).context("creating events.jsonl")?;
-        let mut results = BufWriter::new(File::create(dir.join("results.json")).context("creating results.json")?);
-        write!(results, "{{\n\"run_id\": {},\n\"pipeline\": {},\n\"problems\": [", json!(run_id), json!(ctx.pipeline.spec.name))?;
+        let mut results = BufWriter::new(
+            File::create(dir.join("results.json")).context("creating results.json")?,
+        );
+        write!(
+            results,
+            "{{\n\"run_id\": {},\n\"pipeline\": {},\n\"problems\": [",
+            json!(run_id),
+            json!(ctx.pipeline.spec.name)
+        )?;
         let mut tallies = BTreeMap::new();
         let mut node_order = Vec::new();
         for n in &ctx.pipeline.nodes {
-            let graded = (n.kind == "reason" && ctx.pipeline.spec.grade.is_some() && n.params.get("graded").and_then(|g| g.as_bool()) != Some(false)) || n.kind == "grade";
+            let graded = (n.kind == "reason"
+                && ctx.pipeline.spec.grade.is_some()
+                && n.params.get("graded").and_then(|g| g.as_bool()) != Some(false))
+                || n.kind == "grade";
             if graded {
-                tallies.insert(n.id.clone(), Tally { round: n.round, ..Default::default() });
+                tallies.insert(
+                    n.id.clone(),
+                    Tally {
+                        round: n.round,
+                        ..Default::default()
+                    },
+                );
                 node_order.push(n.id.clone());
             }
         }
@@ -110,7 +136,9 @@ impl RunWriter {
     }
 
     pub fn keys_file(&self) -> Result<BufWriter<File>> {
-        Ok(BufWriter::new(File::create(self.dir.join("cache_keys.txt")).context("creating cache_keys.txt")?))
+        Ok(BufWriter::new(
+            File::create(self.dir.join("cache_keys.txt")).context("creating cache_keys.txt")?,
+        ))
     }
 
     fn write_problem(&mut self, p: &ProblemRecord) -> Result<()> {
@@ -127,11 +155,18 @@ impl RunWriter {
     fn tally(&mut self, p: &ProblemRecord) {
         for s in &p.samples {
             for (id, r) in s {
-                let Some(t) = self.tallies.get_mut(id) else { continue };
+                let Some(t) = self.tallies.get_mut(id) else {
+                    continue;
+                };
                 match r.status {
                     "done" => {
                         t.graded += 1;
-                        if r.output.as_ref().and_then(|o| o.get("correct")).and_then(|c| c.as_bool()) == Some(true) {
+                        if r.output
+                            .as_ref()
+                            .and_then(|o| o.get("correct"))
+                            .and_then(|c| c.as_bool())
+                            == Some(true)
+                        {
                             t.correct += 1;
                         }
                     }
@@ -149,13 +184,27 @@ impl RunWriter {
         for p in &rest {
             self.write_problem(p)?;
         }
-        let status = if outcome.interrupted { "interrupted" } else { "complete" };
+        let status = if outcome.interrupted {
+            "interrupted"
+        } else {
+            "complete"
+        };
         write!(self.results, "\n],\n\"status\": {}\n}}\n", json!(status))?;
         self.results.flush().context("writing results.json")?;
         let metrics = metrics_json(ctx, outcome, self.problems_written);
-        std::fs::write(self.dir.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?).context("writing metrics.json")?;
+        std::fs::write(
+            self.dir.join("metrics.json"),
+            serde_json::to_vec_pretty(&metrics)?,
+        )
+        .context("writing metrics.json")?;
         let table = self.table(ctx);
-        let report = format!("# {} — run {}\n\n{}\n\n{}\n", ctx.pipeline.spec.name, self.run_id, table, summary_line(ctx));
+        let report = format!(
+            "# {} — run {}\n\n{}\n\n{}\n",
+            ctx.pipeline.spec.name,
+            self.run_id,
+            table,
+            summary_line(ctx)
+        );
         std::fs::write(self.dir.join("report.md"), report).context("writing report.md")?;
         println!("{table}");
         println!("{}", summary_line(ctx));
@@ -163,7 +212,10 @@ impl RunWriter {
             println!("FAILED {id}: {e}");
         }
         if outcome.failed.len() > 20 {
-            println!("… and {} more failed problems (see results.json)", outcome.failed.len() - 20);
+            println!(
+                "… and {} more failed problems (see results.json)",
+                outcome.failed.len() - 20
+            );
         }
         println!("results: {}", self.dir.display());
         Ok(RunSummary {
@@ -176,18 +228,34 @@ impl RunWriter {
 
     /// The compact per-round accuracy table (markdown).
     pub fn table(&self, ctx: &RunCtx) -> String {
-        let sim = ctx.pipeline.spec.models.values().any(|m| m.provider == "sim");
+        let sim = ctx
+            .pipeline
+            .spec
+            .models
+            .values()
+            .any(|m| m.provider == "sim");
         let samples = ctx.pipeline.spec.samples.max(1);
         let mut s = format!(
             "{} problems × {} sample(s){}\n\n| round | node | correct | graded | accuracy | skipped | failed |\n|---:|---|---:|---:|---:|---:|---:|\n",
             ctx.pipeline.problems.len(),
             samples,
-            if sim { " — model: sim (SIMULATED reasoner, not a real model)" } else { "" }
+            if sim {
+                " — model: sim (SIMULATED reasoner, not a real model)"
+            } else {
+                ""
+            }
         );
         for id in &self.node_order {
             let t = &self.tallies[id];
-            let acc = if t.graded > 0 { format!("{:.1}%", 100.0 * t.correct as f64 / t.graded as f64) } else { "–".into() };
-            s.push_str(&format!("| {} | {} | {} | {} | {} | {} | {} |\n", t.round, id, t.correct, t.graded, acc, t.skipped, t.failed));
+            let acc = if t.graded > 0 {
+                format!("{:.1}%", 100.0 * t.correct as f64 / t.graded as f64)
+            } else {
+                "–".into()
+            };
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                t.round, id, t.correct, t.graded, acc, t.skipped, t.failed
+            ));
         }
         if self.node_order.is_empty() {
             s.push_str("| – | (no graded node) | | | | | |\n");
@@ -241,7 +309,9 @@ impl Sink for RunWriter {
         let mut line = serde_json::to_vec(e)?;
         line.push(b'\n');
         // one write per event: a crash loses nothing that finished
-        self.events.write_all(&line).context("appending to events.jsonl")
+        self.events
+            .write_all(&line)
+            .context("appending to events.jsonl")
     }
 
     fn problem_done(&mut self, p: ProblemRecord) -> Result<()> {
@@ -249,7 +319,9 @@ impl Sink for RunWriter {
         self.pending.insert(p.index, p);
         while self.cursor < self.order.len() {
             let next = self.order[self.cursor];
-            let Some(p) = self.pending.remove(&next) else { break };
+            let Some(p) = self.pending.remove(&next) else {
+                break;
+            };
             self.write_problem(&p)?;
             self.cursor += 1;
         }
@@ -270,7 +342,13 @@ impl Sink for PlanSink {
     fn event(&mut self, e: &Event) -> Result<()> {
         match (e.event, e.cached) {
             ("finished", Some(true)) => *self.cached.entry(e.node.clone()).or_default() += 1,
-            ("failed", _) if e.error.as_deref().is_some_and(|m| m.contains(super::PLANNED)) => *self.to_make.entry(e.node.clone()).or_default() += 1,
+            ("failed", _)
+                if e.error
+                    .as_deref()
+                    .is_some_and(|m| m.contains(super::PLANNED)) =>
+            {
+                *self.to_make.entry(e.node.clone()).or_default() += 1
+            }
             ("started", _) => {}
             _ => *self.other.entry(e.node.clone()).or_default() += 1,
         }

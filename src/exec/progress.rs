@@ -22,18 +22,30 @@ impl Progress {
         let bar = (enabled && tty).then(|| {
             let b = ProgressBar::new(total as u64);
             b.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} problems · {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} problems · {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             b.enable_steady_tick(std::time::Duration::from_millis(200));
             b
         });
-        Progress { bar, total: total as u64, done: AtomicU64::new(0), plain: enabled && !tty }
+        Progress {
+            bar,
+            total: total as u64,
+            done: AtomicU64::new(0),
+            plain: enabled && !tty,
+        }
     }
 
     /// A quiet progress (plans, tests).
     pub fn hidden() -> Self {
-        Progress { bar: None, total: 0, done: AtomicU64::new(0), plain: false }
+        Progress {
+            bar: None,
+            total: 0,
+            done: AtomicU64::new(0),
+            plain: false,
+        }
     }
 
     pub fn problem_done(&self, ctx: &RunCtx, failed: bool) {
@@ -51,7 +63,7 @@ impl Progress {
             b.set_message(msg);
         } else if self.plain {
             let step = (self.total / 10).max(1);
-            if d % step == 0 || d == self.total {
+            if d.is_multiple_of(step) || d == self.total {
                 eprintln!("[{d}/{} problems] {msg}", self.total);
             }
         }

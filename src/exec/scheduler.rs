@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use serde::Serialize;
 use indexmap::IndexMap;
+use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
@@ -110,19 +110,37 @@ struct Open {
 }
 
 fn now() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 type TaskResult = (usize, usize, Result<Output>, u64);
 
-pub async fn schedule(ctx: Arc<RunCtx>, sink: &mut dyn Sink, progress: &Progress) -> Result<Outcome> {
+pub async fn schedule(
+    ctx: Arc<RunCtx>,
+    sink: &mut dyn Sink,
+    progress: &Progress,
+) -> Result<Outcome> {
     let g = Arc::new(graph::build(&ctx.pipeline));
-    let kinds: Vec<Arc<dyn NodeKind>> = ctx.pipeline.nodes.iter().map(|n| nodes::kind(&n.kind).expect("validated kind")).collect();
-    let problems: Vec<Arc<Problem>> = ctx.pipeline.problems.iter().cloned().map(Arc::new).collect();
+    let kinds: Vec<Arc<dyn NodeKind>> = ctx
+        .pipeline
+        .nodes
+        .iter()
+        .map(|n| nodes::kind(&n.kind).expect("validated kind"))
+        .collect();
+    let problems: Vec<Arc<Problem>> = ctx
+        .pipeline
+        .problems
+        .iter()
+        .cloned()
+        .map(Arc::new)
+        .collect();
     let window = (ctx.concurrency * 4).max(16);
     let mut open: HashMap<usize, Open> = HashMap::new();
     let mut next = 0usize;
-    let mut ready: BinaryHeap<(u64, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>)> = BinaryHeap::new();
+    let mut ready: BinaryHeap<(u64, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>)> =
+        BinaryHeap::new();
     let mut tasks: JoinSet<TaskResult> = JoinSet::new();
     let mut in_flight_model = 0usize;
     let mut per_model: HashMap<String, usize> = HashMap::new();
@@ -131,13 +149,22 @@ pub async fn schedule(ctx: Arc<RunCtx>, sink: &mut dyn Sink, progress: &Progress
 
     loop {
         while open.len() < window && next < problems.len() {
-            let states: Vec<State> = (0..g.len()).map(|i| State::Waiting(g.deps[i].len())).collect();
+            let states: Vec<State> = (0..g.len())
+                .map(|i| State::Waiting(g.deps[i].len()))
+                .collect();
             for i in 0..g.len() {
                 if g.deps[i].is_empty() {
                     ready.push((g.chain[i], std::cmp::Reverse(next), std::cmp::Reverse(i)));
                 }
             }
-            open.insert(next, Open { problem: problems[next].clone(), states, left: g.len() });
+            open.insert(
+                next,
+                Open {
+                    problem: problems[next].clone(),
+                    states,
+                    left: g.len(),
+                },
+            );
             next += 1;
         }
         // dispatch in priority order; model nodes only while there is room
@@ -146,7 +173,11 @@ pub async fn schedule(ctx: Arc<RunCtx>, sink: &mut dyn Sink, progress: &Progress
             let (_, std::cmp::Reverse(pid), std::cmp::Reverse(i)) = item;
             let node_ix = g.inst(i).node;
             let node = &ctx.pipeline.nodes[node_ix];
-            let model_cap = node.model.as_ref().and_then(|m| ctx.pipeline.spec.models.get(m)).and_then(|m| m.max_in_flight);
+            let model_cap = node
+                .model
+                .as_ref()
+                .and_then(|m| ctx.pipeline.spec.models.get(m))
+                .and_then(|m| m.max_in_flight);
             if g.uses_model[i] {
                 let m = node.model.clone().unwrap_or_default();
                 let used = per_model.get(&m).copied().unwrap_or(0);
@@ -163,24 +194,63 @@ pub async fn schedule(ctx: Arc<RunCtx>, sink: &mut dyn Sink, progress: &Progress
             let upstream = upstream_of(&g, &op.states, i, &ctx);
             // condition
             if let Some(c) = &node.when {
-                let get = |r: &Ref| -> Option<Value> { upstream.get(&r.node).and_then(|o| r.field.as_ref().and_then(|f| o.get(f).cloned())) };
+                let get = |r: &Ref| -> Option<Value> {
+                    upstream
+                        .get(&r.node)
+                        .and_then(|o| r.field.as_ref().and_then(|f| o.get(f).cloned()))
+                };
                 if !c.eval(&get) {
-                    let why = format!("condition `{}` is false", node.when_text.as_deref().unwrap_or(""));
-                    finish(&ctx, &g, sink, &mut open, pid, i, State::Skipped(why), &mut ready, &mut outcome, progress)?;
+                    let why = format!(
+                        "condition `{}` is false",
+                        node.when_text.as_deref().unwrap_or("")
+                    );
+                    finish(
+                        &ctx,
+                        &g,
+                        sink,
+                        &mut open,
+                        pid,
+                        i,
+                        State::Skipped(why),
+                        &mut ready,
+                        &mut outcome,
+                        progress,
+                    )?;
                     continue;
                 }
             }
             if g.uses_model[i] {
                 in_flight_model += 1;
-                *per_model.entry(node.model.clone().unwrap_or_default()).or_default() += 1;
-                sink.event(&Event { time: now(), problem: op.problem.id.clone(), sample, node: node.id.clone(), round: node.round, event: "started", cached: None, usage: None, answer: None, correct: None, error: None, latency_ms: None })?;
+                *per_model
+                    .entry(node.model.clone().unwrap_or_default())
+                    .or_default() += 1;
+                sink.event(&Event {
+                    time: now(),
+                    problem: op.problem.id.clone(),
+                    sample,
+                    node: node.id.clone(),
+                    round: node.round,
+                    event: "started",
+                    cached: None,
+                    usage: None,
+                    answer: None,
+                    correct: None,
+                    error: None,
+                    latency_ms: None,
+                })?;
             }
             op.states[i] = State::Running;
             let (tctx, kind, problem) = (ctx.clone(), kinds[node_ix].clone(), op.problem.clone());
             tasks.spawn(async move {
                 let t = Instant::now();
                 let node = &tctx.pipeline.nodes[node_ix];
-                let cx = NodeCx { run: &tctx, node, problem: &problem, sample: sample.unwrap_or(0), upstream: &upstream };
+                let cx = NodeCx {
+                    run: &tctx,
+                    node,
+                    problem: &problem,
+                    sample: sample.unwrap_or(0),
+                    upstream: &upstream,
+                };
                 let r = kind.run(&cx).await;
                 (pid, i, r, t.elapsed().as_millis() as u64)
             });
@@ -219,7 +289,10 @@ pub async fn schedule(ctx: Arc<RunCtx>, sink: &mut dyn Sink, progress: &Progress
         }
         let state = match r {
             Ok(mut out) => {
-                let cached = out.remove("cached").and_then(|v| v.as_bool()).unwrap_or(false);
+                let cached = out
+                    .remove("cached")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
                 State::Done(Arc::new(out), cached, ms)
             }
             Err(e) => State::Failed(format!("{e:#}")),
@@ -227,7 +300,18 @@ pub async fn schedule(ctx: Arc<RunCtx>, sink: &mut dyn Sink, progress: &Progress
         if ctx.stop_new_calls() {
             outcome.interrupted = true;
         }
-        finish(&ctx, &g, sink, &mut open, pid, i, state, &mut ready, &mut outcome, progress)?;
+        finish(
+            &ctx,
+            &g,
+            sink,
+            &mut open,
+            pid,
+            i,
+            state,
+            &mut ready,
+            &mut outcome,
+            progress,
+        )?;
     }
     if outcome.interrupted {
         // keep what finished of the open problems
@@ -242,7 +326,12 @@ pub async fn schedule(ctx: Arc<RunCtx>, sink: &mut dyn Sink, progress: &Progress
 }
 
 /// The finished outputs a node instance reads, by node id.
-fn upstream_of(g: &InstanceGraph, states: &[State], i: usize, ctx: &RunCtx) -> HashMap<String, Arc<Output>> {
+fn upstream_of(
+    g: &InstanceGraph,
+    states: &[State],
+    i: usize,
+    ctx: &RunCtx,
+) -> HashMap<String, Arc<Output>> {
     let mut m = HashMap::new();
     for &d in &g.deps[i] {
         if let State::Done(o, _, _) = &states[d] {
@@ -270,7 +359,20 @@ fn finish(
     while let Some((i, state)) = stack.pop() {
         let node = &ctx.pipeline.nodes[g.inst(i).node];
         let sample = g.inst(i).sample;
-        let mut ev = Event { time: now(), problem: op.problem.id.clone(), sample, node: node.id.clone(), round: node.round, event: "finished", cached: None, usage: None, answer: None, correct: None, error: None, latency_ms: None };
+        let mut ev = Event {
+            time: now(),
+            problem: op.problem.id.clone(),
+            sample,
+            node: node.id.clone(),
+            round: node.round,
+            event: "finished",
+            cached: None,
+            usage: None,
+            answer: None,
+            correct: None,
+            error: None,
+            latency_ms: None,
+        };
         match &state {
             State::Done(o, cached, ms) => {
                 ev.cached = Some(*cached);
@@ -298,7 +400,9 @@ fn finish(
         op.states[i] = state;
         op.left -= 1;
         for &d in &g.dependents[i] {
-            let State::Waiting(n) = &mut op.states[d] else { continue };
+            let State::Waiting(n) = &mut op.states[d] else {
+                continue;
+            };
             if *n == usize::MAX {
                 continue; // already failed or skipped through another upstream node
             }
@@ -307,8 +411,16 @@ fn finish(
                 // the first upstream failure or skip decides; its other deps no longer matter
                 let dn = &ctx.pipeline.nodes[g.inst(d).node].id;
                 let s = if failed {
-                    let why = if let State::Failed(e) = &op.states[i] { e.as_str() } else { "" };
-                    if why.contains(PLANNED) { State::Failed(format!("{PLANNED} (upstream `{}`)", node.id)) } else { State::Failed(format!("not run: upstream `{}` failed", node.id)) }
+                    let why = if let State::Failed(e) = &op.states[i] {
+                        e.as_str()
+                    } else {
+                        ""
+                    };
+                    if why.contains(PLANNED) {
+                        State::Failed(format!("{PLANNED} (upstream `{}`)", node.id))
+                    } else {
+                        State::Failed(format!("not run: upstream `{}` failed", node.id))
+                    }
                 } else {
                     State::Skipped(format!("upstream `{}` was skipped", node.id))
                 };
@@ -325,7 +437,9 @@ fn finish(
         let op = open.remove(&pid).expect("open");
         let rec = record(ctx, g, &op, "ok");
         if rec.status == "failed" {
-            outcome.failed.push((rec.id.clone(), rec.error.clone().unwrap_or_default()));
+            outcome
+                .failed
+                .push((rec.id.clone(), rec.error.clone().unwrap_or_default()));
         }
         outcome.problems_done += 1;
         progress.problem_done(ctx, rec.status == "failed");
@@ -351,7 +465,16 @@ fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str)
         if status == "failed" && error.is_none() {
             error = Some(format!("{}: {}", node.id, err.clone().unwrap_or_default()));
         }
-        let rec = NodeRecord { node: node.id.clone(), kind: node.kind.clone(), round: node.round, status, cached, output, error: err, latency_ms: ms };
+        let rec = NodeRecord {
+            node: node.id.clone(),
+            kind: node.kind.clone(),
+            round: node.round,
+            status,
+            cached,
+            output,
+            error: err,
+            latency_ms: ms,
+        };
         match inst.sample {
             Some(s) => {
                 per_sample[s as usize].insert(node.id.clone(), rec);
@@ -361,7 +484,11 @@ fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str)
             }
         }
     }
-    let status = if error.is_some() && base_status == "ok" { "failed" } else { base_status };
+    let status = if error.is_some() && base_status == "ok" {
+        "failed"
+    } else {
+        base_status
+    };
     ProblemRecord {
         id: op.problem.id.clone(),
         index: op.problem.index,
@@ -391,4 +518,3 @@ impl Sink for MemorySink {
         Ok(())
     }
 }
-

@@ -150,8 +150,6 @@ pub trait Provider: Send + Sync {
 pub fn build_provider(spec: &ModelSpec) -> Result<Arc<dyn Provider>> {
     match spec.provider.as_str() {
         "sim" => Ok(Arc::new(sim::SimProvider::new(spec.sim.clone()))),
-        other => anyhow::bail!(
-            "provider `{other}` is not available in this build (known: sim)"
-        ),
+        other => anyhow::bail!("provider `{other}` is not available in this build (known: sim)"),
     }
 }

@@ -39,7 +39,11 @@ pub fn split_reasoning(text: &str, reasoning_field: Option<&str>) -> (String, St
     let reasoning = match reasoning_field {
         Some(r) if !r.is_empty() => r.to_string(),
         _ => match text.find("</think>") {
-            Some(i) => text[..i].trim_start().trim_start_matches("<think>").trim().to_string(),
+            Some(i) => text[..i]
+                .trim_start()
+                .trim_start_matches("<think>")
+                .trim()
+                .to_string(),
             None => String::new(),
         },
     };
@@ -52,10 +56,23 @@ pub fn split_reasoning(text: &str, reasoning_field: Option<&str>) -> (String, St
 
 /// Makes the node's model call (with continuation), through both cache levels.
 /// `extra` is hashed into the node key (kind-specific settings that shape the output).
-pub async fn model_call(cx: &NodeCx<'_>, model_name: &str, prompt: Prompt, extra: Value) -> Result<(Output, CallInfo)> {
+pub async fn model_call(
+    cx: &NodeCx<'_>,
+    model_name: &str,
+    prompt: Prompt,
+    extra: Value,
+) -> Result<(Output, CallInfo)> {
     let run = cx.run;
-    let spec = run.pipeline.spec.models.get(model_name).ok_or_else(|| anyhow!("unknown model `{model_name}`"))?;
-    let provider = run.providers.get(model_name).ok_or_else(|| anyhow!("no provider for model `{model_name}`"))?;
+    let spec = run
+        .pipeline
+        .spec
+        .models
+        .get(model_name)
+        .ok_or_else(|| anyhow!("unknown model `{model_name}`"))?;
+    let provider = run
+        .providers
+        .get(model_name)
+        .ok_or_else(|| anyhow!("no provider for model `{model_name}`"))?;
     let model_ident = match &spec.cache_namespace {
         Some(ns) => format!("{ns}/{}", spec.model),
         None => spec.model.clone(),
@@ -69,11 +86,20 @@ pub async fn model_call(cx: &NodeCx<'_>, model_name: &str, prompt: Prompt, extra
         "params": params,
         "sample": cx.sample,
     });
-    let node_key = Key::of(&json!({"level": "node", "kind": cx.node.kind, "call": common, "prompt": prompt, "continuation": spec.continuation, "extra": extra}));
-    let mut info = CallInfo { keys: vec![node_key.0.clone()], ..Default::default() };
+    let node_key = Key::of(
+        &json!({"level": "node", "kind": cx.node.kind, "call": common, "prompt": prompt, "continuation": spec.continuation, "extra": extra}),
+    );
+    let mut info = CallInfo {
+        keys: vec![node_key.0.clone()],
+        ..Default::default()
+    };
     if let Some(e) = run.cache.get::<NodeEntry>(&node_key, "node") {
         info.cached = true;
-        if let Some(u) = e.output.get("usage").and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()) {
+        if let Some(u) = e
+            .output
+            .get("usage")
+            .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+        {
             info.usage = u;
         }
         run.record_call_info(model_name, &info);
@@ -87,7 +113,12 @@ pub async fn model_call(cx: &NodeCx<'_>, model_name: &str, prompt: Prompt, extra
     let mut model_id = None;
     let mut step_prompt = prompt.clone();
     loop {
-        let req = CallRequest { model: spec.model.clone(), prompt: step_prompt.clone(), params: params.clone(), sample: cx.sample };
+        let req = CallRequest {
+            model: spec.model.clone(),
+            prompt: step_prompt.clone(),
+            params: params.clone(),
+            sample: cx.sample,
+        };
         let call_key = Key::of(&json!({"level": "call", "call": common, "prompt": step_prompt}));
         info.keys.push(call_key.0.clone());
         let resp: CallResponse = match run.cache.get::<CallResponse>(&call_key, "call") {
@@ -98,19 +129,26 @@ pub async fn model_call(cx: &NodeCx<'_>, model_name: &str, prompt: Prompt, extra
             None => {
                 if run.mode == Mode::Plan {
                     run.stats.planned_calls.fetch_add(1, Ordering::Relaxed);
-                    let est = crate::llm::sim::approx_tokens(&step_prompt.full_text()) + spec.params.max_tokens.unwrap_or(1000);
+                    let est = crate::llm::sim::approx_tokens(&step_prompt.full_text())
+                        + spec.params.max_tokens.unwrap_or(1000);
                     run.stats.planned_tokens.fetch_add(est, Ordering::Relaxed);
                     bail!(crate::exec::PLANNED);
                 }
                 if run.offline {
-                    bail!("offline: no cache entry for this call of model `{model_name}` (run without --offline / ENABLE_API_CALLS=0 to make it)");
+                    bail!(
+                        "offline: no cache entry for this call of model `{model_name}` (run without --offline / ENABLE_API_CALLS=0 to make it)"
+                    );
                 }
                 if run.stop_new_calls() {
                     bail!(crate::exec::INTERRUPTED);
                 }
-                let r = run.limited_call(model_name, provider.as_ref(), &req, cx).await?;
+                let r = run
+                    .limited_call(model_name, provider.as_ref(), &req, cx)
+                    .await?;
                 info.calls += 1;
-                run.cache.put(&call_key, "call", &r).context("writing a call entry to the cache")?;
+                run.cache
+                    .put(&call_key, "call", &r)
+                    .context("writing a call entry to the cache")?;
                 r
             }
         };
@@ -133,12 +171,26 @@ pub async fn model_call(cx: &NodeCx<'_>, model_name: &str, prompt: Prompt, extra
     out.insert("text".into(), Value::String(text));
     out.insert("reasoning".into(), Value::String(reasoning));
     out.insert("answer_text".into(), Value::String(answer_text));
-    out.insert("finish_reason".into(), json!(finish_reasons.last().cloned().unwrap_or_default()));
+    out.insert(
+        "finish_reason".into(),
+        json!(finish_reasons.last().cloned().unwrap_or_default()),
+    );
     out.insert("finish_reasons".into(), json!(finish_reasons));
     out.insert("usage".into(), serde_json::to_value(info.usage)?);
     out.insert("round".into(), json!(cx.node.round));
-    out.insert("model".into(), json!(model_id.unwrap_or_else(|| spec.model.clone())));
-    run.cache.put(&node_key, "node", &NodeEntry { output: out.clone() }).context("writing a node entry to the cache")?;
+    out.insert(
+        "model".into(),
+        json!(model_id.unwrap_or_else(|| spec.model.clone())),
+    );
+    run.cache
+        .put(
+            &node_key,
+            "node",
+            &NodeEntry {
+                output: out.clone(),
+            },
+        )
+        .context("writing a node entry to the cache")?;
     run.record_call_info(model_name, &info);
     Ok((out, info))
 }
@@ -150,8 +202,14 @@ fn continue_prompt(original: &Prompt, so_far: &str) -> Prompt {
         Prompt::Completion(t) => Prompt::Completion(format!("{t}{so_far}")),
         Prompt::Chat(msgs) => {
             let mut m = msgs.clone();
-            m.push(Message { role: "assistant".into(), content: so_far.to_string() });
-            m.push(Message { role: "user".into(), content: "Continue exactly where you stopped.".into() });
+            m.push(Message {
+                role: "assistant".into(),
+                content: so_far.to_string(),
+            });
+            m.push(Message {
+                role: "user".into(),
+                content: "Continue exactly where you stopped.".into(),
+            });
             Prompt::Chat(m)
         }
     }
@@ -162,16 +220,32 @@ fn continue_prompt(original: &Prompt, so_far: &str) -> Prompt {
 pub fn chat(system: Option<String>, user: String) -> Prompt {
     let mut msgs = Vec::new();
     if let Some(s) = system {
-        msgs.push(Message { role: "system".into(), content: s });
+        msgs.push(Message {
+            role: "system".into(),
+            content: s,
+        });
     }
-    msgs.push(Message { role: "user".into(), content: user });
+    msgs.push(Message {
+        role: "user".into(),
+        content: user,
+    });
     Prompt::Chat(msgs)
 }
 
 /// Sends one call through the provider (used by `RunCtx::limited_call`).
-pub async fn send(provider: &dyn crate::llm::Provider, req: &CallRequest, cx: &NodeCx<'_>) -> Result<CallResponse> {
-    let ctx = CallContext { problem: &cx.problem.fields, observer: &crate::llm::NoObserver };
-    provider.call(req, &ctx).await.map_err(|e| anyhow!("model call failed: {}", e.message))
+pub async fn send(
+    provider: &dyn crate::llm::Provider,
+    req: &CallRequest,
+    cx: &NodeCx<'_>,
+) -> Result<CallResponse> {
+    let ctx = CallContext {
+        problem: &cx.problem.fields,
+        observer: &crate::llm::NoObserver,
+    };
+    provider
+        .call(req, &ctx)
+        .await
+        .map_err(|e| anyhow!("model call failed: {}", e.message))
 }
 
 #[cfg(test)]
@@ -180,8 +254,14 @@ mod tests {
 
     #[test]
     fn splits_think_blocks() {
-        assert_eq!(split_reasoning("<think>a\nb</think>\n\nThe answer", None), ("a\nb".into(), "The answer".into()));
+        assert_eq!(
+            split_reasoning("<think>a\nb</think>\n\nThe answer", None),
+            ("a\nb".into(), "The answer".into())
+        );
         assert_eq!(split_reasoning("plain", None), ("".into(), "plain".into()));
-        assert_eq!(split_reasoning("x</think>y</think>z", Some("R")), ("R".into(), "z".into()));
+        assert_eq!(
+            split_reasoning("x</think>y</think>z", Some("R")),
+            ("R".into(), "z".into())
+        );
     }
 }

@@ -36,7 +36,11 @@ impl NodeKind for Extract {
         &INFO
     }
 
-    fn check(&self, node: &crate::spec::Node, _p: &crate::spec::PipelineSpec) -> Vec<(String, String)> {
+    fn check(
+        &self,
+        node: &crate::spec::Node,
+        _p: &crate::spec::PipelineSpec,
+    ) -> Vec<(String, String)> {
         match extractor_of(node).and_then(|e| crate::grade::check_extractor(&e)) {
             Ok(()) => Vec::new(),
             Err(e) => vec![("extract".into(), e)],
@@ -47,13 +51,27 @@ impl NodeKind for Extract {
         let ex = extractor_of(cx.node).map_err(anyhow::Error::msg)?;
         let field = cx.param_str("field").unwrap_or("text");
         let input = cx.input();
-        let text = input.as_ref().and_then(|i| i.get(field)).and_then(|v| v.as_str()).unwrap_or("");
+        let text = input
+            .as_ref()
+            .and_then(|i| i.get(field))
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         let mut opts = ExtractOptions::default();
-        if let Some(f) = cx.node.params.get("fallback_full_text").and_then(|v| v.as_bool()) {
+        if let Some(f) = cx
+            .node
+            .params
+            .get("fallback_full_text")
+            .and_then(|v| v.as_bool())
+        {
             opts.fallback_full_text = f;
         }
         let mut out = Output::new();
-        out.insert("answer".into(), crate::grade::extract(&ex, text, &opts).map(Value::String).unwrap_or(Value::Null));
+        out.insert(
+            "answer".into(),
+            crate::grade::extract(&ex, text, &opts)
+                .map(Value::String)
+                .unwrap_or(Value::Null),
+        );
         out.insert("round".into(), json!(cx.node.round));
         Ok(out)
     }

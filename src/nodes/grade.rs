@@ -27,25 +27,51 @@ static INFO: KindInfo = KindInfo {
 fn compare_of(node: &crate::spec::Node) -> Result<Compare, String> {
     match node.params.get("compare") {
         None => Ok(Compare::default()),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("bad `compare:` ({e}); use exact, numeric, math, mc or llm_judge")),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            format!("bad `compare:` ({e}); use exact, numeric, math, mc or llm_judge")
+        }),
     }
 }
 
 /// Grades `answer` (None = no answer = wrong) against the truth.
-pub fn verdict(cmp: Compare, answer: Option<&str>, truth: &str, question: &str, rel_tol: Option<f64>) -> Result<bool> {
+pub fn verdict(
+    cmp: Compare,
+    answer: Option<&str>,
+    truth: &str,
+    question: &str,
+    rel_tol: Option<f64>,
+) -> Result<bool> {
     let Some(a) = answer else { return Ok(false) };
     if cmp == Compare::LlmJudge {
         bail!("compare: llm_judge needs a judge model call (set grade.judge_model)");
     }
-    crate::grade::equivalent(cmp, a, truth, &GradeContext { question: Some(question), rel_tol }).map_err(anyhow::Error::msg)
+    crate::grade::equivalent(
+        cmp,
+        a,
+        truth,
+        &GradeContext {
+            question: Some(question),
+            rel_tol,
+        },
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// Adds `answer` and `correct` to a model node's output per the pipeline's `grade:` block.
 pub fn attach_grade(cx: &NodeCx<'_>, g: &GradeSpec, out: &mut Output) -> Result<()> {
     let text = out.get("text").and_then(|t| t.as_str()).unwrap_or("");
     let answer = crate::grade::extract(&g.extract, text, &g.extract_options());
-    let correct = verdict(g.compare, answer.as_deref(), cx.problem.answer(), cx.problem.question(), g.rel_tol)?;
-    out.insert("answer".into(), answer.map(Value::String).unwrap_or(Value::Null));
+    let correct = verdict(
+        g.compare,
+        answer.as_deref(),
+        cx.problem.answer(),
+        cx.problem.question(),
+        g.rel_tol,
+    )?;
+    out.insert(
+        "answer".into(),
+        answer.map(Value::String).unwrap_or(Value::Null),
+    );
     out.insert("correct".into(), json!(correct));
     Ok(())
 }
@@ -56,11 +82,18 @@ impl NodeKind for Grade {
         &INFO
     }
 
-    fn check(&self, node: &crate::spec::Node, _p: &crate::spec::PipelineSpec) -> Vec<(String, String)> {
+    fn check(
+        &self,
+        node: &crate::spec::Node,
+        _p: &crate::spec::PipelineSpec,
+    ) -> Vec<(String, String)> {
         let mut v = Vec::new();
         match compare_of(node) {
             Err(e) => v.push(("compare".into(), e)),
-            Ok(Compare::LlmJudge) => v.push(("compare".into(), "llm_judge is available in the pipeline `grade:` block only".into())),
+            Ok(Compare::LlmJudge) => v.push((
+                "compare".into(),
+                "llm_judge is available in the pipeline `grade:` block only".into(),
+            )),
             Ok(_) => {}
         }
         v
@@ -69,13 +102,26 @@ impl NodeKind for Grade {
     async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
         let cmp = compare_of(cx.node).map_err(anyhow::Error::msg)?;
         let input = cx.input();
-        let answer = input.as_ref().and_then(|i| i.get("answer")).and_then(|v| v.as_str()).map(|s| s.to_string());
+        let answer = input
+            .as_ref()
+            .and_then(|i| i.get("answer"))
+            .and_then(|v| v.as_str())
+            .map(|s| s.to_string());
         let col = cx.param_str("truth_column").unwrap_or("answer");
         let truth = cx.problem.fields.get(col).map(|s| s.as_str()).unwrap_or("");
         let rel_tol = cx.node.params.get("rel_tol").and_then(|v| v.as_f64());
-        let correct = verdict(cmp, answer.as_deref(), truth, cx.problem.question(), rel_tol)?;
+        let correct = verdict(
+            cmp,
+            answer.as_deref(),
+            truth,
+            cx.problem.question(),
+            rel_tol,
+        )?;
         let mut out = Output::new();
-        out.insert("answer".into(), answer.map(Value::String).unwrap_or(Value::Null));
+        out.insert(
+            "answer".into(),
+            answer.map(Value::String).unwrap_or(Value::Null),
+        );
         out.insert("correct".into(), json!(correct));
         out.insert("round".into(), json!(cx.node.round));
         Ok(out)

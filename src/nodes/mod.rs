@@ -89,7 +89,10 @@ impl NodeCx<'_> {
 
     /// The `input:` output (whole) if the node has one.
     pub fn input(&self) -> Option<Arc<Output>> {
-        self.node.input.as_ref().and_then(|r| self.upstream.get(&r.node).cloned())
+        self.node
+            .input
+            .as_ref()
+            .and_then(|r| self.upstream.get(&r.node).cloned())
     }
 
     /// The data a prompt template renders with: problem columns at the top level and under
@@ -100,11 +103,20 @@ impl NodeCx<'_> {
         for (k, v) in &self.problem.fields {
             m.insert(k.clone(), Value::String(v.clone()));
         }
-        m.insert("problem".into(), serde_json::to_value(&self.problem.fields).unwrap_or_default());
+        m.insert(
+            "problem".into(),
+            serde_json::to_value(&self.problem.fields).unwrap_or_default(),
+        );
         m.insert("round".into(), self.node.round.into());
         m.insert("sample".into(), self.sample.into());
         for id in &self.node.template_refs {
-            m.insert(id.clone(), self.lookup(&Ref { node: id.clone(), field: None }));
+            m.insert(
+                id.clone(),
+                self.lookup(&Ref {
+                    node: id.clone(),
+                    field: None,
+                }),
+            );
         }
         if let Some(r) = &self.node.input {
             m.insert("input".into(), self.lookup(r));

@@ -14,7 +14,18 @@ pub struct Reason;
 static INFO: KindInfo = KindInfo {
     name: "reason",
     summary: "a model call on a prompt; graded by the pipeline's grade: block",
-    provides: &["text", "reasoning", "answer_text", "finish_reason", "finish_reasons", "usage", "round", "model", "answer", "correct"],
+    provides: &[
+        "text",
+        "reasoning",
+        "answer_text",
+        "finish_reason",
+        "finish_reasons",
+        "usage",
+        "round",
+        "model",
+        "answer",
+        "correct",
+    ],
     params: &["system", "graded"],
     model: Need::Required,
     prompt: Need::Required,
@@ -29,7 +40,11 @@ impl NodeKind for Reason {
         &INFO
     }
 
-    fn check(&self, node: &crate::spec::Node, _p: &crate::spec::PipelineSpec) -> Vec<(String, String)> {
+    fn check(
+        &self,
+        node: &crate::spec::Node,
+        _p: &crate::spec::PipelineSpec,
+    ) -> Vec<(String, String)> {
         let mut v = Vec::new();
         if node.params.get("system").is_some_and(|s| !s.is_string()) {
             v.push(("system".into(), "`system:` must be a text".into()));
@@ -42,15 +57,21 @@ impl NodeKind for Reason {
 
     async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
         let prompt_name = cx.node.prompt.as_deref().expect("validated");
-        let user = cx.run.templates.render(prompt_name, &cx.template_data(Map::new()))?;
+        let user = cx
+            .run
+            .templates
+            .render(prompt_name, &cx.template_data(Map::new()))?;
         let system = cx.param_str("system").map(|s| s.to_string());
         let model = cx.node.model.as_deref().expect("validated");
         let (mut out, info) = model_call(cx, model, chat(system, user), json!(null)).await?;
-        let graded = cx.node.params.get("graded").and_then(|g| g.as_bool()).unwrap_or(true);
-        if graded {
-            if let Some(g) = cx.pipeline().grade() {
-                super::grade::attach_grade(cx, g, &mut out)?;
-            }
+        let graded = cx
+            .node
+            .params
+            .get("graded")
+            .and_then(|g| g.as_bool())
+            .unwrap_or(true);
+        if graded && let Some(g) = cx.pipeline().grade() {
+            super::grade::attach_grade(cx, g, &mut out)?;
         }
         out.insert("cached".into(), json!(info.cached));
         Ok(out)

@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 use super::load::LocMap;
 use super::{Binding, Diag, Node, Ref, when};
 
-const COMMON: [&str; 8] = ["kind", "model", "prompt", "input", "vars", "when", "after", "round"];
+const COMMON: [&str; 8] = [
+    "kind", "model", "prompt", "input", "vars", "when", "after", "round",
+];
 
 struct Raw {
     id: String,
@@ -32,7 +34,11 @@ struct Raw {
 /// Expands and resolves; all errors at once.
 pub fn expand(nodes: &Map<String, Value>, locs: &LocMap) -> Result<Vec<Node>, Vec<Diag>> {
     let (out, diags) = expand_partial(nodes, locs);
-    if diags.is_empty() { Ok(out) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
 }
 
 /// Expands what it can: the nodes that resolved, and the errors of the others.
@@ -42,11 +48,17 @@ pub fn expand_partial(nodes: &Map<String, Value>, locs: &LocMap) -> (Vec<Node>, 
     for (name, v) in nodes {
         let path = format!("nodes.{name}");
         if !valid_id(name) {
-            diags.push(Diag::at(&locs.find(&path), format!("node name `{name}` may only use letters, digits, `_` and `-`")));
+            diags.push(Diag::at(
+                &locs.find(&path),
+                format!("node name `{name}` may only use letters, digits, `_` and `-`"),
+            ));
             continue;
         }
         let Some(obj) = v.as_object() else {
-            diags.push(Diag::at(&locs.find(&path), format!("node `{name}` must be a mapping with at least `kind:`")));
+            diags.push(Diag::at(
+                &locs.find(&path),
+                format!("node `{name}` must be a mapping with at least `kind:`"),
+            ));
             continue;
         };
         if obj.contains_key("repeat") {
@@ -57,39 +69,78 @@ pub fn expand_partial(nodes: &Map<String, Value>, locs: &LocMap) -> (Vec<Node>, 
                 Some(r) => match r.as_u64() {
                     Some(r) => r as u32,
                     None => {
-                        diags.push(Diag::at(&locs.find(&format!("{path}.round")), "`round:` must be a whole number"));
+                        diags.push(Diag::at(
+                            &locs.find(&format!("{path}.round")),
+                            "`round:` must be a whole number",
+                        ));
                         0
                     }
                 },
             };
-            raws.push(Raw { id: name.clone(), base: name.clone(), round, body: None, block_when: None, fields: obj.clone(), path });
+            raws.push(Raw {
+                id: name.clone(),
+                base: name.clone(),
+                round,
+                body: None,
+                block_when: None,
+                fields: obj.clone(),
+                path,
+            });
         }
     }
     let mut ids = BTreeSet::new();
     for r in &raws {
         if !ids.insert(r.id.clone()) {
-            diags.push(Diag::at(&locs.find(&r.path), format!("node `{}` is defined twice (a repeat block expands to the same name)", r.id))
-                .hint("rename the node or the repeat body entry"));
+            diags.push(
+                Diag::at(
+                    &locs.find(&r.path),
+                    format!(
+                        "node `{}` is defined twice (a repeat block expands to the same name)",
+                        r.id
+                    ),
+                )
+                .hint("rename the node or the repeat body entry"),
+            );
         }
     }
-    let out: Vec<Node> = raws.iter().filter_map(|r| resolve_raw(r, &ids, locs, &mut diags)).collect();
+    let out: Vec<Node> = raws
+        .iter()
+        .filter_map(|r| resolve_raw(r, &ids, locs, &mut diags))
+        .collect();
     (out, diags)
 }
 
 fn valid_id(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn expand_block(name: &str, obj: &Map<String, Value>, path: &str, locs: &LocMap, raws: &mut Vec<Raw>, diags: &mut Vec<Diag>) {
+fn expand_block(
+    name: &str,
+    obj: &Map<String, Value>,
+    path: &str,
+    locs: &LocMap,
+    raws: &mut Vec<Raw>,
+    diags: &mut Vec<Diag>,
+) {
     for k in obj.keys() {
         if !["repeat", "body", "start", "when"].contains(&k.as_str()) {
-            diags.push(Diag::at(&locs.find(&format!("{path}.{k}")), format!("unknown field `{k}` in repeat block `{name}`"))
-                .hint("a repeat block has `repeat`, `body`, and optionally `start` and `when`"));
+            diags.push(
+                Diag::at(
+                    &locs.find(&format!("{path}.{k}")),
+                    format!("unknown field `{k}` in repeat block `{name}`"),
+                )
+                .hint("a repeat block has `repeat`, `body`, and optionally `start` and `when`"),
+            );
         }
     }
     let n = obj.get("repeat").and_then(|v| v.as_u64());
     let Some(n) = n else {
-        diags.push(Diag::at(&locs.find(&format!("{path}.repeat")), "`repeat:` must be a whole number of rounds"));
+        diags.push(Diag::at(
+            &locs.find(&format!("{path}.repeat")),
+            "`repeat:` must be a whole number of rounds",
+        ));
         return;
     };
     let start = obj.get("start").and_then(|v| v.as_u64()).unwrap_or(1) as u32;
@@ -97,12 +148,18 @@ fn expand_block(name: &str, obj: &Map<String, Value>, path: &str, locs: &LocMap,
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
-            diags.push(Diag::at(&locs.find(&format!("{path}.when")), "`when:` must be a condition text"));
+            diags.push(Diag::at(
+                &locs.find(&format!("{path}.when")),
+                "`when:` must be a condition text",
+            ));
             None
         }
     };
     let Some(body) = obj.get("body").and_then(|b| b.as_object()) else {
-        diags.push(Diag::at(&locs.find(path), format!("repeat block `{name}` needs a `body:` mapping of nodes")));
+        diags.push(Diag::at(
+            &locs.find(path),
+            format!("repeat block `{name}` needs a `body:` mapping of nodes"),
+        ));
         return;
     };
     let names: BTreeSet<String> = body.keys().cloned().collect();
@@ -112,13 +169,19 @@ fn expand_block(name: &str, obj: &Map<String, Value>, path: &str, locs: &LocMap,
             let bpath = format!("{path}.body.{bname}");
             if !valid_id(bname) {
                 if i == 0 {
-                    diags.push(Diag::at(&locs.find(&bpath), format!("node name `{bname}` may only use letters, digits, `_` and `-`")));
+                    diags.push(Diag::at(
+                        &locs.find(&bpath),
+                        format!("node name `{bname}` may only use letters, digits, `_` and `-`"),
+                    ));
                 }
                 continue;
             }
             let Some(fields) = bv.as_object() else {
                 if i == 0 {
-                    diags.push(Diag::at(&locs.find(&bpath), format!("body node `{bname}` must be a mapping with at least `kind:`")));
+                    diags.push(Diag::at(
+                        &locs.find(&bpath),
+                        format!("body node `{bname}` must be a mapping with at least `kind:`"),
+                    ));
                 }
                 continue;
             };
@@ -150,28 +213,46 @@ fn resolve_ref(text: &str, raw: &Raw, ids: &BTreeSet<String>) -> Result<Binding,
     match scope {
         "previous" => {
             if raw.body.is_none() {
-                return Err(format!("`{text}`: `previous.` only works inside a repeat body"));
+                return Err(format!(
+                    "`{text}`: `previous.` only works inside a repeat body"
+                ));
             }
             let id = format!("{name}_{}", raw.round.saturating_sub(1));
             if raw.round == 0 || !ids.contains(&id) {
-                return Err(format!("`{text}` in round {} needs a node `{id}`, which does not exist", raw.round));
+                return Err(format!(
+                    "`{text}` in round {} needs a node `{id}`, which does not exist",
+                    raw.round
+                ));
             }
             Ok(Binding::One(Ref { node: id, field }))
         }
         "all" => {
-            let upto = if raw.body.is_some() { raw.round } else { u32::MAX };
+            let upto = if raw.body.is_some() {
+                raw.round
+            } else {
+                u32::MAX
+            };
             let refs: Vec<Ref> = (0..=upto.min(10_000))
                 .map(|j| format!("{name}_{j}"))
                 .filter(|id| ids.contains(id) && *id != raw.id)
-                .map(|node| Ref { node, field: field.clone() })
+                .map(|node| Ref {
+                    node,
+                    field: field.clone(),
+                })
                 .collect();
             if refs.is_empty() {
-                return Err(format!("`{text}` matches no node (it looks for `{name}_0`, `{name}_1`, …)"));
+                return Err(format!(
+                    "`{text}` matches no node (it looks for `{name}_0`, `{name}_1`, …)"
+                ));
             }
             Ok(Binding::List(refs))
         }
         _ => {
-            let id = if in_body { format!("{name}_{}", raw.round) } else { name.to_string() };
+            let id = if in_body {
+                format!("{name}_{}", raw.round)
+            } else {
+                name.to_string()
+            };
             if !ids.contains(&id) {
                 return Err(format!("`{text}`: there is no node `{id}`"));
             }
@@ -183,7 +264,12 @@ fn resolve_ref(text: &str, raw: &Raw, ids: &BTreeSet<String>) -> Result<Binding,
     }
 }
 
-fn resolve_raw(raw: &Raw, ids: &BTreeSet<String>, locs: &LocMap, diags: &mut Vec<Diag>) -> Option<Node> {
+fn resolve_raw(
+    raw: &Raw,
+    ids: &BTreeSet<String>,
+    locs: &LocMap,
+    diags: &mut Vec<Diag>,
+) -> Option<Node> {
     let f = &raw.fields;
     let at = |k: &str| locs.find(&format!("{}.{k}", raw.path));
     let before = diags.len();
@@ -199,8 +285,13 @@ fn resolve_raw(raw: &Raw, ids: &BTreeSet<String>, locs: &LocMap, diags: &mut Vec
     };
     let kind = text_field("kind", diags).unwrap_or_default();
     if kind.is_empty() && f.get("kind").is_none() {
-        diags.push(Diag::at(&locs.find(&raw.path), format!("node `{}` has no `kind:`", raw.base))
-            .hint("kinds: reason, summarize, extract, grade"));
+        diags.push(
+            Diag::at(
+                &locs.find(&raw.path),
+                format!("node `{}` has no `kind:`", raw.base),
+            )
+            .hint("kinds: reason, summarize, extract, grade"),
+        );
     }
     let model = text_field("model", diags);
     let prompt = text_field("prompt", diags);
@@ -208,7 +299,10 @@ fn resolve_raw(raw: &Raw, ids: &BTreeSet<String>, locs: &LocMap, diags: &mut Vec
     if let Some(t) = text_field("input", diags) {
         match resolve_ref(&t, raw, ids) {
             Ok(Binding::One(r)) => input = Some(r),
-            Ok(Binding::List(_)) => diags.push(Diag::at(&at("input"), format!("`input: {t}` names several nodes; use `vars:` for lists"))),
+            Ok(Binding::List(_)) => diags.push(Diag::at(
+                &at("input"),
+                format!("`input: {t}` names several nodes; use `vars:` for lists"),
+            )),
             Err(e) => diags.push(Diag::at(&at("input"), e).hint("see README: references")),
         }
     }
@@ -219,12 +313,20 @@ fn resolve_raw(raw: &Raw, ids: &BTreeSet<String>, locs: &LocMap, diags: &mut Vec
             for (k, v) in m {
                 match v.as_str().map(|t| resolve_ref(t, raw, ids)) {
                     Some(Ok(b)) => vars.push((k.clone(), b)),
-                    Some(Err(e)) => diags.push(Diag::at(&at(&format!("vars.{k}")), e).hint("see README: references")),
-                    None => diags.push(Diag::at(&at(&format!("vars.{k}")), format!("`vars.{k}` must be a reference text such as `all.summary`"))),
+                    Some(Err(e)) => diags.push(
+                        Diag::at(&at(&format!("vars.{k}")), e).hint("see README: references"),
+                    ),
+                    None => diags.push(Diag::at(
+                        &at(&format!("vars.{k}")),
+                        format!("`vars.{k}` must be a reference text such as `all.summary`"),
+                    )),
                 }
             }
         }
-        Some(_) => diags.push(Diag::at(&at("vars"), "`vars:` must map names to references")),
+        Some(_) => diags.push(Diag::at(
+            &at("vars"),
+            "`vars:` must map names to references",
+        )),
     }
     let mut after = Vec::new();
     match f.get("after") {
@@ -235,11 +337,17 @@ fn resolve_raw(raw: &Raw, ids: &BTreeSet<String>, locs: &LocMap, diags: &mut Vec
                     Some(Ok(Binding::One(r))) => after.push(r.node),
                     Some(Ok(Binding::List(rs))) => after.extend(rs.into_iter().map(|r| r.node)),
                     Some(Err(e)) => diags.push(Diag::at(&at("after"), e)),
-                    None => diags.push(Diag::at(&at("after"), "`after:` must be a list of node names")),
+                    None => diags.push(Diag::at(
+                        &at("after"),
+                        "`after:` must be a list of node names",
+                    )),
                 }
             }
         }
-        Some(_) => diags.push(Diag::at(&at("after"), "`after:` must be a list of node names")),
+        Some(_) => diags.push(Diag::at(
+            &at("after"),
+            "`after:` must be a list of node names",
+        )),
     }
     let own_when = text_field("when", diags);
     let when_text = match (&raw.block_when, &own_when) {
@@ -256,13 +364,23 @@ fn resolve_raw(raw: &Raw, ids: &BTreeSet<String>, locs: &LocMap, diags: &mut Vec
         match when::parse(t, &resolve) {
             Ok(c) => when = Some(c),
             Err(e) => {
-                let loc = if own_when.is_some() { at("when") } else { locs.find(&raw.path) };
-                diags.push(Diag::at(&loc, format!("bad `when:` condition `{t}`: {e}"))
-                    .hint("e.g. `when: not previous.attempt.correct`; see README: conditions"));
+                let loc = if own_when.is_some() {
+                    at("when")
+                } else {
+                    locs.find(&raw.path)
+                };
+                diags.push(
+                    Diag::at(&loc, format!("bad `when:` condition `{t}`: {e}"))
+                        .hint("e.g. `when: not previous.attempt.correct`; see README: conditions"),
+                );
             }
         }
     }
-    let params: Map<String, Value> = f.iter().filter(|(k, _)| !COMMON.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let params: Map<String, Value> = f
+        .iter()
+        .filter(|(k, _)| !COMMON.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     if diags.len() > before {
         return None;
     }
@@ -308,16 +426,43 @@ rounds:
     fn expands_repeat_into_rounds() {
         let nodes = expand(&paper(), &LocMap::default()).unwrap();
         let ids: Vec<_> = nodes.iter().map(|n| n.id.as_str()).collect();
-        assert_eq!(ids, ["attempt_0", "summary_1", "attempt_1", "summary_2", "attempt_2", "summary_3", "attempt_3", "summary_4", "attempt_4"]);
+        assert_eq!(
+            ids,
+            [
+                "attempt_0",
+                "summary_1",
+                "attempt_1",
+                "summary_2",
+                "attempt_2",
+                "summary_3",
+                "attempt_3",
+                "summary_4",
+                "attempt_4"
+            ]
+        );
         let a3 = nodes.iter().find(|n| n.id == "attempt_3").unwrap();
         assert_eq!(a3.round, 3);
-        let Binding::List(all) = &a3.vars[0].1 else { panic!() };
-        assert_eq!(all.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(), ["summary_1", "summary_2", "summary_3"]);
-        assert_eq!(a3.vars[1].1, Binding::One(Ref { node: "summary_3".into(), field: None }));
+        let Binding::List(all) = &a3.vars[0].1 else {
+            panic!()
+        };
+        assert_eq!(
+            all.iter().map(|r| r.node.as_str()).collect::<Vec<_>>(),
+            ["summary_1", "summary_2", "summary_3"]
+        );
+        assert_eq!(
+            a3.vars[1].1,
+            Binding::One(Ref {
+                node: "summary_3".into(),
+                field: None
+            })
+        );
         let s1 = nodes.iter().find(|n| n.id == "summary_1").unwrap();
         assert_eq!(s1.input.as_ref().unwrap().node, "attempt_0");
         assert_eq!(s1.deps(), ["attempt_0"]);
-        assert_eq!(a3.deps(), ["summary_1", "summary_2", "summary_3", "attempt_2"]);
+        assert_eq!(
+            a3.deps(),
+            ["summary_1", "summary_2", "summary_3", "attempt_2"]
+        );
     }
 
     #[test]

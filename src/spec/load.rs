@@ -58,11 +58,19 @@ pub fn parse_yaml(text: &str, file: &str) -> Result<(Value, LocMap), Diag> {
     let value: Value = serde_saphyr::from_str(text).map_err(|e| {
         let msg = e.to_string();
         let line = first_line_number(&msg);
-        Diag::new(file, line, format!("invalid YAML: {}", msg.lines().next().unwrap_or("")))
-            .hint("check indentation and quoting near that line")
+        Diag::new(
+            file,
+            line,
+            format!("invalid YAML: {}", msg.lines().next().unwrap_or("")),
+        )
+        .hint("check indentation and quoting near that line")
     })?;
     if !value.is_object() {
-        return Err(Diag::new(file, Some(1), "a pipeline must be a YAML mapping (key: value lines)"));
+        return Err(Diag::new(
+            file,
+            Some(1),
+            "a pipeline must be a YAML mapping (key: value lines)",
+        ));
     }
     let mut locs = LocMap {
         root_file: file.to_string(),
@@ -88,7 +96,13 @@ fn record_lines(text: &str, file: &str, locs: &mut LocMap) {
     }
     let mut stack: Vec<Frame> = Vec::new();
     let mut parser = Parser::new_from_str(text);
-    let join = |a: &str, b: &str| if a.is_empty() { b.to_string() } else { format!("{a}.{b}") };
+    let join = |a: &str, b: &str| {
+        if a.is_empty() {
+            b.to_string()
+        } else {
+            format!("{a}.{b}")
+        }
+    };
     // Returns the path of a value that starts now (and advances the parent frame).
     fn value_path(stack: &mut [Frame], join: &dyn Fn(&str, &str) -> String) -> Option<String> {
         match stack.last_mut() {
@@ -109,11 +123,20 @@ fn record_lines(text: &str, file: &str, locs: &mut LocMap) {
                 if is_key {
                     if let Some(Frame::Map { path, key }) = stack.last_mut() {
                         let p = join(path, &s);
-                        locs.insert(p, Loc { file: file.to_string(), line: Some(line) });
+                        locs.insert(
+                            p,
+                            Loc {
+                                file: file.to_string(),
+                                line: Some(line),
+                            },
+                        );
                         *key = Some(s.to_string());
                     }
                 } else if let Some(p) = value_path(&mut stack, &join) {
-                    locs.map.entry(p).or_insert(Loc { file: file.to_string(), line: Some(line) });
+                    locs.map.entry(p).or_insert(Loc {
+                        file: file.to_string(),
+                        line: Some(line),
+                    });
                 }
             }
             Event::Alias(_) => {
@@ -121,8 +144,13 @@ fn record_lines(text: &str, file: &str, locs: &mut LocMap) {
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let is_map = matches!(ev, Event::MappingStart(..));
-                let Some(p) = value_path(&mut stack, &join) else { break };
-                locs.map.entry(p.clone()).or_insert(Loc { file: file.to_string(), line: Some(line) });
+                let Some(p) = value_path(&mut stack, &join) else {
+                    break;
+                };
+                locs.map.entry(p.clone()).or_insert(Loc {
+                    file: file.to_string(),
+                    line: Some(line),
+                });
                 stack.push(if is_map {
                     Frame::Map { path: p, key: None }
                 } else {
@@ -150,10 +178,15 @@ fn load_chain(path: &Path, seen: &mut Vec<PathBuf>) -> Result<(Value, LocMap), D
     })?;
     let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     if seen.contains(&canon) {
-        return Err(Diag::new(&shown, None, "`extends:` forms a loop").hint(format!(
-            "chain: {}",
-            seen.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" -> ")
-        )));
+        return Err(
+            Diag::new(&shown, None, "`extends:` forms a loop").hint(format!(
+                "chain: {}",
+                seen.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            )),
+        );
     }
     seen.push(canon);
     let (mut value, mut locs) = parse_yaml(&text, &shown)?;
@@ -163,9 +196,12 @@ fn load_chain(path: &Path, seen: &mut Vec<PathBuf>) -> Result<(Value, LocMap), D
         Some(Value::String(rel)) => {
             let base_path = path.parent().unwrap_or(Path::new(".")).join(&rel);
             if !base_path.exists() {
-                return Err(Diag::new(&shown, locs.find("extends").line, format!(
-                    "`extends: {rel}`: no such file {}", base_path.display()
-                )).hint("the base path is relative to the file that extends it"));
+                return Err(Diag::new(
+                    &shown,
+                    locs.find("extends").line,
+                    format!("`extends: {rel}`: no such file {}", base_path.display()),
+                )
+                .hint("the base path is relative to the file that extends it"));
             }
             let (mut merged, base_locs) = load_chain(&base_path, seen)?;
             merge(&mut merged, value);
@@ -177,7 +213,11 @@ fn load_chain(path: &Path, seen: &mut Vec<PathBuf>) -> Result<(Value, LocMap), D
             }
             Ok((merged, all))
         }
-        Some(_) => Err(Diag::new(&shown, locs.find("extends").line, "`extends:` must be a path to a base pipeline")),
+        Some(_) => Err(Diag::new(
+            &shown,
+            locs.find("extends").line,
+            "`extends:` must be a path to a base pipeline",
+        )),
     }
 }
 
@@ -203,12 +243,18 @@ pub fn merge(base: &mut Value, over: Value) {
 pub fn apply_set(root: &mut Value, locs: &mut LocMap, assignment: &str) -> Result<(), Diag> {
     let cli = "command line";
     let Some((path, raw)) = assignment.split_once('=') else {
-        return Err(Diag::new(cli, None, format!("--set `{assignment}` is not PATH=VALUE"))
-            .hint("e.g. --set models.reasoner.params.temperature=0.8"));
+        return Err(
+            Diag::new(cli, None, format!("--set `{assignment}` is not PATH=VALUE"))
+                .hint("e.g. --set models.reasoner.params.temperature=0.8"),
+        );
     };
     let path = path.trim();
     if path.is_empty() || path.split('.').any(|s| s.is_empty()) {
-        return Err(Diag::new(cli, None, format!("--set `{assignment}`: empty path segment")));
+        return Err(Diag::new(
+            cli,
+            None,
+            format!("--set `{assignment}`: empty path segment"),
+        ));
     }
     let value: Value = if raw.trim().is_empty() {
         Value::String(String::new())
@@ -222,19 +268,31 @@ pub fn apply_set(root: &mut Value, locs: &mut LocMap, assignment: &str) -> Resul
         let map: &mut Map<String, Value> = match cur {
             Value::Object(m) => m,
             other => {
-                return Err(Diag::new(cli, None, format!(
-                    "--set {path}: `{}` is {}, not a mapping",
-                    segs[..i].join("."),
-                    kind_name(other)
-                )));
+                return Err(Diag::new(
+                    cli,
+                    None,
+                    format!(
+                        "--set {path}: `{}` is {}, not a mapping",
+                        segs[..i].join("."),
+                        kind_name(other)
+                    ),
+                ));
             }
         };
         if last {
             map.insert(seg.to_string(), value);
-            locs.insert(path.to_string(), Loc { file: format!("--set {assignment}"), line: None });
+            locs.insert(
+                path.to_string(),
+                Loc {
+                    file: format!("--set {assignment}"),
+                    line: None,
+                },
+            );
             return Ok(());
         }
-        cur = map.entry(seg.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        cur = map
+            .entry(seg.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     Ok(())
 }
@@ -269,7 +327,10 @@ mod tests {
     #[test]
     fn merge_overrides_and_deletes() {
         let mut a: Value = serde_json::json!({"x": {"y": 1, "z": 2}, "k": [1]});
-        merge(&mut a, serde_json::json!({"x": {"y": 5, "z": null}, "k": [2, 3]}));
+        merge(
+            &mut a,
+            serde_json::json!({"x": {"y": 5, "z": null}, "k": [2, 3]}),
+        );
         assert_eq!(a, serde_json::json!({"x": {"y": 5}, "k": [2, 3]}));
     }
 

@@ -186,11 +186,11 @@ fn default_trace_words() -> usize {
 impl ModelSpec {
     /// The sampling parameters as the ordered map that is sent and hashed (`extra` merged in).
     pub fn param_map(&self) -> BTreeMap<String, serde_json::Value> {
-        let mut map: BTreeMap<String, serde_json::Value> =
-            match serde_json::to_value(&self.params) {
-                Ok(serde_json::Value::Object(o)) => o.into_iter().collect(),
-                _ => BTreeMap::new(),
-            };
+        let mut map: BTreeMap<String, serde_json::Value> = match serde_json::to_value(&self.params)
+        {
+            Ok(serde_json::Value::Object(o)) => o.into_iter().collect(),
+            _ => BTreeMap::new(),
+        };
         for (k, v) in &self.extra {
             map.insert(k.clone(), v.clone());
         }

@@ -16,7 +16,15 @@ use crate::data;
 use crate::nodes::{self, Need};
 use crate::template;
 
-pub const PROVIDERS: [&str; 7] = ["sim", "openai", "fireworks", "together", "deepseek", "openrouter", "openai-compatible"];
+pub const PROVIDERS: [&str; 7] = [
+    "sim",
+    "openai",
+    "fireworks",
+    "together",
+    "deepseek",
+    "openrouter",
+    "openai-compatible",
+];
 
 /// Resolves a path written in a pipeline: as given when absolute or present relative to the
 /// working directory, else relative to the project holding the pipeline (the parent of its
@@ -61,11 +69,16 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
             } else {
                 "see README: pipeline format"
             };
-            return Err(vec![Diag::at(&locs.find(&p), format!("`{p}`: {inner}")).hint(hint)]);
+            return Err(vec![
+                Diag::at(&locs.find(&p), format!("`{p}`: {inner}")).hint(hint),
+            ]);
         }
     };
     if spec.samples == 0 {
-        diags.push(Diag::at(&locs.find("samples"), "`samples:` must be at least 1"));
+        diags.push(Diag::at(
+            &locs.find("samples"),
+            "`samples:` must be at least 1",
+        ));
     }
     check_models(&spec, &locs, &mut diags);
 
@@ -76,7 +89,10 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
     match data::load(&problems_path) {
         Err(e) => {
             let mut d = Diag::at(&locs.find("problems.path"), e);
-            let stem = problems_path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let stem = problems_path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("");
             d = if !problems_path.exists() && stem.starts_with("aime_2024") {
                 d.hint("this set is not shipped; fetch it with `distill data pull aime-2024`, or point elsewhere with --set problems.path=PATH (e.g. ../shared/data/aime_2024.csv)")
             } else {
@@ -102,11 +118,31 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
     diags.append(&mut expand_errors);
     let prompts_dir = resolve_path(spec.prompts_dir.as_deref().unwrap_or("prompts"), path);
     let mut prompts = BTreeMap::new();
-    let columns: Vec<String> = problem_set.as_ref().map(|s| s.columns.clone()).unwrap_or_default();
-    let kinds: HashMap<String, &'static nodes::KindInfo> = nodes::registry().iter().map(|k| (k.info().name.to_string(), k.info())).collect();
-    let node_kind: HashMap<String, String> = nodes.iter().map(|n| (n.id.clone(), n.kind.clone())).collect();
+    let columns: Vec<String> = problem_set
+        .as_ref()
+        .map(|s| s.columns.clone())
+        .unwrap_or_default();
+    let kinds: HashMap<String, &'static nodes::KindInfo> = nodes::registry()
+        .iter()
+        .map(|k| (k.info().name.to_string(), k.info()))
+        .collect();
+    let node_kind: HashMap<String, String> = nodes
+        .iter()
+        .map(|n| (n.id.clone(), n.kind.clone()))
+        .collect();
     for n in &mut nodes {
-        check_node(n, &spec, &locs, &kinds, &node_kind, &columns, problem_set.is_some(), &prompts_dir, &mut prompts, &mut diags);
+        check_node(
+            n,
+            &spec,
+            &locs,
+            &kinds,
+            &node_kind,
+            &columns,
+            problem_set.is_some(),
+            &prompts_dir,
+            &mut prompts,
+            &mut diags,
+        );
     }
     if let Some(g) = &spec.grade {
         if let Err(e) = crate::grade::check_extractor(&g.extract) {
@@ -114,22 +150,41 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         }
         if g.compare == crate::grade::Compare::LlmJudge {
             match &g.judge_model {
-                None => diags.push(Diag::at(&locs.find("grade"), "`compare: llm_judge` needs `judge_model:`").hint("name one of `models:`")),
-                Some(m) if !spec.models.contains_key(m) => diags.push(Diag::at(&locs.find("grade.judge_model"), format!("unknown model `{m}`"))),
+                None => diags.push(
+                    Diag::at(
+                        &locs.find("grade"),
+                        "`compare: llm_judge` needs `judge_model:`",
+                    )
+                    .hint("name one of `models:`"),
+                ),
+                Some(m) if !spec.models.contains_key(m) => diags.push(Diag::at(
+                    &locs.find("grade.judge_model"),
+                    format!("unknown model `{m}`"),
+                )),
                 _ => {}
             }
         }
     }
     if let Err(es) = template::Templates::compile(&prompts) {
         for (name, e) in es {
-            diags.push(Diag::new(&prompts_dir.join(format!("{name}.hbs")).display().to_string(), None, format!("template does not compile: {e}")));
+            diags.push(Diag::new(
+                &prompts_dir
+                    .join(format!("{name}.hbs"))
+                    .display()
+                    .to_string(),
+                None,
+                format!("template does not compile: {e}"),
+            ));
         }
     }
     let order = match topo_order(&nodes) {
         Ok(o) => o,
         Err(cycle) => {
             let first = cycle.split(", ").next().unwrap_or_default();
-            let n = nodes.iter().find(|n| n.id == first).expect("cycle node exists");
+            let n = nodes
+                .iter()
+                .find(|n| n.id == first)
+                .expect("cycle node exists");
             diags.push(Diag::at(&locs.find(&n.path), format!("the graph has a cycle through nodes {cycle}"))
                 .hint("a node cannot depend, directly or through others, on itself; check input/vars/when/after and template references"));
             Vec::new()
@@ -139,7 +194,10 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         return Err(sorted(diags));
     }
     let mut by_id: HashMap<String, Node> = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
-    let nodes: Vec<Node> = order.iter().map(|id| by_id.remove(id).expect("node")).collect();
+    let nodes: Vec<Node> = order
+        .iter()
+        .map(|id| by_id.remove(id).expect("node"))
+        .collect();
     let problem_set = problem_set.expect("loaded");
     let mut warnings = Vec::new();
     for group in data::duplicate_questions(&problems) {
@@ -149,7 +207,17 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
             group.join(", ")
         ));
     }
-    Ok(Pipeline { file: path.to_path_buf(), tree, spec, nodes, problems_path, problem_set, problems, prompts, warnings })
+    Ok(Pipeline {
+        file: path.to_path_buf(),
+        tree,
+        spec,
+        nodes,
+        problems_path,
+        problem_set,
+        problems,
+        prompts,
+        warnings,
+    })
 }
 
 fn sorted(mut d: Vec<Diag>) -> Vec<Diag> {
@@ -160,9 +228,16 @@ fn sorted(mut d: Vec<Diag>) -> Vec<Diag> {
 
 fn apply_cli_filters(tree: &mut Value, locs: &mut LocMap, opts: &LoadOptions) {
     let f = &opts.filters;
-    let Some(obj) = tree.as_object_mut() else { return };
-    let Some(p) = obj.get_mut("problems").and_then(|p| p.as_object_mut()) else { return };
-    let cli = load::Loc { file: "command line".into(), line: None };
+    let Some(obj) = tree.as_object_mut() else {
+        return;
+    };
+    let Some(p) = obj.get_mut("problems").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let cli = load::Loc {
+        file: "command line".into(),
+        line: None,
+    };
     if let Some(ids) = &f.question_ids {
         p.remove("index_range");
         p.insert("question_ids".into(), serde_json::json!(ids));
@@ -185,17 +260,38 @@ fn check_models(spec: &PipelineSpec, locs: &LocMap, diags: &mut Vec<Diag>) {
     for (name, m) in &spec.models {
         let at = |k: &str| locs.find(&format!("models.{name}.{k}"));
         if !PROVIDERS.contains(&m.provider.as_str()) {
-            diags.push(Diag::at(&at("provider"), format!("model `{name}`: unknown provider `{}`", m.provider)).hint(format!("providers: {}", PROVIDERS.join(", "))));
+            diags.push(
+                Diag::at(
+                    &at("provider"),
+                    format!("model `{name}`: unknown provider `{}`", m.provider),
+                )
+                .hint(format!("providers: {}", PROVIDERS.join(", "))),
+            );
         }
         if m.provider == "openai-compatible" && m.base_url.is_none() {
-            diags.push(Diag::at(&at("provider"), format!("model `{name}`: provider openai-compatible needs `base_url:`")).hint("e.g. base_url: http://127.0.0.1:8000/v1"));
+            diags.push(
+                Diag::at(
+                    &at("provider"),
+                    format!("model `{name}`: provider openai-compatible needs `base_url:`"),
+                )
+                .hint("e.g. base_url: http://127.0.0.1:8000/v1"),
+            );
         }
         if m.max_in_flight == Some(0) {
-            diags.push(Diag::at(&at("max_in_flight"), "`max_in_flight` must be at least 1"));
+            diags.push(Diag::at(
+                &at("max_in_flight"),
+                "`max_in_flight` must be at least 1",
+            ));
         }
-        for (k, v) in [("base_accuracy", m.sim.base_accuracy), ("fail_rate", m.sim.fail_rate)] {
+        for (k, v) in [
+            ("base_accuracy", m.sim.base_accuracy),
+            ("fail_rate", m.sim.fail_rate),
+        ] {
             if !(0.0..=1.0).contains(&v) {
-                diags.push(Diag::at(&at(&format!("sim.{k}")), format!("`sim.{k}` must be between 0 and 1")));
+                diags.push(Diag::at(
+                    &at(&format!("sim.{k}")),
+                    format!("`sim.{k}` must be between 0 and 1"),
+                ));
             }
         }
     }
@@ -216,28 +312,58 @@ fn check_node(
 ) {
     let at = |k: &str| locs.find(&format!("{}.{k}", n.path));
     let Some(info) = kinds.get(&n.kind) else {
-        diags.push(Diag::at(&at("kind"), format!("node `{}`: unknown kind `{}`", n.base, n.kind)).hint(format!("kinds: {}", nodes::kind_names().join(", "))));
+        diags.push(
+            Diag::at(
+                &at("kind"),
+                format!("node `{}`: unknown kind `{}`", n.base, n.kind),
+            )
+            .hint(format!("kinds: {}", nodes::kind_names().join(", "))),
+        );
         return;
     };
     for k in n.params.keys() {
         if !info.params.contains(&k.as_str()) {
-            let allowed = if info.params.is_empty() { "none".to_string() } else { info.params.join(", ") };
+            let allowed = if info.params.is_empty() {
+                "none".to_string()
+            } else {
+                info.params.join(", ")
+            };
             diags.push(Diag::at(&at(k), format!("node `{}`: unknown field `{k}` for kind `{}`", n.base, n.kind))
                 .hint(format!("common fields: kind, model, prompt, input, vars, when, after, round; `{}` also takes: {allowed}", n.kind)));
         }
     }
-    for (what, need, present) in [("model", info.model, n.model.is_some()), ("prompt", info.prompt, n.prompt.is_some()), ("input", info.input, n.input.is_some())] {
-        if need == Need::Required && !present && !(what == "prompt" && kind_needs_no_prompt(n)) && !(what == "model" && kind_needs_no_prompt(n)) {
-            diags.push(Diag::at(&locs.find(&n.path), format!("node `{}` (kind `{}`) needs `{what}:`", n.base, n.kind)));
+    for (what, need, present) in [
+        ("model", info.model, n.model.is_some()),
+        ("prompt", info.prompt, n.prompt.is_some()),
+        ("input", info.input, n.input.is_some()),
+    ] {
+        let waived = (what == "prompt" || what == "model") && kind_needs_no_prompt(n);
+        if need == Need::Required && !present && !waived {
+            diags.push(Diag::at(
+                &locs.find(&n.path),
+                format!("node `{}` (kind `{}`) needs `{what}:`", n.base, n.kind),
+            ));
         }
         if need == Need::Never && present {
-            diags.push(Diag::at(&at(what), format!("node `{}`: kind `{}` takes no `{what}:`", n.base, n.kind)));
+            diags.push(Diag::at(
+                &at(what),
+                format!("node `{}`: kind `{}` takes no `{what}:`", n.base, n.kind),
+            ));
         }
     }
-    if let Some(m) = &n.model {
-        if !spec.models.contains_key(m) {
-            diags.push(Diag::at(&at("model"), format!("node `{}`: unknown model `{m}`", n.base)).hint(format!("models: {}", spec.models.keys().cloned().collect::<Vec<_>>().join(", "))));
-        }
+    if let Some(m) = &n.model
+        && !spec.models.contains_key(m)
+    {
+        diags.push(
+            Diag::at(
+                &at("model"),
+                format!("node `{}`: unknown model `{m}`", n.base),
+            )
+            .hint(format!(
+                "models: {}",
+                spec.models.keys().cloned().collect::<Vec<_>>().join(", ")
+            )),
+        );
     }
     let kind = nodes::kind(&n.kind).expect("known");
     for (field, msg) in kind.check(n, spec) {
@@ -267,7 +393,9 @@ fn check_node(
         }
     }
     // prompt file and its variables
-    let Some(prompt) = n.prompt.clone() else { return };
+    let Some(prompt) = n.prompt.clone() else {
+        return;
+    };
     let file = prompts_dir.join(format!("{prompt}.hbs"));
     let text = match prompts.get(&prompt) {
         Some(t) => t.clone(),
@@ -316,15 +444,38 @@ fn check_node(
 
 /// Summaries with a non-LLM strategy need neither model nor prompt.
 fn kind_needs_no_prompt(n: &Node) -> bool {
-    n.kind == "summarize" && n.params.get("strategy").and_then(|s| s.as_str()).is_some_and(|s| !matches!(s, "llm" | "chunked"))
+    n.kind == "summarize"
+        && n.params
+            .get("strategy")
+            .and_then(|s| s.as_str())
+            .is_some_and(|s| !matches!(s, "llm" | "chunked"))
 }
 
-fn check_field(node: &str, field: &str, node_kind: &HashMap<String, String>, kinds: &HashMap<String, &'static nodes::KindInfo>, loc: &load::Loc, base: &str, diags: &mut Vec<Diag>) {
-    let Some(k) = node_kind.get(node).and_then(|k| kinds.get(k)) else { return };
+fn check_field(
+    node: &str,
+    field: &str,
+    node_kind: &HashMap<String, String>,
+    kinds: &HashMap<String, &'static nodes::KindInfo>,
+    loc: &load::Loc,
+    base: &str,
+    diags: &mut Vec<Diag>,
+) {
+    let Some(k) = node_kind.get(node).and_then(|k| kinds.get(k)) else {
+        return;
+    };
     let graded = ["answer", "correct"];
-    if !k.provides.contains(&field) && !(k.name == "reason" && graded.contains(&field)) {
-        diags.push(Diag::at(loc, format!("node `{base}`: `{node}.{field}` — kind `{}` provides no field `{field}`", k.name))
-            .hint(format!("`{}` provides: {}", k.name, k.provides.join(", "))));
+    let provided = k.provides.contains(&field) || (k.name == "reason" && graded.contains(&field));
+    if !provided {
+        diags.push(
+            Diag::at(
+                loc,
+                format!(
+                    "node `{base}`: `{node}.{field}` — kind `{}` provides no field `{field}`",
+                    k.name
+                ),
+            )
+            .hint(format!("`{}` provides: {}", k.name, k.provides.join(", "))),
+        );
     }
 }
 
@@ -332,7 +483,11 @@ fn check_field(node: &str, field: &str, node_kind: &HashMap<String, String>, kin
 pub fn topo_order(nodes: &[Node]) -> Result<Vec<String>, String> {
     let mut g: DiGraph<usize, ()> = DiGraph::new();
     let idx: Vec<_> = (0..nodes.len()).map(|i| g.add_node(i)).collect();
-    let pos: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    let pos: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
     for (i, n) in nodes.iter().enumerate() {
         for d in n.deps() {
             if let Some(&j) = pos.get(d.as_str()) {
@@ -351,10 +506,20 @@ pub fn topo_order(nodes: &[Node]) -> Result<Vec<String>, String> {
             .min_by_key(|c| c.iter().copied().min())
             .unwrap_or_default();
         cyc.sort();
-        return Err(cyc.iter().map(|&i| nodes[i].id.clone()).collect::<Vec<_>>().join(", "));
+        return Err(cyc
+            .iter()
+            .map(|&i| nodes[i].id.clone())
+            .collect::<Vec<_>>()
+            .join(", "));
     }
-    let mut indeg: Vec<usize> = idx.iter().map(|&i| g.neighbors_directed(i, petgraph::Incoming).count()).collect();
-    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..nodes.len()).filter(|&i| indeg[i] == 0).map(std::cmp::Reverse).collect();
+    let mut indeg: Vec<usize> = idx
+        .iter()
+        .map(|&i| g.neighbors_directed(i, petgraph::Incoming).count())
+        .collect();
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..nodes.len())
+        .filter(|&i| indeg[i] == 0)
+        .map(std::cmp::Reverse)
+        .collect();
     let mut out = Vec::new();
     while let Some(std::cmp::Reverse(i)) = ready.pop() {
         out.push(nodes[i].id.clone());

@@ -45,7 +45,9 @@ impl Cond {
                 let v = get(r).unwrap_or(Value::Null);
                 let same = match (&v, lit) {
                     (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-                    (Value::String(a), Value::Number(b)) => a.trim().parse::<f64>().ok() == b.as_f64(),
+                    (Value::String(a), Value::Number(b)) => {
+                        a.trim().parse::<f64>().ok() == b.as_f64()
+                    }
                     _ => &v == lit,
                 };
                 same == *eq
@@ -85,8 +87,13 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             out.push(Tok::Op(if c == '=' { "==" } else { "!=" }));
             i += 2;
         } else if c == '"' || c == '\'' {
-            let end = cs[i + 1..].iter().position(|&d| d == c).ok_or("unterminated string")?;
-            out.push(Tok::Lit(Value::String(cs[i + 1..i + 1 + end].iter().collect())));
+            let end = cs[i + 1..]
+                .iter()
+                .position(|&d| d == c)
+                .ok_or("unterminated string")?;
+            out.push(Tok::Lit(Value::String(
+                cs[i + 1..i + 1 + end].iter().collect(),
+            )));
             i += end + 2;
         } else if c.is_alphanumeric() || c == '_' || c == '.' || c == '-' {
             let start = i;
@@ -126,7 +133,11 @@ impl P<'_> {
             self.pos += 1;
             v.push(self.and()?);
         }
-        Ok(if v.len() == 1 { v.remove(0) } else { Cond::Or(v) })
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Cond::Or(v)
+        })
     }
     fn and(&mut self) -> Result<Cond, String> {
         let mut v = vec![self.unary()?];
@@ -134,7 +145,11 @@ impl P<'_> {
             self.pos += 1;
             v.push(self.unary()?);
         }
-        Ok(if v.len() == 1 { v.remove(0) } else { Cond::And(v) })
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            Cond::And(v)
+        })
     }
     fn unary(&mut self) -> Result<Cond, String> {
         match self.toks.get(self.pos).cloned() {
@@ -155,7 +170,9 @@ impl P<'_> {
                 self.pos += 1;
                 let r = (self.resolve)(&w)?;
                 if r.field.is_none() {
-                    return Err(format!("`{w}` names a node; say which output, e.g. `{w}.correct`"));
+                    return Err(format!(
+                        "`{w}` names a node; say which output, e.g. `{w}.correct`"
+                    ));
                 }
                 match self.toks.get(self.pos) {
                     Some(Tok::Op(op @ ("==" | "!="))) => {
@@ -181,7 +198,11 @@ impl P<'_> {
 /// Parses a condition; `resolve` maps each reference text to a node output.
 pub fn parse(text: &str, resolve: &dyn Fn(&str) -> Result<Ref, String>) -> Result<Cond, String> {
     let toks = lex(text)?;
-    let mut p = P { toks, pos: 0, resolve };
+    let mut p = P {
+        toks,
+        pos: 0,
+        resolve,
+    };
     let c = p.expr()?;
     if p.pos != p.toks.len() {
         return Err(format!("unexpected text after position {}", p.pos));
@@ -195,12 +216,19 @@ mod tests {
 
     fn r(s: &str) -> Result<Ref, String> {
         let (n, f) = s.split_once('.').ok_or("no field")?;
-        Ok(Ref { node: n.into(), field: Some(f.into()) })
+        Ok(Ref {
+            node: n.into(),
+            field: Some(f.into()),
+        })
     }
 
     #[test]
     fn parses_and_evaluates() {
-        let c = parse("not a.correct and (b.answer == 5 or b.answer == 'x')", &|s| r(s)).unwrap();
+        let c = parse(
+            "not a.correct and (b.answer == 5 or b.answer == 'x')",
+            &|s| r(s),
+        )
+        .unwrap();
         let get = |rf: &Ref| -> Option<Value> {
             match (rf.node.as_str(), rf.field.as_deref()) {
                 ("a", Some("correct")) => Some(Value::Bool(false)),
@@ -215,7 +243,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_conditions() {
-        for bad in ["", "not", "a.correct ==", "(a.correct", "a.correct == b.x", "a.correct $"] {
+        for bad in [
+            "",
+            "not",
+            "a.correct ==",
+            "(a.correct",
+            "a.correct == b.x",
+            "a.correct $",
+        ] {
             assert!(parse(bad, &|s| r(s)).is_err(), "{bad}");
         }
     }

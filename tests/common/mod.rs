@@ -29,7 +29,9 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The simulated reasoner's model block with a latency in milliseconds.
 pub fn sim_model(latency_ms: u32) -> String {
-    format!("{{provider: sim, model: sim-reasoner, params: {{max_tokens: 4096, temperature: 0.6}}, sim: {{latency_ms: {latency_ms}}}}}")
+    format!(
+        "{{provider: sim, model: sim-reasoner, params: {{max_tokens: 4096, temperature: 0.6}}, sim: {{latency_ms: {latency_ms}}}}}"
+    )
 }
 
 /// The paper's graph (attempt_0 + `rounds` × summarize → reason) over data/arithmetic.csv.
@@ -92,11 +94,18 @@ impl Project {
 }
 
 pub fn json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// results.json problems without what may differ between equal runs (DESIGN.md: cache-hit
