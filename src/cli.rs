@@ -31,6 +31,27 @@ enum Cmd {
     /// Inspect and clean the cache.
     #[command(subcommand)]
     Cache(CacheCmd),
+    /// Regrade a finished run (distill's results.json or the original tool's) and list
+    /// every verdict that changed; writes <stem>.regraded.json beside it.
+    Grade {
+        /// The results file.
+        file: PathBuf,
+        /// Extractor: boxed, multiple_choice, final_answer, last_number or regex:PATTERN.
+        #[arg(long, default_value = "boxed")]
+        extract: String,
+        /// Comparison: exact, numeric, math or mc.
+        #[arg(long, default_value = "math")]
+        grader: String,
+        /// Relative tolerance for numeric comparisons.
+        #[arg(long)]
+        rel_tol: Option<f64>,
+        /// Look for the answer only after the last </think>.
+        #[arg(long)]
+        no_fallback: bool,
+        /// Where to write the regraded file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +120,9 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Stop sending new calls once this run's spend reaches USD (calls in flight finish; all is saved).
+    #[arg(long = "max_cost", value_name = "USD")]
+    max_cost: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +166,60 @@ pub fn main() -> i32 {
     match cli.cmd {
         Cmd::Pipeline(p) => pipeline(p),
         Cmd::Cache(c) => cache(c),
+        Cmd::Grade {
+            file,
+            extract,
+            grader,
+            rel_tol,
+            no_fallback,
+            out,
+        } => regrade(&file, &extract, &grader, rel_tol, no_fallback, out),
+    }
+}
+
+fn regrade(
+    file: &Path,
+    extract: &str,
+    grader: &str,
+    rel_tol: Option<f64>,
+    no_fallback: bool,
+    out: Option<PathBuf>,
+) -> i32 {
+    use crate::grade::{Compare, Extractor};
+    let extract = match extract.split_once(':') {
+        Some(("regex", pat)) => Ok(Extractor::Regex(pat.to_string())),
+        _ => serde_json::from_value::<Extractor>(serde_json::json!(if extract == "mc" {
+            "multiple_choice"
+        } else {
+            extract
+        })),
+    };
+    let Ok(extract) = extract else {
+        eprintln!(
+            "error: --extract must be boxed, multiple_choice, final_answer, last_number or regex:PATTERN"
+        );
+        return 2;
+    };
+    let Ok(compare) = serde_json::from_value::<Compare>(serde_json::json!(grader)) else {
+        eprintln!("error: --grader must be exact, numeric, math or mc");
+        return 2;
+    };
+    let opts = crate::regrade::RegradeOptions {
+        extract,
+        compare,
+        fallback_full_text: !no_fallback,
+        rel_tol,
+        out,
+    };
+    match crate::regrade::regrade_file(file, &opts) {
+        Ok(r) => {
+            crate::regrade::print_report(&r);
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
     }
 }
 
@@ -202,6 +280,7 @@ fn run_options(a: &RunArgs) -> RunOptions {
         verbose: a.verbose,
         command_line: std::env::args().collect(),
         progress: !a.no_progress,
+        max_cost: a.max_cost,
     }
 }
 

@@ -9,5 +9,6 @@ pub mod grade;
 pub mod graph;
 pub mod llm;
 pub mod nodes;
+pub mod regrade;
 pub mod spec;
 pub mod template;

@@ -27,6 +27,8 @@ use crate::template::Templates;
 pub const PLANNED: &str = "planned: this call is not in the cache";
 /// Marker error of a call not started because the run was interrupted.
 pub const INTERRUPTED: &str = "interrupted before this call was sent";
+/// Marker error of a call not sent because `--max_cost` was reached.
+pub const BUDGET: &str = "not sent: this run's spend reached --max_cost";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -67,6 +69,8 @@ pub struct RunOptions {
     pub verbose: bool,
     pub command_line: Vec<String>,
     pub progress: bool,
+    /// Stop sending new calls once this run's spend reaches this many dollars.
+    pub max_cost: Option<f64>,
 }
 
 /// Everything nodes share during a run.
@@ -86,6 +90,9 @@ pub struct RunCtx {
     /// Cache keys this run used (for `cache gc`), written as they come.
     pub keys_out: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
     pub started: Instant,
+    pub max_cost_micro: Option<u64>,
+    /// Events raised inside nodes (retries), drained by the scheduler into the sink.
+    pub side_events: Mutex<Vec<scheduler::Event>>,
 }
 
 impl RunCtx {
@@ -131,7 +138,36 @@ impl RunCtx {
             interrupted: AtomicBool::new(false),
             keys_out: Mutex::new(None),
             started: Instant::now(),
+            max_cost_micro: opts.max_cost.map(|c| (c * 1e6) as u64),
+            side_events: Mutex::new(Vec::new()),
         })
+    }
+
+    /// True once this run's spend reached `--max_cost`.
+    pub fn over_budget(&self) -> bool {
+        self.max_cost_micro
+            .is_some_and(|m| self.stats.spend_micro_usd.load(Ordering::Relaxed) >= m)
+    }
+
+    /// Queues an event raised inside a node (e.g. a retry) for events.jsonl.
+    pub fn side_event(&self, cx: &NodeCx<'_>, event: &'static str, detail: String) {
+        let e = scheduler::Event {
+            time: scheduler::now(),
+            problem: cx.problem.id.clone(),
+            sample: Some(cx.sample),
+            node: cx.node.id.clone(),
+            round: cx.node.round,
+            event,
+            cached: None,
+            usage: None,
+            answer: None,
+            correct: None,
+            error: Some(detail),
+            latency_ms: None,
+        };
+        if let Ok(mut v) = self.side_events.lock() {
+            v.push(e);
+        }
     }
 
     /// True once Ctrl-C was pressed: no new call is sent.

@@ -109,7 +109,7 @@ struct Open {
     left: usize,
 }
 
-fn now() -> String {
+pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -274,6 +274,14 @@ pub async fn schedule(
                 break;
             }
         };
+        let side: Vec<Event> = ctx
+            .side_events
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for e in &side {
+            sink.event(e)?;
+        }
         let Some(joined) = joined else { continue };
         let (pid, i, r, ms) = match joined {
             Ok(v) => v,

@@ -3,6 +3,8 @@
 //! spec. Caching, continuation and concurrency caps live above this layer (in `nodes::call`
 //! and `exec`); retries and rate limiting of one HTTP backend live inside that backend.
 
+pub mod chat_format;
+pub mod openai;
 pub mod sim;
 
 use std::collections::BTreeMap;
@@ -150,6 +152,11 @@ pub trait Provider: Send + Sync {
 pub fn build_provider(spec: &ModelSpec) -> Result<Arc<dyn Provider>> {
     match spec.provider.as_str() {
         "sim" => Ok(Arc::new(sim::SimProvider::new(spec.sim.clone()))),
-        other => anyhow::bail!("provider `{other}` is not available in this build (known: sim)"),
+        "openai" | "fireworks" | "together" | "deepseek" | "openrouter" | "openai-compatible" => {
+            Ok(Arc::new(openai::OpenAiProvider::new(spec)?))
+        }
+        other => anyhow::bail!(
+            "provider `{other}` is not available (known: sim, openai, fireworks, together, deepseek, openrouter, openai-compatible)"
+        ),
     }
 }

@@ -14,6 +14,7 @@ use super::{NodeCx, Output};
 use crate::cache::Key;
 use crate::exec::Mode;
 use crate::llm::{CallContext, CallRequest, CallResponse, Message, Prompt, Usage};
+use crate::spec::model::Endpoint;
 
 /// What a model-call node returns besides its outputs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -142,6 +143,9 @@ pub async fn model_call(
                 if run.stop_new_calls() {
                     bail!(crate::exec::INTERRUPTED);
                 }
+                if run.over_budget() {
+                    bail!(crate::exec::BUDGET);
+                }
                 let r = run
                     .limited_call(model_name, provider.as_ref(), &req, cx)
                     .await?;
@@ -164,7 +168,7 @@ pub async fn model_call(
         if resp.finish_reason != "length" || steps > max_cont || !under_budget {
             break;
         }
-        step_prompt = continue_prompt(&prompt, &text);
+        step_prompt = continue_prompt(&prompt, &text, spec.endpoint);
     }
     let (reasoning, answer_text) = split_reasoning(&text, Some(&reasoning));
     let mut out = Output::new();
@@ -195,9 +199,11 @@ pub async fn model_call(
     Ok((out, info))
 }
 
-/// The prompt that continues a cut answer: raw text is extended; a chat gets the partial
-/// answer as an assistant message and a request to go on.
-fn continue_prompt(original: &Prompt, so_far: &str) -> Prompt {
+/// The prompt that continues a cut answer. Raw text is extended. For a completions
+/// endpoint the partial answer becomes a trailing assistant message, which the chat format
+/// leaves open (prompt + text so far). A chat endpoint cannot continue a message, so it gets
+/// the partial answer and a request to go on.
+fn continue_prompt(original: &Prompt, so_far: &str, endpoint: Endpoint) -> Prompt {
     match original {
         Prompt::Completion(t) => Prompt::Completion(format!("{t}{so_far}")),
         Prompt::Chat(msgs) => {
@@ -206,10 +212,12 @@ fn continue_prompt(original: &Prompt, so_far: &str) -> Prompt {
                 role: "assistant".into(),
                 content: so_far.to_string(),
             });
-            m.push(Message {
-                role: "user".into(),
-                content: "Continue exactly where you stopped.".into(),
-            });
+            if endpoint == Endpoint::Chat {
+                m.push(Message {
+                    role: "user".into(),
+                    content: "Continue exactly where you stopped.".into(),
+                });
+            }
             Prompt::Chat(m)
         }
     }

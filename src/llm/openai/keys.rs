@@ -1,0 +1,120 @@
+//! Where an OpenAI-compatible provider lives and how it authenticates: default base URLs and
+//! API-key variables per named provider, and key lookup in the environment and in a `.env`
+//! file of the current directory (read, never written into the process environment; a
+//! variable already set wins).
+
+use crate::spec::model::ModelSpec;
+
+/// Base URL and key variable of a named provider.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderDefaults {
+    pub base_url: Option<&'static str>,
+    pub key_env: Option<&'static str>,
+}
+
+/// The defaults of a provider name, or `None` if it is not an OpenAI-compatible one.
+pub fn defaults(provider: &str) -> Option<ProviderDefaults> {
+    let (base_url, key_env) = match provider {
+        "openai" => ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+        "fireworks" => ("https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
+        "together" => ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+        "deepseek" => ("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+        "openrouter" => ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+        "openai-compatible" => {
+            return Some(ProviderDefaults {
+                base_url: None,
+                key_env: None,
+            });
+        }
+        _ => return None,
+    };
+    Some(ProviderDefaults {
+        base_url: Some(base_url),
+        key_env: Some(key_env),
+    })
+}
+
+/// Names of the OpenAI-compatible providers.
+pub const PROVIDERS: &[&str] = &[
+    "openai",
+    "fireworks",
+    "together",
+    "deepseek",
+    "openrouter",
+    "openai-compatible",
+];
+
+/// Where to send and with which key.
+pub struct Resolved {
+    pub base_url: String,
+    pub key: Option<String>,
+    pub key_env: Option<String>,
+}
+
+/// Resolves base URL and key of a spec; the error says what is missing and how to set it
+/// (it never contains a key).
+pub fn resolve(spec: &ModelSpec) -> Result<Resolved, String> {
+    let d = defaults(&spec.provider).ok_or_else(|| {
+        format!(
+            "provider `{}` is not an OpenAI-compatible provider (known: {})",
+            spec.provider,
+            PROVIDERS.join(", ")
+        )
+    })?;
+    let base_url = spec
+        .base_url
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| d.base_url.map(str::to_string))
+        .ok_or_else(|| {
+            format!(
+                "model `{}`: provider `{}` needs `base_url:` (e.g. http://localhost:8000/v1)",
+                spec.model, spec.provider
+            )
+        })?;
+    let base_url = base_url.trim().trim_end_matches('/').to_string();
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        return Err(format!(
+            "model `{}`: base_url `{base_url}` must start with http:// or https://",
+            spec.model
+        ));
+    }
+    let key_env = spec
+        .api_key_env
+        .clone()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| d.key_env.map(str::to_string));
+    let key = match &key_env {
+        None => None,
+        Some(var) => match lookup_var(var) {
+            Some(k) => Some(k),
+            None => {
+                return Err(format!(
+                    "model `{}` (provider {}): no API key: the environment variable {var} is not \
+                     set. Set it (`export {var}=...`) or add a line `{var}=...` to a .env file \
+                     in the directory you run from",
+                    spec.model, spec.provider
+                ));
+            }
+        },
+    };
+    Ok(Resolved {
+        base_url,
+        key,
+        key_env,
+    })
+}
+
+/// A variable from the environment, else from `./.env`; empty values count as unset.
+pub fn lookup_var(name: &str) -> Option<String> {
+    if let Ok(v) = std::env::var(name)
+        && !v.trim().is_empty()
+    {
+        return Some(v.trim().to_string());
+    }
+    let iter = dotenvy::from_path_iter(".env").ok()?;
+    iter.filter_map(Result::ok)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}

@@ -1,0 +1,228 @@
+//! Client-side flow control of one OpenAI-compatible provider instance:
+//! - `rpm`: a `governor` limiter with burst 1, so requests are spread evenly (60/rpm s apart);
+//! - `tpm`: a `governor` limiter over tokens with a burst of one minute's budget; each request
+//!   reserves `ceil(prompt chars / 4) + max_tokens` tokens (1024 when max_tokens is unset),
+//!   clamped to the budget; there is no refund after the answer (the estimate is an upper
+//!   bound for the output, a rough one for the prompt);
+//! - an adaptive (AIMD) in-flight limit: starts at `max_in_flight` (or 512), is halved
+//!   (min 1) on a rate-limit 429 — at most once per "epoch", so a burst of 429s from requests
+//!   sent together halves once — and grows back by 1/4 per success;
+//! - `x-ratelimit-remaining-requests: 0` pauses new requests until
+//!   `x-ratelimit-reset-requests` has elapsed, and a rate-limit 429 with `Retry-After` /
+//!   `retry-after-ms` pauses new requests for that long.
+//!
+//! Every attempt (retries included) goes through all of them.
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::HeaderMap;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::retry::parse_go_duration;
+
+/// Default ceiling of the adaptive in-flight limit when the spec sets no `max_in_flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+/// Reserved output tokens when a request sets no `max_tokens`.
+pub const DEFAULT_TOKEN_RESERVE: u64 = 1024;
+/// Additive increase of the in-flight limit per successful request.
+const INCREASE_PER_SUCCESS: f64 = 0.25;
+
+struct AimdState {
+    limit: f64,
+    in_flight: usize,
+    epoch: u64,
+}
+
+/// The limits of one provider instance.
+pub struct Limits {
+    rpm: Option<DefaultDirectRateLimiter>,
+    tpm: Option<(DefaultDirectRateLimiter, u32)>,
+    max_in_flight: f64,
+    state: Mutex<AimdState>,
+    wake: Notify,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+/// One admitted request: holds an in-flight slot until dropped.
+pub struct Permit<'a> {
+    limits: &'a Limits,
+    epoch: u64,
+}
+
+impl Limits {
+    pub fn new(rpm: Option<u32>, tpm: Option<u32>, max_in_flight: Option<usize>) -> Arc<Self> {
+        let max = max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1) as f64;
+        let one = NonZeroU32::MIN;
+        Arc::new(Limits {
+            rpm: rpm
+                .and_then(NonZeroU32::new)
+                .map(|r| RateLimiter::direct(Quota::per_minute(r).allow_burst(one))),
+            tpm: tpm
+                .and_then(NonZeroU32::new)
+                .map(|t| (RateLimiter::direct(Quota::per_minute(t)), t.get())),
+            max_in_flight: max,
+            state: Mutex::new(AimdState {
+                limit: max,
+                in_flight: 0,
+                epoch: 0,
+            }),
+            wake: Notify::new(),
+            paused_until: Mutex::new(None),
+        })
+    }
+
+    /// Waits for an in-flight slot, the end of any header pause, and the rpm / tpm budgets.
+    pub async fn admit(&self, est_tokens: u64) -> Permit<'_> {
+        let permit = self.acquire_slot().await;
+        loop {
+            let until = *self.paused_until.lock().expect("pause lock");
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => break,
+            }
+        }
+        if let Some(r) = &self.rpm {
+            r.until_ready().await;
+        }
+        if let Some((t, cap)) = &self.tpm {
+            let n = est_tokens.clamp(1, u64::from(*cap)) as u32;
+            let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+            // n <= cap = the burst size, so this cannot fail.
+            let _ = t.until_n_ready(n).await;
+        }
+        permit
+    }
+
+    async fn acquire_slot(&self) -> Permit<'_> {
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            {
+                let mut s = self.state.lock().expect("aimd lock");
+                if (s.in_flight as f64) < s.limit.floor().max(1.0) {
+                    s.in_flight += 1;
+                    return Permit {
+                        limits: self,
+                        epoch: s.epoch,
+                    };
+                }
+                // Registered before the lock is released, so no wake-up is lost.
+                notified.as_mut().enable();
+            }
+            notified.await;
+        }
+    }
+
+    /// Reads `x-ratelimit-remaining-requests` / `x-ratelimit-reset-requests`.
+    pub fn observe_headers(&self, headers: &HeaderMap) {
+        let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        let remaining =
+            get("x-ratelimit-remaining-requests").and_then(|v| v.trim().parse::<f64>().ok());
+        if remaining.is_some_and(|r| r <= 0.0) {
+            let reset = get("x-ratelimit-reset-requests")
+                .and_then(parse_go_duration)
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(300));
+            let until = Instant::now() + reset;
+            let mut p = self.paused_until.lock().expect("pause lock");
+            if p.is_none_or(|old| old < until) {
+                *p = Some(until);
+            }
+        }
+    }
+
+    /// Holds every new request of this provider back for `d` (a 429's Retry-After: the
+    /// limit is the account's, so the other requests would be refused too).
+    pub fn pause_for(&self, d: Duration) {
+        let until = Instant::now() + d.min(Duration::from_secs(300));
+        let mut p = self.paused_until.lock().expect("pause lock");
+        if p.is_none_or(|old| old < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// The current adaptive in-flight limit (for tests and progress displays).
+    pub fn in_flight_limit(&self) -> usize {
+        self.state.lock().expect("aimd lock").limit.floor().max(1.0) as usize
+    }
+}
+
+impl Permit<'_> {
+    /// The request was rate limited: halve the in-flight limit (once per epoch).
+    pub fn congested(&self) {
+        let mut s = self.limits.state.lock().expect("aimd lock");
+        if s.epoch == self.epoch {
+            let current = s.limit.min(s.in_flight as f64);
+            s.limit = (current / 2.0).max(1.0);
+            s.epoch += 1;
+        }
+    }
+
+    /// The request succeeded: grow the limit additively.
+    pub fn succeeded(&self) {
+        let mut s = self.limits.state.lock().expect("aimd lock");
+        s.limit = (s.limit + INCREASE_PER_SUCCESS).min(self.limits.max_in_flight);
+        drop(s);
+        self.limits.wake.notify_waiters();
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut s = self.limits.state.lock().expect("aimd lock");
+        s.in_flight -= 1;
+        drop(s);
+        self.limits.wake.notify_waiters();
+    }
+}
+
+/// The tokens a request reserves from the tpm budget.
+pub fn estimate_tokens(prompt_chars: usize, max_tokens: Option<u64>) -> u64 {
+    (prompt_chars as u64).div_ceil(4) + max_tokens.unwrap_or(DEFAULT_TOKEN_RESERVE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[tokio::test]
+    async fn aimd_halves_once_per_epoch_and_recovers() {
+        let l = Limits::new(None, None, Some(8));
+        let permits: Vec<_> = futures_util::future::join_all((0..8).map(|_| l.admit(1))).await;
+        for p in &permits {
+            p.congested();
+        }
+        assert_eq!(l.in_flight_limit(), 4);
+        drop(permits);
+        let p = l.admit(1).await;
+        p.congested();
+        assert_eq!(l.in_flight_limit(), 1);
+        for _ in 0..8 {
+            p.succeeded();
+        }
+        assert_eq!(l.in_flight_limit(), 3);
+    }
+
+    #[tokio::test]
+    async fn header_pause_delays_next_request() {
+        let l = Limits::new(None, None, None);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_static("0"),
+        );
+        h.insert(
+            "x-ratelimit-reset-requests",
+            HeaderValue::from_static("150ms"),
+        );
+        l.observe_headers(&h);
+        let t = std::time::Instant::now();
+        drop(l.admit(1).await);
+        assert!(t.elapsed() >= Duration::from_millis(140));
+    }
+}

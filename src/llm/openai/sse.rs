@@ -1,0 +1,187 @@
+//! Reading an OpenAI-compatible answer: a server-sent event stream of chunks (chat
+//! `choices[0].delta.{content,reasoning_content,reasoning}`, completions `choices[0].text`,
+//! a final usage chunk, `data: [DONE]`) or one JSON body. Broken streams and bodies become
+//! retryable [`AttemptError`]s.
+
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::retry::{AttemptError, classify_transport};
+use crate::llm::{CallObserver, Usage};
+
+/// What an answer said, gathered from its chunks or its body.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub text: String,
+    pub reasoning: Option<String>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    pub model: Option<String>,
+}
+
+/// Reads an SSE response to its end. Every content or reasoning piece goes to `observer`.
+pub async fn read_stream(
+    resp: reqwest::Response,
+    observer: &dyn CallObserver,
+) -> Result<Answer, AttemptError> {
+    let mut events = resp.bytes_stream().eventsource();
+    let mut ans = Answer::default();
+    let mut done = false;
+    while let Some(ev) = events.next().await {
+        let ev = ev.map_err(|e| match e {
+            EventStreamError::Transport(t) => classify_transport(&t),
+            other => AttemptError::retryable(format!("malformed event stream: {other}")),
+        })?;
+        let data = ev.data.trim();
+        if data.is_empty() {
+            continue;
+        }
+        if data == "[DONE]" {
+            done = true;
+            break;
+        }
+        let v: Value = serde_json::from_str(data).map_err(|e| {
+            AttemptError::retryable(format!(
+                "malformed JSON in stream chunk ({e}): {}",
+                snippet(data)
+            ))
+        })?;
+        if let Some(err) = v.get("error") {
+            return Err(body_error(err));
+        }
+        apply(&mut ans, &v, true, observer);
+    }
+    if !done && ans.finish_reason.is_none() {
+        return Err(AttemptError::retryable(
+            "stream ended before `data: [DONE]` and without a finish_reason (truncated)",
+        ));
+    }
+    Ok(ans)
+}
+
+/// Parses a non-streamed JSON body. The whole content and reasoning go to `observer` once.
+pub fn parse_body(body: &str, observer: &dyn CallObserver) -> Result<Answer, AttemptError> {
+    let v: Value = serde_json::from_str(body).map_err(|e| {
+        AttemptError::retryable(format!(
+            "malformed or truncated JSON body ({e}): {}",
+            snippet(body)
+        ))
+    })?;
+    if let Some(err) = v.get("error") {
+        return Err(body_error(err));
+    }
+    if !v.get("choices").is_some_and(Value::is_array) {
+        return Err(AttemptError::retryable(format!(
+            "response without `choices`: {}",
+            snippet(body)
+        )));
+    }
+    let mut ans = Answer::default();
+    apply(&mut ans, &v, false, observer);
+    if ans.finish_reason.is_none() {
+        ans.finish_reason = Some("unknown".into());
+    }
+    Ok(ans)
+}
+
+/// Adds one chunk (or a whole body) to the answer.
+fn apply(ans: &mut Answer, v: &Value, streaming: bool, observer: &dyn CallObserver) {
+    if let Some(m) = v.get("model").and_then(Value::as_str) {
+        ans.model = Some(m.to_string());
+    }
+    if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+        ans.usage = Some(parse_usage(u));
+    }
+    let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+        return;
+    };
+    let choice = choices
+        .iter()
+        .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0);
+    let Some(choice) = choice else { return };
+    let part = if streaming {
+        choice.get("delta")
+    } else {
+        choice.get("message")
+    };
+    if let Some(part) = part {
+        for field in ["reasoning_content", "reasoning"] {
+            if let Some(r) = part.get(field).and_then(Value::as_str)
+                && !r.is_empty()
+            {
+                observer.delta(r);
+                ans.reasoning.get_or_insert_with(String::new).push_str(r);
+                break;
+            }
+        }
+        if let Some(c) = part.get("content").and_then(Value::as_str)
+            && !c.is_empty()
+        {
+            observer.delta(c);
+            ans.text.push_str(c);
+        }
+    }
+    if let Some(t) = choice.get("text").and_then(Value::as_str)
+        && !t.is_empty()
+    {
+        observer.delta(t);
+        ans.text.push_str(t);
+    }
+    if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+        ans.finish_reason = Some(f.to_string());
+    }
+}
+
+/// `usage` of a response: prompt/completion tokens and the reasoning / cached details.
+pub fn parse_usage(u: &Value) -> Usage {
+    let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+    Usage {
+        prompt_tokens: n(u.get("prompt_tokens")),
+        completion_tokens: n(u.get("completion_tokens")),
+        reasoning_tokens: n(u.pointer("/completion_tokens_details/reasoning_tokens"))
+            .max(n(u.get("reasoning_tokens"))),
+        cached_tokens: n(u.pointer("/prompt_tokens_details/cached_tokens"))
+            .max(n(u.get("prompt_cache_hit_tokens"))),
+    }
+}
+
+/// An `error` object inside a 200 answer (some servers report overload mid-stream).
+fn body_error(err: &Value) -> AttemptError {
+    let msg = err
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| err.as_str().map(str::to_string))
+        .unwrap_or_else(|| err.to_string());
+    let kind = format!(
+        "{} {}",
+        err.get("type").and_then(Value::as_str).unwrap_or(""),
+        err.get("code").map(|c| c.to_string()).unwrap_or_default()
+    )
+    .to_ascii_lowercase();
+    let fatal = [
+        "invalid_request",
+        "authentication",
+        "permission",
+        "not_found",
+        "insufficient_quota",
+    ]
+    .iter()
+    .any(|k| kind.contains(k));
+    let message = format!("error in response: {msg}");
+    if fatal {
+        AttemptError::fatal(message)
+    } else {
+        AttemptError::retryable(message)
+    }
+}
+
+fn snippet(s: &str) -> String {
+    let cut: String = s.chars().take(200).collect();
+    if cut.len() < s.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}

@@ -1,0 +1,822 @@
+//! `distill grade RESULTS.json`: regrade a finished run with another extractor/comparison and
+//! list every verdict that changed.
+//!
+//! Owns: recognizing the two results formats (distill's own `results.json`, and the original
+//! Python tool's pass@k / iterated `results.json`), re-extracting each final answer from the
+//! stored model text, re-comparing it to the stored ground truth, writing the regraded document
+//! (same structure, only answers/verdicts and the counts derived from them replaced) atomically,
+//! and the human report.
+//!
+//! Deliberately does not: call a model (`llm_judge` is refused), touch anything but the
+//! answer/verdict fields (and, in the original format, the per-problem counts derived from them:
+//! `num_correct`, `pass_at_k`, `consensus_*`, and the `initial_*`/`improved_*`/`final_*` copies
+//! of an iteration's answer), or grade text that was never a model output (the original tool's
+//! `reasoning_full_for_extraction` includes the prompt and is never read).
+//!
+//! Conventions:
+//! - A missing old verdict counts as wrong: a change is listed when `old_correct.unwrap_or(false)`
+//!   differs from the new verdict. Answer changes that leave the verdict as it was are not listed.
+//! - Problems without a ground truth are left untouched and not counted (a warning goes to stderr);
+//!   a file where no graded record has a truth is an error.
+//! - Python's `json.dump` writes `NaN`/`Infinity` for non-finite floats; such tokens are read as
+//!   `null` (and written back as `null`).
+
+use crate::grade::{
+    Compare, ExtractOptions, Extractor, GradeContext, check_extractor, equivalent, extract,
+};
+use serde_json::{Map, Value};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// What to regrade with (the CLI's `--extract`, `--grader`, ... flags).
+#[derive(Debug, Clone, Default)]
+pub struct RegradeOptions {
+    pub extract: Extractor,
+    pub compare: Compare,
+    /// Fall back to the whole text when the answer part (after the last `</think>`) has no answer.
+    pub fallback_full_text: bool,
+    /// Relative tolerance for numeric comparison (see `GradeContext::rel_tol`).
+    pub rel_tol: Option<f64>,
+    /// Where to write the regraded file; default `<stem>.regraded.json` beside the input.
+    pub out: Option<PathBuf>,
+}
+
+/// One verdict that changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub problem: String,
+    /// distill: the sample index (`None` for a per-problem aggregate node); original format: `None`.
+    pub sample: Option<u32>,
+    /// distill: the node id; original format: "iteration N" / "solution N".
+    pub node: String,
+    pub old_answer: Option<String>,
+    pub new_answer: Option<String>,
+    pub old_correct: Option<bool>,
+    pub new_correct: bool,
+}
+
+/// What a regrade did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegradeReport {
+    /// "distill" | "original"
+    pub format: &'static str,
+    /// Records (reason nodes / solutions / iterations) regraded.
+    pub graded: usize,
+    pub changes: Vec<Change>,
+    pub written: PathBuf,
+    /// Graded records whose old verdict was correct.
+    pub old_correct: usize,
+    /// Graded records whose new verdict is correct.
+    pub new_correct: usize,
+}
+
+/// Truth fields the original tool (and its variants) used, in order of preference.
+const TRUTH_KEYS: &[&str] = &[
+    "correct_answer",
+    "ground_truth",
+    "gold_answer",
+    "expected_answer",
+    "gold",
+    "answer",
+    "target",
+];
+/// Fields holding an original-format record's model output, in order of preference.
+const TEXT_KEYS: &[&str] = &[
+    "reasoning",
+    "reasoning_output",
+    "text",
+    "completion",
+    "response",
+    "output",
+];
+
+/// Reads `path`, regrades, writes the regraded file (default: beside the input,
+/// `<stem>.regraded.json`; written to a temp file then renamed), returns the report.
+pub fn regrade_file(path: &Path, opts: &RegradeOptions) -> Result<RegradeReport, String> {
+    if opts.compare == Compare::LlmJudge {
+        return Err(
+            "llm_judge regrading needs a model; use it in a pipeline's grade: block".into(),
+        );
+    }
+    check_extractor(&opts.extract)?;
+    if let Some(t) = opts.rel_tol
+        && (!t.is_finite() || t < 0.0)
+    {
+        return Err(format!("rel_tol must be a finite number >= 0, got {t}"));
+    }
+    let shown = path.display();
+    let raw = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let raw = String::from_utf8(raw).map_err(|_| {
+        format!("{shown} is not JSON (not UTF-8 text); expected a results.json file")
+    })?;
+    let mut doc = parse_json(&raw)
+        .map_err(|e| format!("{shown} is not JSON ({e}); expected a results.json file"))?;
+
+    let g = Grader {
+        opts,
+        xopts: ExtractOptions {
+            fallback_full_text: opts.fallback_full_text,
+        },
+    };
+    let mut tally = Tally::default();
+    let format = if is_distill(&doc) {
+        regrade_distill(&mut doc, &g, &mut tally)?;
+        "distill"
+    } else if let Some(results) = original_results(&mut doc) {
+        regrade_original(results, &g, &mut tally)?;
+        "original"
+    } else {
+        return Err(format!(
+            "{shown}: not a recognized results file; expected distill's results.json (an object with \
+             \"problems\": [{{\"id\", \"answer\", \"samples\": [{{node id: record}}]}}]) or the original \
+             tool's (\"results\": [{{\"correct_answer\", \"solutions\" | \"iterations\": [...]}}])"
+        ));
+    };
+    if tally.graded == 0 && tally.no_truth > 0 {
+        return Err(format!(
+            "{shown}: no problem has a ground truth to grade against (looked for {})",
+            if format == "distill" {
+                "\"answer\"".to_string()
+            } else {
+                quoted_list(TRUTH_KEYS)
+            }
+        ));
+    }
+    if tally.no_truth > 0 {
+        eprintln!(
+            "warning: {shown}: {} problem(s) have no ground truth; their records were left as they were",
+            tally.no_truth
+        );
+    }
+
+    let written = match &opts.out {
+        Some(p) => p.clone(),
+        None => default_out(path),
+    };
+    write_atomic(&written, &doc)?;
+    Ok(RegradeReport {
+        format,
+        graded: tally.graded,
+        changes: tally.changes,
+        written,
+        old_correct: tally.old_correct,
+        new_correct: tally.new_correct,
+    })
+}
+
+/// Prints the report as a human table: one line per changed verdict, then totals (old accuracy vs new).
+pub fn print_report(r: &RegradeReport) {
+    print!("{}", render_report(r));
+}
+
+fn render_report(r: &RegradeReport) -> String {
+    let mut s = String::new();
+    if r.changes.is_empty() {
+        s.push_str("no verdict changed\n");
+    } else {
+        let rows: Vec<[String; 5]> = r
+            .changes
+            .iter()
+            .map(|c| {
+                [
+                    c.problem.clone(),
+                    c.sample.map_or("-".into(), |n| n.to_string()),
+                    c.node.clone(),
+                    format!(
+                        "{} -> {}",
+                        show_answer(&c.old_answer),
+                        show_answer(&c.new_answer)
+                    ),
+                    format!(
+                        "{} -> {}",
+                        show_verdict(c.old_correct),
+                        show_verdict(Some(c.new_correct))
+                    ),
+                ]
+            })
+            .collect();
+        let head = [
+            "problem",
+            "sample",
+            "node",
+            "answer (old -> new)",
+            "verdict",
+        ];
+        let mut w = head.map(|h| h.chars().count());
+        for row in &rows {
+            for (i, cell) in row.iter().enumerate() {
+                w[i] = w[i].max(cell.chars().count());
+            }
+        }
+        let mut line = |cells: &[String; 5]| {
+            let mut l = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i + 1 == cells.len() {
+                    l.push_str(c);
+                } else {
+                    let _ = write!(l, "{c:<width$}  ", width = w[i]);
+                }
+            }
+            s.push_str(l.trim_end());
+            s.push('\n');
+        };
+        line(&head.map(String::from));
+        for row in &rows {
+            line(row);
+        }
+    }
+    let to_right = r.changes.iter().filter(|c| c.new_correct).count();
+    let _ = writeln!(
+        s,
+        "{} verdict(s) changed ({} now correct, {} now wrong) among {} graded record(s) [{} format]",
+        r.changes.len(),
+        to_right,
+        r.changes.len() - to_right,
+        r.graded,
+        r.format
+    );
+    let _ = writeln!(
+        s,
+        "accuracy: old {}/{} ({}) -> new {}/{} ({})",
+        r.old_correct,
+        r.graded,
+        pct(r.old_correct, r.graded),
+        r.new_correct,
+        r.graded,
+        pct(r.new_correct, r.graded)
+    );
+    let _ = writeln!(s, "written: {}", r.written.display());
+    s
+}
+
+fn pct(n: usize, d: usize) -> String {
+    if d == 0 {
+        "n/a".into()
+    } else {
+        format!("{:.1}%", 100.0 * n as f64 / d as f64)
+    }
+}
+
+fn show_answer(a: &Option<String>) -> String {
+    const MAX: usize = 40;
+    match a {
+        None => "(none)".into(),
+        Some(s) => {
+            let one_line: String = s
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            if one_line.chars().count() > MAX {
+                let cut: String = one_line.chars().take(MAX - 1).collect();
+                format!("{cut}…")
+            } else {
+                one_line
+            }
+        }
+    }
+}
+
+fn show_verdict(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "right",
+        Some(false) => "wrong",
+        None => "(none)",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grading one record
+
+struct Grader<'a> {
+    opts: &'a RegradeOptions,
+    xopts: ExtractOptions,
+}
+
+impl Grader<'_> {
+    /// The new answer (extracted from `text`, or `old_answer` as-is when there is no text) and its verdict.
+    fn grade(
+        &self,
+        text: Option<&str>,
+        old_answer: Option<&str>,
+        truth: &str,
+        question: Option<&str>,
+    ) -> Result<(Option<String>, bool), String> {
+        let answer = match text {
+            Some(t) => extract(&self.opts.extract, t, &self.xopts),
+            None => old_answer.map(str::to_string),
+        };
+        let ok = match &answer {
+            Some(a) => self.same(a, truth, question)?,
+            None => false,
+        };
+        Ok((answer, ok))
+    }
+
+    fn same(&self, predicted: &str, truth: &str, question: Option<&str>) -> Result<bool, String> {
+        let ctx = GradeContext {
+            question,
+            rel_tol: self.opts.rel_tol,
+        };
+        equivalent(self.opts.compare, predicted, truth, &ctx)
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    graded: usize,
+    old_correct: usize,
+    new_correct: usize,
+    no_truth: usize,
+    changes: Vec<Change>,
+}
+
+impl Tally {
+    fn record(&mut self, c: Change) {
+        self.graded += 1;
+        self.old_correct += usize::from(c.old_correct == Some(true));
+        self.new_correct += usize::from(c.new_correct);
+        if c.old_correct.unwrap_or(false) != c.new_correct {
+            self.changes.push(c);
+        }
+    }
+}
+
+/// A JSON scalar as text: strings as-is, numbers and booleans printed; null/arrays/objects -> None.
+fn scalar_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// A stored verdict: JSON bool, or the strings "true"/"false" (any case).
+fn verdict(v: Option<&Value>) -> Option<bool> {
+    match v? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+fn answer_value(a: &Option<String>) -> Value {
+    a.clone().map_or(Value::Null, Value::String)
+}
+
+fn quoted_list(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// distill's results.json
+
+fn is_distill(doc: &Value) -> bool {
+    let Some(obj) = doc.as_object() else {
+        return false;
+    };
+    let Some(problems) = obj.get("problems").and_then(Value::as_array) else {
+        return false;
+    };
+    let looks_like_run = obj.contains_key("run_id") || obj.contains_key("pipeline");
+    looks_like_run
+        || problems
+            .iter()
+            .any(|p| p.get("samples").is_some_and(Value::is_array))
+}
+
+fn regrade_distill(doc: &mut Value, g: &Grader, t: &mut Tally) -> Result<(), String> {
+    let problems = doc
+        .get_mut("problems")
+        .and_then(Value::as_array_mut)
+        .expect("checked by is_distill");
+    for (pi, p) in problems.iter_mut().enumerate() {
+        let Some(p) = p.as_object_mut() else { continue };
+        let id = scalar_text(p.get("id")).unwrap_or_else(|| format!("#{pi}"));
+        let question = p
+            .get("question")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Some(truth) = scalar_text(p.get("answer")) else {
+            t.no_truth += usize::from(has_reason_records(p));
+            continue;
+        };
+        let prob = ProblemCx {
+            id: &id,
+            truth: &truth,
+            question: question.as_deref(),
+        };
+        if let Some(samples) = p.get_mut("samples").and_then(Value::as_array_mut) {
+            for (si, s) in samples.iter_mut().enumerate() {
+                if let Some(nodes) = s.as_object_mut() {
+                    let sample = u32::try_from(si).ok();
+                    regrade_node_map(nodes, sample, &prob, g, t)?;
+                }
+            }
+        }
+        if let Some(aggs) = p.get_mut("aggregates").and_then(Value::as_object_mut) {
+            regrade_node_map(aggs, None, &prob, g, t)?;
+        }
+    }
+    Ok(())
+}
+
+struct ProblemCx<'a> {
+    id: &'a str,
+    truth: &'a str,
+    question: Option<&'a str>,
+}
+
+fn has_reason_records(p: &Map<String, Value>) -> bool {
+    let in_map = |m: &Value| {
+        m.as_object()
+            .is_some_and(|m| m.values().any(|r| reason_text(r).is_some()))
+    };
+    p.get("samples")
+        .and_then(Value::as_array)
+        .is_some_and(|s| s.iter().any(in_map))
+        || p.get("aggregates").is_some_and(in_map)
+}
+
+/// `output.text` of a finished `reason` record.
+fn reason_text(rec: &Value) -> Option<&str> {
+    if rec.get("kind").and_then(Value::as_str) != Some("reason")
+        || rec.get("status").and_then(Value::as_str) != Some("done")
+    {
+        return None;
+    }
+    rec.get("output")?.get("text")?.as_str()
+}
+
+fn regrade_node_map(
+    nodes: &mut Map<String, Value>,
+    sample: Option<u32>,
+    p: &ProblemCx,
+    g: &Grader,
+    t: &mut Tally,
+) -> Result<(), String> {
+    for (key, rec) in nodes.iter_mut() {
+        let Some(text) = reason_text(rec) else {
+            continue;
+        };
+        let (new_answer, new_correct) = g.grade(Some(text), None, p.truth, p.question)?;
+        let node = rec
+            .get("node")
+            .and_then(Value::as_str)
+            .unwrap_or(key.as_str())
+            .to_string();
+        let out = rec
+            .get_mut("output")
+            .and_then(Value::as_object_mut)
+            .expect("checked by reason_text");
+        let old_answer = scalar_text(out.get("answer"));
+        let old_correct = verdict(out.get("correct"));
+        out.insert("answer".into(), answer_value(&new_answer));
+        out.insert("correct".into(), Value::Bool(new_correct));
+        t.record(Change {
+            problem: p.id.to_string(),
+            sample,
+            node,
+            old_answer,
+            new_answer,
+            old_correct,
+            new_correct,
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The original tool's results.json (pass@k `solutions`, iterated `iterations`)
+
+fn original_results(doc: &mut Value) -> Option<&mut Vec<Value>> {
+    let results = if doc.is_array() {
+        doc.as_array_mut()?
+    } else {
+        doc.get_mut("results")?.as_array_mut()?
+    };
+    let recognized = results.iter().any(|r| {
+        r.get("solutions").is_some_and(Value::is_array)
+            || r.get("iterations").is_some_and(Value::is_array)
+    });
+    recognized.then_some(results)
+}
+
+fn regrade_original(results: &mut [Value], g: &Grader, t: &mut Tally) -> Result<(), String> {
+    for (ri, r) in results.iter_mut().enumerate() {
+        let Some(r) = r.as_object_mut() else { continue };
+        let id = scalar_text(r.get("problem_id"))
+            .or_else(|| scalar_text(r.get("id")))
+            .unwrap_or_else(|| format!("#{ri}"));
+        let question = ["question", "problem"]
+            .iter()
+            .find_map(|k| r.get(*k).and_then(Value::as_str))
+            .map(str::to_string);
+        let truth = TRUTH_KEYS.iter().find_map(|k| scalar_text(r.get(*k)));
+        let has_records = ["solutions", "iterations"].iter().any(|k| {
+            r.get(*k)
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(is_original_record))
+        });
+        let Some(truth) = truth else {
+            t.no_truth += usize::from(has_records);
+            continue;
+        };
+        let prob = ProblemCx {
+            id: &id,
+            truth: &truth,
+            question: question.as_deref(),
+        };
+        if let Some(sols) = r.get_mut("solutions").and_then(Value::as_array_mut) {
+            let new = regrade_records(sols, "solution", "solution_id", &prob, g, t)?;
+            update_passk_summary(r, &new, &prob, g)?;
+        }
+        if let Some(iters) = r.get_mut("iterations").and_then(Value::as_array_mut) {
+            let new = regrade_records(iters, "iteration", "iteration", &prob, g, t)?;
+            update_iteration_copies(r, &new);
+        }
+    }
+    Ok(())
+}
+
+/// A solution/iteration that carries an answer, a verdict or model text (error entries don't).
+fn is_original_record(rec: &Value) -> bool {
+    rec.as_object().is_some_and(|o| {
+        o.contains_key("answer")
+            || o.contains_key("correct")
+            || TEXT_KEYS.iter().any(|k| o.contains_key(*k))
+    })
+}
+
+/// Regrades each record in place; returns (index in `records`, new answer, new verdict) per graded record.
+fn regrade_records(
+    records: &mut [Value],
+    label: &str,
+    id_key: &str,
+    p: &ProblemCx,
+    g: &Grader,
+    t: &mut Tally,
+) -> Result<Vec<(usize, Option<String>, bool)>, String> {
+    let mut out = Vec::new();
+    for (i, rec) in records.iter_mut().enumerate() {
+        if !is_original_record(rec) {
+            continue;
+        }
+        let Some(o) = rec.as_object_mut() else {
+            continue;
+        };
+        let text = TEXT_KEYS.iter().find_map(|k| {
+            o.get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+        });
+        let old_answer = scalar_text(o.get("answer"));
+        let old_correct = verdict(o.get("correct"));
+        let (new_answer, new_correct) =
+            g.grade(text, old_answer.as_deref(), p.truth, p.question)?;
+        let n = scalar_text(o.get(id_key)).unwrap_or_else(|| i.to_string());
+        o.insert("answer".into(), answer_value(&new_answer));
+        o.insert("correct".into(), Value::Bool(new_correct));
+        out.push((i, new_answer.clone(), new_correct));
+        t.record(Change {
+            problem: p.id.to_string(),
+            sample: None,
+            node: format!("{label} {n}"),
+            old_answer,
+            new_answer,
+            old_correct,
+            new_correct,
+        });
+    }
+    Ok(out)
+}
+
+/// pass@k per-problem fields derived from the solutions' verdicts, updated when present.
+/// The consensus is the largest group of equivalent answers (under the chosen comparison),
+/// ties going to the group seen first, as the original's `max` over insertion order did.
+fn update_passk_summary(
+    r: &mut Map<String, Value>,
+    new: &[(usize, Option<String>, bool)],
+    p: &ProblemCx,
+    g: &Grader,
+) -> Result<(), String> {
+    let num_correct = new.iter().filter(|(_, _, ok)| *ok).count();
+    if r.contains_key("num_correct") {
+        r.insert("num_correct".into(), Value::from(num_correct));
+    }
+    if r.contains_key("pass_at_k") {
+        r.insert("pass_at_k".into(), Value::Bool(num_correct > 0));
+    }
+    if !r.contains_key("consensus_answer") {
+        return Ok(());
+    }
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for a in new.iter().filter_map(|(_, a, _)| a.as_deref()) {
+        let a = a.trim();
+        let mut hit = None;
+        for (gi, (rep, _)) in groups.iter().enumerate() {
+            if rep == a || g.same(a, rep, p.question)? {
+                hit = Some(gi);
+                break;
+            }
+        }
+        match hit {
+            Some(gi) => groups[gi].1 += 1,
+            None => groups.push((a.to_string(), 1)),
+        }
+    }
+    let best = groups
+        .iter()
+        .fold(None::<&(String, usize)>, |b, x| match b {
+            Some(b) if b.1 >= x.1 => Some(b),
+            _ => Some(x),
+        });
+    let (answer, count, correct) = match best {
+        Some((a, n)) => (
+            Value::String(a.clone()),
+            Value::from(*n),
+            g.same(a, p.truth, p.question)?,
+        ),
+        None => (Value::Null, Value::Null, false),
+    };
+    r.insert("consensus_answer".into(), answer);
+    if r.contains_key("consensus_count") {
+        r.insert("consensus_count".into(), count);
+    }
+    if r.contains_key("consensus_correct") {
+        r.insert("consensus_correct".into(), Value::Bool(correct));
+    }
+    Ok(())
+}
+
+/// The iterated format's per-problem copies: `initial_*` = iteration 0, `improved_*`/`final_*` =
+/// the last iteration. Updated only when present.
+fn update_iteration_copies(r: &mut Map<String, Value>, new: &[(usize, Option<String>, bool)]) {
+    let first = new.iter().find(|(i, _, _)| *i == 0);
+    let last = new.iter().max_by_key(|(i, _, _)| *i);
+    for (prefix, rec) in [("initial", first), ("improved", last), ("final", last)] {
+        let Some((_, answer, ok)) = rec else { continue };
+        let (ak, ck) = (format!("{prefix}_answer"), format!("{prefix}_correct"));
+        if r.contains_key(&ak) {
+            r.insert(ak, answer_value(answer));
+        }
+        if r.contains_key(&ck) {
+            r.insert(ck, Value::Bool(*ok));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading and writing
+
+/// Parses JSON; on failure retries with Python's non-finite float tokens (`NaN`, `Infinity`,
+/// `-Infinity`) outside strings replaced by `null`. The first error is the one reported.
+fn parse_json(raw: &str) -> Result<Value, serde_json::Error> {
+    match serde_json::from_str(raw) {
+        Ok(v) => Ok(v),
+        Err(e) => match python_nonfinite_to_null(raw) {
+            Some(fixed) => serde_json::from_str(&fixed).map_err(|_| e),
+            None => Err(e),
+        },
+    }
+}
+
+/// `raw` with `NaN`/`Infinity`/`-Infinity` outside strings replaced by `null`; None when there are none.
+fn python_nonfinite_to_null(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let (mut in_str, mut escaped, mut changed) = (false, false, false);
+    let mut rest = raw;
+    while let Some(c) = rest.chars().next() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+        } else if c == '"' {
+            in_str = true;
+        } else if let Some(tok) = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|t| rest.starts_with(t))
+        {
+            out.push_str("null");
+            rest = &rest[tok.len()..];
+            changed = true;
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    changed.then_some(out)
+}
+
+/// `<dir>/<stem>.regraded.json` beside `input`.
+fn default_out(input: &Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map_or_else(|| "results".into(), |s| s.to_string_lossy().into_owned());
+    input.with_file_name(format!("{stem}.regraded.json"))
+}
+
+/// Writes `doc` (pretty, 2-space indent) to a temp file beside `dest`, then renames it over `dest`.
+fn write_atomic(dest: &Path, doc: &Value) -> Result<(), String> {
+    let shown = dest.display();
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = dest
+        .file_name()
+        .ok_or_else(|| format!("cannot write {shown}: not a file path"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::new(f);
+        serde_json::to_writer_pretty(&mut w, doc)?;
+        w.write_all(b"\n")?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {shown}: {e}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonfinite_tokens_become_null_outside_strings_only() {
+        let raw = r#"{"a": NaN, "b": "NaN \" Infinity", "c": [-Infinity, Infinity, 1]}"#;
+        let fixed = python_nonfinite_to_null(raw).unwrap();
+        assert_eq!(
+            fixed,
+            r#"{"a": null, "b": "NaN \" Infinity", "c": [null, null, 1]}"#
+        );
+        assert!(python_nonfinite_to_null(r#"{"a": "NaN"}"#).is_none());
+        let v = parse_json(raw).unwrap();
+        assert_eq!(v["b"], "NaN \" Infinity");
+        assert!(parse_json("{").is_err());
+    }
+
+    #[test]
+    fn default_out_is_beside_input() {
+        assert_eq!(
+            default_out(Path::new("/r/x/results.json")),
+            PathBuf::from("/r/x/results.regraded.json")
+        );
+        assert_eq!(
+            default_out(Path::new("results.json")),
+            PathBuf::from("results.regraded.json")
+        );
+    }
+
+    #[test]
+    fn verdicts_and_scalars() {
+        assert_eq!(verdict(Some(&Value::from("True"))), Some(true));
+        assert_eq!(verdict(Some(&Value::Bool(false))), Some(false));
+        assert_eq!(verdict(Some(&Value::Null)), None);
+        assert_eq!(scalar_text(Some(&Value::from(33))), Some("33".into()));
+        assert_eq!(scalar_text(Some(&Value::Null)), None);
+    }
+
+    #[test]
+    fn report_renders_changes_and_totals() {
+        let r = RegradeReport {
+            format: "distill",
+            graded: 4,
+            changes: vec![Change {
+                problem: "p1".into(),
+                sample: Some(0),
+                node: "attempt_0".into(),
+                old_answer: Some("033".into()),
+                new_answer: Some("033".into()),
+                old_correct: Some(false),
+                new_correct: true,
+            }],
+            written: PathBuf::from("out.json"),
+            old_correct: 1,
+            new_correct: 2,
+        };
+        let s = render_report(&r);
+        assert!(
+            s.contains("p1") && s.contains("033 -> 033") && s.contains("wrong -> right"),
+            "{s}"
+        );
+        assert!(s.contains("old 1/4 (25.0%) -> new 2/4 (50.0%)"), "{s}");
+    }
+}

@@ -1,0 +1,604 @@
+//! A faithful fake OpenAI-compatible server for tests and benchmarks: `/v1/chat/completions`
+//! and `/v1/completions`, streamed (SSE chunks, usage chunk, `data: [DONE]`) or not, with a
+//! scripted or deterministic responder, replay of real traces, continuation splitting, and
+//! injectable faults (429 with Retry-After, 500/503/529, dropped connections, invalid JSON,
+//! slow answers, an rps limit, quota 429, 401, 400, exhausted x-ratelimit headers).
+//! Runs in-process on 127.0.0.1 (port 0 = random). Also used by `examples/fake_openai.rs`.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::post;
+use futures_util::StreamExt;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+#[path = "fake_traces.rs"]
+pub mod traces;
+#[allow(unused_imports)]
+pub use traces::{Trace, load_traces, shared_dir, trace_responder};
+
+/// What the fake model answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub content: String,
+    pub reasoning: Option<String>,
+    pub finish_reason: String,
+}
+
+impl Reply {
+    pub fn text(content: impl Into<String>) -> Self {
+        Reply {
+            content: content.into(),
+            reasoning: None,
+            finish_reason: "stop".into(),
+        }
+    }
+}
+
+pub type Responder = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
+
+/// One injected fault (or `None` for a normal answer).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    None,
+    /// 429 with optional `Retry-After` (seconds) and `retry-after-ms` headers.
+    RateLimit {
+        retry_after_s: Option<u64>,
+        retry_after_ms: Option<u64>,
+    },
+    ServerError,
+    Unavailable,
+    Overloaded,
+    /// Sends part of the answer, then drops the connection.
+    DropMidStream,
+    /// 200 with a broken JSON body or SSE chunk.
+    InvalidJson,
+    /// Waits this long before answering.
+    Slow(Duration),
+    QuotaExhausted,
+    Unauthorized,
+    BadRequest,
+    /// A normal answer carrying `x-ratelimit-remaining-requests: 0` and this reset value.
+    ExhaustedHeaders(String),
+}
+
+#[derive(Clone)]
+pub struct FakeConfig {
+    pub responder: Responder,
+    /// Probability that a request (not scripted) gets a fault drawn from `faults`.
+    pub fault_rate: f64,
+    pub faults: Vec<Fault>,
+    /// Faults for the first requests, in order (before random faults apply).
+    pub script: Vec<Fault>,
+    pub seed: u64,
+    /// Answer 429 beyond this many requests in any one-second window.
+    pub rps_limit: Option<u32>,
+    /// Delay before every answer.
+    pub latency: Duration,
+    /// When set, requests must carry `Authorization: Bearer <key>` (else 401).
+    pub api_key: Option<String>,
+    /// Split each answer into this many parts served one per request, `finish_reason: length`
+    /// for all but the last (the prompt of a continuation ends with the parts so far).
+    pub split_parts: Option<usize>,
+    /// Move a leading `<think>…</think>` block of the answer into `reasoning_content`.
+    pub reasoning_field: bool,
+    /// Characters per streamed chunk.
+    pub chunk_chars: usize,
+    pub cached_tokens: u64,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        FakeConfig {
+            responder: Arc::new(|body: &Value| echo_reply(&prompt_text(body))),
+            fault_rate: 0.0,
+            faults: Vec::new(),
+            script: Vec::new(),
+            seed: 7,
+            rps_limit: None,
+            latency: Duration::ZERO,
+            api_key: None,
+            split_parts: None,
+            reasoning_field: false,
+            chunk_chars: 16,
+            cached_tokens: 0,
+        }
+    }
+}
+
+impl FakeConfig {
+    pub fn with_responder(mut self, f: impl Fn(&Value) -> Reply + Send + Sync + 'static) -> Self {
+        self.responder = Arc::new(f);
+        self
+    }
+    pub fn with_faults(mut self, rate: f64, faults: Vec<Fault>) -> Self {
+        self.fault_rate = rate;
+        self.faults = faults;
+        self
+    }
+    pub fn with_script(mut self, script: Vec<Fault>) -> Self {
+        self.script = script;
+        self
+    }
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+}
+
+struct Inner {
+    cfg: FakeConfig,
+    script: Mutex<VecDeque<Fault>>,
+    rng: Mutex<ChaCha8Rng>,
+    window: Mutex<VecDeque<Instant>>,
+    recorded: Mutex<Vec<Recorded>>,
+    requests: AtomicU64,
+    rate_limited: AtomicU64,
+    faults: AtomicU64,
+}
+
+/// A running fake server; stopped on `shutdown` or drop.
+pub struct FakeServer {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeServer {
+    /// Starts on a random port of 127.0.0.1.
+    pub async fn start(cfg: FakeConfig) -> FakeServer {
+        Self::start_on(0, cfg).await
+    }
+
+    pub async fn start_on(port: u16, cfg: FakeConfig) -> FakeServer {
+        let inner = Arc::new(Inner {
+            script: Mutex::new(cfg.script.iter().cloned().collect()),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(cfg.seed)),
+            window: Mutex::new(VecDeque::new()),
+            recorded: Mutex::new(Vec::new()),
+            requests: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            cfg,
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(handle))
+            .route("/v1/completions", post(handle))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("binding the fake server");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeServer { addr, inner, task }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner.recorded.lock().unwrap().clone()
+    }
+    pub fn request_count(&self) -> u64 {
+        self.inner.requests.load(Ordering::SeqCst)
+    }
+    /// 429s sent (scripted, random and rps-limit ones).
+    pub fn rate_limited_count(&self) -> u64 {
+        self.inner.rate_limited.load(Ordering::SeqCst)
+    }
+    pub fn faults_injected(&self) -> u64 {
+        self.inner.faults.load(Ordering::SeqCst)
+    }
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// All text of a request's prompt: message contents joined by newlines, or `prompt`.
+pub fn prompt_text(body: &Value) -> String {
+    if let Some(msgs) = body.get("messages").and_then(Value::as_array) {
+        return msgs
+            .iter()
+            .filter_map(|m| m.get("content").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    body.get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The default deterministic answer: a short think block and `\boxed{N}`, N from the prompt.
+pub fn echo_reply(prompt: &str) -> Reply {
+    let h = prompt.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    Reply::text(format!(
+        "<think>\nThe prompt has {} characters. Let me work it out step by step.\n</think>\n\nThe answer is \\boxed{{{}}}.",
+        prompt.chars().count(),
+        h % 1000
+    ))
+}
+
+async fn handle(
+    State(s): State<Arc<Inner>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    s.requests.fetch_add(1, Ordering::SeqCst);
+    let chat = uri.path().ends_with("/chat/completions");
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(400, "invalid_request_error", &format!("invalid JSON: {e}")),
+    };
+    s.recorded.lock().unwrap().push(Recorded {
+        path: uri.path().to_string(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: body.clone(),
+    });
+    if let Some(key) = &s.cfg.api_key {
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim_start_matches("Bearer ")
+            .to_string();
+        if &given != key {
+            return error(
+                401,
+                "invalid_request_error",
+                &format!("Incorrect API key provided: {given}."),
+            );
+        }
+    }
+    if let Some(limit) = s.cfg.rps_limit {
+        let now = Instant::now();
+        let mut w = s.window.lock().unwrap();
+        while w
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            w.pop_front();
+        }
+        if w.len() >= limit as usize {
+            let wait = Duration::from_secs(1).saturating_sub(now.duration_since(w[0]));
+            drop(w);
+            s.rate_limited.fetch_add(1, Ordering::SeqCst);
+            let mut r = error(
+                429,
+                "rate_limit_exceeded",
+                "Rate limit reached for requests",
+            );
+            set(
+                &mut r,
+                "retry-after-ms",
+                &wait.as_millis().max(1).to_string(),
+            );
+            set(
+                &mut r,
+                "retry-after",
+                &wait.as_secs_f64().ceil().max(1.0).to_string(),
+            );
+            return r;
+        }
+        w.push_back(now);
+    }
+    let fault = next_fault(&s);
+    if fault != Fault::None {
+        s.faults.fetch_add(1, Ordering::SeqCst);
+    }
+    if !s.cfg.latency.is_zero() {
+        tokio::time::sleep(s.cfg.latency).await;
+    }
+    match &fault {
+        Fault::RateLimit {
+            retry_after_s,
+            retry_after_ms,
+        } => {
+            s.rate_limited.fetch_add(1, Ordering::SeqCst);
+            let mut r = error(
+                429,
+                "rate_limit_exceeded",
+                "Rate limit reached for requests",
+            );
+            if let Some(v) = retry_after_s {
+                set(&mut r, "retry-after", &v.to_string());
+            }
+            if let Some(v) = retry_after_ms {
+                set(&mut r, "retry-after-ms", &v.to_string());
+            }
+            return r;
+        }
+        Fault::QuotaExhausted => {
+            s.rate_limited.fetch_add(1, Ordering::SeqCst);
+            return error(
+                429,
+                "insufficient_quota",
+                "You exceeded your current quota, please check your plan and billing details.",
+            );
+        }
+        Fault::ServerError => {
+            return error(
+                500,
+                "server_error",
+                "The server had an error while processing your request.",
+            );
+        }
+        Fault::Unavailable => {
+            return error(
+                503,
+                "server_error",
+                "The engine is currently overloaded, please try again later.",
+            );
+        }
+        Fault::Overloaded => return error(529, "overloaded_error", "Overloaded"),
+        Fault::Unauthorized => {
+            return error(
+                401,
+                "invalid_request_error",
+                "Invalid authentication credentials.",
+            );
+        }
+        Fault::BadRequest => {
+            return error(
+                400,
+                "invalid_request_error",
+                "This model's maximum context length is 4096 tokens.",
+            );
+        }
+        Fault::Slow(d) => tokio::time::sleep(*d).await,
+        _ => {}
+    }
+    let reply = make_reply(&s.cfg, &body);
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fake-model")
+        .to_string();
+    let prompt_chars = prompt_text(&body).chars().count() as u64;
+    let reasoning_chars = reply.reasoning.as_ref().map_or(0, |r| r.chars().count()) as u64;
+    let usage = json!({
+        "prompt_tokens": prompt_chars.div_ceil(4),
+        "completion_tokens": (reply.content.chars().count() as u64 + reasoning_chars).div_ceil(4),
+        "total_tokens": prompt_chars.div_ceil(4) + (reply.content.chars().count() as u64 + reasoning_chars).div_ceil(4),
+        "prompt_tokens_details": {"cached_tokens": s.cfg.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": reasoning_chars.div_ceil(4)},
+    });
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let mut resp = if stream {
+        let include_usage = body
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        stream_response(
+            chat,
+            &model,
+            &reply,
+            include_usage.then_some(usage),
+            s.cfg.chunk_chars,
+            &fault,
+        )
+    } else {
+        json_response(chat, &model, &reply, usage, &fault)
+    };
+    if let Fault::ExhaustedHeaders(reset) = &fault {
+        set(&mut resp, "x-ratelimit-remaining-requests", "0");
+        set(&mut resp, "x-ratelimit-reset-requests", reset);
+    }
+    resp
+}
+
+fn next_fault(s: &Inner) -> Fault {
+    if let Some(f) = s.script.lock().unwrap().pop_front() {
+        return f;
+    }
+    if s.cfg.faults.is_empty() || s.cfg.fault_rate <= 0.0 {
+        return Fault::None;
+    }
+    let mut rng = s.rng.lock().unwrap();
+    if rng.random::<f64>() < s.cfg.fault_rate {
+        s.cfg.faults[rng.random_range(0..s.cfg.faults.len())].clone()
+    } else {
+        Fault::None
+    }
+}
+
+fn make_reply(cfg: &FakeConfig, body: &Value) -> Reply {
+    let mut reply = (cfg.responder)(body);
+    if let Some(n) = cfg.split_parts.filter(|n| *n > 1) {
+        let parts = split_chars(&reply.content, n);
+        let prompt = prompt_text(body);
+        let mut k = 0;
+        for j in (1..parts.len()).rev() {
+            if prompt.ends_with(&parts[..j].concat()) {
+                k = j;
+                break;
+            }
+        }
+        reply.content = parts[k].clone();
+        if k + 1 < parts.len() {
+            reply.finish_reason = "length".into();
+        }
+    }
+    if cfg.reasoning_field
+        && reply.reasoning.is_none()
+        && let Some(rest) = reply.content.trim_start().strip_prefix("<think>")
+        && let Some((inner, after)) = rest.split_once("</think>")
+    {
+        let (inner, after) = (inner.trim().to_string(), after.trim_start().to_string());
+        reply.reasoning = Some(inner);
+        reply.content = after;
+    }
+    reply
+}
+
+/// Splits a text into `n` parts of about equal length, on char boundaries.
+pub fn split_chars(text: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len().div_ceil(n).max(1);
+    let mut parts: Vec<String> = chars.chunks(size).map(|c| c.iter().collect()).collect();
+    parts.resize(n, String::new());
+    parts
+}
+
+fn chunk(chat: bool, model: &str, delta: Value, text: &str, finish: Option<&str>) -> Value {
+    let choice = if chat {
+        json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+    } else {
+        json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
+    };
+    json!({
+        "id": "cmpl-fake", "object": if chat { "chat.completion.chunk" } else { "text_completion" },
+        "created": 1_700_000_000u64, "model": model, "choices": [choice],
+    })
+}
+
+fn stream_response(
+    chat: bool,
+    model: &str,
+    reply: &Reply,
+    usage: Option<Value>,
+    chunk_chars: usize,
+    fault: &Fault,
+) -> Response {
+    let mut events: Vec<String> = Vec::new();
+    let n = chunk_chars.max(1);
+    let pieces = |t: &str| -> Vec<String> {
+        t.chars()
+            .collect::<Vec<_>>()
+            .chunks(n)
+            .map(|c| c.iter().collect())
+            .collect()
+    };
+    if chat {
+        events.push(
+            chunk(
+                true,
+                model,
+                json!({"role": "assistant", "content": ""}),
+                "",
+                None,
+            )
+            .to_string(),
+        );
+        for p in pieces(reply.reasoning.as_deref().unwrap_or("")) {
+            events.push(chunk(true, model, json!({"reasoning_content": p}), "", None).to_string());
+        }
+    }
+    for p in pieces(&reply.content) {
+        events.push(chunk(chat, model, json!({"content": p}), &p, None).to_string());
+    }
+    let delta = if chat { json!({}) } else { Value::Null };
+    events.push(chunk(chat, model, delta, "", Some(&reply.finish_reason)).to_string());
+    if let Some(u) = usage {
+        events.push(json!({"id": "cmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000u64, "model": model, "choices": [], "usage": u}).to_string());
+    }
+    events.push("[DONE]".into());
+    let mut frames: Vec<Result<Bytes, std::io::Error>> = events
+        .into_iter()
+        .map(|e| Ok(Bytes::from(format!("data: {e}\n\n"))))
+        .collect();
+    match fault {
+        Fault::DropMidStream => {
+            frames.truncate((frames.len() / 2).max(1));
+            return sse(Body::from_stream(
+                futures_util::stream::iter(frames).chain(dropped()),
+            ));
+        }
+        Fault::InvalidJson => {
+            let at = (frames.len() / 2).max(1);
+            frames.insert(
+                at,
+                Ok(Bytes::from_static(
+                    b"data: {\"choices\": [{\"delta\": {\"content\": \"x\n\n",
+                )),
+            );
+        }
+        _ => {}
+    }
+    sse(Body::from_stream(futures_util::stream::iter(frames)))
+}
+
+fn sse(body: Body) -> Response {
+    let mut r = Response::new(body);
+    set(&mut r, "content-type", "text/event-stream");
+    set(&mut r, "cache-control", "no-cache");
+    r
+}
+
+/// A stream that fails after a moment: the server then drops the connection mid-body.
+fn dropped() -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Err(std::io::Error::other("fake connection drop"))
+    })
+}
+
+fn json_response(chat: bool, model: &str, reply: &Reply, usage: Value, fault: &Fault) -> Response {
+    let choice = if chat {
+        let mut msg = json!({"role": "assistant", "content": reply.content});
+        if let Some(r) = &reply.reasoning {
+            msg["reasoning_content"] = json!(r);
+        }
+        json!({"index": 0, "message": msg, "logprobs": null, "finish_reason": reply.finish_reason})
+    } else {
+        json!({"index": 0, "text": reply.content, "logprobs": null, "finish_reason": reply.finish_reason})
+    };
+    let text = json!({
+        "id": "cmpl-fake", "object": if chat { "chat.completion" } else { "text_completion" },
+        "created": 1_700_000_000u64, "model": model, "choices": [choice], "usage": usage,
+    })
+    .to_string();
+    let half = text[..text.len() / 2].to_string();
+    let mut r = match fault {
+        Fault::InvalidJson => Response::new(Body::from(half)),
+        Fault::DropMidStream => Response::new(Body::from_stream(
+            futures_util::stream::once(async move { Ok(Bytes::from(half)) }).chain(dropped()),
+        )),
+        _ => Response::new(Body::from(text)),
+    };
+    set(&mut r, "content-type", "application/json");
+    r
+}
+
+fn error(status: u16, kind: &str, message: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": kind}});
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).expect("status");
+    set(&mut r, "content-type", "application/json");
+    r
+}
+
+fn set(r: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = value.parse() {
+        r.headers_mut().insert(name, v);
+    }
+}
