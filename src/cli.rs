@@ -43,10 +43,10 @@ enum Cmd {
         #[arg(long, default_value = "math")]
         grader: String,
         /// Relative tolerance for numeric comparisons.
-        #[arg(long)]
+        #[arg(long = "rel_tol")]
         rel_tol: Option<f64>,
         /// Look for the answer only after the last </think>.
-        #[arg(long)]
+        #[arg(long = "no_fallback")]
         no_fallback: bool,
         /// Where to write the regraded file.
         #[arg(long)]
@@ -399,6 +399,19 @@ async fn plan(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
     let per_call = est_first.checked_div(first_calls).unwrap_or(0);
     let est = est_first + (to_make.saturating_sub(first_calls)) * per_call.max(1000);
     println!("  estimated tokens to spend: ~{est} (prompt ≈ chars/4, completion ≈ max_tokens)");
+    let cost = st
+        .planned_cost_micro
+        .load(std::sync::atomic::Ordering::Relaxed) as f64
+        / 1e6;
+    let scale = if est_first > 0 {
+        est as f64 / est_first as f64
+    } else {
+        1.0
+    };
+    println!(
+        "  estimated cost: ~${:.2} (from the models' price: settings)",
+        cost * scale
+    );
     for node in &model_nodes {
         println!(
             "    {:<14} cached {:>6}  to make {:>6}",

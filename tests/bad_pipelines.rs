@@ -43,7 +43,7 @@ fn corpus() -> Vec<Case> {
         ("bad condition", n("  a: {kind: reason, model: m, prompt: reason/default}\n  b: {kind: reason, model: m, prompt: reason/default, when: \"a.correct ==\"}\n"), "bad `when:` condition", Some(7), vec![]),
         ("condition without field", n("  a: {kind: reason, model: m, prompt: reason/default}\n  b: {kind: reason, model: m, prompt: reason/default, when: \"not a\"}\n"), "say which output", Some(7), vec![]),
         ("unknown strategy", n("  a: {kind: reason, model: m, prompt: reason/default}\n  s: {kind: summarize, strategy: telepathy, model: m, prompt: summarize/backtracking, input: a}\n"), "unknown strategy", Some(7), vec![]),
-        ("missing problem file", "name: bad\nproblems: {path: data/aime_2024.csv}\nmodels:\n  m: {provider: sim}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "distill data pull aime-2024", Some(2), vec![]),
+        ("missing problem file", "name: bad\nproblems: {path: data/aime_2024.csv}\nmodels:\n  m: {provider: sim}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "--set problems.path=PATH", Some(2), vec![]),
         ("range past the end", n("  a: {kind: reason, model: m, prompt: reason/default}\n").to_string(), "reaches past the last row", None, vec!["--index_range", "0-99"]),
         ("unknown question id", n("  a: {kind: reason, model: m, prompt: reason/default}\n"), "unknown id `nope`", None, vec!["--question_ids", "nope"]),
         ("range and ids together", "name: bad\nproblems: {path: data/arithmetic.csv, index_range: 0-2, question_ids: [add-1]}\nmodels:\n  m: {provider: sim}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "exclude each other", Some(2), vec![]),

@@ -57,6 +57,7 @@ pub struct Stats {
     pub max_in_flight: AtomicU64,
     pub planned_calls: AtomicU64,
     pub planned_tokens: AtomicU64,
+    pub planned_cost_micro: AtomicU64,
 }
 
 /// Options of one run from the command line.

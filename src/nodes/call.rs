@@ -133,6 +133,12 @@ pub async fn model_call(
                     let est = crate::llm::sim::approx_tokens(&step_prompt.full_text())
                         + spec.params.max_tokens.unwrap_or(1000);
                     run.stats.planned_tokens.fetch_add(est, Ordering::Relaxed);
+                    let p_in = crate::llm::sim::approx_tokens(&step_prompt.full_text()) as f64;
+                    let p_out = spec.params.max_tokens.unwrap_or(1000) as f64;
+                    let micro = p_in * spec.price.input_per_m + p_out * spec.price.output_per_m;
+                    run.stats
+                        .planned_cost_micro
+                        .fetch_add(micro as u64, Ordering::Relaxed);
                     bail!(crate::exec::PLANNED);
                 }
                 if run.offline {

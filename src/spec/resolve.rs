@@ -94,7 +94,7 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
                 .and_then(|s| s.to_str())
                 .unwrap_or("");
             d = if !problems_path.exists() && stem.starts_with("aime_2024") {
-                d.hint("this set is not shipped; fetch it with `distill data pull aime-2024`, or point elsewhere with --set problems.path=PATH (e.g. ../shared/data/aime_2024.csv)")
+                d.hint("AIME 2024 is not shipped with distill: put a copy at data/aime_2024.csv (id,question,solution,answer), or point elsewhere with --set problems.path=PATH (e.g. ../shared/data/aime_2024.csv)")
             } else {
                 d.hint("set `problems.path` (relative to the working directory or the project) or pass --set problems.path=PATH")
             };
