@@ -9,7 +9,7 @@ use std::fmt::Write;
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::nodes::{self, Need};
+use crate::nodes;
 use crate::spec::Pipeline;
 
 /// One node for one sample (`sample: None` for an aggregating node).
@@ -43,8 +43,7 @@ impl InstanceGraph {
 
 /// Whether a node of the pipeline makes model calls.
 pub fn uses_model(p: &Pipeline, node: usize) -> bool {
-    let n = &p.nodes[node];
-    nodes::kind(&n.kind).is_some_and(|k| k.info().model != Need::Never) && n.model.is_some()
+    nodes::calls_model(&p.nodes[node])
 }
 
 pub fn build(p: &Pipeline) -> InstanceGraph {

@@ -105,10 +105,10 @@ impl RunWriter {
         let mut tallies = BTreeMap::new();
         let mut node_order = Vec::new();
         for n in &ctx.pipeline.nodes {
-            let graded = (n.kind == "reason"
+            let by_block = matches!(n.kind.as_str(), "reason" | "continue")
                 && ctx.pipeline.spec.grade.is_some()
-                && n.params.get("graded").and_then(|g| g.as_bool()) != Some(false))
-                || n.kind == "grade";
+                && n.params.get("graded").and_then(|g| g.as_bool()) != Some(false);
+            let graded = by_block || n.kind == "grade" || n.kind == "vote";
             if graded {
                 tallies.insert(
                     n.id.clone(),
@@ -153,7 +153,7 @@ impl RunWriter {
     }
 
     fn tally(&mut self, p: &ProblemRecord) {
-        for s in &p.samples {
+        for s in p.samples.iter().chain(std::iter::once(&p.aggregates)) {
             for (id, r) in s {
                 let Some(t) = self.tallies.get_mut(id) else {
                     continue;

@@ -340,10 +340,17 @@ fn upstream_of(
     i: usize,
     ctx: &RunCtx,
 ) -> HashMap<String, Arc<Output>> {
+    // an aggregating instance sees each sample's output as `id#sample`
     let mut m = HashMap::new();
+    let aggregating = g.inst(i).sample.is_none();
     for &d in &g.deps[i] {
         if let State::Done(o, _, _) = &states[d] {
-            m.insert(ctx.pipeline.nodes[g.inst(d).node].id.clone(), o.clone());
+            let id = &ctx.pipeline.nodes[g.inst(d).node].id;
+            let key = match (aggregating, g.inst(d).sample) {
+                (true, Some(s)) => format!("{id}#{s}"),
+                _ => id.clone(),
+            };
+            m.insert(key, o.clone());
         }
     }
     m

@@ -17,8 +17,9 @@ pub struct ChatFormat {
     pub user_suffix: &'static str,
     pub assistant_prefix: &'static str,
     pub assistant_suffix: &'static str,
-    /// Written after the last message unless that message is the assistant's (then the
-    /// model continues that message, which is left open).
+    /// Written after the last message. A trailing assistant message (a partial answer to
+    /// continue) comes after it and is left open, so the text is the prompt the model first
+    /// saw followed by what it wrote.
     pub generation_prompt: &'static str,
     /// Keep only the text after the last `</think>` of earlier assistant turns (what the R1
     /// template does with its history).
@@ -68,8 +69,9 @@ pub const KNOWN: &[&str] = &["deepseek_r1", "chatml"];
 
 impl ChatFormat {
     /// The raw prompt for these messages. Unknown roles are treated as `user`. A trailing
-    /// assistant message is left open (no suffix, no generation prompt) so the model
-    /// continues it.
+    /// assistant message is written after the generation prompt and left open (no suffix),
+    /// so `render(msgs + [partial])` is `render(msgs) + partial` and the model continues
+    /// exactly where it stopped (for R1, after the `<think>\n` the prompt already held).
     pub fn render(&self, messages: &[Message]) -> String {
         let mut out = String::from(self.bos);
         let n = messages.len();
@@ -82,11 +84,12 @@ impl ChatFormat {
                     out.push_str(self.system_suffix);
                 }
                 "assistant" => {
-                    out.push_str(self.assistant_prefix);
                     if last {
+                        out.push_str(self.generation_prompt);
                         out.push_str(&m.content);
                         return out;
                     }
+                    out.push_str(self.assistant_prefix);
                     let content = if self.strip_think_in_history {
                         m.content.rsplit("</think>").next().unwrap_or("")
                     } else {
@@ -146,5 +149,20 @@ mod tests {
             "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n"
         );
         assert!(lookup("nope").is_none());
+    }
+
+    #[test]
+    fn a_trailing_assistant_message_extends_the_prompt() {
+        for f in [DEEPSEEK_R1, CHATML] {
+            let msgs = [msg("system", "S"), msg("user", "U")];
+            let mut cont = msgs.to_vec();
+            cont.push(msg("assistant", "so far"));
+            assert_eq!(
+                f.render(&cont),
+                format!("{}so far", f.render(&msgs)),
+                "{}",
+                f.name
+            );
+        }
     }
 }

@@ -97,7 +97,14 @@ impl SimProvider {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        if let Prompt::Completion(text) = &req.prompt
+        let partial = match &req.prompt {
+            Prompt::Chat(msgs) => msgs
+                .last()
+                .filter(|m| m.role == "assistant")
+                .map(|m| m.content.as_str()),
+            Prompt::Completion(t) => Some(t.as_str()),
+        };
+        if let Some(text) = partial
             && !text.trim_end().ends_with("</think>")
             && text.contains("<think>")
         {

@@ -57,17 +57,57 @@ pub fn verdict(
     .map_err(anyhow::Error::msg)
 }
 
+/// Asks the judge model whether `answer` matches the truth; the verdict is parsed strictly
+/// (an unparseable verdict is an error, never a pass).
+async fn judge(cx: &NodeCx<'_>, judge_model: &str, answer: &str) -> Result<bool> {
+    let mut hb = handlebars::Handlebars::new();
+    hb.register_escape_fn(handlebars::no_escape);
+    let data =
+        json!({"question": cx.problem.question(), "truth": cx.problem.answer(), "answer": answer});
+    let prompt = hb.render_template(crate::grade::JUDGE_PROMPT, &data)?;
+    let (out, _) = super::call::model_call(
+        cx,
+        judge_model,
+        super::call::chat(None, prompt),
+        json!({"judge": cx.node.id}),
+    )
+    .await?;
+    let reply = out
+        .get("answer_text")
+        .and_then(|t| t.as_str())
+        .unwrap_or("");
+    crate::grade::parse_judge_verdict(reply)
+        .map_err(|e| anyhow::anyhow!("judge `{judge_model}`: {e}"))
+}
+
 /// Adds `answer` and `correct` to a model node's output per the pipeline's `grade:` block.
-pub fn attach_grade(cx: &NodeCx<'_>, g: &GradeSpec, out: &mut Output) -> Result<()> {
-    let text = out.get("text").and_then(|t| t.as_str()).unwrap_or("");
-    let answer = crate::grade::extract(&g.extract, text, &g.extract_options());
-    let correct = verdict(
-        g.compare,
-        answer.as_deref(),
-        cx.problem.answer(),
-        cx.problem.question(),
-        g.rel_tol,
-    )?;
+pub async fn attach_grade(cx: &NodeCx<'_>, g: &GradeSpec, out: &mut Output) -> Result<()> {
+    attach_grade_from(cx, g, out, "text").await
+}
+
+/// Like `attach_grade`, reading the answer from the output field `field`.
+pub async fn attach_grade_from(
+    cx: &NodeCx<'_>,
+    g: &GradeSpec,
+    out: &mut Output,
+    field: &str,
+) -> Result<()> {
+    let text = out
+        .get(field)
+        .and_then(|t| t.as_str())
+        .unwrap_or("")
+        .to_string();
+    let answer = crate::grade::extract(&g.extract, &text, &g.extract_options());
+    let correct = match (&answer, g.compare, g.judge_model.as_deref()) {
+        (Some(a), Compare::LlmJudge, Some(m)) => judge(cx, m, a).await?,
+        _ => verdict(
+            g.compare,
+            answer.as_deref(),
+            cx.problem.answer(),
+            cx.problem.question(),
+            g.rel_tol,
+        )?,
+    };
     out.insert(
         "answer".into(),
         answer.map(Value::String).unwrap_or(Value::Null),

@@ -4,10 +4,13 @@
 //! The model-call machinery the kinds share (cache, continuation, limits) is in `call`.
 
 pub mod call;
+pub mod continue_;
 pub mod extract;
 pub mod grade;
 pub mod reason;
 pub mod summarize;
+pub mod tokens;
+pub mod vote;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -156,7 +159,25 @@ pub fn registry() -> Vec<Arc<dyn NodeKind>> {
         Arc::new(summarize::Summarize),
         Arc::new(extract::Extract),
         Arc::new(grade::Grade),
+        Arc::new(continue_::Continue),
+        Arc::new(vote::Vote),
     ]
+}
+
+/// Whether a node makes model calls (a summarize node with a token strategy does not).
+pub fn calls_model(node: &crate::spec::Node) -> bool {
+    let Some(k) = kind(&node.kind) else {
+        return false;
+    };
+    if k.info().model == Need::Never || node.model.is_none() {
+        return false;
+    }
+    !(node.kind == "summarize"
+        && node
+            .params
+            .get("strategy")
+            .and_then(|s| s.as_str())
+            .is_some_and(|s| !matches!(s, "llm" | "chunked")))
 }
 
 /// Looks a kind up by name.

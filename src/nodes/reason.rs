@@ -71,7 +71,7 @@ impl NodeKind for Reason {
             .and_then(|g| g.as_bool())
             .unwrap_or(true);
         if graded && let Some(g) = cx.pipeline().grade() {
-            super::grade::attach_grade(cx, g, &mut out)?;
+            super::grade::attach_grade(cx, g, &mut out).await?;
         }
         out.insert("cached".into(), json!(info.cached));
         Ok(out)

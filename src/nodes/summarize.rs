@@ -1,20 +1,33 @@
-//! `summarize`: turns an upstream attempt's trace into a summary. Strategy `llm` (default)
-//! renders the node's prompt with `trace` (the chosen text of the input) and calls the
-//! model; with a self summarizer (`keep_after_think: true`, the default) only the text after
-//! the summarizer's own `</think>` is kept.
+//! `summarize`: turns an upstream attempt's trace into a summary, by one of the paper's
+//! strategies:
+//! - `llm` (default): the node's prompt, rendered with `trace`, sent to its model (the
+//!   reasoner itself or an external summarizer); with `keep_after_think` (default) only the
+//!   text after the summarizer's own `</think>` is kept;
+//! - `chunked`: the trace split into word chunks with overlap, each summarized by the prompt
+//!   concurrently (under the run's limits), joined in order;
+//! - `first_k` / `last_k` / `random_k`: k tokens of the trace (random-k: a uniform subset kept
+//!   in order, seeded by the pipeline seed, problem, round and sample);
+//! - `post_think`: the attempt's own text after its last `</think>`, or last-k without one;
+//! - `answer_only`: "The answer is X." or "No answer found.".
+//!
+//! The trace is the input's `field` (default `reasoning`), or its whole `text` when that is
+//! empty and `fallback_full_text` (default true).
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow};
 use async_trait::async_trait;
+use futures_util::future::try_join_all;
 use serde_json::{Map, Value, json};
 
 use super::call::{chat, model_call, split_reasoning};
+use super::tokens::{self, Pick};
 use super::{KindInfo, Need, NodeCx, NodeKind, Output};
+use crate::llm::Usage;
 
 pub struct Summarize;
 
 static INFO: KindInfo = KindInfo {
     name: "summarize",
-    summary: "summarizes an upstream trace (strategy: llm)",
+    summary: "summarizes an upstream trace (llm, chunked, first_k, last_k, random_k, post_think, answer_only)",
     provides: &[
         "text",
         "reasoning",
@@ -25,6 +38,9 @@ static INFO: KindInfo = KindInfo {
         "round",
         "model",
         "strategy",
+        "tokenizer",
+        "tokens",
+        "chunks",
     ],
     params: &[
         "strategy",
@@ -32,18 +48,30 @@ static INFO: KindInfo = KindInfo {
         "fallback_full_text",
         "keep_after_think",
         "system",
+        "k",
+        "tokenizer",
+        "chunk_words",
+        "overlap_words",
     ],
     model: Need::Required,
     prompt: Need::Required,
     input: Need::Required,
-    template_vars: &["trace"],
+    template_vars: &["trace", "chunk_index", "chunk_count"],
     aggregate: false,
 };
 
-pub const STRATEGIES: [&str; 1] = ["llm"];
+pub const STRATEGIES: [&str; 7] = [
+    "llm",
+    "chunked",
+    "first_k",
+    "last_k",
+    "random_k",
+    "post_think",
+    "answer_only",
+];
+pub const DEFAULT_K: u64 = 404;
 
-/// The text of the input to summarize: `field` (default `reasoning`), or the whole `text`
-/// when that is empty and `fallback_full_text` (default true).
+/// The text of the input to summarize.
 pub fn trace_of(cx: &NodeCx<'_>) -> String {
     let Some(input) = cx.input() else {
         return String::new();
@@ -70,6 +98,48 @@ pub fn trace_of(cx: &NodeCx<'_>) -> String {
     }
 }
 
+fn uint(node: &crate::spec::Node, name: &str, default: u64) -> Result<u64, String> {
+    match node.params.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("`{name}:` must be a positive whole number")),
+    }
+}
+
+/// Splits words into chunks of `size` with `overlap` words shared between neighbours.
+pub fn chunks(text: &str, size: usize, overlap: usize) -> Vec<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if words.is_empty() {
+        return vec![String::new()];
+    }
+    let step = size.saturating_sub(overlap).max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = (start + size).min(words.len());
+        out.push(words[start..end].join(" "));
+        if end == words.len() {
+            break;
+        }
+        start += step;
+    }
+    out
+}
+
+fn plain(cx: &NodeCx<'_>, strategy: &str, text: String) -> Output {
+    let mut o = Output::new();
+    o.insert("text".into(), Value::String(text));
+    o.insert("strategy".into(), json!(strategy));
+    o.insert("round".into(), json!(cx.node.round));
+    o.insert(
+        "usage".into(),
+        serde_json::to_value(Usage::default()).unwrap_or_default(),
+    );
+    o
+}
+
 #[async_trait]
 impl NodeKind for Summarize {
     fn info(&self) -> &'static KindInfo {
@@ -82,36 +152,158 @@ impl NodeKind for Summarize {
         _p: &crate::spec::PipelineSpec,
     ) -> Vec<(String, String)> {
         let mut v = Vec::new();
-        match node.params.get("strategy") {
-            None => {}
-            Some(Value::String(s)) if STRATEGIES.contains(&s.as_str()) => {}
-            Some(s) => v.push((
-                "strategy".into(),
+        let strategy = match node.params.get("strategy") {
+            None => "llm".to_string(),
+            Some(Value::String(s)) if STRATEGIES.contains(&s.as_str()) => s.clone(),
+            Some(s) => {
+                v.push((
+                    "strategy".into(),
+                    format!(
+                        "unknown strategy {s}; strategies: {}",
+                        STRATEGIES.join(", ")
+                    ),
+                ));
+                return v;
+            }
+        };
+        for (name, default) in [
+            ("k", DEFAULT_K),
+            ("chunk_words", 1000),
+            ("overlap_words", 1),
+        ] {
+            if let Err(e) = uint(node, name, default) {
+                v.push((name.into(), e));
+            }
+        }
+        if let Some(t) = node.params.get("tokenizer")
+            && !t.as_str().is_some_and(|t| tokens::TOKENIZERS.contains(&t))
+        {
+            v.push((
+                "tokenizer".into(),
                 format!(
-                    "unknown strategy {s}; strategies: {}",
-                    STRATEGIES.join(", ")
+                    "unknown tokenizer {t}; tokenizers: {}",
+                    tokens::TOKENIZERS.join(", ")
                 ),
-            )),
+            ));
+        }
+        if matches!(strategy.as_str(), "llm" | "chunked") && node.model.is_none() {
+            v.push((
+                "strategy".into(),
+                format!("strategy `{strategy}` needs `model:` and `prompt:`"),
+            ));
         }
         v
     }
 
     async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
         let strategy = cx.param_str("strategy").unwrap_or("llm");
-        if strategy != "llm" {
-            bail!("unknown strategy `{strategy}`");
-        }
+        let k = uint(cx.node, "k", DEFAULT_K).map_err(anyhow::Error::msg)? as usize;
+        let tok_name = cx.param_str("tokenizer").unwrap_or("cl100k_base");
+        let bpe =
+            tokens::tokenizer(tok_name).ok_or_else(|| anyhow!("unknown tokenizer `{tok_name}`"))?;
         let trace = trace_of(cx);
-        let mut extra = Map::new();
+        let token_out = |text: String, n: usize| {
+            let mut o = plain(cx, strategy, text);
+            o.insert("tokenizer".into(), json!(tok_name));
+            o.insert("tokens".into(), json!(n));
+            o
+        };
+        match strategy {
+            "first_k" | "last_k" | "random_k" => {
+                let pick = match strategy {
+                    "first_k" => Pick::First,
+                    "last_k" => Pick::Last,
+                    _ => Pick::Random(tokens::random_seed(
+                        cx.pipeline().spec.seed,
+                        &cx.problem.id,
+                        cx.node.round,
+                        cx.sample,
+                    )),
+                };
+                let (t, n) = tokens::keep_tokens(bpe, &trace, k, pick);
+                Ok(token_out(t, n))
+            }
+            "post_think" => {
+                let full = cx
+                    .input()
+                    .and_then(|i| {
+                        i.get("text")
+                            .and_then(|t| t.as_str())
+                            .map(|s| s.to_string())
+                    })
+                    .unwrap_or_default();
+                let after = full
+                    .rfind("</think>")
+                    .map(|i| full[i + "</think>".len()..].trim().to_string());
+                match after.filter(|a| !a.is_empty()) {
+                    Some(a) => {
+                        let n = tokens::count(bpe, &a);
+                        Ok(token_out(a, n))
+                    }
+                    None => {
+                        let (t, n) = tokens::keep_tokens(bpe, &trace, k, Pick::Last);
+                        Ok(token_out(t, n))
+                    }
+                }
+            }
+            "answer_only" => {
+                let answer = cx
+                    .input()
+                    .and_then(|i| {
+                        i.get("answer")
+                            .and_then(|a| a.as_str())
+                            .map(|s| s.to_string())
+                    })
+                    .or_else(|| {
+                        let text = cx
+                            .input()
+                            .and_then(|i| {
+                                i.get("text")
+                                    .and_then(|t| t.as_str())
+                                    .map(|s| s.to_string())
+                            })
+                            .unwrap_or_default();
+                        crate::grade::extract(
+                            &crate::grade::Extractor::Boxed,
+                            &text,
+                            &crate::grade::ExtractOptions::default(),
+                        )
+                    });
+                let t = match answer {
+                    Some(a) => format!("The answer is {a}."),
+                    None => "No answer found.".to_string(),
+                };
+                let n = tokens::count(bpe, &t);
+                Ok(token_out(t, n))
+            }
+            "chunked" => self.chunked(cx, &trace).await,
+            _ => {
+                self.llm(cx, trace, Map::new(), json!({"strategy": "llm"}))
+                    .await
+            }
+        }
+    }
+}
+
+impl Summarize {
+    /// One summarizing model call on `trace` (plus template extras).
+    async fn llm(
+        &self,
+        cx: &NodeCx<'_>,
+        trace: String,
+        mut extra: Map<String, Value>,
+        key_extra: Value,
+    ) -> Result<Output> {
         extra.insert("trace".into(), Value::String(trace));
+        extra.entry("chunk_index").or_insert(json!(0));
+        extra.entry("chunk_count").or_insert(json!(1));
         let user = cx.run.templates.render(
             cx.node.prompt.as_deref().expect("validated"),
             &cx.template_data(extra),
         )?;
         let system = cx.param_str("system").map(|s| s.to_string());
         let model = cx.node.model.as_deref().expect("validated");
-        let (mut out, info) =
-            model_call(cx, model, chat(system, user), json!({"strategy": strategy})).await?;
+        let (mut out, info) = model_call(cx, model, chat(system, user), key_extra).await?;
         let keep_after = cx
             .node
             .params
@@ -127,8 +319,72 @@ impl NodeKind for Summarize {
             let (_, after) = split_reasoning(&text, None);
             out.insert("text".into(), Value::String(after));
         }
-        out.insert("strategy".into(), json!(strategy));
+        out.insert("strategy".into(), json!("llm"));
         out.insert("cached".into(), json!(info.cached));
         Ok(out)
+    }
+
+    async fn chunked(&self, cx: &NodeCx<'_>, trace: &str) -> Result<Output> {
+        let size = uint(cx.node, "chunk_words", 1000).map_err(anyhow::Error::msg)? as usize;
+        let overlap = uint(cx.node, "overlap_words", 100).map_err(anyhow::Error::msg)? as usize;
+        let parts = chunks(trace, size, overlap);
+        let count = parts.len();
+        let calls = parts.into_iter().enumerate().map(|(i, part)| {
+            let mut extra = Map::new();
+            extra.insert("chunk_index".into(), json!(i));
+            extra.insert("chunk_count".into(), json!(count));
+            self.llm(
+                cx,
+                part,
+                extra,
+                json!({"strategy": "chunked", "chunk": i, "of": count}),
+            )
+        });
+        let outs = try_join_all(calls).await?;
+        let mut usage = Usage::default();
+        let mut all_cached = true;
+        for o in &outs {
+            if let Some(u) = o
+                .get("usage")
+                .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+            {
+                usage.add(&u);
+            }
+            all_cached &= o.get("cached").and_then(|c| c.as_bool()).unwrap_or(false);
+        }
+        let text = outs
+            .iter()
+            .map(|o| o.get("text").and_then(|t| t.as_str()).unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let mut out = plain(cx, "chunked", text);
+        out.insert("usage".into(), serde_json::to_value(usage)?);
+        out.insert("chunks".into(), json!(count));
+        out.insert(
+            "finish_reasons".into(),
+            json!(
+                outs.iter()
+                    .map(|o| o.get("finish_reason").cloned().unwrap_or(Value::Null))
+                    .collect::<Vec<_>>()
+            ),
+        );
+        out.insert("cached".into(), json!(all_cached));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_overlap_and_cover_everything() {
+        let text = (0..25).map(|i| i.to_string()).collect::<Vec<_>>().join(" ");
+        let c = chunks(&text, 10, 2);
+        assert_eq!(c.len(), 3);
+        assert!(c[0].starts_with("0 1") && c[0].ends_with("8 9"));
+        assert!(c[1].starts_with("8 9 10"));
+        assert!(c[2].ends_with("24"));
+        assert_eq!(chunks("", 10, 2), vec![String::new()]);
     }
 }

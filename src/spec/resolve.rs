@@ -27,15 +27,15 @@ pub const PROVIDERS: [&str; 7] = [
 ];
 
 /// Resolves a path written in a pipeline: as given when absolute or present relative to the
-/// working directory, else relative to the project holding the pipeline (the parent of its
-/// `pipelines/` folder), else relative to the pipeline file's own folder.
+/// working directory, else relative to the pipeline file's folder or the nearest folder above
+/// it where it exists (so `data/x.csv` works from `pipelines/variants/` too).
 pub fn resolve_path(rel: &str, pipeline_file: &Path) -> PathBuf {
     let p = PathBuf::from(rel);
     if p.is_absolute() || p.exists() {
         return p;
     }
     let dir = pipeline_file.parent().unwrap_or(Path::new("."));
-    for base in [dir.parent(), Some(dir)].into_iter().flatten() {
+    for base in dir.ancestors() {
         let c = base.join(rel);
         if c.exists() {
             return c;

@@ -1,0 +1,126 @@
+//! `continue`: the "Wait" budget-forcing baseline. It cuts the input attempt's full text at
+//! its last `</think>`, appends a suffix (default "Wait"; without a tag, a newline and the
+//! suffix), and asks the model to go on from there in one call — on a completions endpoint
+//! the chat format leaves that partial assistant turn open. Its `text` is the whole grown
+//! context (cut text + suffix + continuation), so the next round continues from it; `new_text`
+//! is what this call added, and the answer is read from it.
+
+use anyhow::Result;
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+
+use super::call::{model_call, split_reasoning};
+use super::{KindInfo, Need, NodeCx, NodeKind, Output};
+use crate::llm::{Message, Prompt};
+
+pub struct Continue;
+
+static INFO: KindInfo = KindInfo {
+    name: "continue",
+    summary: "cuts the input's text at its last </think>, appends a suffix such as \"Wait\", and continues",
+    provides: &[
+        "text",
+        "new_text",
+        "reasoning",
+        "answer_text",
+        "finish_reason",
+        "finish_reasons",
+        "usage",
+        "round",
+        "model",
+        "answer",
+        "correct",
+    ],
+    params: &["suffix", "system", "graded"],
+    model: Need::Required,
+    prompt: Need::Required,
+    input: Need::Required,
+    template_vars: &[],
+    aggregate: false,
+};
+
+/// The partial answer to continue from.
+pub fn cut_and_suffix(text: &str, suffix: &str) -> String {
+    match text.rfind("</think>") {
+        Some(i) => format!("{}{suffix}", &text[..i]),
+        None => format!("{text}\n{suffix}"),
+    }
+}
+
+#[async_trait]
+impl NodeKind for Continue {
+    fn info(&self) -> &'static KindInfo {
+        &INFO
+    }
+
+    async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
+        let suffix = cx.param_str("suffix").unwrap_or("Wait");
+        let previous = cx
+            .input()
+            .and_then(|i| {
+                i.get("text")
+                    .and_then(|t| t.as_str())
+                    .map(|s| s.to_string())
+            })
+            .unwrap_or_default();
+        let partial = cut_and_suffix(&previous, suffix);
+        let user = cx.run.templates.render(
+            cx.node.prompt.as_deref().expect("validated"),
+            &cx.template_data(Map::new()),
+        )?;
+        let mut msgs = Vec::new();
+        if let Some(s) = cx.param_str("system") {
+            msgs.push(Message {
+                role: "system".into(),
+                content: s.to_string(),
+            });
+        }
+        msgs.push(Message {
+            role: "user".into(),
+            content: user,
+        });
+        msgs.push(Message {
+            role: "assistant".into(),
+            content: partial.clone(),
+        });
+        let model = cx.node.model.as_deref().expect("validated");
+        let (mut out, info) =
+            model_call(cx, model, Prompt::Chat(msgs), json!({"continue": suffix})).await?;
+        let new_text = out
+            .get("text")
+            .and_then(|t| t.as_str())
+            .unwrap_or("")
+            .to_string();
+        let full = format!("{partial}{new_text}");
+        let (reasoning, answer_text) = split_reasoning(&full, None);
+        out.insert("text".into(), Value::String(full));
+        out.insert("new_text".into(), Value::String(new_text));
+        out.insert("reasoning".into(), Value::String(reasoning));
+        out.insert("answer_text".into(), Value::String(answer_text));
+        let graded = cx
+            .node
+            .params
+            .get("graded")
+            .and_then(|g| g.as_bool())
+            .unwrap_or(true);
+        if let (true, Some(g)) = (graded, cx.pipeline().grade()) {
+            super::grade::attach_grade_from(cx, g, &mut out, "new_text").await?;
+        }
+        out.insert("cached".into(), json!(info.cached));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_at_the_last_think_tag() {
+        assert_eq!(
+            cut_and_suffix("a</think>b</think>\\boxed{1}", "Wait"),
+            "a</think>bWait"
+        );
+        assert_eq!(cut_and_suffix("no tag", "Wait"), "no tag\nWait");
+    }
+}
