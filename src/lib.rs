@@ -10,5 +10,6 @@ pub mod graph;
 pub mod llm;
 pub mod nodes;
 pub mod regrade;
+pub mod report;
 pub mod spec;
 pub mod template;
