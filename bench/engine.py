@@ -49,8 +49,13 @@ def write_problems(path: Path, n: int, seed: int = 7) -> None:
     """`What is a + b?` with integer answers; columns id,question,solution,answer."""
     rng = random.Random(seed)
     lines = ["id,question,solution,answer"]
+    seen: set[tuple[int, int]] = set()
     for i in range(n):
+        # distinct questions: equal prompts would share cache entries and lower `calls`
         a, b = rng.randint(2, 999), rng.randint(2, 999)
+        while (a, b) in seen:
+            a, b = rng.randint(2, 999), rng.randint(2, 999)
+        seen.add((a, b))
         lines.append(f"p{i:05d},What is {a} + {b}?,{a} + {b} = {a + b}.,{a + b}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -143,7 +148,11 @@ def run_distill(binary: Path, cwd: Path, yaml_rel: str, name: str, args: list[st
 
 def show_cmd(r: Run, cwd: Path) -> str:
     """The command as run, with the temporary directory as cwd."""
-    return f"(cd {cwd} && {shlex.join(r.argv)})"
+    argv = list(r.argv)
+    if argv[:1] == ["/usr/bin/time"] and "-o" in argv:
+        i = argv.index("-o")
+        del argv[i:i + 2]  # the report goes to a scratch file; not part of what is measured
+    return f"(cd {cwd} && {shlex.join(argv)})"
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,6 +161,7 @@ def show_cmd(r: Run, cwd: Path) -> str:
 ROWS: list[tuple[str, str, str, str, str]] = []  # bench, figure, value, target, verdict
 COMMANDS: list[tuple[str, str]] = []
 NOTES: list[str] = []
+LOAD0 = (0.0, 0.0, 0.0)
 
 
 def row(bench, figure, value, target="", ok=None):
@@ -304,14 +314,18 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="runs of (a)-(c); the best is reported")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--tmp-root", type=Path, default=None,
+                    help="where to make the temporary directory (default: $TMPDIR or /tmp)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     a = ap.parse_args()
     binary = a.bin.resolve()
     if not os.access(binary, os.X_OK):
         sys.exit(f"no binary at {binary}: run `cargo build --release` first (or pass --bin)")
+    global LOAD0
+    LOAD0 = os.getloadavg()
     only = {x.strip() for x in a.only.split(",") if x.strip()}
     want = lambda x: (not only or x in only)  # noqa: E731
-    wd = Path(tempfile.mkdtemp(prefix="distill-bench-"))
+    wd = Path(tempfile.mkdtemp(prefix="distill-bench-", dir=a.tmp_root))
     try:
         shutil.copytree(REPO / "prompts", wd / "prompts")
         log(f"working directory {wd}")
@@ -335,6 +349,10 @@ def main() -> int:
                            capture_output=True, text=True).stdout.strip()
     print(f"distill engine benchmarks — {binary} (git {rev or '?'}{', src modified' if dirty else ''}),"
           f" {os.cpu_count()} CPUs, sim provider (SIMULATED reasoner)")
+    print(f"load average at start {LOAD0[0]:.2f}, at end {os.getloadavg()[0]:.2f}"
+          f" (other processes on the machine skew the walls; rerun when it is idle)")
+    fs = subprocess.run(["df", "-T", str(wd.parent)], capture_output=True, text=True).stdout.split()
+    print(f"working directory under {wd.parent} ({fs[-6] if len(fs) >= 7 else '?'} file system)")
     print(f"script: python3 {' '.join([shlex.quote(os.path.relpath(__file__)), *map(shlex.quote, sys.argv[1:])])}")
     print()
     hdr = ("bench", "figure", "value", "target", "")

@@ -120,6 +120,9 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Import round-0 outputs from an earlier results.json (distill's or the original tool's) into the cache.
+    #[arg(long = "load_initial_reasoning", value_name = "RESULTS.json")]
+    load_initial_reasoning: Option<PathBuf>,
     /// Stop sending new calls once this run's spend reaches USD (calls in flight finish; all is saved).
     #[arg(long = "max_cost", value_name = "USD")]
     max_cost: Option<f64>,
@@ -281,6 +284,7 @@ fn run_options(a: &RunArgs) -> RunOptions {
         command_line: std::env::args().collect(),
         progress: !a.no_progress,
         max_cost: a.max_cost,
+        load_initial_reasoning: a.load_initial_reasoning.clone(),
     }
 }
 
@@ -334,7 +338,7 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
                 Ok(s) => s.exit_code(),
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    if e.chain().any(|c| c.to_string().contains("model `")) {
+                    if e.downcast_ref::<exec::InvalidInput>().is_some() {
                         2
                     } else {
                         1

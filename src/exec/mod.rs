@@ -3,6 +3,7 @@
 //! run directory. The scheduling itself is in `scheduler`, the files in `output`, the
 //! terminal progress in `progress`.
 
+pub mod import;
 pub mod output;
 pub mod progress;
 pub mod scheduler;
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::sync::Semaphore;
 
 use crate::cache::Cache;
@@ -22,6 +23,12 @@ use crate::nodes::NodeCx;
 use crate::nodes::call::CallInfo;
 use crate::spec::Pipeline;
 use crate::template::Templates;
+
+/// An error in what the user gave (a missing key, a bad import file): exit code 2, found
+/// before any call.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
 
 /// Marker error of a call that a plan would make.
 pub const PLANNED: &str = "planned: this call is not in the cache";
@@ -72,6 +79,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop sending new calls once this run's spend reaches this many dollars.
     pub max_cost: Option<f64>,
+    /// Import round-0 outputs from an earlier results.json before running.
+    pub load_initial_reasoning: Option<PathBuf>,
 }
 
 /// Everything nodes share during a run.
@@ -116,7 +125,8 @@ impl RunCtx {
             if !used {
                 continue;
             }
-            let p = crate::llm::build_provider(spec).with_context(|| format!("model `{name}`"))?;
+            let p = crate::llm::build_provider(spec)
+                .map_err(|e| InvalidInput(format!("model `{name}`: {e:#}")))?;
             providers.insert(name.clone(), p);
             if let Some(m) = spec.max_in_flight {
                 per_model.insert(name.clone(), Arc::new(Semaphore::new(m)));
@@ -279,6 +289,14 @@ impl RunSummary {
 /// Runs a validated pipeline and writes its run directory.
 pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let ctx = Arc::new(RunCtx::new(pipeline, opts, Mode::Run)?);
+    if let Some(f) = &opts.load_initial_reasoning {
+        let n = import::import_initial_reasoning(&ctx, f)
+            .map_err(|e| InvalidInput(format!("--load_initial_reasoning {e:#}")))?;
+        eprintln!(
+            "imported {n} round-0 output(s) from {} into the cache",
+            f.display()
+        );
+    }
     let mut out = output::RunWriter::create(&ctx, opts)?;
     *ctx.keys_out.lock().expect("fresh lock") = Some(out.keys_file()?);
     let progress = progress::Progress::new(ctx.pipeline.problems.len(), opts.progress);

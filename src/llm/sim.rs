@@ -2,7 +2,7 @@
 //! is not a language model. It reads the problem's ground truth from the call context (never
 //! from the prompt, never part of a cache key) and answers right with probability
 //! `base_accuracy + gain_per_summary × (earlier attempts the prompt labels "Attempt N")`,
-//! capped at 0.95. A prompt holding a `<think>` trace is answered with a short summary of it;
+//! capped at 0.95. A prompt that asks to "summarize" is answered with a short summary;
 //! a raw-completion prompt is continued with a short second thought. Its text depends only
 //! on the request and the sample index; latency (configurable) never changes what it says.
 
@@ -117,10 +117,24 @@ impl SimProvider {
                 "stop".into(),
             );
         }
-        if let Some(trace) = think_block(&prompt) {
-            let said = last_boxed(&prompt).unwrap_or_else(|| "unknown".into());
+        if is_summary_request(&prompt) {
+            let said = last_boxed(&prompt)
+                .or_else(|| {
+                    regex::Regex::new(r"answer should be ([^\s.]+)")
+                        .ok()?
+                        .captures_iter(&prompt)
+                        .last()
+                        .map(|c| c[1].to_string())
+                })
+                .unwrap_or_else(|| "unknown".into());
+            let trace = think_block(&prompt).unwrap_or(&prompt);
             let words: Vec<&str> = trace.split_whitespace().collect();
-            let gist = words.iter().take(12).copied().collect::<Vec<_>>().join(" ");
+            let gist = words[words.len().saturating_sub(40)..]
+                .iter()
+                .take(12)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
             return (
                 format!(
                     "Summary (simulated): the attempt tried to {gist} … and concluded the answer was {said}. It checked its steps once."
@@ -147,6 +161,13 @@ impl SimProvider {
             wrong_answer(truth, rng.random())
         }
     }
+}
+
+/// A request to summarize (the prompt says "summarize"), rather than to solve.
+fn is_summary_request(prompt: &str) -> bool {
+    regex::Regex::new(r"(?i)\bsummariz(e|ing)\b")
+        .expect("static regex")
+        .is_match(prompt)
 }
 
 /// Number of distinct "Attempt N" labels in a prompt (how the simulation counts summaries).

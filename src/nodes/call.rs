@@ -57,12 +57,13 @@ pub fn split_reasoning(text: &str, reasoning_field: Option<&str>) -> (String, St
 
 /// Makes the node's model call (with continuation), through both cache levels.
 /// `extra` is hashed into the node key (kind-specific settings that shape the output).
-pub async fn model_call(
+/// The call-level key material shared by every step of a node's calls, and the node key.
+pub fn node_key(
     cx: &NodeCx<'_>,
     model_name: &str,
-    prompt: Prompt,
-    extra: Value,
-) -> Result<(Output, CallInfo)> {
+    prompt: &Prompt,
+    extra: &Value,
+) -> Result<(Value, Key)> {
     let run = cx.run;
     let spec = run
         .pipeline
@@ -78,18 +79,50 @@ pub async fn model_call(
         Some(ns) => format!("{ns}/{}", spec.model),
         None => spec.model.clone(),
     };
-    let params = spec.param_map();
     let common = json!({
         "provider": provider.kind(),
         "backend": provider.cache_identity(),
         "endpoint": spec.endpoint.as_str(),
         "model": model_ident,
-        "params": params,
+        "params": spec.param_map(),
         "sample": cx.sample,
     });
-    let node_key = Key::of(
+    let key = Key::of(
         &json!({"level": "node", "kind": cx.node.kind, "call": common, "prompt": prompt, "continuation": spec.continuation, "extra": extra}),
     );
+    Ok((common, key))
+}
+
+/// Stores a node's final outputs as its node entry (also used to import earlier reasoning).
+pub fn store_node_entry(cx: &NodeCx<'_>, key: &Key, output: &Output) -> Result<()> {
+    cx.run
+        .cache
+        .put(
+            key,
+            "node",
+            &NodeEntry {
+                output: output.clone(),
+            },
+        )
+        .context("writing a node entry to the cache")
+}
+
+pub async fn model_call(
+    cx: &NodeCx<'_>,
+    model_name: &str,
+    prompt: Prompt,
+    extra: Value,
+) -> Result<(Output, CallInfo)> {
+    let run = cx.run;
+    let (common, node_key) = node_key(cx, model_name, &prompt, &extra)?;
+    let spec = run
+        .pipeline
+        .spec
+        .models
+        .get(model_name)
+        .ok_or_else(|| anyhow!("unknown model `{model_name}`"))?;
+    let provider = run.providers.get(model_name).expect("checked by node_key");
+    let params = spec.param_map();
     let mut info = CallInfo {
         keys: vec![node_key.0.clone()],
         ..Default::default()
@@ -178,6 +211,7 @@ pub async fn model_call(
     }
     let (reasoning, answer_text) = split_reasoning(&text, Some(&reasoning));
     let mut out = Output::new();
+    out.insert("prompt".into(), Value::String(prompt.full_text()));
     out.insert("text".into(), Value::String(text));
     out.insert("reasoning".into(), Value::String(reasoning));
     out.insert("answer_text".into(), Value::String(answer_text));

@@ -19,6 +19,7 @@ static INFO: KindInfo = KindInfo {
     name: "continue",
     summary: "cuts the input's text at its last </think>, appends a suffix such as \"Wait\", and continues",
     provides: &[
+        "prompt",
         "text",
         "new_text",
         "reasoning",

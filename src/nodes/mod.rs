@@ -52,18 +52,6 @@ pub struct KindInfo {
     pub aggregate: bool,
 }
 
-/// The fields every model-call node provides (DESIGN.md, settled semantics).
-pub const CALL_FIELDS: &[&str] = &[
-    "text",
-    "reasoning",
-    "answer_text",
-    "finish_reason",
-    "finish_reasons",
-    "usage",
-    "round",
-    "model",
-];
-
 /// Everything a node sees while it runs.
 pub struct NodeCx<'a> {
     pub run: &'a RunCtx,

@@ -8,6 +8,7 @@ use serde_json::{Map, json};
 
 use super::call::{chat, model_call};
 use super::{KindInfo, Need, NodeCx, NodeKind, Output};
+use crate::llm::Prompt;
 
 pub struct Reason;
 
@@ -15,6 +16,7 @@ static INFO: KindInfo = KindInfo {
     name: "reason",
     summary: "a model call on a prompt; graded by the pipeline's grade: block",
     provides: &[
+        "prompt",
         "text",
         "reasoning",
         "answer_text",
@@ -33,6 +35,17 @@ static INFO: KindInfo = KindInfo {
     template_vars: &[],
     aggregate: false,
 };
+
+/// The messages a reason node sends (also how an import finds its cache key).
+pub fn prompt_of(cx: &NodeCx<'_>) -> Result<Prompt> {
+    let prompt_name = cx.node.prompt.as_deref().expect("validated");
+    let user = cx
+        .run
+        .templates
+        .render(prompt_name, &cx.template_data(Map::new()))?;
+    let system = cx.param_str("system").map(|s| s.to_string());
+    Ok(chat(system, user))
+}
 
 #[async_trait]
 impl NodeKind for Reason {
@@ -56,14 +69,8 @@ impl NodeKind for Reason {
     }
 
     async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
-        let prompt_name = cx.node.prompt.as_deref().expect("validated");
-        let user = cx
-            .run
-            .templates
-            .render(prompt_name, &cx.template_data(Map::new()))?;
-        let system = cx.param_str("system").map(|s| s.to_string());
         let model = cx.node.model.as_deref().expect("validated");
-        let (mut out, info) = model_call(cx, model, chat(system, user), json!(null)).await?;
+        let (mut out, info) = model_call(cx, model, prompt_of(cx)?, json!(null)).await?;
         let graded = cx
             .node
             .params

@@ -29,6 +29,7 @@ static INFO: KindInfo = KindInfo {
     name: "summarize",
     summary: "summarizes an upstream trace (llm, chunked, first_k, last_k, random_k, post_think, answer_only)",
     provides: &[
+        "prompt",
         "text",
         "reasoning",
         "answer_text",

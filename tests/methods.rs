@@ -1,0 +1,384 @@
+//! The paper's methods through the real binary on the `sim` model: the calls each summary
+//! strategy makes, what the attempt prompts hold, seeded random-k, the "Wait" chain, voting,
+//! round 0 shared between strategies as cache hits, and importing earlier reasoning.
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+fn run_ok(p: &Project, args: &[&str]) -> String {
+    let out = p.run(args);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    t
+}
+
+/// The paper graph with a summary strategy (and its fields) over data/arithmetic.csv.
+fn with_strategy(name: &str, summary: &str, extra: &str) -> String {
+    format!(
+        r#"name: {name}
+problems: {{path: data/arithmetic.csv}}
+models:
+  reasoner: {{provider: sim, model: r, sim: {{trace_words: 600}}}}
+grade: {{extract: boxed, compare: math}}
+{extra}
+nodes:
+  attempt_0: {{kind: reason, model: reasoner, prompt: reason/default}}
+  rounds:
+    repeat: 4
+    body:
+      summary: {{{summary}, input: previous.attempt}}
+      attempt: {{kind: reason, model: reasoner, prompt: reason/with_summaries, vars: {{summaries: all.summary}}}}
+"#
+    )
+}
+
+fn node<'a>(r: &'a Value, problem: usize, id: &str) -> &'a Value {
+    &r["problems"][problem]["samples"][0][id]
+}
+
+#[test]
+fn each_strategy_makes_the_calls_it_should() {
+    let p = Project::new();
+    let llm = "kind: summarize, strategy: llm, model: reasoner, prompt: summarize/backtracking";
+    let chunked = "kind: summarize, strategy: chunked, model: reasoner, prompt: summarize/chunk, chunk_words: 200, overlap_words: 20";
+    let cases = [
+        ("llm", llm.to_string(), 9u64),
+        ("chunked", chunked.to_string(), 0),
+        (
+            "first_k",
+            "kind: summarize, strategy: first_k, k: 50".into(),
+            5,
+        ),
+        (
+            "last_k",
+            "kind: summarize, strategy: last_k, k: 50".into(),
+            5,
+        ),
+        (
+            "random_k",
+            "kind: summarize, strategy: random_k, k: 50".into(),
+            5,
+        ),
+        (
+            "post_think",
+            "kind: summarize, strategy: post_think".into(),
+            5,
+        ),
+        (
+            "answer_only",
+            "kind: summarize, strategy: answer_only".into(),
+            5,
+        ),
+    ];
+    for (name, summary, calls_per_problem) in cases {
+        let pname = format!("s-{}", name.replace('_', "-"));
+        p.write(
+            &format!("pipelines/{pname}.yaml"),
+            &with_strategy(&pname, &summary, ""),
+        );
+        run_ok(
+            &p,
+            &[
+                "pipeline",
+                "run",
+                &format!("pipelines/{pname}.yaml"),
+                "--no-progress",
+                "--cache",
+                &format!("c-{name}"),
+            ],
+        );
+        let run = p.last_run(&pname);
+        let m = metrics(&run);
+        let r = json(&run.join("results.json"));
+        let s1 = node(&r, 0, "summary_1");
+        assert_eq!(s1["output"]["strategy"], name, "{name}");
+        let attempt0 = node(&r, 0, "attempt_0")["output"].clone();
+        let summary = s1["output"]["text"].as_str().unwrap();
+        match name {
+            "chunked" => {
+                // 600-word traces in 200-word chunks with 20 overlap: 4 chunks each
+                let chunks = s1["output"]["chunks"].as_u64().unwrap();
+                assert!(chunks >= 3, "{chunks}");
+                assert_eq!(m["calls"].as_u64().unwrap() % 8, 0);
+                assert!(m["calls"].as_u64().unwrap() >= 8 * (5 + 4 * 3));
+                assert_eq!(
+                    summary.matches("Summary (simulated)").count() as u64,
+                    chunks,
+                    "parts joined in order"
+                );
+            }
+            "first_k" | "last_k" | "random_k" => {
+                assert_eq!(s1["output"]["tokens"], 50);
+                assert_eq!(s1["output"]["tokenizer"], "cl100k_base");
+                let reasoning = attempt0["reasoning"].as_str().unwrap();
+                if name == "first_k" {
+                    assert!(reasoning.starts_with(summary), "first-k is a prefix");
+                } else if name == "last_k" {
+                    assert!(reasoning.ends_with(summary), "last-k is a suffix");
+                } else {
+                    // kept in order: every word of the subset appears in the trace
+                    assert!(
+                        summary.split_whitespace().count() < reasoning.split_whitespace().count()
+                    );
+                }
+            }
+            "post_think" => assert_eq!(summary, attempt0["answer_text"].as_str().unwrap()),
+            "answer_only" => assert_eq!(
+                summary,
+                format!("The answer is {}.", attempt0["answer"].as_str().unwrap())
+            ),
+            _ => assert!(summary.contains("Summary (simulated)")),
+        }
+        if calls_per_problem > 0 {
+            assert_eq!(m["calls"], 8 * calls_per_problem, "{name}: {m}");
+        }
+        // round 3's prompt holds the summaries of attempts 0, 1, 2 in order
+        let prompt = node(&r, 0, "attempt_3")["output"]["prompt"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut at = 0;
+        for (i, s) in ["summary_1", "summary_2", "summary_3"].iter().enumerate() {
+            let label = format!(
+                "Attempt {i}:\n{}",
+                node(&r, 0, s)["output"]["text"].as_str().unwrap()
+            );
+            let pos = prompt[at..].find(&label).unwrap_or_else(|| {
+                panic!("{name}: `{label}` missing or out of order in\n{prompt}")
+            });
+            at += pos + label.len();
+        }
+        assert!(!prompt.contains("Attempt 3:"));
+    }
+}
+
+#[test]
+fn random_k_is_seeded() {
+    let p = Project::new();
+    let rk = "kind: summarize, strategy: random_k, k: 40";
+    p.write("pipelines/rk.yaml", &with_strategy("rk", rk, ""));
+    let texts = |cache: &str, extra: &[&str]| {
+        let mut args = vec![
+            "pipeline",
+            "run",
+            "pipelines/rk.yaml",
+            "--no-progress",
+            "--cache",
+            cache,
+        ];
+        args.extend_from_slice(extra);
+        run_ok(&p, &args);
+        let r = json(&p.last_run("rk").join("results.json"));
+        (0..8)
+            .map(|i| {
+                node(&r, i, "summary_1")["output"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    let a = texts("a", &[]);
+    let b = texts("b", &[]);
+    assert_eq!(a, b, "one seed, same subsets on a rerun without cache");
+    let c = texts("c", &["--set", "seed=7"]);
+    assert_ne!(a, c, "another seed, other subsets");
+}
+
+#[test]
+fn wait_continuation_grows_the_context() {
+    let p = Project::new();
+    p.write(
+        "pipelines/wait.yaml",
+        "name: wait\nproblems: {path: data/arithmetic.csv}\nmodels:\n  r: {provider: sim, endpoint: completions, chat_format: chatml}\ngrade: {extract: boxed, compare: math}\nnodes:\n  attempt_0: {kind: reason, model: r, prompt: reason/default}\n  rounds:\n    repeat: 3\n    body:\n      attempt: {kind: continue, model: r, prompt: reason/default, input: previous.attempt}\n",
+    );
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/wait.yaml", "--no-progress"],
+    );
+    let run = p.last_run("wait");
+    assert_eq!(metrics(&run)["calls"], 8 * 4);
+    let r = json(&run.join("results.json"));
+    let t = |id: &str| {
+        node(&r, 0, id)["output"]["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let t0 = t("attempt_0");
+    let cut0 = &t0[..t0.rfind("</think>").unwrap()];
+    assert!(
+        t("attempt_1").starts_with(&format!("{cut0}Wait")),
+        "round 1 continues round 0's trace after `Wait`"
+    );
+    let t1 = t("attempt_1");
+    assert!(t("attempt_2").starts_with(&format!("{}Wait", &t1[..t1.rfind("</think>").unwrap()])));
+    assert_eq!(t("attempt_3").matches("Wait").count(), 3);
+    // the answer is read from the new text only
+    let a3 = &node(&r, 0, "attempt_3")["output"];
+    assert!(
+        a3["new_text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("\\boxed{{{}}}", a3["answer"].as_str().unwrap()))
+    );
+}
+
+#[test]
+fn vote_gives_majority_and_pass_at_k() {
+    let p = Project::new();
+    p.write(
+        "pipelines/v.yaml",
+        "name: v\nproblems: {path: data/arithmetic.csv}\nsamples: 5\nmodels:\n  r: {provider: sim}\ngrade: {extract: boxed, compare: math}\nnodes:\n  attempt_0: {kind: reason, model: r, prompt: reason/default}\n  vote: {kind: vote, input: attempt_0, k: [1, 5]}\n",
+    );
+    let t = run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/v.yaml", "--no-progress"],
+    );
+    assert!(t.contains("| 0 | vote |"), "{t}");
+    let r = json(&p.last_run("v").join("results.json"));
+    for q in r["problems"].as_array().unwrap() {
+        let v = &q["aggregates"]["vote"]["output"];
+        let samples: Vec<&Value> = (0..5)
+            .map(|s| &q["samples"][s]["attempt_0"]["output"])
+            .collect();
+        let c = samples.iter().filter(|o| o["correct"] == true).count() as f64;
+        assert_eq!(v["n"], 5);
+        assert_eq!(v["correct_count"].as_f64().unwrap(), c);
+        assert!((v["pass_at"]["1"].as_f64().unwrap() - c / 5.0).abs() < 1e-12);
+        assert_eq!(
+            v["pass_at"]["5"].as_f64().unwrap(),
+            if c > 0.0 { 1.0 } else { 0.0 }
+        );
+        let winner = v["answer"].as_str().unwrap();
+        let votes = samples
+            .iter()
+            .filter(|o| o["answer"].as_str() == Some(winner))
+            .count() as u64;
+        assert_eq!(v["votes"].as_u64().unwrap(), votes);
+        assert!(samples.iter().all(|o| {
+            let a = o["answer"].as_str().unwrap();
+            samples
+                .iter()
+                .filter(|x| x["answer"].as_str() == Some(a))
+                .count() as u64
+                <= votes
+        }));
+    }
+}
+
+#[test]
+fn strategies_share_round_zero_through_the_cache() {
+    let p = Project::new();
+    let llm = "kind: summarize, strategy: llm, model: reasoner, prompt: summarize/backtracking";
+    p.write("pipelines/a.yaml", &with_strategy("a", llm, ""));
+    p.write(
+        "pipelines/b.yaml",
+        &with_strategy("b", "kind: summarize, strategy: last_k, k: 30", ""),
+    );
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/a.yaml", "--no-progress"],
+    );
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/b.yaml", "--no-progress"],
+    );
+    let m = metrics(&p.last_run("b"));
+    assert_eq!(
+        m["node_cache_hits"], 8,
+        "exactly the 8 round-0 attempts are hits: {m}"
+    );
+    assert_eq!(m["calls"], 8 * 4);
+}
+
+#[test]
+fn imports_initial_reasoning_and_rejects_bad_files() {
+    let p = Project::new();
+    let llm = "kind: summarize, strategy: llm, model: reasoner, prompt: summarize/backtracking";
+    p.write("pipelines/im.yaml", &with_strategy("im", llm, ""));
+    // an original-format file: iteration 0 of two problems
+    let good = serde_json::json!({"results": [
+        {"problem_id": "add-1", "iterations": [{"iteration": 0, "reasoning": "<think>17+25</think> so \\boxed{42}", "answer": "42", "correct": true, "finish_reason": "stop"}]},
+        {"problem_id": "mul-1", "iterations": [{"iteration": 0, "reasoning": "I think \\boxed{90}", "answer": "90", "correct": false}]}
+    ]});
+    p.write("old.json", &good.to_string());
+    run_ok(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/im.yaml",
+            "--no-progress",
+            "--load_initial_reasoning",
+            "old.json",
+            "--question_ids",
+            "add-1,mul-1",
+        ],
+    );
+    let run = p.last_run("im");
+    let m = metrics(&run);
+    assert_eq!(m["node_cache_hits"], 2, "{m}");
+    let r = json(&run.join("results.json"));
+    assert_eq!(node(&r, 0, "attempt_0")["output"]["answer"], "42");
+    assert_eq!(node(&r, 1, "attempt_0")["output"]["correct"], false);
+    // distill's own results.json imports too
+    let prev = run.join("results.json");
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "pipelines/im.yaml",
+        "--no-progress",
+        "--cache",
+        "fresh",
+        "--load_initial_reasoning",
+        prev.to_str().unwrap(),
+        "--question_ids",
+        "add-1,mul-1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(metrics(&p.last_run("im"))["node_cache_hits"], 2);
+    // bad files: each named, exit 2, nothing run
+    let bad = [
+        (
+            r#"{"results": [{"problem_id": "nope", "iterations": [{"iteration": 0, "reasoning": "x"}]}]}"#,
+            "`nope` is not in",
+        ),
+        (
+            r#"{"results": [{"problem_id": "add-1", "question": "What is 1+1?", "iterations": [{"iteration": 0, "reasoning": "x"}]}]}"#,
+            "question differs",
+        ),
+        (
+            r#"{"results": [{"problem_id": "add-1", "correct_answer": "41", "iterations": [{"iteration": 0, "reasoning": "x"}]}]}"#,
+            "answer `41` differs",
+        ),
+        (
+            r#"{"results": [{"problem_id": "add-1", "iterations": [{"iteration": 0, "reasoning": null, "answer": "42"}]}]}"#,
+            "`add-1` (sample 0): no reasoning",
+        ),
+        (r#"{"something": 1}"#, "neither distill's"),
+        ("not json", "not JSON"),
+    ];
+    let before = p.runs("im").len();
+    for (i, (body, want)) in bad.iter().enumerate() {
+        p.write(&format!("bad{i}.json"), body);
+        let out = p.run(&[
+            "pipeline",
+            "run",
+            "pipelines/im.yaml",
+            "--no-progress",
+            "--cache",
+            "c-bad",
+            "--load_initial_reasoning",
+            &format!("bad{i}.json"),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(want), "{want}: {}", text(&out));
+    }
+    assert_eq!(
+        p.runs("im").len(),
+        before,
+        "no run directory for a refused import"
+    );
+}
