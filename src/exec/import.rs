@@ -145,22 +145,22 @@ pub fn import_initial_reasoning(ctx: &Arc<RunCtx>, path: &Path) -> Result<usize>
             ));
             continue;
         };
-        if let Some(qt) = &r.question {
-            if qt.trim() != q.question().trim() {
-                errors.push(format!(
-                    "problem `{}`: its question differs from the problem set's",
-                    r.problem
-                ));
-            }
+        if let Some(qt) = &r.question
+            && qt.trim() != q.question().trim()
+        {
+            errors.push(format!(
+                "problem `{}`: its question differs from the problem set's",
+                r.problem
+            ));
         }
-        if let Some(a) = &r.answer {
-            if a.trim() != q.answer().trim() {
-                errors.push(format!(
-                    "problem `{}`: its answer `{a}` differs from the problem set's `{}`",
-                    r.problem,
-                    q.answer()
-                ));
-            }
+        if let Some(a) = &r.answer
+            && a.trim() != q.answer().trim()
+        {
+            errors.push(format!(
+                "problem `{}`: its answer `{a}` differs from the problem set's `{}`",
+                r.problem,
+                q.answer()
+            ));
         }
         if r.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
             errors.push(format!(
