@@ -3,7 +3,9 @@
 
 pub mod cache;
 pub mod cli;
+pub mod dashboard;
 pub mod data;
+pub mod datasets;
 pub mod exec;
 pub mod grade;
 pub mod graph;

@@ -1,0 +1,1 @@
+//! The live dashboard and run viewer (being built).

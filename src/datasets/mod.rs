@@ -1,0 +1,1 @@
+//! Fetching public problem sets (being built).
