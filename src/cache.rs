@@ -20,7 +20,9 @@ use serde_json::Value;
 
 /// Bumped when the entry layout or key material changes; part of every key.
 pub const FORMAT_VERSION: u32 = 1;
-const MAGIC: &[u8; 8] = b"DSTLC1\n\0";
+const MAGIC: &[u8; 8] = b"DSTLC2\n\0";
+/// Header: magic, blake3 of the payload, payload length (u64 LE), then zstd data.
+const HEADER: usize = 8 + 32 + 8;
 
 /// A cache key (64 hex characters).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -83,16 +85,52 @@ pub struct Cache {
 }
 
 #[derive(serde::Deserialize)]
-struct Envelope {
+struct Envelope<T> {
     key: String,
     kind: String,
-    value: Value,
+    value: T,
 }
+
+thread_local! {
+    // one compression context per thread: creating one per entry is a measurable cost
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(3)?);
+        }
+        c.as_mut().expect("set above").compress(data)
+    })
+}
+
+fn decompress(data: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("set above").decompress(data, len)
+    })
+}
+
+/// Largest payload a header may announce (guards the allocation of a corrupt entry).
+const MAX_PAYLOAD: u64 = 1 << 31;
 
 impl Cache {
     pub fn open(root: &Path) -> Result<Self> {
-        fs::create_dir_all(root.join("objects"))
+        let objects = root.join("objects");
+        fs::create_dir_all(&objects)
             .with_context(|| format!("creating cache directory {}", root.display()))?;
+        for i in 0..256 {
+            let d = objects.join(format!("{i:02x}"));
+            if !d.exists() {
+                fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            }
+        }
         Ok(Cache {
             root: root.to_path_buf(),
             counters: Counters::default(),
@@ -125,33 +163,36 @@ impl Cache {
                 return None;
             }
         };
-        match decode(&bytes, key, kind)
-            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-        {
-            Ok(v) => {
+        match decode::<T>(&bytes, key) {
+            Ok((k, v)) if k == kind => {
                 self.counters.hits.fetch_add(1, Ordering::Relaxed);
                 Some(v)
             }
-            Err(e) => {
-                self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
-                self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    "cache entry {} is corrupt ({e}); treating it as a miss and fetching again",
-                    path.display()
-                );
-                None
-            }
+            Ok((k, _)) => self.corrupt(
+                &path,
+                &format!("a {k} entry where a {kind} entry was expected"),
+            ),
+            Err(e) => self.corrupt(&path, &e),
         }
+    }
+
+    fn corrupt<T>(&self, path: &Path, why: &str) -> Option<T> {
+        self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            "cache entry {} is corrupt ({why}); treating it as a miss and fetching again",
+            path.display()
+        );
+        None
     }
 
     /// Writes an entry atomically (temporary file + rename; no fsync, see `sync`).
     pub fn put<T: Serialize>(&self, key: &Key, kind: &str, value: &T) -> Result<()> {
         let payload =
             serde_json::to_vec(&serde_json::json!({"key": key.0, "kind": kind, "value": value}))?;
-        let compressed = zstd::bulk::compress(&payload, 3)?;
+        let compressed = compress(&payload)?;
         let path = self.path(key);
         let dir = path.parent().expect("has parent");
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let tmp = dir.join(format!(
             ".tmp-{}-{:x}",
             std::process::id(),
@@ -161,8 +202,12 @@ impl Cache {
             let mut f =
                 fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
             f.write_all(MAGIC)?;
-            f.write_all(blake3::hash(&payload).as_bytes())?;
-            f.write_all(&compressed)?;
+            let mut buf = Vec::with_capacity(HEADER + compressed.len());
+            buf.extend_from_slice(MAGIC);
+            buf.extend_from_slice(blake3::hash(&payload).as_bytes());
+            buf.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+            buf.extend_from_slice(&compressed);
+            f.write_all(&buf[MAGIC.len()..])?;
         }
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
@@ -172,10 +217,9 @@ impl Cache {
     /// Flushes the cache's files to disk once (called at the end of a run).
     pub fn sync(&self) {
         if let Ok(f) = fs::File::open(self.root.join("objects")) {
-            let _ = f.sync_all();
+            // flushes the cache's file system only, not every disk of the machine
+            let _ = rustix::fs::syncfs(&f);
         }
-        #[cfg(unix)]
-        unsafe_free_sync();
     }
 
     /// Every entry: (key, path).
@@ -204,42 +248,31 @@ impl Cache {
     /// Reads one entry's kind after verifying it (for `cache verify|stats`).
     pub fn verify_entry(&self, key: &Key, path: &Path) -> Result<String, String> {
         let bytes = fs::read(path).map_err(|e| e.to_string())?;
-        let (kind, _) = decode_any(&bytes, key)?;
+        let (kind, _) = decode::<serde::de::IgnoredAny>(&bytes, key)?;
         Ok(kind)
     }
 }
 
-/// `sync(2)` flushes everything written; one call at the end of a run instead of one fsync
-/// per entry (DESIGN.md: no fsync per entry).
-#[cfg(unix)]
-fn unsafe_free_sync() {
-    let _ = std::process::Command::new("sync").status();
-}
-
-fn decode_any(bytes: &[u8], key: &Key) -> Result<(String, Value), String> {
-    if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
+fn decode<T: DeserializeOwned>(bytes: &[u8], key: &Key) -> Result<(String, T), String> {
+    if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
         return Err("bad header".into());
     }
-    let sum = &bytes[MAGIC.len()..MAGIC.len() + 32];
-    let payload = zstd::stream::decode_all(&bytes[MAGIC.len() + 32..])
+    let sum = &bytes[8..40];
+    let len = u64::from_le_bytes(bytes[40..48].try_into().expect("8 bytes"));
+    if len > MAX_PAYLOAD {
+        return Err("bad length".into());
+    }
+    let payload = decompress(&bytes[HEADER..], len as usize)
         .map_err(|e| format!("decompression failed: {e}"))?;
-    if blake3::hash(&payload).as_bytes() != sum {
+    if payload.len() as u64 != len || blake3::hash(&payload).as_bytes() != sum {
         return Err("checksum mismatch".into());
     }
-    let env: Envelope =
+    let env: Envelope<T> =
         serde_json::from_slice(&payload).map_err(|e| format!("bad payload: {e}"))?;
     if env.key != key.0 {
         return Err("entry holds another key".into());
     }
     Ok((env.kind, env.value))
-}
-
-fn decode(bytes: &[u8], key: &Key, kind: &str) -> Result<Value, String> {
-    let (k, v) = decode_any(bytes, key)?;
-    if k != kind {
-        return Err(format!("entry is a {k} entry, expected {kind}"));
-    }
-    Ok(v)
 }
 
 #[cfg(test)]

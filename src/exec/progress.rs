@@ -52,10 +52,10 @@ impl Progress {
         let d = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         let s = &ctx.stats;
         let msg = format!(
-                        "{} calls sent · {} cache hits · {} tokens · ${:.4} spent{}",
+            "{} calls sent · {} cache hits · {} tokens · ${:.4} spent{}",
             s.calls.load(Ordering::Relaxed),
             s.call_hits.load(Ordering::Relaxed) + s.node_hits.load(Ordering::Relaxed),
-                        s.prompt_tokens.load(Ordering::Relaxed) + s.completion_tokens.load(Ordering::Relaxed),
+            s.prompt_tokens.load(Ordering::Relaxed) + s.completion_tokens.load(Ordering::Relaxed),
             s.spend_micro_usd.load(Ordering::Relaxed) as f64 / 1e6,
             if failed { " · a problem failed" } else { "" }
         );

@@ -6,7 +6,10 @@
 //! a raw-completion prompt is continued with a short second thought. Its text depends only
 //! on the request and the sample index; latency (configurable) never changes what it says.
 
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use regex::Regex;
 
 use async_trait::async_trait;
 use rand::{Rng, SeedableRng};
@@ -120,8 +123,7 @@ impl SimProvider {
         if is_summary_request(&prompt) {
             let said = last_boxed(&prompt)
                 .or_else(|| {
-                    regex::Regex::new(r"answer should be ([^\s.]+)")
-                        .ok()?
+                    ANSWER_SHOULD_BE
                         .captures_iter(&prompt)
                         .last()
                         .map(|c| c[1].to_string())
@@ -165,15 +167,19 @@ impl SimProvider {
 
 /// A request to summarize (the prompt says "summarize"), rather than to solve.
 fn is_summary_request(prompt: &str) -> bool {
-    regex::Regex::new(r"(?i)\bsummariz(e|ing)\b")
-        .expect("static regex")
-        .is_match(prompt)
+    SUMMARIZE.is_match(prompt)
 }
+
+static SUMMARIZE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\bsummariz(e|ing)\b").expect("static regex"));
+static ATTEMPT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\battempt\s+#?(\d+)").expect("static regex"));
+static ANSWER_SHOULD_BE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"answer should be ([^\s.]+)").expect("static regex"));
 
 /// Number of distinct "Attempt N" labels in a prompt (how the simulation counts summaries).
 fn attempt_labels(prompt: &str) -> usize {
-    let re = regex::Regex::new(r"(?i)\battempt\s+#?(\d+)").expect("static regex");
-    let mut seen: Vec<&str> = re
+    let mut seen: Vec<&str> = ATTEMPT
         .captures_iter(prompt)
         .filter_map(|c| c.get(1))
         .map(|m| m.as_str())

@@ -226,15 +226,12 @@ pub async fn model_call(
         "model".into(),
         json!(model_id.unwrap_or_else(|| spec.model.clone())),
     );
-    run.cache
-        .put(
-            &node_key,
-            "node",
-            &NodeEntry {
-                output: out.clone(),
-            },
-        )
-        .context("writing a node entry to the cache")?;
+    // A single call's outputs are a pure function of its call entry, so a node entry is
+    // written only for a chain of several steps (it saves re-reading every step).
+    if finish_reasons.len() > 1 {
+        store_node_entry(cx, &node_key, &out)?;
+    }
+    info.cached = info.calls == 0;
     run.record_call_info(model_name, &info);
     Ok((out, info))
 }
