@@ -31,6 +31,37 @@ enum Cmd {
     /// Inspect and clean the cache.
     #[command(subcommand)]
     Cache(CacheCmd),
+    /// Report on one or more finished runs: per-round and cumulative accuracy with Wilson
+    /// intervals, pass@k, majority@k, bootstrap differences, tokens, outcome classes, plots.
+    Report {
+        /// Run directories or results.json files (distill's or the original tool's).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where report.md, report.csv, report.json and the SVG plots go (default: the run's
+        /// directory for one run, ./report for several).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Group problems by a problem-set column, or by `re:REGEX` over ids.
+        #[arg(long = "group_by")]
+        group_by: Option<String>,
+        /// Seed of the paired bootstrap.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Bootstrap resamples.
+        #[arg(long, default_value_t = 2000)]
+        bootstrap: usize,
+    },
+    /// Fetch public benchmarks into data/ (`pull`) or show what can be pulled (`list`).
+    #[command(subcommand)]
+    Data(DataCmd),
+    /// Serve the dashboard over a finished run (read-only) until Ctrl-C.
+    View {
+        run_dir: PathBuf,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
     /// Regrade a finished run (distill's results.json or the original tool's) and list
     /// every verdict that changed; writes <stem>.regraded.json beside it.
     Grade {
@@ -52,6 +83,21 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Fetch NAME (aime-2024, aime-2025, math-500, gpqa-diamond, gsm8k-test) into data/NAME.csv.
+    Pull {
+        name: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Shuffle seed of multiple-choice options (GPQA), recorded in data/SOURCES.md.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// What can be pulled and what is already in data/.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +166,15 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Serve a live dashboard of the run (127.0.0.1; stays up after the run until Ctrl-C).
+    #[arg(long)]
+    dashboard: bool,
+    /// Dashboard port.
+    #[arg(long = "dashboard_port", default_value_t = 8080)]
+    dashboard_port: u16,
+    /// Dashboard address; anything but loopback exposes the run to the network (a warning is printed).
+    #[arg(long = "dashboard_host", default_value = "127.0.0.1")]
+    dashboard_host: String,
     /// Import round-0 outputs from an earlier results.json (distill's or the original tool's) into the cache.
     #[arg(long = "load_initial_reasoning", value_name = "RESULTS.json")]
     load_initial_reasoning: Option<PathBuf>,
@@ -169,6 +224,58 @@ pub fn main() -> i32 {
     match cli.cmd {
         Cmd::Pipeline(p) => pipeline(p),
         Cmd::Cache(c) => cache(c),
+        Cmd::Report {
+            runs,
+            out,
+            group_by,
+            seed,
+            bootstrap,
+        } => {
+            let opts = crate::report::ReportOptions {
+                runs,
+                out_dir: out,
+                group_by,
+                seed,
+                bootstrap,
+            };
+            match crate::report::report(&opts) {
+                Ok(md) => {
+                    println!("{md}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            }
+        }
+        Cmd::Data(DataCmd::List) => {
+            print!("{}", crate::datasets::list(Path::new("data")));
+            0
+        }
+        Cmd::Data(DataCmd::Pull { name, out, seed }) => {
+            let mut opts = crate::datasets::PullOptions::new(&name);
+            opts.out = out;
+            opts.seed = seed;
+            match runtime().block_on(crate::datasets::pull(&opts)) {
+                Ok(_) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            }
+        }
+        Cmd::View {
+            run_dir,
+            port,
+            host,
+        } => match runtime().block_on(crate::dashboard::view(&run_dir, &host, port)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        },
         Cmd::Grade {
             file,
             extract,
@@ -285,6 +392,9 @@ fn run_options(a: &RunArgs) -> RunOptions {
         progress: !a.no_progress,
         max_cost: a.max_cost,
         load_initial_reasoning: a.load_initial_reasoning.clone(),
+        dashboard: a
+            .dashboard
+            .then(|| (a.dashboard_host.clone(), a.dashboard_port)),
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
@@ -116,7 +115,7 @@ fn read(path: &Path) -> Result<Vec<Record>> {
 }
 
 /// Checks and imports; returns how many node entries were written.
-pub fn import_initial_reasoning(ctx: &Arc<RunCtx>, path: &Path) -> Result<usize> {
+pub fn import_initial_reasoning(ctx: &RunCtx, path: &Path) -> Result<usize> {
     let records = read(path)?;
     let p = &ctx.pipeline;
     let by_id: HashMap<&str, &crate::data::Problem> = p

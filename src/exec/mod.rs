@@ -81,6 +81,8 @@ pub struct RunOptions {
     pub max_cost: Option<f64>,
     /// Import round-0 outputs from an earlier results.json before running.
     pub load_initial_reasoning: Option<PathBuf>,
+    /// Serve a live dashboard on (host, port).
+    pub dashboard: Option<(String, u16)>,
 }
 
 /// Everything nodes share during a run.
@@ -103,6 +105,8 @@ pub struct RunCtx {
     pub max_cost_micro: Option<u64>,
     /// Events raised inside nodes (retries), drained by the scheduler into the sink.
     pub side_events: Mutex<Vec<scheduler::Event>>,
+    /// The live dashboard (`--dashboard`).
+    pub dashboard: Option<crate::dashboard::Dashboard>,
 }
 
 impl RunCtx {
@@ -151,6 +155,7 @@ impl RunCtx {
             started: Instant::now(),
             max_cost_micro: opts.max_cost.map(|c| (c * 1e6) as u64),
             side_events: Mutex::new(Vec::new()),
+            dashboard: None,
         })
     }
 
@@ -178,6 +183,13 @@ impl RunCtx {
         };
         if let Ok(mut v) = self.side_events.lock() {
             v.push(e);
+        }
+    }
+
+    /// Forwards a streamed text piece to the dashboard, if one is open.
+    pub fn stream_delta(&self, cx: &NodeCx<'_>, text: &str) {
+        if let Some(d) = &self.dashboard {
+            d.delta(&cx.problem.id, cx.sample, &cx.node.id, text);
         }
     }
 
@@ -288,19 +300,64 @@ impl RunSummary {
 
 /// Runs a validated pipeline and writes its run directory.
 pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
-    let ctx = Arc::new(RunCtx::new(pipeline, opts, Mode::Run)?);
+    let mut rc = RunCtx::new(pipeline, opts, Mode::Run)?;
     if let Some(f) = &opts.load_initial_reasoning {
-        let n = import::import_initial_reasoning(&ctx, f)
+        let n = import::import_initial_reasoning(&rc, f)
             .map_err(|e| InvalidInput(format!("--load_initial_reasoning {e:#}")))?;
         eprintln!(
             "imported {n} round-0 output(s) from {} into the cache",
             f.display()
         );
     }
-    let mut out = output::RunWriter::create(&ctx, opts)?;
+    let mut out = output::RunWriter::create(&rc, opts)?;
+    if let Some((host, port)) = &opts.dashboard {
+        let p = &rc.pipeline;
+        let problems = p
+            .problems
+            .iter()
+            .map(|q| (q.id.clone(), q.question().to_string()))
+            .collect();
+        let columns = p
+            .nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.round, n.kind.clone()))
+            .collect();
+        let config = output::config_json(&rc, opts, &out.run_id);
+        let d = crate::dashboard::Dashboard::start(host, *port, config, problems, columns)
+            .await
+            .map_err(InvalidInput)?;
+        eprintln!("dashboard: {}", d.url());
+        rc.dashboard = Some(d);
+    }
+    let ctx = Arc::new(rc);
     *ctx.keys_out.lock().expect("fresh lock") = Some(out.keys_file()?);
     let progress = progress::Progress::new(ctx.pipeline.problems.len(), opts.progress);
-    let result = scheduler::schedule(ctx.clone(), &mut out, &progress).await;
+    let ticker = ctx.dashboard.clone().map(|d| {
+        let c = ctx.clone();
+        tokio::spawn(async move {
+            loop {
+                d.metrics(&output::metrics_json(&c, &scheduler::Outcome::default(), 0));
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        })
+    });
+    let result = match ctx.dashboard.clone() {
+        Some(d) => {
+            scheduler::schedule(
+                ctx.clone(),
+                &mut output::Tee {
+                    inner: &mut out,
+                    dashboard: d,
+                },
+                &progress,
+            )
+            .await
+        }
+        None => scheduler::schedule(ctx.clone(), &mut out, &progress).await,
+    };
+    if let Some(t) = ticker {
+        t.abort();
+    }
     progress.finish();
     if let Some(mut w) = ctx.keys_out.lock().expect("lock").take() {
         use std::io::Write;
@@ -309,5 +366,27 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let outcome = result?;
     ctx.cache.sync();
     let summary = out.finish(&ctx, &outcome)?;
+    if let Some(d) = &ctx.dashboard {
+        let metrics = std::fs::read(
+            summary
+                .run_dir
+                .as_ref()
+                .expect("a run dir")
+                .join("metrics.json"),
+        )
+        .ok();
+        let metrics: serde_json::Value = metrics
+            .and_then(|m| serde_json::from_slice(&m).ok())
+            .unwrap_or_default();
+        d.metrics(&metrics);
+        d.finished(&serde_json::json!({"exit_code": summary.exit_code(), "failed": summary.failed_problems, "interrupted": summary.interrupted}));
+        if !summary.interrupted {
+            eprintln!(
+                "the run is over; the dashboard keeps serving at {} until Ctrl-C",
+                d.url()
+            );
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
     Ok(summary)
 }

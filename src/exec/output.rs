@@ -198,14 +198,23 @@ impl RunWriter {
         )
         .context("writing metrics.json")?;
         let table = self.table(ctx);
-        let report = format!(
-            "# {} — run {}\n\n{}\n\n{}\n",
-            ctx.pipeline.spec.name,
-            self.run_id,
-            table,
-            summary_line(ctx)
-        );
-        std::fs::write(self.dir.join("report.md"), report).context("writing report.md")?;
+        // the full report (intervals, plots) goes beside the results; the compact table
+        // stands in for it if it cannot be built
+        let full = crate::report::ReportOptions {
+            runs: vec![self.dir.clone()],
+            ..Default::default()
+        };
+        if let Err(e) = crate::report::report(&full) {
+            tracing::warn!("report: {e}");
+            let report = format!(
+                "# {} — run {}\n\n{}\n\n{}\n",
+                ctx.pipeline.spec.name,
+                self.run_id,
+                table,
+                summary_line(ctx)
+            );
+            std::fs::write(self.dir.join("report.md"), report).context("writing report.md")?;
+        }
         println!("{table}");
         println!("{}", summary_line(ctx));
         for (id, e) in outcome.failed.iter().take(20) {
@@ -326,6 +335,23 @@ impl Sink for RunWriter {
             self.cursor += 1;
         }
         Ok(())
+    }
+}
+
+/// A sink that also feeds the live dashboard.
+pub struct Tee<'a> {
+    pub inner: &'a mut RunWriter,
+    pub dashboard: crate::dashboard::Dashboard,
+}
+
+impl Sink for Tee<'_> {
+    fn event(&mut self, e: &Event) -> Result<()> {
+        self.dashboard.event(&serde_json::to_value(e)?);
+        self.inner.event(e)
+    }
+    fn problem_done(&mut self, p: ProblemRecord) -> Result<()> {
+        self.dashboard.problem(&serde_json::to_value(&p)?);
+        self.inner.problem_done(p)
     }
 }
 

@@ -277,15 +277,33 @@ pub fn chat(system: Option<String>, user: String) -> Prompt {
     Prompt::Chat(msgs)
 }
 
+/// Reports a call's retries as `retry` events of its node, and its streamed text to the
+/// dashboard when one is open.
+struct NodeObserver<'a> {
+    cx: &'a NodeCx<'a>,
+}
+
+impl crate::llm::CallObserver for NodeObserver<'_> {
+    fn delta(&self, text: &str) {
+        self.cx.run.stream_delta(self.cx, text);
+    }
+    fn retry(&self, attempt: u32, reason: &str) {
+        self.cx
+            .run
+            .side_event(self.cx, "retry", format!("attempt {attempt}: {reason}"));
+    }
+}
+
 /// Sends one call through the provider (used by `RunCtx::limited_call`).
 pub async fn send(
     provider: &dyn crate::llm::Provider,
     req: &CallRequest,
     cx: &NodeCx<'_>,
 ) -> Result<CallResponse> {
+    let obs = NodeObserver { cx };
     let ctx = CallContext {
         problem: &cx.problem.fields,
-        observer: &crate::llm::NoObserver,
+        observer: &obs,
     };
     provider
         .call(req, &ctx)

@@ -92,11 +92,16 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
             let stem = problems_path
                 .file_stem()
                 .and_then(|s| s.to_str())
-                .unwrap_or("");
-            d = if !problems_path.exists() && stem.starts_with("aime_2024") {
-                d.hint("AIME 2024 is not shipped with distill: put a copy at data/aime_2024.csv (id,question,solution,answer), or point elsewhere with --set problems.path=PATH (e.g. ../shared/data/aime_2024.csv)")
-            } else {
-                d.hint("set `problems.path` (relative to the working directory or the project) or pass --set problems.path=PATH")
+                .unwrap_or("")
+                .replace('_', "-");
+            let pullable = crate::datasets::registry::names()
+                .into_iter()
+                .find(|n| *n == stem);
+            d = match pullable {
+                Some(name) if !problems_path.exists() => d.hint(format!(
+                    "this problem set is not shipped with distill: fetch it with `distill data pull {name}`, or point elsewhere with --set problems.path=PATH"
+                )),
+                _ => d.hint("set `problems.path` (relative to the working directory or the project) or pass --set problems.path=PATH"),
             };
             diags.push(d);
         }

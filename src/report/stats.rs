@@ -1,0 +1,172 @@
+//! The statistics of the report, free of any file format: Wilson score intervals, the paired
+//! bootstrap over problems (seeded, reproducible), the unbiased pass@k estimator and the
+//! majority vote over graded samples.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// The 0.975 quantile of the standard normal distribution (95% two-sided).
+pub const Z95: f64 = 1.959_963_984_540_054;
+
+/// Wilson score 95% interval for `successes` out of `n` (successes may be fractional: a mean
+/// of per-problem shares in [0, 1], whose variance is at most that of a Bernoulli).
+/// `n == 0` gives the uninformative [0, 1].
+pub fn wilson(successes: f64, n: f64) -> (f64, f64) {
+    if n <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let p = (successes / n).clamp(0.0, 1.0);
+    let z2 = Z95 * Z95;
+    let denom = 1.0 + z2 / n;
+    let center = (p + z2 / (2.0 * n)) / denom;
+    let half = Z95 / denom * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((center - half).max(0.0), (center + half).min(1.0))
+}
+
+/// The unbiased pass@k estimator (Chen et al., 2021) for `c` right out of `n` samples:
+/// 1 − C(n−c, k) / C(n, k), computed as a stable product. NaN when k > n.
+pub fn pass_at_k(n: u64, c: u64, k: u64) -> f64 {
+    if k == 0 || k > n {
+        return f64::NAN;
+    }
+    if n - c.min(n) < k {
+        return 1.0;
+    }
+    let mut fail = 1.0;
+    for i in (n - c + 1)..=n {
+        fail *= 1.0 - k as f64 / i as f64;
+    }
+    1.0 - fail
+}
+
+/// The majority vote over one problem's samples `(answer, correct)`: None when no sample has
+/// an answer. Right answers are all equivalent to the truth and form one group; wrong ones are
+/// grouped by their trimmed text. Ties go to the group that appears first (as `vote` nodes do).
+pub fn majority(samples: &[(Option<&str>, bool)]) -> Option<bool> {
+    // (key, right, votes); the key of the right group is None
+    let mut groups: Vec<(Option<&str>, bool, usize)> = Vec::new();
+    for (a, ok) in samples {
+        let Some(a) = a.map(str::trim).filter(|a| !a.is_empty()) else {
+            continue;
+        };
+        let key = if *ok { None } else { Some(a) };
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.2 += 1,
+            None => groups.push((key, *ok, 1)),
+        }
+    }
+    let best = groups.iter().map(|g| g.2).max()?;
+    groups.iter().find(|g| g.2 == best).map(|g| g.1)
+}
+
+/// A paired difference with its bootstrap interval.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PairedDiff {
+    /// mean of `a`, mean of `b`, mean of `b − a`
+    pub a: f64,
+    pub b: f64,
+    pub diff: f64,
+    /// 95% percentile interval of the resampled mean difference
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub n: usize,
+    pub resamples: usize,
+    pub seed: u64,
+}
+
+/// Paired bootstrap over problems: resamples problem indices with replacement `resamples`
+/// times (ChaCha8 seeded with `seed`, so the same inputs and seed give the same interval) and
+/// takes the 2.5% and 97.5% percentiles of the mean of `b[i] − a[i]`.
+pub fn paired_bootstrap(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> PairedDiff {
+    assert_eq!(a.len(), b.len(), "paired samples differ in length");
+    let n = a.len();
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| y - x).collect();
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut means = Vec::with_capacity(resamples);
+    if n > 0 {
+        for _ in 0..resamples {
+            let mut s = 0.0;
+            for _ in 0..n {
+                s += d[rng.random_range(0..n)];
+            }
+            means.push(s / n as f64);
+        }
+    }
+    means.sort_by(f64::total_cmp);
+    PairedDiff {
+        a: mean(a),
+        b: mean(b),
+        diff: mean(&d),
+        ci_low: percentile(&means, 0.025),
+        ci_high: percentile(&means, 0.975),
+        n,
+        resamples,
+        seed,
+    }
+}
+
+/// The `q` quantile of sorted values, interpolating linearly between order statistics.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        1 => sorted[0],
+        len => {
+            let pos = q.clamp(0.0, 1.0) * (len - 1) as f64;
+            let lo = pos.floor() as usize;
+            let hi = (lo + 1).min(len - 1);
+            sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_matches_published_values() {
+        // Newcombe (1998), Table I / standard references
+        let (l, h) = wilson(8.0, 10.0);
+        assert!(
+            (l - 0.4902).abs() < 1e-4 && (h - 0.9433).abs() < 1e-4,
+            "{l} {h}"
+        );
+        let (l, h) = wilson(0.0, 10.0);
+        assert!(l == 0.0 && (h - 0.2775).abs() < 1e-4, "{l} {h}");
+    }
+
+    #[test]
+    fn pass_at_k_hand_values() {
+        assert!((pass_at_k(5, 2, 1) - 0.4).abs() < 1e-12);
+        assert!((pass_at_k(5, 2, 2) - 0.7).abs() < 1e-12);
+        assert_eq!(pass_at_k(5, 2, 5), 1.0);
+        assert_eq!(pass_at_k(5, 0, 3), 0.0);
+        assert!(pass_at_k(3, 1, 4).is_nan());
+    }
+
+    #[test]
+    fn majority_ties_and_groups() {
+        assert_eq!(
+            majority(&[(Some("1"), false), (Some("2"), true)]),
+            Some(false)
+        );
+        assert_eq!(
+            majority(&[(Some("1"), false), (Some("2"), true), (Some("2.0"), true)]),
+            Some(true)
+        );
+        assert_eq!(majority(&[(None, false)]), None);
+    }
+
+    #[test]
+    fn percentile_interpolates() {
+        assert_eq!(percentile(&[0.0, 1.0, 2.0, 3.0], 0.5), 1.5);
+    }
+}

@@ -1,0 +1,526 @@
+//! Tests of `distill::report`: small results files written here, whose figures are computed by
+//! hand in each test (ties, skipped rounds carried forward, missing rounds, failed and missing
+//! problems kept in the denominator and listed), Wilson reference values, the seeded bootstrap,
+//! several runs side by side with grouping, and the original tool's two formats (including the
+//! shared pass@k trace when `../shared` is present).
+
+use std::path::{Path, PathBuf};
+
+use distill::report::stats::{paired_bootstrap, wilson};
+use distill::report::{ReportOptions, build, compact_table, report};
+use serde_json::{Value, json};
+
+const EPS: f64 = 1e-9;
+
+/// A graded node record (`reason` kind) or, with `correct: None` and `done`, an ungraded one.
+fn node(id: &str, kind: &str, round: u32, status: &str, correct: Option<bool>) -> Value {
+    let mut v = json!({"node": id, "kind": kind, "round": round, "status": status,
+                       "cached": false, "latency_ms": 1});
+    if status == "done" {
+        let mut o = json!({"text": "t", "reasoning": "abcdefghij", "finish_reason": "stop",
+                           "usage": {"prompt_tokens": 100, "completion_tokens": 50},
+                           "round": round, "model": "fake:m"});
+        if let Some(c) = correct {
+            o["correct"] = json!(c);
+            o["answer"] = json!(if c { "1" } else { "0" });
+        }
+        v["output"] = o;
+    }
+    if status == "failed" {
+        v["error"] = json!("boom");
+    }
+    v
+}
+
+fn attempt(round: u32, status: &str, correct: bool) -> (String, Value) {
+    let id = format!("attempt_{round}");
+    (
+        id.clone(),
+        node(&id, "reason", round, status, Some(correct)),
+    )
+}
+
+fn summary(round: u32) -> (String, Value) {
+    let id = format!("summary_{round}");
+    (id.clone(), node(&id, "summarize", round, "done", None))
+}
+
+fn sample(nodes: Vec<(String, Value)>) -> Value {
+    Value::Object(nodes.into_iter().collect())
+}
+
+fn problem(id: &str, status: &str, samples: Vec<Value>) -> Value {
+    json!({"id": id, "index": 0, "question": format!("q {id}"), "answer": "1",
+           "status": status, "samples": samples})
+}
+
+fn write_run(dir: &Path, problems: Vec<Value>, config: Option<Value>) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let doc = json!({"run_id": "20250101T000000000Z-abcdef", "pipeline": "t",
+                     "problems": problems, "status": "complete"});
+    std::fs::write(dir.join("results.json"), doc.to_string()).unwrap();
+    if let Some(c) = config {
+        std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+fn opts(runs: Vec<PathBuf>, out: &Path) -> ReportOptions {
+    ReportOptions {
+        runs,
+        out_dir: Some(out.to_path_buf()),
+        group_by: None,
+        seed: 7,
+        bootstrap: 500,
+    }
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn close(a: &Value, b: f64) -> bool {
+    (a.as_f64().unwrap() - b).abs() < EPS
+}
+
+/// Seven problems over rounds 0–2 (S = skipped, F = failed, – = no record):
+/// p1 ✗ ✓ S(✓) · p2 ✓ S S · p3 ✗ F not_run (problem failed) · p4 ✗ ✗ – ·
+/// p5 selected but absent · p6 ✓ ✗ ✗ · p7 ✗ ✗ ✓.
+fn hand_run(dir: &Path) -> PathBuf {
+    let s = |v: Vec<(String, Value)>| vec![sample(v)];
+    let mut p1_0 = attempt(0, "done", false);
+    p1_0.1["output"]["finish_reason"] = json!("length");
+    let problems = vec![
+        problem(
+            "p1",
+            "ok",
+            s(vec![
+                p1_0,
+                summary(1),
+                attempt(1, "done", true),
+                attempt(2, "skipped", false),
+            ]),
+        ),
+        problem(
+            "p2",
+            "ok",
+            s(vec![
+                attempt(0, "done", true),
+                attempt(1, "skipped", false),
+                attempt(2, "skipped", false),
+            ]),
+        ),
+        problem(
+            "p3",
+            "failed",
+            s(vec![
+                attempt(0, "done", false),
+                attempt(1, "failed", false),
+                attempt(2, "not_run", false),
+            ]),
+        ),
+        problem(
+            "p4",
+            "ok",
+            s(vec![attempt(0, "done", false), attempt(1, "done", false)]),
+        ),
+        problem(
+            "p6",
+            "ok",
+            s(vec![
+                attempt(0, "done", true),
+                attempt(1, "done", false),
+                attempt(2, "done", false),
+            ]),
+        ),
+        problem(
+            "p7",
+            "ok",
+            s(vec![
+                attempt(0, "done", false),
+                attempt(1, "done", false),
+                attempt(2, "done", true),
+            ]),
+        ),
+    ];
+    let config = json!({
+        "pipeline": {"samples": 1, "grade": {"extract": "boxed"},
+                     "models": {"r": {"provider": "fake", "model": "m",
+                                      "price": {"input_per_m": 1.0, "output_per_m": 2.0}}}},
+        "problems": {"path": "nowhere.csv", "selected": ["p1", "p2", "p3", "p4", "p5", "p6", "p7"]},
+        "provenance": {"simulated_models": []}
+    });
+    write_run(dir, problems, Some(config))
+}
+
+#[test]
+fn hand_computed_figures_with_skips_failures_and_missing_rounds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = hand_run(&tmp.path().join("run"));
+    let out = tmp.path().join("out");
+    let md = report(&opts(vec![run], &out)).unwrap();
+    let j = read_json(&out.join("report.json"));
+    let r = &j["runs"][0];
+    assert_eq!(r["problems"], 7);
+    let rounds = r["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3);
+    // per-round accuracy: r0 {p2, p6} = 2/7; r1 {p1, p2 carried} = 2/7; r2 {p1 carried, p2 carried, p7} = 3/7
+    // cumulative accuracy: 2/7, 3/7 (+p1), 4/7 (+p7)
+    for (i, (acc, cum)) in [(2.0, 2.0), (2.0, 3.0), (3.0, 4.0)].iter().enumerate() {
+        let a = &rounds[i]["per_round_accuracy"];
+        assert!(close(&a["value"], acc / 7.0), "round {i}: {a}");
+        assert_eq!(
+            a["n"], 7,
+            "failed and missing problems stay in the denominator"
+        );
+        let (lo, hi) = wilson(*acc, 7.0);
+        assert!(close(&a["ci_low"], lo) && close(&a["ci_high"], hi));
+        assert!(close(&rounds[i]["cumulative_accuracy"]["value"], cum / 7.0));
+    }
+    // how each verdict was obtained
+    let counts = |i: usize| {
+        ["graded", "carried", "missing", "failed"].map(|k| rounds[i][k].as_u64().unwrap())
+    };
+    assert_eq!(counts(0), [6, 0, 0, 1]); // p5 has no record
+    assert_eq!(counts(1), [4, 1, 0, 2]); // p2 carried; p3 failed, p5
+    assert_eq!(counts(2), [2, 2, 1, 2]); // p1, p2 carried; p4 missing; p3 not run, p5
+    // tokens: 100 + 50 per done node (round 1 adds p1's summary); cost $1/M in, $2/M out
+    assert_eq!(rounds[0]["prompt_tokens"], 600);
+    assert_eq!(rounds[0]["completion_tokens"], 300);
+    assert_eq!(rounds[1]["prompt_tokens"], 500);
+    assert!(close(&rounds[0]["cost_usd"], 6.0 * 200.0 / 1e6));
+    assert_eq!(rounds[0]["truncated"], 1);
+    assert_eq!(rounds[0]["finish_reasons"]["length"], 1);
+    assert!(close(&rounds[0]["mean_reasoning_chars"], 10.0));
+    // outcome classes
+    let o = &r["outcomes"];
+    assert_eq!(o["improved"], json!(["p1", "p7"]));
+    assert_eq!(o["regressed"], json!(["p6"]));
+    assert_eq!(o["always_right"], json!(["p2"]));
+    assert_eq!(o["never_right"], json!(["p3", "p4", "p5"]));
+    // failures are listed, never dropped
+    let failed: Vec<&str> = r["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["p3", "p5"]);
+    assert!(
+        md.contains("| p3 | failed |") && md.contains("| p5 | missing |"),
+        "{md}"
+    );
+    // round 0 → last: per problem b − a = (0, 1, 0, 0, 0, −1, 1) → +1/7
+    assert!(close(&r["first_vs_last"]["diff"], 1.0 / 7.0));
+    // every output names the metrics
+    assert!(md.contains("## per-round accuracy") && md.contains("## cumulative accuracy"));
+    assert!(md.contains("| 0 | 28.6% [") && md.contains("(2/7)"), "{md}");
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("t abcdef,,per-round accuracy,2,,,0.428571")),
+        "{csv}"
+    );
+    assert!(csv.contains(",cumulative accuracy,2,"));
+    assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap(), md);
+    for svg in ["accuracy_vs_round.svg", "accuracy_vs_tokens.svg"] {
+        let t = std::fs::read_to_string(out.join(svg)).unwrap();
+        assert!(
+            t.contains("<svg") && t.contains("per-round accuracy"),
+            "{svg}"
+        );
+    }
+    // the compact table says the same
+    let compact = compact_table(&tmp.path().join("run")).unwrap();
+    assert!(compact.contains("| 2 | 42.9% (3/7) |"), "{compact}");
+    assert!(
+        compact.contains("failed (counted as wrong): p3, p5"),
+        "{compact}"
+    );
+}
+
+#[test]
+fn default_out_dir_is_the_single_runs_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = hand_run(&tmp.path().join("run"));
+    let mut o = opts(vec![run.join("results.json")], tmp.path());
+    o.out_dir = None;
+    report(&o).unwrap();
+    assert!(run.join("report.md").is_file() && run.join("report.json").is_file());
+}
+
+#[test]
+fn ties_majority_and_pass_at_k_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let smp = |answer: Option<&str>, ok: bool| {
+        let (id, mut v) = attempt(0, "done", ok);
+        v["output"]["answer"] = json!(answer);
+        sample(vec![(id, v)])
+    };
+    // q1: 5✗ 7✓ 5✗ 7✓ — a 2–2 tie, the first group (5, wrong) wins: majority wrong; c = 2
+    // q2: 3✓ 4✗ 6✗ none — a 1–1–1 tie, the first (3, right) wins: majority right; c = 1
+    let mut q1 = problem(
+        "q1",
+        "ok",
+        vec![
+            smp(Some("5"), false),
+            smp(Some("7"), true),
+            smp(Some("5"), false),
+            smp(Some("7"), true),
+        ],
+    );
+    let q2 = problem(
+        "q2",
+        "ok",
+        vec![
+            smp(Some("3"), true),
+            smp(Some("4"), false),
+            smp(Some("6"), false),
+            smp(None, false),
+        ],
+    );
+    // a vote node on q1 only: q2's absent vote counts as wrong
+    q1["aggregates"] = json!({"vote": {"node": "vote", "kind": "vote", "round": 0, "status": "done",
+        "output": {"correct": false, "n": 4, "pass_at": {"2": 0.8333333333333334}}}});
+    let run = write_run(&tmp.path().join("run"), vec![q1, q2], None);
+    let (rep, _) = build(&opts(vec![run], tmp.path())).unwrap();
+    let r = &rep.runs[0];
+    assert_eq!(r.samples, 4);
+    assert!((r.rounds[0].per_round_accuracy.value - (0.5 + 0.25) / 2.0).abs() < EPS);
+    let get = |metric: &str, source: &str| {
+        r.k_metrics
+            .iter()
+            .find(|m| m.metric == metric && m.source == source)
+            .unwrap_or_else(|| panic!("{metric} {source}"))
+            .estimate
+            .value
+    };
+    // pass@2 = 1 − C(4−c,2)/C(4,2): q1 1 − 1/6, q2 1 − 3/6
+    assert!((get("pass@1", "samples") - 0.375).abs() < EPS);
+    assert!((get("pass@2", "samples") - (5.0 / 6.0 + 0.5) / 2.0).abs() < EPS);
+    assert!((get("pass@4", "samples") - 1.0).abs() < EPS);
+    assert!((get("majority@4", "samples") - 0.5).abs() < EPS);
+    assert!((get("pass@2", "vote node `vote`") - 5.0 / 12.0).abs() < EPS);
+    assert!((get("majority@4", "vote node `vote`") - 0.0).abs() < EPS);
+}
+
+#[test]
+fn wilson_matches_published_reference_values() {
+    // Newcombe (1998), Statistics in Medicine 17:857–872, and the usual textbook values
+    for (x, n, lo, hi) in [
+        (8.0, 10.0, 0.4902, 0.9433),
+        (0.0, 10.0, 0.0, 0.2775),
+        (10.0, 10.0, 0.7225, 1.0),
+        (81.0, 263.0, 0.2553, 0.3662),
+        (15.0, 148.0, 0.0624, 0.1605),
+    ] {
+        let (l, h) = wilson(x, n);
+        assert!(
+            (l - lo).abs() < 5e-5 && (h - hi).abs() < 5e-5,
+            "{x}/{n}: [{l}, {h}]"
+        );
+    }
+}
+
+#[test]
+fn bootstrap_is_reproducible_with_a_seed() {
+    let a = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0];
+    let b = [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0];
+    let x = paired_bootstrap(&a, &b, 1000, 42);
+    assert_eq!(x, paired_bootstrap(&a, &b, 1000, 42));
+    assert!((x.diff - 3.0 / 8.0).abs() < EPS);
+    assert!(x.ci_low <= x.diff && x.diff <= x.ci_high && x.ci_low >= -1.0 && x.ci_high <= 1.0);
+    assert_ne!(x, paired_bootstrap(&a, &b, 1000, 43));
+    // through the report: same seed, same numbers
+    let tmp = tempfile::tempdir().unwrap();
+    let run = hand_run(&tmp.path().join("run"));
+    let o = opts(vec![run], tmp.path());
+    let one = serde_json::to_value(build(&o).unwrap().0).unwrap();
+    let two = serde_json::to_value(build(&o).unwrap().0).unwrap();
+    assert_eq!(one, two);
+    assert!(one["runs"][0]["first_vs_last"]["ci_low"].is_number());
+}
+
+#[test]
+fn several_runs_side_by_side_grouped_by_regex_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids = ["2024-I-1", "2024-I-2", "7", "8"];
+    let mk = |name: &str, right: [bool; 4]| {
+        let problems = ids
+            .iter()
+            .zip(right)
+            .map(|(id, ok)| problem(id, "ok", vec![sample(vec![attempt(0, "done", ok)])]))
+            .collect();
+        let dir = tmp.path().join(name);
+        std::fs::write(tmp.path().join("set.csv"), "id,question,solution,answer,year\n2024-I-1,a,,1,2024\n2024-I-2,b,,1,2024\n7,c,,1,1990\n8,d,,1,1991\n").unwrap();
+        let cfg = json!({"problems": {"path": tmp.path().join("set.csv"), "selected": ids}});
+        let run = write_run(&dir, problems, Some(cfg));
+        // distinct labels: the pipeline name differs
+        let mut doc = read_json(&run.join("results.json"));
+        doc["pipeline"] = json!(name);
+        std::fs::write(run.join("results.json"), doc.to_string()).unwrap();
+        run
+    };
+    let a = mk("base", [true, false, false, false]);
+    let b = mk("new", [true, true, true, false]);
+    let mut o = opts(vec![a, b], &tmp.path().join("out"));
+    o.group_by = Some(r"re:^(\d{4})-".into());
+    let md = report(&o).unwrap();
+    // one column per run
+    assert!(md.contains("| round | base abcdef | new abcdef |"), "{md}");
+    assert!(md.contains("| 0 | 25.0% [") && md.contains("(3/4) |"));
+    let (rep, _) = build(&o).unwrap();
+    let g: Vec<(String, usize, f64)> = rep.runs[1]
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group.clone(),
+                g.problems,
+                g.rounds[0].per_round_accuracy.value,
+            )
+        })
+        .collect();
+    assert_eq!(
+        g,
+        [
+            ("(no match)".to_string(), 2, 0.5),
+            ("2024".to_string(), 2, 1.0)
+        ]
+    );
+    let c = &rep.comparisons[0];
+    assert_eq!(
+        (c.diff.n, c.run_a.as_str(), c.run_b.as_str()),
+        (4, "base abcdef", "new abcdef")
+    );
+    assert!((c.diff.diff - 0.5).abs() < EPS);
+    // by a problem-set column (from config.json's problems.path)
+    o.group_by = Some("year".into());
+    let (rep, _) = build(&o).unwrap();
+    let names: Vec<&str> = rep.runs[0]
+        .groups
+        .iter()
+        .map(|g| g.group.as_str())
+        .collect();
+    assert_eq!(names, ["1990", "1991", "2024"]);
+    assert!(rep.runs[0].warnings.is_empty());
+    o.group_by = Some("difficulty".into());
+    let (rep, _) = build(&o).unwrap();
+    assert!(
+        rep.runs[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("`difficulty`"))
+    );
+}
+
+#[test]
+fn reads_the_original_tools_iterated_and_pass_at_k_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    // iterated: b stopped after a right round 0 (carried), c's verdicts are strings, d failed
+    let it = |i: u32, ok: Value| json!({"iteration": i, "answer": "x", "correct": ok, "reasoning": "abc", "finish_reason": "stop"});
+    let doc = json!({"results": [
+        {"problem_id": "a", "correct_answer": "1", "iterations": [it(0, json!(false)), it(1, json!(true)), it(2, json!(true))]},
+        {"problem_id": "b", "correct_answer": "1", "iterations": [it(0, json!(true))]},
+        {"problem_id": "c", "correct_answer": "1", "iterations": [it(0, json!("False")), it(1, json!("False")), it(2, json!("False"))]},
+        {"problem_id": "d", "correct_answer": "1", "error": "timeout", "iterations": []}
+    ]});
+    let f = tmp.path().join("iterated.json");
+    std::fs::write(&f, doc.to_string()).unwrap();
+    let (rep, _) = build(&opts(vec![f], tmp.path())).unwrap();
+    let r = &rep.runs[0];
+    assert_eq!(r.format, "original (iterated)");
+    let acc: Vec<f64> = r
+        .rounds
+        .iter()
+        .map(|x| x.per_round_accuracy.value)
+        .collect();
+    assert_eq!(acc, [0.25, 0.5, 0.5]);
+    assert_eq!(r.outcomes.improved, ["a"]);
+    assert_eq!(r.outcomes.always_right, ["b"]);
+    assert_eq!(r.outcomes.never_right, ["c", "d"]);
+    assert_eq!(
+        r.failures.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        ["d"]
+    );
+    assert_eq!(r.rounds[1].missing, 1);
+
+    // pass@k, as Python writes it: NaN tokens, "True" strings
+    let raw = r#"{"experiment_name": "old", "results": [
+      {"problem_id": "x", "correct_answer": "1", "consensus_correct": "True", "extra": NaN,
+       "solutions": [{"answer": "1", "correct": "True"}, {"answer": "2", "correct": false}, {"answer": "1", "correct": true}]},
+      {"problem_id": "y", "correct_answer": "1", "consensus_correct": false,
+       "solutions": [{"answer": "3", "correct": false}, {"answer": "4", "correct": false}, {"answer": "1", "correct": true, "finish_reason": "length"}]}
+    ]}"#;
+    let f = tmp.path().join("passk.json");
+    std::fs::write(&f, raw).unwrap();
+    let (rep, _) = build(&opts(vec![f], tmp.path())).unwrap();
+    let r = &rep.runs[0];
+    assert_eq!((r.format.as_str(), r.samples), ("original (pass@k)", 3));
+    assert!((r.rounds[0].per_round_accuracy.value - (2.0 / 3.0 + 1.0 / 3.0) / 2.0).abs() < EPS);
+    assert_eq!(r.rounds[0].truncated, 1);
+    let m = |name: &str, src: &str| {
+        r.k_metrics
+            .iter()
+            .find(|m| m.metric == name && m.source.contains(src))
+            .unwrap()
+            .estimate
+            .value
+    };
+    assert!((m("pass@3", "samples") - 1.0).abs() < EPS);
+    assert!((m("majority@3", "consensus") - 0.5).abs() < EPS);
+    // y: 3✗ 4✗ 1✓ — a three-way tie, the first (3, wrong) wins
+    assert!((m("majority@3", "samples") - 0.5).abs() < EPS);
+}
+
+#[test]
+fn reads_the_shared_pass_at_5_trace() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/traces/passk5_r1_distill_qwen_14b_aime.json");
+    if !path.is_file() {
+        println!("skipped: {} is absent", path.display());
+        return;
+    }
+    // the expected figures, counted straight from the file
+    let doc = read_json(&path);
+    let results = doc["results"].as_array().unwrap();
+    let (mut right, mut total, mut solved) = (0usize, 0usize, 0usize);
+    for r in results {
+        let sols = r["solutions"].as_array().unwrap();
+        let c = sols.iter().filter(|s| s["correct"] == json!(true)).count();
+        right += c;
+        total += sols.len();
+        solved += usize::from(c > 0);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let md = report(&opts(vec![path.clone()], tmp.path())).unwrap();
+    let (rep, _) = build(&opts(vec![path], tmp.path())).unwrap();
+    let r = &rep.runs[0];
+    assert_eq!(r.problems, results.len());
+    assert_eq!(r.samples, 5);
+    let acc = r.rounds[0].per_round_accuracy.value;
+    assert!((acc - right as f64 / total as f64).abs() < EPS, "{acc}");
+    let pass5 = r
+        .k_metrics
+        .iter()
+        .find(|m| m.metric == "pass@5" && m.source == "samples")
+        .unwrap();
+    assert!((pass5.estimate.value - solved as f64 / results.len() as f64).abs() < EPS);
+    assert!(md.contains("original (pass@k)") && md.contains("majority@5"));
+}
+
+#[test]
+fn a_results_file_cut_short_keeps_its_finished_problems() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = problem("p1", "ok", vec![sample(vec![attempt(0, "done", true)])]);
+    let raw = format!(
+        "{{\n\"run_id\": \"r-1\",\n\"pipeline\": \"t\",\n\"problems\": [\n{},\n{{\"id\": \"p2\", \"samp",
+        p
+    );
+    std::fs::write(dir.join("results.json"), raw).unwrap();
+    let (rep, _) = build(&opts(vec![dir], tmp.path())).unwrap();
+    assert_eq!(rep.runs[0].problems, 1);
+    assert_eq!(rep.runs[0].status, "truncated");
+}
