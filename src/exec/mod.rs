@@ -116,16 +116,15 @@ impl RunCtx {
         let mut providers = HashMap::new();
         let mut per_model = HashMap::new();
         for (name, spec) in &pipeline.spec.models {
-            let used = pipeline
-                .nodes
-                .iter()
-                .any(|n| n.model.as_deref() == Some(name.as_str()))
-                || pipeline
-                    .spec
-                    .grade
-                    .as_ref()
-                    .and_then(|g| g.judge_model.as_deref())
-                    == Some(name.as_str());
+            let used = pipeline.nodes.iter().any(|n| {
+                n.model.as_deref() == Some(name.as_str())
+                    || n.params.get("judge_model").and_then(|m| m.as_str()) == Some(name.as_str())
+            }) || pipeline
+                .spec
+                .grade
+                .as_ref()
+                .and_then(|g| g.judge_model.as_deref())
+                == Some(name.as_str());
             if !used {
                 continue;
             }

@@ -16,7 +16,7 @@ static INFO: KindInfo = KindInfo {
     name: "grade",
     summary: "grades an upstream answer against the problem's answer column",
     provides: &["answer", "correct", "round"],
-    params: &["compare", "rel_tol", "truth_column"],
+    params: &["compare", "rel_tol", "truth_column", "judge_model"],
     model: Need::Never,
     prompt: Need::Never,
     input: Need::Required,
@@ -125,15 +125,23 @@ impl NodeKind for Grade {
     fn check(
         &self,
         node: &crate::spec::Node,
-        _p: &crate::spec::PipelineSpec,
+        p: &crate::spec::PipelineSpec,
     ) -> Vec<(String, String)> {
         let mut v = Vec::new();
         match compare_of(node) {
             Err(e) => v.push(("compare".into(), e)),
-            Ok(Compare::LlmJudge) => v.push((
-                "compare".into(),
-                "llm_judge is available in the pipeline `grade:` block only".into(),
-            )),
+            Ok(Compare::LlmJudge) => {
+                match node.params.get("judge_model").and_then(|m| m.as_str()) {
+                    None => v.push((
+                        "compare".into(),
+                        "`compare: llm_judge` needs `judge_model:` (one of `models:`)".into(),
+                    )),
+                    Some(m) if !p.models.contains_key(m) => {
+                        v.push(("judge_model".into(), format!("unknown model `{m}`")))
+                    }
+                    Some(_) => {}
+                }
+            }
             Ok(_) => {}
         }
         v
@@ -150,13 +158,16 @@ impl NodeKind for Grade {
         let col = cx.param_str("truth_column").unwrap_or("answer");
         let truth = cx.problem.fields.get(col).map(|s| s.as_str()).unwrap_or("");
         let rel_tol = cx.node.params.get("rel_tol").and_then(|v| v.as_f64());
-        let correct = verdict(
-            cmp,
-            answer.as_deref(),
-            truth,
-            cx.problem.question(),
-            rel_tol,
-        )?;
+        let correct = match (&answer, cx.param_str("judge_model")) {
+            (Some(a), Some(m)) if cmp == Compare::LlmJudge => judge(cx, m, a).await?,
+            _ => verdict(
+                cmp,
+                answer.as_deref(),
+                truth,
+                cx.problem.question(),
+                rel_tol,
+            )?,
+        };
         let mut out = Output::new();
         out.insert(
             "answer".into(),

@@ -1,0 +1,132 @@
+//! `compare: llm_judge` through the real binary against the loopback fake server: the judge
+//! prompt goes through the normal provider and cache, its verdict is parsed strictly, and an
+//! unparseable verdict fails the node instead of passing it.
+
+mod common;
+mod support;
+
+use common::*;
+use support::fake_openai::{FakeConfig, FakeServer, Reply, prompt_text};
+
+fn pipeline(server: &FakeServer, grade: &str, extra_nodes: &str) -> String {
+    format!(
+        r#"name: judge
+problems: {{path: data/arithmetic.csv, index_range: 0-3}}
+models:
+  reasoner: {{provider: openai-compatible, base_url: "{url}", model: m, max_retries: 0}}
+  judge: {{provider: openai-compatible, base_url: "{url}", model: j, max_retries: 0}}
+{grade}
+nodes:
+  attempt_0: {{kind: reason, model: reasoner, prompt: reason/default}}
+{extra_nodes}"#,
+        url = server.base_url()
+    )
+}
+
+/// The reasoner always answers 42; the judge approves add-1, rejects mul-1 and sub-1, and
+/// answers div-1 with something that is not a verdict.
+fn fake() -> FakeConfig {
+    FakeConfig::default().with_responder(|body| {
+        let p = prompt_text(body);
+        if !p.contains("VERDICT") {
+            return Reply::text("<think>hmm</think>\n\nThe answer is \\boxed{42}.");
+        }
+        if p.contains("17 + 25") {
+            Reply::text("The candidate matches.\nVERDICT: CORRECT")
+        } else if p.contains("144") {
+            Reply::text("I cannot tell.")
+        } else {
+            Reply::text("**VERDICT: INCORRECT**")
+        }
+    })
+}
+
+async fn run(p: &Project, args: &[&str]) -> std::process::Output {
+    let mut c = p.cmd();
+    c.args(args);
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn check(p: &Project, attempt_correct: &str) {
+    let r = json(&p.last_run("judge").join("results.json"));
+    let q = |i: usize| &r["problems"][i]["samples"][0];
+    assert_eq!(
+        q(0)[attempt_correct]["output"]["correct"],
+        true,
+        "add-1 approved"
+    );
+    assert_eq!(
+        q(1)[attempt_correct]["output"]["correct"],
+        false,
+        "mul-1 rejected"
+    );
+    assert_eq!(
+        q(2)[attempt_correct]["output"]["correct"],
+        false,
+        "sub-1 rejected"
+    );
+    let failed = &q(3)[attempt_correct];
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains("judge `judge`"),
+        "{failed}"
+    );
+    assert_eq!(r["problems"][3]["status"], "failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn llm_judge_in_the_grade_block() {
+    let server = FakeServer::start(fake()).await;
+    let p = Project::new();
+    p.write(
+        "pipelines/judge.yaml",
+        &pipeline(
+            &server,
+            "grade: {extract: boxed, compare: llm_judge, judge_model: judge}",
+            "",
+        ),
+    );
+    let out = run(
+        &p,
+        &["pipeline", "run", "pipelines/judge.yaml", "--no-progress"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    check(&p, "attempt_0");
+    assert_eq!(server.request_count(), 8, "4 attempts and 4 judgements");
+    // judgements are cached like any call: a rerun sends only what failed
+    let out = run(
+        &p,
+        &["pipeline", "run", "pipelines/judge.yaml", "--no-progress"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        server.request_count(),
+        8,
+        "the unparseable verdict's call is cached; nothing new is sent"
+    );
+    check(&p, "attempt_0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn llm_judge_on_a_grade_node() {
+    let server = FakeServer::start(fake()).await;
+    let p = Project::new();
+    let nodes = "  answer_0: {kind: extract, input: attempt_0}\n  judged_0: {kind: grade, input: answer_0, compare: llm_judge, judge_model: judge}\n";
+    p.write("pipelines/judge.yaml", &pipeline(&server, "", nodes));
+    let out = run(
+        &p,
+        &["pipeline", "run", "pipelines/judge.yaml", "--no-progress"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    check(&p, "judged_0");
+    // a grade node with llm_judge and no judge model is refused before anything runs
+    p.write("pipelines/judge.yaml", &pipeline(&server, "", "  answer_0: {kind: extract, input: attempt_0}\n  judged_0: {kind: grade, input: answer_0, compare: llm_judge}\n"));
+    let out = run(&p, &["pipeline", "validate", "pipelines/judge.yaml"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("needs `judge_model:`"));
+}
