@@ -165,7 +165,7 @@ impl RunCtx {
     }
 
     /// Queues an event raised inside a node (e.g. a retry) for events.jsonl.
-    pub fn side_event(&self, cx: &NodeCx<'_>, event: &'static str, detail: String) {
+    pub fn side_event(&self, cx: &NodeCx<'_>, event: &'static str, detail: Option<String>) {
         let e = scheduler::Event {
             time: scheduler::now(),
             problem: cx.problem.id.clone(),
@@ -177,7 +177,7 @@ impl RunCtx {
             usage: None,
             answer: None,
             correct: None,
-            error: Some(detail),
+            error: detail,
             latency_ms: None,
         };
         if let Ok(mut v) = self.side_events.lock() {
@@ -211,6 +211,10 @@ impl RunCtx {
             None => None,
         };
         let _g = self.global.acquire().await?;
+        // `started` marks a call really sent (a node served by the cache only finishes)
+        if !self.stop_new_calls() {
+            self.side_event(cx, "started", None);
+        }
         let now = self.stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
         if self.verbose {

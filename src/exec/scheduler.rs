@@ -224,20 +224,6 @@ pub async fn schedule(
                 *per_model
                     .entry(node.model.clone().unwrap_or_default())
                     .or_default() += 1;
-                sink.event(&Event {
-                    time: now(),
-                    problem: op.problem.id.clone(),
-                    sample,
-                    node: node.id.clone(),
-                    round: node.round,
-                    event: "started",
-                    cached: None,
-                    usage: None,
-                    answer: None,
-                    correct: None,
-                    error: None,
-                    latency_ms: None,
-                })?;
             }
             op.states[i] = State::Running;
             let (tctx, kind, problem) = (ctx.clone(), kinds[node_ix].clone(), op.problem.clone());

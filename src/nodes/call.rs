@@ -288,9 +288,11 @@ impl crate::llm::CallObserver for NodeObserver<'_> {
         self.cx.run.stream_delta(self.cx, text);
     }
     fn retry(&self, attempt: u32, reason: &str) {
-        self.cx
-            .run
-            .side_event(self.cx, "retry", format!("attempt {attempt}: {reason}"));
+        self.cx.run.side_event(
+            self.cx,
+            "retry",
+            Some(format!("attempt {attempt}: {reason}")),
+        );
     }
 }
 
