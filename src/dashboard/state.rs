@@ -81,7 +81,10 @@ pub struct State {
     cells: Vec<Vec<Cell>>,
     /// Per problem: the finished record's status (ok | failed | incomplete).
     status: Vec<Option<String>>,
-    records: HashMap<usize, Vec<u8>>,
+    /// Finished node records (zstd-compressed JSON) by (row, col), and each finished
+    /// problem's expected answer.
+    records: HashMap<(usize, usize), Vec<u8>>,
+    truth: HashMap<usize, Value>,
     streams: HashMap<(usize, usize), Stream>,
     stream_bytes: usize,
     /// Pieces not yet sent: (row, col, offset, text).
@@ -322,7 +325,8 @@ impl State {
             self.problems[pi].1 = rec["question"].as_str().unwrap_or("").to_string();
         }
         let mut touched = Vec::new();
-        let samples = rec["samples"].as_array().cloned().unwrap_or_default();
+        let no_samples = Vec::new();
+        let samples = rec["samples"].as_array().unwrap_or(&no_samples);
         let groups = samples
             .iter()
             .enumerate()
@@ -356,15 +360,16 @@ impl State {
                     cell.error = text_of(&nr_["error"]);
                 }
                 self.drop_stream(r, c);
+                if let Ok(raw) = serde_json::to_vec(nr_)
+                    && let Ok(z) = zstd::bulk::compress(&raw, 1)
+                {
+                    self.records.insert((r, c), z);
+                }
                 touched.push((r, c));
             }
         }
         self.status[pi] = Some(rec["status"].as_str().unwrap_or("ok").to_string());
-        if let Ok(raw) = serde_json::to_vec(rec)
-            && let Ok(z) = zstd::bulk::compress(&raw, 3)
-        {
-            self.records.insert(pi, z);
-        }
+        self.truth.insert(pi, rec["answer"].clone());
         let grew = np != self.problems.len() || nr != self.rows.len() || nc != self.cols.len();
         let cells: Vec<Value> = touched.iter().map(|&(r, c)| self.cell_msg(r, c)).collect();
         let mut m = json!({"t": "p", "p": pi, "status": self.status[pi], "cells": cells});
@@ -432,17 +437,14 @@ impl State {
             "problem": id, "sample": sample, "node": node, "round": round, "kind": kind,
             "question": question, "cell": cell.json(), "error": cell.error,
         });
-        if let Some(z) = self.records.get(&pi)
-            && let Ok(raw) = zstd::bulk::decompress(z, 256 << 20)
-            && let Ok(rec) = serde_json::from_slice::<Value>(&raw)
-        {
-            let nr = match rec["samples"][sample as usize].get(node) {
-                Some(v) => v.clone(),
-                None => rec["aggregates"][node].clone(),
-            };
-            out["question"] = rec["question"].clone();
-            out["truth"] = rec["answer"].clone();
-            out["record"] = nr;
+        if self.status[pi].is_some() {
+            out["truth"] = self.truth.get(&pi).cloned().unwrap_or_default();
+            out["record"] = self
+                .records
+                .get(&(r, c))
+                .and_then(|z| zstd::bulk::decompress(z, 1 << 30).ok())
+                .and_then(|raw| serde_json::from_slice(&raw).ok())
+                .unwrap_or_default();
             out["source"] = json!("record");
             return Some(out);
         }

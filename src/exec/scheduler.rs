@@ -56,7 +56,7 @@ pub struct NodeRecord {
     pub status: &'static str,
     pub cached: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<Output>,
+    pub output: Option<Arc<Output>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub latency_ms: u64,
@@ -458,7 +458,7 @@ fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str)
         let inst = g.inst(i);
         let node = &ctx.pipeline.nodes[inst.node];
         let (status, output, err, cached, ms) = match st {
-            State::Done(o, c, ms) => ("done", Some((**o).clone()), None, *c, *ms),
+            State::Done(o, c, ms) => ("done", Some(o.clone()), None, *c, *ms),
             State::Failed(e) => ("failed", None, Some(e.clone()), false, 0),
             State::Skipped(w) => ("skipped", None, Some(w.clone()), false, 0),
             State::Waiting(_) | State::Running => ("not_run", None, None, false, 0),

@@ -126,7 +126,7 @@ function renderAccuracy() {
     if (y + n === 0 && !(GRADED_KINDS.has(col[2]) && d === 0)) return;
     const graded = y + n + d;
     const acc = pct(y, graded);
-    rows.push('<tr id="acc-' + esc(col[0]) + '" data-node="' + esc(col[0]) + '" data-correct="' + y + '" data-graded="' + graded + '" data-acc="' + acc + '"><td>' +
+    rows.push('<tr id="acc-' + esc(col[0]) + '" data-node="' + esc(col[0]) + '" data-round="' + col[1] + '" data-correct="' + y + '" data-graded="' + graded + '" data-acc="' + acc + '"><td>' +
       col[1] + "</td><td>" + esc(col[0]) + (run ? ' <span class="muted">(' + run + " running)</span>" : "") + "</td><td>" + y + "/" + graded +
       "</td><td><b>" + acc + '</b><div class="bar" style="width:' + (graded ? (100 * y / graded) : 0) + '%"></div></td></tr>');
   });
