@@ -11,6 +11,7 @@ pub mod grade;
 pub mod graph;
 pub mod llm;
 pub mod nodes;
+pub mod pyjson;
 pub mod regrade;
 pub mod report;
 pub mod spec;

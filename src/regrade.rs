@@ -110,7 +110,7 @@ pub fn regrade_file(path: &Path, opts: &RegradeOptions) -> Result<RegradeReport,
     let raw = String::from_utf8(raw).map_err(|_| {
         format!("{shown} is not JSON (not UTF-8 text); expected a results.json file")
     })?;
-    let mut doc = parse_json(&raw)
+    let mut doc = crate::pyjson::parse_json(&raw)
         .map_err(|e| format!("{shown} is not JSON ({e}); expected a results.json file"))?;
 
     let g = Grader {
@@ -674,49 +674,6 @@ fn update_iteration_copies(r: &mut Map<String, Value>, new: &[(usize, Option<Str
 // ---------------------------------------------------------------------------------------------
 // Reading and writing
 
-/// Parses JSON; on failure retries with Python's non-finite float tokens (`NaN`, `Infinity`,
-/// `-Infinity`) outside strings replaced by `null`. The first error is the one reported.
-fn parse_json(raw: &str) -> Result<Value, serde_json::Error> {
-    match serde_json::from_str(raw) {
-        Ok(v) => Ok(v),
-        Err(e) => match python_nonfinite_to_null(raw) {
-            Some(fixed) => serde_json::from_str(&fixed).map_err(|_| e),
-            None => Err(e),
-        },
-    }
-}
-
-/// `raw` with `NaN`/`Infinity`/`-Infinity` outside strings replaced by `null`; None when there are none.
-fn python_nonfinite_to_null(raw: &str) -> Option<String> {
-    let mut out = String::with_capacity(raw.len());
-    let (mut in_str, mut escaped, mut changed) = (false, false, false);
-    let mut rest = raw;
-    while let Some(c) = rest.chars().next() {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_str = false;
-            }
-        } else if c == '"' {
-            in_str = true;
-        } else if let Some(tok) = ["-Infinity", "Infinity", "NaN"]
-            .into_iter()
-            .find(|t| rest.starts_with(t))
-        {
-            out.push_str("null");
-            rest = &rest[tok.len()..];
-            changed = true;
-            continue;
-        }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    changed.then_some(out)
-}
-
 /// `<dir>/<stem>.regraded.json` beside `input`.
 fn default_out(input: &Path) -> PathBuf {
     let stem = input
@@ -758,20 +715,6 @@ fn write_atomic(dest: &Path, doc: &Value) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nonfinite_tokens_become_null_outside_strings_only() {
-        let raw = r#"{"a": NaN, "b": "NaN \" Infinity", "c": [-Infinity, Infinity, 1]}"#;
-        let fixed = python_nonfinite_to_null(raw).unwrap();
-        assert_eq!(
-            fixed,
-            r#"{"a": null, "b": "NaN \" Infinity", "c": [null, null, 1]}"#
-        );
-        assert!(python_nonfinite_to_null(r#"{"a": "NaN"}"#).is_none());
-        let v = parse_json(raw).unwrap();
-        assert_eq!(v["b"], "NaN \" Infinity");
-        assert!(parse_json("{").is_err());
-    }
 
     #[test]
     fn default_out_is_beside_input() {

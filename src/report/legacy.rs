@@ -11,42 +11,7 @@ use serde_json::Value;
 
 use super::load::{Attempt, Problem, RoundUsage, Run, State, VoteRecord};
 
-/// Parses JSON; on failure retries with `NaN`/`Infinity`/`-Infinity` outside strings as `null`.
-pub fn parse_json(raw: &str) -> Result<Value, serde_json::Error> {
-    serde_json::from_str(raw).or_else(|e| {
-        let fixed = nonfinite_to_null(raw);
-        serde_json::from_str(&fixed).map_err(|_| e)
-    })
-}
-
-fn nonfinite_to_null(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let (mut in_str, mut escaped) = (false, false);
-    let mut rest = raw;
-    while let Some(c) = rest.chars().next() {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_str = false;
-            }
-        } else if c == '"' {
-            in_str = true;
-        } else if let Some(tok) = ["-Infinity", "Infinity", "NaN"]
-            .into_iter()
-            .find(|t| rest.starts_with(t))
-        {
-            out.push_str("null");
-            rest = &rest[tok.len()..];
-            continue;
-        }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    out
-}
+pub use crate::pyjson::parse_json;
 
 /// A verdict written as a bool, `"True"`/`"false"`, or 1/0.
 pub fn truthy(v: Option<&Value>) -> Option<bool> {

@@ -253,6 +253,7 @@ async function loadAttempt() {
     if (res.ok) a = await res.json();
   } catch (e) { /* shown as empty */ }
   if (sel !== me) return;
+  perf.dataset.selectFetchMs = (performance.now() - me.t0).toFixed(1);
   showAttempt(a);
   me.loading = false;
   const q = me.queue; me.queue = [];

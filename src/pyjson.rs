@@ -1,0 +1,67 @@
+//! JSON written by Python's `json.dump` (the original tool's results files), which may hold
+//! the non-finite float tokens `NaN`, `Infinity` and `-Infinity` that strict JSON parsers
+//! refuse. Shared by `distill grade`, `distill report`, `distill view` and imports.
+
+use serde_json::Value;
+
+/// Parses JSON; on failure retries with Python's non-finite float tokens (`NaN`, `Infinity`,
+/// `-Infinity`) outside strings replaced by `null`. The first error is the one reported.
+pub fn parse_json(raw: &str) -> Result<Value, serde_json::Error> {
+    match serde_json::from_str(raw) {
+        Ok(v) => Ok(v),
+        Err(e) => match python_nonfinite_to_null(raw) {
+            Some(fixed) => serde_json::from_str(&fixed).map_err(|_| e),
+            None => Err(e),
+        },
+    }
+}
+
+/// `raw` with `NaN`/`Infinity`/`-Infinity` outside strings replaced by `null`; None when there are none.
+pub fn python_nonfinite_to_null(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(raw.len());
+    let (mut in_str, mut escaped, mut changed) = (false, false, false);
+    let mut rest = raw;
+    while let Some(c) = rest.chars().next() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+        } else if c == '"' {
+            in_str = true;
+        } else if let Some(tok) = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|t| rest.starts_with(t))
+        {
+            out.push_str("null");
+            rest = &rest[tok.len()..];
+            changed = true;
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    changed.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonfinite_tokens_become_null_outside_strings_only() {
+        let raw = r#"{"a": NaN, "b": "NaN \" Infinity", "c": [-Infinity, Infinity, 1]}"#;
+        let fixed = python_nonfinite_to_null(raw).unwrap();
+        assert_eq!(
+            fixed,
+            r#"{"a": null, "b": "NaN \" Infinity", "c": [null, null, 1]}"#
+        );
+        assert!(python_nonfinite_to_null(r#"{"a": "NaN"}"#).is_none());
+        let v = parse_json(raw).unwrap();
+        assert_eq!(v["b"], "NaN \" Infinity");
+        assert!(parse_json("{").is_err());
+    }
+}
