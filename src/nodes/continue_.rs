@@ -56,14 +56,7 @@ impl NodeKind for Continue {
 
     async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
         let suffix = cx.param_str("suffix").unwrap_or("Wait");
-        let previous = cx
-            .input()
-            .and_then(|i| {
-                i.get("text")
-                    .and_then(|t| t.as_str())
-                    .map(|s| s.to_string())
-            })
-            .unwrap_or_default();
+        let previous = cx.input_str("text").unwrap_or_default();
         let partial = cut_and_suffix(&previous, suffix);
         let user = cx.run.templates.render(
             cx.node.prompt.as_deref().expect("validated"),

@@ -86,6 +86,12 @@ impl NodeCx<'_> {
             .and_then(|r| self.upstream.get(&r.node).cloned())
     }
 
+    /// One text field of the `input:` output.
+    pub fn input_str(&self, field: &str) -> Option<String> {
+        self.input()
+            .and_then(|i| i.get(field).and_then(|v| v.as_str()).map(str::to_string))
+    }
+
     /// The data a prompt template renders with: problem columns at the top level and under
     /// `problem`, `round`, `sample`, `input`, every `vars:` binding and directly referenced
     /// upstream nodes, plus `extra` (kind-specific variables).

@@ -225,14 +225,7 @@ impl NodeKind for Summarize {
                 Ok(token_out(t, n))
             }
             "post_think" => {
-                let full = cx
-                    .input()
-                    .and_then(|i| {
-                        i.get("text")
-                            .and_then(|t| t.as_str())
-                            .map(|s| s.to_string())
-                    })
-                    .unwrap_or_default();
+                let full = cx.input_str("text").unwrap_or_default();
                 let after = full
                     .rfind("</think>")
                     .map(|i| full[i + "</think>".len()..].trim().to_string());
@@ -248,28 +241,14 @@ impl NodeKind for Summarize {
                 }
             }
             "answer_only" => {
-                let answer = cx
-                    .input()
-                    .and_then(|i| {
-                        i.get("answer")
-                            .and_then(|a| a.as_str())
-                            .map(|s| s.to_string())
-                    })
-                    .or_else(|| {
-                        let text = cx
-                            .input()
-                            .and_then(|i| {
-                                i.get("text")
-                                    .and_then(|t| t.as_str())
-                                    .map(|s| s.to_string())
-                            })
-                            .unwrap_or_default();
-                        crate::grade::extract(
-                            &crate::grade::Extractor::Boxed,
-                            &text,
-                            &crate::grade::ExtractOptions::default(),
-                        )
-                    });
+                let answer = cx.input_str("answer").or_else(|| {
+                    let text = cx.input_str("text").unwrap_or_default();
+                    crate::grade::extract(
+                        &crate::grade::Extractor::Boxed,
+                        &text,
+                        &crate::grade::ExtractOptions::default(),
+                    )
+                });
                 let t = match answer {
                     Some(a) => format!("The answer is {a}."),
                     None => "No answer found.".to_string(),
