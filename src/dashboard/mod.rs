@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use serde_json::Value;
 
 use server::Shared;
@@ -61,6 +62,10 @@ async fn serve(
     };
     server::spawn_flusher(&shared);
     let app = server::router(shared);
+    // no Nagle delay: a response's head and body otherwise wait for the peer's delayed ACK
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("dashboard: server stopped: {e}");
@@ -112,7 +117,7 @@ impl Dashboard {
         self.shared.update(|s| Some(s.set_metrics(m)));
     }
 
-    /// The run ended; the server keeps serving (until the process ends).
+    /// The run ended; the server keeps serving (until the process ends; the caller says so).
     pub fn finished(&self, summary: &Value) {
         self.shared.update(|s| {
             let flushed = s.take_pending();
@@ -122,10 +127,6 @@ impl Dashboard {
                 None => end,
             })
         });
-        eprintln!(
-            "dashboard: the run is over; still serving {} until Ctrl-C",
-            self.url
-        );
     }
 
     /// Bytes of streamed text the server holds (bounded; freed when problems finish).

@@ -87,6 +87,8 @@ pub struct State {
     truth: HashMap<usize, Value>,
     streams: HashMap<(usize, usize), Stream>,
     stream_bytes: usize,
+    /// A piece named a row or column the pages do not have yet.
+    grid_dirty: bool,
     /// Pieces not yet sent: (row, col, offset, text).
     pending: Vec<(usize, usize, usize, String)>,
     pub metrics: Value,
@@ -271,7 +273,8 @@ impl State {
 
     /// Keeps a streamed piece (bounded) and queues it for the pages.
     pub fn delta(&mut self, problem: &str, sample: u32, node: &str, text: &str) {
-        let (r, c, _) = self.place(problem, sample, node, 0);
+        let (r, c, grew) = self.place(problem, sample, node, 0);
+        self.grid_dirty |= grew;
         let cell = &mut self.cells[r][c];
         if cell.state == RUNNING || cell.state == WAITING {
             cell.state = STREAMING;
@@ -299,7 +302,7 @@ impl State {
 
     /// The queued pieces as one message (and the cells that started streaming).
     pub fn take_pending(&mut self) -> Option<Value> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && !self.grid_dirty {
             return None;
         }
         let pending = std::mem::take(&mut self.pending);
@@ -313,7 +316,11 @@ impl State {
             .into_iter()
             .map(|(r, c, o, t)| json!([r, c, o, t]))
             .collect();
-        Some(json!({"t": "d", "d": d, "cells": cells}))
+        let mut m = json!({"t": "d", "d": d, "cells": cells});
+        if std::mem::take(&mut self.grid_dirty) {
+            m["grid"] = self.grid();
+        }
+        Some(m)
     }
 
     /// Applies a finished problem's record (a results.json entry).

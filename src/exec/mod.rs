@@ -218,7 +218,7 @@ impl RunCtx {
         let now = self.stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
         if self.verbose {
-            tracing::info!(model, sample = req.sample, params = %serde_json::to_string(&req.params).unwrap_or_default(), prompt = %req.prompt.full_text(), "call");
+            tracing::info!(problem = %cx.problem.id, node = %cx.node.id, model, sample = req.sample, params = %serde_json::to_string(&req.params).unwrap_or_default(), prompt = %req.prompt.full_text(), "call");
         }
         let r = crate::nodes::call::send(provider, req, cx).await;
         self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);

@@ -197,7 +197,7 @@ function handle(m) {
       if (sel && S.grid.rows[sel.r][0] === m.p && sel.source !== "record") loadAttempt();
       dirty = true; break;
     case "d":
-      applyCells(m.cells);
+      if (m.grid) { S.grid = m.grid; renderGrid(); } else applyCells(m.cells);
       for (const [r, c, o, t] of m.d) if (sel && sel.r === r && sel.c === c) onDelta(o, t);
       break;
     case "m": S.metrics = m.metrics; dirty = true; break;
@@ -211,13 +211,33 @@ function cellRowsOf(pi) {
   return out;
 }
 
+// Long texts go into blocks of about CHUNK characters that the browser lays out only when
+// scrolled into view (content-visibility), so a 100 KB trace shows at once.
+const CHUNK = 6000;
+function setText(el, text) {
+  el.textContent = "";
+  let i = 0;
+  while (i < text.length) {
+    let j = Math.min(text.length, i + CHUNK);
+    if (j < text.length) { const nl = text.lastIndexOf("\n", j); const sp = text.lastIndexOf(" ", j); const cut = Math.max(nl, sp); if (cut > i) j = cut + 1; }
+    appendChunk(el, text.slice(i, j));
+    i = j;
+  }
+}
+function appendChunk(el, t) { const d = document.createElement("div"); d.className = "chunk"; d.textContent = t; el.appendChild(d); return d; }
+function appendText(el, t) {
+  const last = el.lastElementChild;
+  if (last && last.textContent.length < CHUNK) last.appendChild(document.createTextNode(t));
+  else appendChunk(el, t);
+}
+
 function onDelta(o, t) {
   if (sel.loading) { sel.queue.push([o, t]); return; }
   if (sel.units == null) return;
   const end = o + t.length;
   if (end <= sel.units) return;
   if (o > sel.units) { loadAttempt(); return; }
-  $("ptext").appendChild(document.createTextNode(t.slice(sel.units - o)));
+  appendText($("ptext"), t.slice(sel.units - o));
   sel.units = end;
 }
 
@@ -292,7 +312,7 @@ function showAttempt(a) {
     sel.units = a.units || 0;
     $("ptexthead").textContent = "Streamed output (live)";
   }
-  $("ptext").textContent = text;
+  setText($("ptext"), text);
   const sum = out.summary;
   $("psummary").hidden = !sum;
   $("psumtext").textContent = sum || "";
