@@ -36,36 +36,8 @@ fn read_json(path: &Path) -> Option<Value> {
 }
 
 /// JSON, with Python's `NaN`/`Infinity` outside strings read as `null`.
-pub fn parse_lenient(raw: &str) -> Option<Value> {
-    if let Ok(v) = serde_json::from_str(raw) {
-        return Some(v);
-    }
-    let mut out = String::with_capacity(raw.len());
-    let (mut in_str, mut escaped) = (false, false);
-    let mut rest = raw;
-    while let Some(c) = rest.chars().next() {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_str = false;
-            }
-        } else if c == '"' {
-            in_str = true;
-        } else if let Some(t) = ["-Infinity", "Infinity", "NaN"]
-            .into_iter()
-            .find(|t| rest.starts_with(t))
-        {
-            out.push_str("null");
-            rest = &rest[t.len()..];
-            continue;
-        }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    serde_json::from_str(&out).ok()
+fn parse_lenient(raw: &str) -> Option<Value> {
+    crate::pyjson::parse_json(raw).ok()
 }
 
 /// The problems of a distill results.json that was not closed (one problem per line).

@@ -19,9 +19,6 @@ use serde_json::Value;
 use server::Shared;
 use state::State;
 
-pub use load::parse_lenient;
-pub use server::resolve_in;
-
 /// A running dashboard server; cheap to clone.
 #[derive(Clone)]
 pub struct Dashboard {

@@ -172,7 +172,7 @@ async fn config(Ext(sh): Ext<Arc<Shared>>) -> Response {
 }
 
 /// The file `rel` of the run directory `root` (canonical), if it is one.
-pub fn resolve_in(root: &Path, rel: &str) -> Option<PathBuf> {
+fn resolve_in(root: &Path, rel: &str) -> Option<PathBuf> {
     if rel.is_empty() || rel.contains(['\\', '\0', ':']) {
         return None;
     }

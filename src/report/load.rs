@@ -120,11 +120,15 @@ pub fn load_run(path: &Path) -> Result<Run, String> {
     } else {
         path.to_path_buf()
     };
-    let raw =
-        std::fs::read_to_string(&file).map_err(|e| format!("reading {}: {e}", file.display()))?;
-    let doc = match super::legacy::parse_json(&raw) {
-        Ok(v) => v,
-        Err(e) => salvage_streamed(&raw).ok_or_else(|| format!("{}: {e}", file.display()))?,
+    // distill writes one problem a line: read it line by line, dropping the long texts as it
+    // goes, so a report on a run of any size needs little memory
+    let doc = match read_streamed(&file) {
+        Some(v) => v,
+        None => {
+            let raw = std::fs::read_to_string(&file)
+                .map_err(|e| format!("reading {}: {e}", file.display()))?;
+            super::legacy::parse_json(&raw).map_err(|e| format!("{}: {e}", file.display()))?
+        }
     };
     let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut run = if doc.get("problems").is_some_and(Value::is_array) {
@@ -147,29 +151,74 @@ pub fn load_run(path: &Path) -> Result<Run, String> {
     Ok(run)
 }
 
-/// A results.json cut short (the run was killed while streaming): its complete problem lines.
-fn salvage_streamed(raw: &str) -> Option<Value> {
-    if !raw.trim_start().starts_with('{') || !raw.contains("\"problems\": [") {
+/// distill's results.json (one problem a line), complete or cut short by a crash, with each
+/// node output's long texts replaced by their lengths. None when the file is not laid out so.
+fn read_streamed(file: &Path) -> Option<Value> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(file).ok()?;
+    let mut lines = std::io::BufReader::new(f).lines();
+    if lines.next()?.ok()?.trim() != "{" {
         return None;
     }
     let mut problems = Vec::new();
     let mut head = serde_json::Map::new();
-    for line in raw.lines() {
+    let mut status = None;
+    for line in lines {
+        let line = line.ok()?;
         let l = line.trim().trim_end_matches(',');
         if let Some(rest) = l.strip_prefix("\"run_id\": ") {
             head.insert("run_id".into(), serde_json::from_str(rest).ok()?);
         } else if let Some(rest) = l.strip_prefix("\"pipeline\": ") {
             head.insert("pipeline".into(), serde_json::from_str(rest).ok()?);
+        } else if let Some(rest) = l.strip_prefix("\"status\": ") {
+            status = serde_json::from_str::<Value>(rest).ok();
         } else if l.starts_with('{')
-            && let Ok(v) = serde_json::from_str::<Value>(l)
+            && let Ok(mut v) = serde_json::from_str::<Value>(l)
             && v.get("samples").is_some()
         {
+            slim(&mut v);
             problems.push(v);
         }
     }
+    head.get("run_id")?;
     head.insert("problems".into(), Value::Array(problems));
-    head.insert("status".into(), Value::String("truncated".into()));
+    head.insert(
+        "status".into(),
+        status.unwrap_or_else(|| Value::String("truncated".into())),
+    );
     Some(Value::Object(head))
+}
+
+/// Drops the long texts of every node output of a problem record (the report needs only the
+/// reasoning's length, kept as `reasoning_chars`).
+fn slim(problem: &mut Value) {
+    let Some(obj) = problem.as_object_mut() else {
+        return;
+    };
+    let mut groups: Vec<&mut Value> = Vec::new();
+    for (k, v) in obj.iter_mut() {
+        match (k.as_str(), v) {
+            ("samples", Value::Array(a)) => groups.extend(a.iter_mut()),
+            ("aggregates", v) => groups.push(v),
+            _ => {}
+        }
+    }
+    let records = groups
+        .into_iter()
+        .filter_map(|s| s.as_object_mut())
+        .flat_map(|m| m.values_mut());
+    for rec in records {
+        let Some(o) = rec.get_mut("output").and_then(|o| o.as_object_mut()) else {
+            continue;
+        };
+        if let Some(r) = o.get("reasoning").and_then(Value::as_str) {
+            let n = r.chars().count();
+            o.insert("reasoning_chars".into(), n.into());
+        }
+        for k in ["text", "reasoning", "prompt", "answer_text", "new_text"] {
+            o.remove(k);
+        }
+    }
 }
 
 fn s(v: Option<&Value>) -> Option<String> {
@@ -505,7 +554,10 @@ fn done_attempt(o: Option<&Value>) -> Attempt {
         correct,
         answer: s(o.get("answer")),
         finish_reason: s(o.get("finish_reason")),
-        reasoning_chars: o["reasoning"].as_str().map(|r| r.chars().count()),
+        reasoning_chars: o["reasoning_chars"]
+            .as_u64()
+            .map(|n| n as usize)
+            .or_else(|| o["reasoning"].as_str().map(|r| r.chars().count())),
         completion_tokens: o["usage"]["completion_tokens"].as_u64(),
         error: None,
     }
