@@ -448,3 +448,52 @@ fn gc_keeps_what_runs_use() {
     let t = run_ok(&p, &["cache", "stats"]);
     assert!(t.contains("(empty)"), "{t}");
 }
+
+#[test]
+fn every_run_writes_a_report_that_agrees_with_its_results() {
+    let p = Project::new();
+    p.write(
+        "pipelines/rep.yaml",
+        &iterated("rep", 2, &sim_model(0), "samples: 2"),
+    );
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/rep.yaml", "--no-progress"],
+    );
+    let run = p.last_run("rep");
+    for f in [
+        "report.md",
+        "report.csv",
+        "report.json",
+        "accuracy_vs_round.svg",
+        "accuracy_vs_tokens.svg",
+    ] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    let results = json(&run.join("results.json"));
+    let report = json(&run.join("report.json"));
+    let rounds = report["runs"][0]["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3);
+    for (i, r) in rounds.iter().enumerate() {
+        // per-round accuracy with samples: the mean over samples of the share right
+        let id = format!("attempt_{i}");
+        let right: usize = results["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|q| q["samples"].as_array().unwrap().iter())
+            .filter(|s| s[&id]["output"]["correct"] == true)
+            .count();
+        let got = r["per_round_accuracy"]["value"].as_f64().unwrap();
+        assert!(
+            (got - right as f64 / 16.0).abs() < 1e-9,
+            "round {i}: {got} vs {right}/16"
+        );
+        assert_eq!(r["per_round_accuracy"]["n"], 8);
+    }
+    assert!(
+        std::fs::read_to_string(run.join("report.md"))
+            .unwrap()
+            .contains("cumulative accuracy")
+    );
+}

@@ -177,11 +177,13 @@ fn read_streamed(file: &Path) -> Option<Value> {
             && v.get("samples").is_some()
         {
             slim(&mut v);
-            problems.push(v);
+            // kept as compact text: a parsed map of every problem would cost ~10 KB each
+            problems.push(Value::String(v.to_string()));
         }
     }
     head.get("run_id")?;
-    head.insert("problems".into(), Value::Array(problems));
+    head.insert("problem_lines".into(), Value::Array(problems));
+    head.insert("problems".into(), Value::Array(Vec::new()));
     head.insert(
         "status".into(),
         status.unwrap_or_else(|| Value::String("truncated".into())),
@@ -262,12 +264,26 @@ fn load_distill(doc: &Value, dir: &Path) -> Result<Run, String> {
         .and_then(|t| serde_json::from_str(&t).ok());
     let cfg = config.as_ref();
     let mut warnings = Vec::new();
-    let records: Vec<&Value> = doc["problems"].as_array().into_iter().flatten().collect();
+    // problems come parsed (`problems`) or as compact lines (`problem_lines`), parsed on use
+    let records = || -> Box<dyn Iterator<Item = std::borrow::Cow<'_, Value>> + '_> {
+        let parsed = doc["problems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(std::borrow::Cow::Borrowed);
+        let lines = doc["problem_lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| serde_json::from_str::<Value>(l.as_str()?).ok())
+            .map(std::borrow::Cow::Owned);
+        Box::new(parsed.chain(lines))
+    };
     // which node ids are graded rounds
     let kinds_for = |allowed: &[&str]| -> BTreeMap<String, u32> {
         let mut graded: BTreeMap<String, u32> = BTreeMap::new();
         let mut seen: BTreeMap<String, (u32, bool, bool)> = BTreeMap::new(); // round, any done, any graded
-        for p in &records {
+        for p in records() {
             for smp in p["samples"].as_array().into_iter().flatten() {
                 for (id, v) in smp.as_object().into_iter().flatten() {
                     let n = view(v);
@@ -320,8 +336,7 @@ fn load_distill(doc: &Value, dir: &Path) -> Result<Run, String> {
     let cfg_samples = cfg
         .and_then(|c| c["pipeline"]["samples"].as_u64())
         .map(|n| n as usize);
-    let samples = records
-        .iter()
+    let samples = records()
         .map(|p| p["samples"].as_array().map_or(0, |a| a.len()))
         .max()
         .unwrap_or(0)
@@ -330,10 +345,10 @@ fn load_distill(doc: &Value, dir: &Path) -> Result<Run, String> {
 
     let mut problems = Vec::new();
     let mut ids_seen = BTreeSet::new();
-    for p in &records {
+    for p in records() {
         let id = s(p.get("id")).unwrap_or_default();
         ids_seen.insert(id.clone());
-        problems.push(distill_problem(p, &graded, &rounds, samples, &prices));
+        problems.push(distill_problem(&p, &graded, &rounds, samples, &prices));
     }
     // selected but never written: the run was interrupted (or crashed) before them
     if let Some(sel) = cfg.and_then(|c| c["problems"]["selected"].as_array()) {
