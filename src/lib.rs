@@ -11,7 +11,7 @@ pub mod grade;
 pub mod graph;
 pub mod llm;
 pub mod nodes;
-pub mod pyjson;
+pub mod original;
 pub mod regrade;
 pub mod report;
 pub mod spec;

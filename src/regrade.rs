@@ -71,25 +71,8 @@ pub struct RegradeReport {
     pub new_correct: usize,
 }
 
-/// Truth fields the original tool (and its variants) used, in order of preference.
-const TRUTH_KEYS: &[&str] = &[
-    "correct_answer",
-    "ground_truth",
-    "gold_answer",
-    "expected_answer",
-    "gold",
-    "answer",
-    "target",
-];
-/// Fields holding an original-format record's model output, in order of preference.
-const TEXT_KEYS: &[&str] = &[
-    "reasoning",
-    "reasoning_output",
-    "text",
-    "completion",
-    "response",
-    "output",
-];
+use crate::original::TEXT_KEYS;
+use crate::original::TRUTH_KEYS;
 
 /// Reads `path`, regrades, writes the regraded file (default: beside the input,
 /// `<stem>.regraded.json`; written to a temp file then renamed), returns the report.
@@ -110,7 +93,7 @@ pub fn regrade_file(path: &Path, opts: &RegradeOptions) -> Result<RegradeReport,
     let raw = String::from_utf8(raw).map_err(|_| {
         format!("{shown} is not JSON (not UTF-8 text); expected a results.json file")
     })?;
-    let mut doc = crate::pyjson::parse_json(&raw)
+    let mut doc = crate::original::parse_json(&raw)
         .map_err(|e| format!("{shown} is not JSON ({e}); expected a results.json file"))?;
 
     let g = Grader {

@@ -10,25 +10,8 @@ use serde_json::{Value, json};
 
 use super::state::State;
 
-/// Truth fields of the original tool (and its variants), in order of preference.
-const TRUTH_KEYS: &[&str] = &[
-    "correct_answer",
-    "ground_truth",
-    "gold_answer",
-    "expected_answer",
-    "gold",
-    "answer",
-    "target",
-];
-/// Fields of an original record holding the model's output, in order of preference.
-const TEXT_KEYS: &[&str] = &[
-    "reasoning",
-    "reasoning_output",
-    "text",
-    "completion",
-    "response",
-    "output",
-];
+use crate::original::TEXT_KEYS;
+use crate::original::TRUTH_KEYS;
 
 fn read_json(path: &Path) -> Option<Value> {
     let raw = std::fs::read_to_string(path).ok()?;
@@ -37,7 +20,7 @@ fn read_json(path: &Path) -> Option<Value> {
 
 /// JSON, with Python's `NaN`/`Infinity` outside strings read as `null`.
 fn parse_lenient(raw: &str) -> Option<Value> {
-    crate::pyjson::parse_json(raw).ok()
+    crate::original::parse_json(raw).ok()
 }
 
 /// The problems of a distill results.json that was not closed (one problem per line).

@@ -80,7 +80,7 @@ fn read(path: &Path) -> Result<Vec<Record>> {
         let id = as_text(r.get("problem_id"))
             .or_else(|| as_text(r.get("id")))
             .unwrap_or_default();
-        let truth = ["correct_answer", "ground_truth", "answer"]
+        let truth = crate::original::TRUTH_KEYS
             .iter()
             .find_map(|k| as_text(r.get(*k)));
         let question = as_text(r.get("question"));
@@ -106,7 +106,9 @@ fn read(path: &Path) -> Result<Vec<Record>> {
                 sample: s as u32,
                 question: question.clone(),
                 answer: truth.clone(),
-                text: as_text(row.get("reasoning")).or_else(|| as_text(row.get("text"))),
+                text: crate::original::TEXT_KEYS
+                    .iter()
+                    .find_map(|k| as_text(row.get(*k))),
                 finish_reason: as_text(row.get("finish_reason")).unwrap_or_else(|| "stop".into()),
             });
         }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::load::{Attempt, Problem, RoundUsage, Run, State, VoteRecord};
 
-pub use crate::pyjson::parse_json;
+pub use crate::original::parse_json;
 
 /// A verdict written as a bool, `"True"`/`"false"`, or 1/0.
 pub fn truthy(v: Option<&Value>) -> Option<bool> {

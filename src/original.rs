@@ -1,8 +1,30 @@
-//! JSON written by Python's `json.dump` (the original tool's results files), which may hold
-//! the non-finite float tokens `NaN`, `Infinity` and `-Infinity` that strict JSON parsers
-//! refuse. Shared by `distill grade`, `distill report`, `distill view` and imports.
+//! What distill knows of the original tool's results files, shared by `distill grade`,
+//! `distill report`, `distill view` and `--load_initial_reasoning`: they were written by
+//! Python's `json.dump`, which may hold the non-finite tokens `NaN`, `Infinity` and
+//! `-Infinity` that strict JSON parsers refuse, and they name the ground truth and the
+//! model's text with several field names over the tool's versions.
 
 use serde_json::Value;
+
+/// Truth fields the original tool (and its variants) used, in order of preference.
+pub const TRUTH_KEYS: &[&str] = &[
+    "correct_answer",
+    "ground_truth",
+    "gold_answer",
+    "expected_answer",
+    "gold",
+    "answer",
+    "target",
+];
+/// Fields holding an original-format record's model output, in order of preference.
+pub const TEXT_KEYS: &[&str] = &[
+    "reasoning",
+    "reasoning_output",
+    "text",
+    "completion",
+    "response",
+    "output",
+];
 
 /// Parses JSON; on failure retries with Python's non-finite float tokens (`NaN`, `Infinity`,
 /// `-Infinity`) outside strings replaced by `null`. The first error is the one reported.
