@@ -2,14 +2,15 @@
 //! the original tool's run options, and the exit codes of DESIGN.md (0 done, 1 some problems
 //! failed, 2 invalid input, 130 interrupted).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod cache;
+mod plan;
+
 use crate::data::Filters;
-use crate::exec::{self, Mode, RunCtx, RunOptions};
+use crate::exec::{self, RunOptions};
 use crate::spec::{self, LoadOptions, Pipeline};
 
 #[derive(Parser)]
@@ -184,7 +185,7 @@ struct RunArgs {
 }
 
 #[derive(Subcommand)]
-enum CacheCmd {
+pub(crate) enum CacheCmd {
     /// Count entries by kind and size.
     Stats(CacheArgs),
     /// Read and check every entry; list corrupt ones (exit 1 when any).
@@ -207,7 +208,7 @@ enum CacheCmd {
 }
 
 #[derive(Args)]
-struct CacheArgs {
+pub(crate) struct CacheArgs {
     #[arg(long, env = "DISTILL_CACHE", default_value = "cache")]
     cache: PathBuf,
 }
@@ -223,7 +224,7 @@ pub fn main() -> i32 {
     };
     match cli.cmd {
         Cmd::Pipeline(p) => pipeline(p),
-        Cmd::Cache(c) => cache(c),
+        Cmd::Cache(c) => cache::run(c),
         Cmd::Report {
             runs,
             out,
@@ -465,7 +466,7 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
             };
             let opts = run_options(&a);
             let rt = runtime();
-            match rt.block_on(plan(p, &opts)) {
+            match rt.block_on(plan::run(p, &opts)) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -474,181 +475,4 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
             }
         }
     }
-}
-
-async fn plan(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
-    let ctx = Arc::new(RunCtx::new(p, opts, Mode::Plan)?);
-    let mut sink = exec::output::PlanSink::default();
-    let progress = exec::progress::Progress::hidden();
-    exec::scheduler::schedule(ctx.clone(), &mut sink, &progress).await?;
-    let p = &ctx.pipeline;
-    let samples = p.spec.samples.max(1) as u64;
-    let n = p.problems.len() as u64;
-    let model_nodes: Vec<_> = p
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| crate::graph::uses_model(p, *i))
-        .map(|(_, n)| n)
-        .collect();
-    println!(
-        "plan for {} ({} problem(s) × {} sample(s))",
-        p.spec.name, n, samples
-    );
-    println!(
-        "  nodes per problem and sample: {} ({} with model calls)",
-        p.nodes.len(),
-        model_nodes.len()
-    );
-    println!(
-        "  model-call nodes in all: {}",
-        model_nodes.len() as u64 * n * samples
-    );
-    let cached: u64 = sink.cached.values().sum();
-    let to_make: u64 = sink.to_make.values().sum();
-    println!("  in the cache: {cached}");
-    println!("  to make: {to_make} (continuations and conditional skips may change this)");
-    let st = &ctx.stats;
-    let first_calls = st.planned_calls.load(std::sync::atomic::Ordering::Relaxed);
-    let est_first = st.planned_tokens.load(std::sync::atomic::Ordering::Relaxed);
-    let per_call = est_first.checked_div(first_calls).unwrap_or(0);
-    let est = est_first + (to_make.saturating_sub(first_calls)) * per_call.max(1000);
-    println!("  estimated tokens to spend: ~{est} (prompt ≈ chars/4, completion ≈ max_tokens)");
-    let cost = st
-        .planned_cost_micro
-        .load(std::sync::atomic::Ordering::Relaxed) as f64
-        / 1e6;
-    let scale = if est_first > 0 {
-        est as f64 / est_first as f64
-    } else {
-        1.0
-    };
-    println!(
-        "  estimated cost: ~${:.2} (from the models' price: settings)",
-        cost * scale
-    );
-    for node in &model_nodes {
-        println!(
-            "    {:<14} cached {:>6}  to make {:>6}",
-            node.id,
-            sink.cached.get(&node.id).unwrap_or(&0),
-            sink.to_make.get(&node.id).unwrap_or(&0)
-        );
-    }
-    Ok(())
-}
-
-fn cache(cmd: CacheCmd) -> i32 {
-    init_tracing(false);
-    let open = |dir: &Path| match crate::cache::Cache::open(dir) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            None
-        }
-    };
-    match cmd {
-        CacheCmd::Stats(a) => {
-            let Some(c) = open(&a.cache) else { return 2 };
-            let mut by_kind: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-            for (k, path) in c.entries() {
-                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                let kind = c
-                    .verify_entry(&k, &path)
-                    .unwrap_or_else(|_| "corrupt".into());
-                let e = by_kind.entry(kind).or_default();
-                e.0 += 1;
-                e.1 += size;
-            }
-            println!("cache {}", a.cache.display());
-            for (k, (n, b)) in &by_kind {
-                println!("  {k:<8} {n:>8} entries  {:>10.1} KiB", *b as f64 / 1024.0);
-            }
-            if by_kind.is_empty() {
-                println!("  (empty)");
-            }
-            0
-        }
-        CacheCmd::Verify { c: a, delete } => {
-            let Some(c) = open(&a.cache) else { return 2 };
-            let all = c.entries();
-            let mut bad = 0;
-            for (k, path) in &all {
-                if let Err(e) = c.verify_entry(k, path) {
-                    bad += 1;
-                    println!("corrupt: {} ({e})", path.display());
-                    if delete {
-                        let _ = std::fs::remove_file(path);
-                    }
-                }
-            }
-            println!(
-                "{} entries checked, {bad} corrupt{}",
-                all.len(),
-                if delete && bad > 0 { " (deleted)" } else { "" }
-            );
-            if bad > 0 { 1 } else { 0 }
-        }
-        CacheCmd::Gc { c: a, results, yes } => {
-            let Some(c) = open(&a.cache) else { return 2 };
-            let mut live = HashSet::new();
-            let mut runs = 0;
-            for f in walk(&results)
-                .into_iter()
-                .filter(|p| p.file_name().is_some_and(|n| n == "cache_keys.txt"))
-            {
-                runs += 1;
-                if let Ok(t) = std::fs::read_to_string(&f) {
-                    live.extend(t.lines().map(|l| l.trim().to_string()));
-                }
-            }
-            let dead: Vec<_> = c
-                .entries()
-                .into_iter()
-                .filter(|(k, _)| !live.contains(&k.0))
-                .collect();
-            let bytes: u64 = dead
-                .iter()
-                .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-                .sum();
-            println!(
-                "{runs} run(s) under {} refer to {} entries; {} entries ({:.1} KiB) are referred to by none",
-                results.display(),
-                live.len(),
-                dead.len(),
-                bytes as f64 / 1024.0
-            );
-            if yes {
-                for (_, p) in &dead {
-                    let _ = std::fs::remove_file(p);
-                }
-                println!("deleted {} entries", dead.len());
-            } else if !dead.is_empty() {
-                for (k, _) in dead.iter().take(10) {
-                    println!("  would delete {}", k.0);
-                }
-                println!("run again with --yes to delete them");
-            }
-            0
-        }
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

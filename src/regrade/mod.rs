@@ -21,6 +21,12 @@
 //! - Python's `json.dump` writes `NaN`/`Infinity` for non-finite floats; such tokens are read as
 //!   `null` (and written back as `null`).
 
+mod distill;
+mod original;
+
+use distill::{is_distill, regrade_distill};
+use original::{original_results, regrade_original};
+
 use crate::grade::{
     Compare, ExtractOptions, Extractor, GradeContext, check_extractor, equivalent, extract,
 };
@@ -271,7 +277,7 @@ fn show_verdict(v: Option<bool>) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 // Grading one record
 
-struct Grader<'a> {
+pub(super) struct Grader<'a> {
     opts: &'a RegradeOptions,
     xopts: ExtractOptions,
 }
@@ -306,7 +312,7 @@ impl Grader<'_> {
 }
 
 #[derive(Default)]
-struct Tally {
+pub(super) struct Tally {
     graded: usize,
     old_correct: usize,
     new_correct: usize,
@@ -326,7 +332,7 @@ impl Tally {
 }
 
 /// A JSON scalar as text: strings as-is, numbers and booleans printed; null/arrays/objects -> None.
-fn scalar_text(v: Option<&Value>) -> Option<String> {
+pub(super) fn scalar_text(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -336,7 +342,7 @@ fn scalar_text(v: Option<&Value>) -> Option<String> {
 }
 
 /// A stored verdict: JSON bool, or the strings "true"/"false" (any case).
-fn verdict(v: Option<&Value>) -> Option<bool> {
+pub(super) fn verdict(v: Option<&Value>) -> Option<bool> {
     match v? {
         Value::Bool(b) => Some(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
@@ -345,313 +351,15 @@ fn verdict(v: Option<&Value>) -> Option<bool> {
     }
 }
 
-fn answer_value(a: &Option<String>) -> Value {
+pub(super) fn answer_value(a: &Option<String>) -> Value {
     a.clone().map_or(Value::Null, Value::String)
 }
 
-fn quoted_list(keys: &[&str]) -> String {
+pub(super) fn quoted_list(keys: &[&str]) -> String {
     keys.iter()
         .map(|k| format!("\"{k}\""))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-// ---------------------------------------------------------------------------------------------
-// distill's results.json
-
-fn is_distill(doc: &Value) -> bool {
-    let Some(obj) = doc.as_object() else {
-        return false;
-    };
-    let Some(problems) = obj.get("problems").and_then(Value::as_array) else {
-        return false;
-    };
-    let looks_like_run = obj.contains_key("run_id") || obj.contains_key("pipeline");
-    looks_like_run
-        || problems
-            .iter()
-            .any(|p| p.get("samples").is_some_and(Value::is_array))
-}
-
-fn regrade_distill(doc: &mut Value, g: &Grader, t: &mut Tally) -> Result<(), String> {
-    let problems = doc
-        .get_mut("problems")
-        .and_then(Value::as_array_mut)
-        .expect("checked by is_distill");
-    for (pi, p) in problems.iter_mut().enumerate() {
-        let Some(p) = p.as_object_mut() else { continue };
-        let id = scalar_text(p.get("id")).unwrap_or_else(|| format!("#{pi}"));
-        let question = p
-            .get("question")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let Some(truth) = scalar_text(p.get("answer")) else {
-            t.no_truth += usize::from(has_reason_records(p));
-            continue;
-        };
-        let prob = ProblemCx {
-            id: &id,
-            truth: &truth,
-            question: question.as_deref(),
-        };
-        if let Some(samples) = p.get_mut("samples").and_then(Value::as_array_mut) {
-            for (si, s) in samples.iter_mut().enumerate() {
-                if let Some(nodes) = s.as_object_mut() {
-                    let sample = u32::try_from(si).ok();
-                    regrade_node_map(nodes, sample, &prob, g, t)?;
-                }
-            }
-        }
-        if let Some(aggs) = p.get_mut("aggregates").and_then(Value::as_object_mut) {
-            regrade_node_map(aggs, None, &prob, g, t)?;
-        }
-    }
-    Ok(())
-}
-
-struct ProblemCx<'a> {
-    id: &'a str,
-    truth: &'a str,
-    question: Option<&'a str>,
-}
-
-fn has_reason_records(p: &Map<String, Value>) -> bool {
-    let in_map = |m: &Value| {
-        m.as_object()
-            .is_some_and(|m| m.values().any(|r| reason_text(r).is_some()))
-    };
-    p.get("samples")
-        .and_then(Value::as_array)
-        .is_some_and(|s| s.iter().any(in_map))
-        || p.get("aggregates").is_some_and(in_map)
-}
-
-/// `output.text` of a finished `reason` record.
-fn reason_text(rec: &Value) -> Option<&str> {
-    if rec.get("kind").and_then(Value::as_str) != Some("reason")
-        || rec.get("status").and_then(Value::as_str) != Some("done")
-    {
-        return None;
-    }
-    rec.get("output")?.get("text")?.as_str()
-}
-
-fn regrade_node_map(
-    nodes: &mut Map<String, Value>,
-    sample: Option<u32>,
-    p: &ProblemCx,
-    g: &Grader,
-    t: &mut Tally,
-) -> Result<(), String> {
-    for (key, rec) in nodes.iter_mut() {
-        let Some(text) = reason_text(rec) else {
-            continue;
-        };
-        let (new_answer, new_correct) = g.grade(Some(text), None, p.truth, p.question)?;
-        let node = rec
-            .get("node")
-            .and_then(Value::as_str)
-            .unwrap_or(key.as_str())
-            .to_string();
-        let out = rec
-            .get_mut("output")
-            .and_then(Value::as_object_mut)
-            .expect("checked by reason_text");
-        let old_answer = scalar_text(out.get("answer"));
-        let old_correct = verdict(out.get("correct"));
-        out.insert("answer".into(), answer_value(&new_answer));
-        out.insert("correct".into(), Value::Bool(new_correct));
-        t.record(Change {
-            problem: p.id.to_string(),
-            sample,
-            node,
-            old_answer,
-            new_answer,
-            old_correct,
-            new_correct,
-        });
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// The original tool's results.json (pass@k `solutions`, iterated `iterations`)
-
-fn original_results(doc: &mut Value) -> Option<&mut Vec<Value>> {
-    let results = if doc.is_array() {
-        doc.as_array_mut()?
-    } else {
-        doc.get_mut("results")?.as_array_mut()?
-    };
-    let recognized = results.iter().any(|r| {
-        r.get("solutions").is_some_and(Value::is_array)
-            || r.get("iterations").is_some_and(Value::is_array)
-    });
-    recognized.then_some(results)
-}
-
-fn regrade_original(results: &mut [Value], g: &Grader, t: &mut Tally) -> Result<(), String> {
-    for (ri, r) in results.iter_mut().enumerate() {
-        let Some(r) = r.as_object_mut() else { continue };
-        let id = scalar_text(r.get("problem_id"))
-            .or_else(|| scalar_text(r.get("id")))
-            .unwrap_or_else(|| format!("#{ri}"));
-        let question = ["question", "problem"]
-            .iter()
-            .find_map(|k| r.get(*k).and_then(Value::as_str))
-            .map(str::to_string);
-        let truth = TRUTH_KEYS.iter().find_map(|k| scalar_text(r.get(*k)));
-        let has_records = ["solutions", "iterations"].iter().any(|k| {
-            r.get(*k)
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().any(is_original_record))
-        });
-        let Some(truth) = truth else {
-            t.no_truth += usize::from(has_records);
-            continue;
-        };
-        let prob = ProblemCx {
-            id: &id,
-            truth: &truth,
-            question: question.as_deref(),
-        };
-        if let Some(sols) = r.get_mut("solutions").and_then(Value::as_array_mut) {
-            let new = regrade_records(sols, "solution", "solution_id", &prob, g, t)?;
-            update_passk_summary(r, &new, &prob, g)?;
-        }
-        if let Some(iters) = r.get_mut("iterations").and_then(Value::as_array_mut) {
-            let new = regrade_records(iters, "iteration", "iteration", &prob, g, t)?;
-            update_iteration_copies(r, &new);
-        }
-    }
-    Ok(())
-}
-
-/// A solution/iteration that carries an answer, a verdict or model text (error entries don't).
-fn is_original_record(rec: &Value) -> bool {
-    rec.as_object().is_some_and(|o| {
-        o.contains_key("answer")
-            || o.contains_key("correct")
-            || TEXT_KEYS.iter().any(|k| o.contains_key(*k))
-    })
-}
-
-/// Regrades each record in place; returns (index in `records`, new answer, new verdict) per graded record.
-fn regrade_records(
-    records: &mut [Value],
-    label: &str,
-    id_key: &str,
-    p: &ProblemCx,
-    g: &Grader,
-    t: &mut Tally,
-) -> Result<Vec<(usize, Option<String>, bool)>, String> {
-    let mut out = Vec::new();
-    for (i, rec) in records.iter_mut().enumerate() {
-        if !is_original_record(rec) {
-            continue;
-        }
-        let Some(o) = rec.as_object_mut() else {
-            continue;
-        };
-        let text = TEXT_KEYS.iter().find_map(|k| {
-            o.get(*k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.trim().is_empty())
-        });
-        let old_answer = scalar_text(o.get("answer"));
-        let old_correct = verdict(o.get("correct"));
-        let (new_answer, new_correct) =
-            g.grade(text, old_answer.as_deref(), p.truth, p.question)?;
-        let n = scalar_text(o.get(id_key)).unwrap_or_else(|| i.to_string());
-        o.insert("answer".into(), answer_value(&new_answer));
-        o.insert("correct".into(), Value::Bool(new_correct));
-        out.push((i, new_answer.clone(), new_correct));
-        t.record(Change {
-            problem: p.id.to_string(),
-            sample: None,
-            node: format!("{label} {n}"),
-            old_answer,
-            new_answer,
-            old_correct,
-            new_correct,
-        });
-    }
-    Ok(out)
-}
-
-/// pass@k per-problem fields derived from the solutions' verdicts, updated when present.
-/// The consensus is the largest group of equivalent answers (under the chosen comparison),
-/// ties going to the group seen first, as the original's `max` over insertion order did.
-fn update_passk_summary(
-    r: &mut Map<String, Value>,
-    new: &[(usize, Option<String>, bool)],
-    p: &ProblemCx,
-    g: &Grader,
-) -> Result<(), String> {
-    let num_correct = new.iter().filter(|(_, _, ok)| *ok).count();
-    if r.contains_key("num_correct") {
-        r.insert("num_correct".into(), Value::from(num_correct));
-    }
-    if r.contains_key("pass_at_k") {
-        r.insert("pass_at_k".into(), Value::Bool(num_correct > 0));
-    }
-    if !r.contains_key("consensus_answer") {
-        return Ok(());
-    }
-    let mut groups: Vec<(String, usize)> = Vec::new();
-    for a in new.iter().filter_map(|(_, a, _)| a.as_deref()) {
-        let a = a.trim();
-        let mut hit = None;
-        for (gi, (rep, _)) in groups.iter().enumerate() {
-            if rep == a || g.same(a, rep, p.question)? {
-                hit = Some(gi);
-                break;
-            }
-        }
-        match hit {
-            Some(gi) => groups[gi].1 += 1,
-            None => groups.push((a.to_string(), 1)),
-        }
-    }
-    let best = groups
-        .iter()
-        .fold(None::<&(String, usize)>, |b, x| match b {
-            Some(b) if b.1 >= x.1 => Some(b),
-            _ => Some(x),
-        });
-    let (answer, count, correct) = match best {
-        Some((a, n)) => (
-            Value::String(a.clone()),
-            Value::from(*n),
-            g.same(a, p.truth, p.question)?,
-        ),
-        None => (Value::Null, Value::Null, false),
-    };
-    r.insert("consensus_answer".into(), answer);
-    if r.contains_key("consensus_count") {
-        r.insert("consensus_count".into(), count);
-    }
-    if r.contains_key("consensus_correct") {
-        r.insert("consensus_correct".into(), Value::Bool(correct));
-    }
-    Ok(())
-}
-
-/// The iterated format's per-problem copies: `initial_*` = iteration 0, `improved_*`/`final_*` =
-/// the last iteration. Updated only when present.
-fn update_iteration_copies(r: &mut Map<String, Value>, new: &[(usize, Option<String>, bool)]) {
-    let first = new.iter().find(|(i, _, _)| *i == 0);
-    let last = new.iter().max_by_key(|(i, _, _)| *i);
-    for (prefix, rec) in [("initial", first), ("improved", last), ("final", last)] {
-        let Some((_, answer, ok)) = rec else { continue };
-        let (ak, ck) = (format!("{prefix}_answer"), format!("{prefix}_correct"));
-        if r.contains_key(&ak) {
-            r.insert(ak, answer_value(answer));
-        }
-        if r.contains_key(&ck) {
-            r.insert(ck, Value::Bool(*ok));
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -693,6 +401,12 @@ fn write_atomic(dest: &Path, doc: &Value) -> Result<(), String> {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot write {shown}: {e}")
     })
+}
+
+pub(super) struct ProblemCx<'a> {
+    pub(super) id: &'a str,
+    pub(super) truth: &'a str,
+    pub(super) question: Option<&'a str>,
 }
 
 #[cfg(test)]

@@ -1,0 +1,121 @@
+//! `distill cache stats|verify|gc`: counting, checking and cleaning the cache directory.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::{CacheCmd, init_tracing};
+
+pub(super) fn run(cmd: CacheCmd) -> i32 {
+    init_tracing(false);
+    let open = |dir: &Path| match crate::cache::Cache::open(dir) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            None
+        }
+    };
+    match cmd {
+        CacheCmd::Stats(a) => {
+            let Some(c) = open(&a.cache) else { return 2 };
+            let mut by_kind: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+            for (k, path) in c.entries() {
+                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let kind = c
+                    .verify_entry(&k, &path)
+                    .unwrap_or_else(|_| "corrupt".into());
+                let e = by_kind.entry(kind).or_default();
+                e.0 += 1;
+                e.1 += size;
+            }
+            println!("cache {}", a.cache.display());
+            for (k, (n, b)) in &by_kind {
+                println!("  {k:<8} {n:>8} entries  {:>10.1} KiB", *b as f64 / 1024.0);
+            }
+            if by_kind.is_empty() {
+                println!("  (empty)");
+            }
+            0
+        }
+        CacheCmd::Verify { c: a, delete } => {
+            let Some(c) = open(&a.cache) else { return 2 };
+            let all = c.entries();
+            let mut bad = 0;
+            for (k, path) in &all {
+                if let Err(e) = c.verify_entry(k, path) {
+                    bad += 1;
+                    println!("corrupt: {} ({e})", path.display());
+                    if delete {
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
+            }
+            println!(
+                "{} entries checked, {bad} corrupt{}",
+                all.len(),
+                if delete && bad > 0 { " (deleted)" } else { "" }
+            );
+            if bad > 0 { 1 } else { 0 }
+        }
+        CacheCmd::Gc { c: a, results, yes } => {
+            let Some(c) = open(&a.cache) else { return 2 };
+            let mut live = HashSet::new();
+            let mut runs = 0;
+            for f in walk(&results)
+                .into_iter()
+                .filter(|p| p.file_name().is_some_and(|n| n == "cache_keys.txt"))
+            {
+                runs += 1;
+                if let Ok(t) = std::fs::read_to_string(&f) {
+                    live.extend(t.lines().map(|l| l.trim().to_string()));
+                }
+            }
+            let dead: Vec<_> = c
+                .entries()
+                .into_iter()
+                .filter(|(k, _)| !live.contains(&k.0))
+                .collect();
+            let bytes: u64 = dead
+                .iter()
+                .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                .sum();
+            println!(
+                "{runs} run(s) under {} refer to {} entries; {} entries ({:.1} KiB) are referred to by none",
+                results.display(),
+                live.len(),
+                dead.len(),
+                bytes as f64 / 1024.0
+            );
+            if yes {
+                for (_, p) in &dead {
+                    let _ = std::fs::remove_file(p);
+                }
+                println!("deleted {} entries", dead.len());
+            } else if !dead.is_empty() {
+                for (k, _) in dead.iter().take(10) {
+                    println!("  would delete {}", k.0);
+                }
+                println!("run again with --yes to delete them");
+            }
+            0
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,69 @@
+//! `distill pipeline plan`: a dry run through the scheduler that reads the cache only and
+//! counts, per model node, the calls already cached and those still to make.
+
+use std::sync::Arc;
+
+use crate::exec::{self, Mode, RunCtx, RunOptions};
+use crate::spec::Pipeline;
+
+pub(super) async fn run(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
+    let ctx = Arc::new(RunCtx::new(p, opts, Mode::Plan)?);
+    let mut sink = exec::output::PlanSink::default();
+    let progress = exec::progress::Progress::hidden();
+    exec::scheduler::schedule(ctx.clone(), &mut sink, &progress).await?;
+    let p = &ctx.pipeline;
+    let samples = p.spec.samples.max(1) as u64;
+    let n = p.problems.len() as u64;
+    let model_nodes: Vec<_> = p
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| crate::graph::uses_model(p, *i))
+        .map(|(_, n)| n)
+        .collect();
+    println!(
+        "plan for {} ({} problem(s) × {} sample(s))",
+        p.spec.name, n, samples
+    );
+    println!(
+        "  nodes per problem and sample: {} ({} with model calls)",
+        p.nodes.len(),
+        model_nodes.len()
+    );
+    println!(
+        "  model-call nodes in all: {}",
+        model_nodes.len() as u64 * n * samples
+    );
+    let cached: u64 = sink.cached.values().sum();
+    let to_make: u64 = sink.to_make.values().sum();
+    println!("  in the cache: {cached}");
+    println!("  to make: {to_make} (continuations and conditional skips may change this)");
+    let st = &ctx.stats;
+    let first_calls = st.planned_calls.load(std::sync::atomic::Ordering::Relaxed);
+    let est_first = st.planned_tokens.load(std::sync::atomic::Ordering::Relaxed);
+    let per_call = est_first.checked_div(first_calls).unwrap_or(0);
+    let est = est_first + (to_make.saturating_sub(first_calls)) * per_call.max(1000);
+    println!("  estimated tokens to spend: ~{est} (prompt ≈ chars/4, completion ≈ max_tokens)");
+    let cost = st
+        .planned_cost_micro
+        .load(std::sync::atomic::Ordering::Relaxed) as f64
+        / 1e6;
+    let scale = if est_first > 0 {
+        est as f64 / est_first as f64
+    } else {
+        1.0
+    };
+    println!(
+        "  estimated cost: ~${:.2} (from the models' price: settings)",
+        cost * scale
+    );
+    for node in &model_nodes {
+        println!(
+            "    {:<14} cached {:>6}  to make {:>6}",
+            node.id,
+            sink.cached.get(&node.id).unwrap_or(&0),
+            sink.to_make.get(&node.id).unwrap_or(&0)
+        );
+    }
+    Ok(())
+}
