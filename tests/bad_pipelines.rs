@@ -53,6 +53,7 @@ fn corpus() -> Vec<Case> {
         ("invalid yaml", "name: bad\nproblems: {path: data/arithmetic.csv\nnodes: {}\n".into(), "invalid YAML", None, vec![]),
         ("extends a missing file", "extends: base.yaml\nname: x\n".into(), "no such file", Some(1), vec![]),
         ("bad node name", n("  \"a b\": {kind: reason, model: m, prompt: reason/default}\n"), "may only use letters", Some(6), vec![]),
+                ("unknown chat format", "name: bad\nproblems: {path: data/arithmetic.csv}\nmodels:\n  m: {provider: sim, endpoint: completions, chat_format: llama9}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "unknown chat format `llama9`", Some(4), vec![]),
         ("zero max_in_flight", "name: bad\nproblems: {path: data/arithmetic.csv}\nmodels:\n  m: {provider: sim, max_in_flight: 0}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "max_in_flight", Some(4), vec![]),
     ]
 }

@@ -55,17 +55,26 @@ pub const CHATML: ChatFormat = ChatFormat {
     strip_think_in_history: false,
 };
 
+/// QwQ-32B and Qwen3 thinking models: ChatML whose generation prompt opens the think block,
+/// as their own chat template does.
+pub const QWQ: ChatFormat = ChatFormat {
+    name: "qwq",
+    generation_prompt: "<|im_start|>assistant\n<think>\n",
+    ..CHATML
+};
+
 /// The shipped format of that name (`deepseek_r1` — also `deepseek-r1`, `r1` — or `chatml`).
 pub fn lookup(name: &str) -> Option<ChatFormat> {
     match name.trim().to_ascii_lowercase().replace('-', "_").as_str() {
         "deepseek_r1" | "r1" | "deepseek_r1_distill" => Some(DEEPSEEK_R1),
         "chatml" | "qwen" => Some(CHATML),
+        "qwq" => Some(QWQ),
         _ => None,
     }
 }
 
 /// Names accepted by [`lookup`], for error messages.
-pub const KNOWN: &[&str] = &["deepseek_r1", "chatml"];
+pub const KNOWN: &[&str] = &["deepseek_r1", "chatml", "qwq"];
 
 impl ChatFormat {
     /// The raw prompt for these messages. Unknown roles are treated as `user`. A trailing
@@ -153,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_trailing_assistant_message_extends_the_prompt() {
-        for f in [DEEPSEEK_R1, CHATML] {
+        for f in [DEEPSEEK_R1, CHATML, QWQ] {
             let msgs = [msg("system", "S"), msg("user", "U")];
             let mut cont = msgs.to_vec();
             cont.push(msg("assistant", "so far"));

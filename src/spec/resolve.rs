@@ -282,6 +282,20 @@ fn check_models(spec: &PipelineSpec, locs: &LocMap, diags: &mut Vec<Diag>) {
                 .hint("e.g. base_url: http://127.0.0.1:8000/v1"),
             );
         }
+        if let Some(f) = &m.chat_format
+            && crate::llm::chat_format::lookup(f).is_none()
+        {
+            diags.push(
+                Diag::at(
+                    &at("chat_format"),
+                    format!("model `{name}`: unknown chat format `{f}`"),
+                )
+                .hint(format!(
+                    "formats: {}",
+                    crate::llm::chat_format::KNOWN.join(", ")
+                )),
+            );
+        }
         if m.max_in_flight == Some(0) {
             diags.push(Diag::at(
                 &at("max_in_flight"),
