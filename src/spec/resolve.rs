@@ -296,6 +296,14 @@ fn check_models(spec: &PipelineSpec, locs: &LocMap, diags: &mut Vec<Diag>) {
                 )),
             );
         }
+        if !(m.timeout_s.is_finite() && m.timeout_s > 0.0 && m.timeout_s <= 86_400.0) {
+            diags.push(Diag::at(
+                &at("timeout_s"),
+                format!(
+                    "model `{name}`: `timeout_s` must be a number of seconds between 0 and 86400"
+                ),
+            ));
+        }
         if m.max_in_flight == Some(0) {
             diags.push(Diag::at(
                 &at("max_in_flight"),

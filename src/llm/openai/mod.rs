@@ -205,14 +205,22 @@ impl OpenAiProvider {
         Ok(Value::Object(body))
     }
 
-    /// Replaces the API key wherever it occurs in a message.
+    /// Replaces the API key wherever it occurs in a message, and any 8-character or longer
+    /// start of it (a server's echo of the key may have been cut inside it).
     fn redact(&self, s: String) -> String {
-        match &self.key {
-            Some(k) if k.len() >= 4 && s.contains(k.as_str()) => {
-                s.replace(k.as_str(), "[redacted]")
-            }
-            _ => s,
+        let Some(k) = &self.key else { return s };
+        if k.len() < 4 {
+            return s;
         }
+        let mut s = s.replace(k.as_str(), "[redacted]");
+        for n in (8..k.len()).rev() {
+            if let Some(prefix) = k.get(..n)
+                && s.contains(prefix)
+            {
+                s = s.replace(prefix, "[redacted]");
+            }
+        }
+        s
     }
 
     /// One HTTP request and its answer, within the limits and the per-request timeout.

@@ -98,10 +98,9 @@ pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &str) -> A
     let server_msg = error_message(body);
     let code = status.as_u16();
     let lower = body.to_ascii_lowercase();
+    // only an exhausted balance is final; "Quota exceeded for … per minute" is a rate limit
     let quota = code == 429
-        && (lower.contains("insufficient_quota")
-            || lower.contains("quota exceeded")
-            || lower.contains("exceeded your current quota"));
+        && (lower.contains("insufficient_quota") || lower.contains("exceeded your current quota"));
     let overloaded = lower.contains("overloaded");
     let retryable = !quota
         && (matches!(code, 408 | 409 | 425 | 429 | 529) || code >= 500 || overloaded)
@@ -158,7 +157,7 @@ pub fn error_message(body: &str) -> String {
 pub fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
     let d = if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+        secs(ms / 1000.0)
     } else {
         get("retry-after").and_then(|v| parse_retry_after(v, now))
     };
@@ -168,8 +167,7 @@ pub fn server_delay(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 /// `Retry-After: 3`, `Retry-After: 0.5` or `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`.
 pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(s) = v.parse::<f64>() {
-        return (s.is_finite() && s >= 0.0)
-            .then(|| Duration::from_secs_f64(s.min(MAX_SERVER_DELAY.as_secs_f64())));
+        return secs(s);
     }
     let when = httpdate::parse_http_date(v).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
@@ -183,7 +181,7 @@ pub fn parse_go_duration(v: &str) -> Option<Duration> {
         return None;
     }
     if let Ok(s) = v.parse::<f64>() {
-        return (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s));
+        return secs_capped(s, MAX_RESET);
     }
     let mut total = 0.0f64;
     let mut rest = v;
@@ -211,8 +209,21 @@ pub fn parse_go_duration(v: &str) -> Option<Duration> {
         total += n * scale;
         rest = &rest[unit_end..];
     }
-    Some(Duration::from_secs_f64(total))
+    secs_capped(total, MAX_RESET)
 }
+
+/// Seconds from a server as a duration: finite, not negative, at most [`MAX_SERVER_DELAY`]
+/// (a huge or infinite value from a header must not crash the run).
+fn secs(s: f64) -> Option<Duration> {
+    secs_capped(s, MAX_SERVER_DELAY)
+}
+
+fn secs_capped(s: f64, cap: Duration) -> Option<Duration> {
+    (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s.min(cap.as_secs_f64())))
+}
+
+/// Longest reset a rate-limit header may announce (daily quotas reset within a day).
+const MAX_RESET: Duration = Duration::from_secs(86_400);
 
 /// Classifies a transport error (connect, reset, timeout, truncated body).
 pub fn classify_transport(e: &reqwest::Error) -> AttemptError {
@@ -284,6 +295,9 @@ mod tests {
     #[test]
     fn status_classes() {
         let h = HeaderMap::new();
+        assert_eq!(secs(f64::INFINITY), None);
+        assert_eq!(secs(1e300), Some(MAX_SERVER_DELAY));
+        assert_eq!(parse_go_duration("99999999999999999999h"), Some(MAX_RESET));
         let quota = r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#;
         let e = classify_status(StatusCode::TOO_MANY_REQUESTS, &h, quota);
         assert!(!e.retryable && !e.rate_limited);

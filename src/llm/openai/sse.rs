@@ -47,10 +47,20 @@ pub async fn read_stream(
                 snippet(data)
             ))
         })?;
-        if let Some(err) = v.get("error") {
+        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
             return Err(body_error(err));
         }
         apply(&mut ans, &v, true, observer);
+    }
+    if done
+        && ans.finish_reason.is_none()
+        && ans.text.is_empty()
+        && ans.reasoning.as_deref().unwrap_or("").is_empty()
+    {
+        // proxies answer an upstream failure with a bare `[DONE]`: not an empty answer
+        return Err(AttemptError::retryable(
+            "stream held no answer, only `data: [DONE]`",
+        ));
     }
     if !done && ans.finish_reason.is_none() {
         return Err(AttemptError::retryable(
@@ -68,7 +78,7 @@ pub fn parse_body(body: &str, observer: &dyn CallObserver) -> Result<Answer, Att
             snippet(body)
         ))
     })?;
-    if let Some(err) = v.get("error") {
+    if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
         return Err(body_error(err));
     }
     if !v.get("choices").is_some_and(Value::is_array) {
