@@ -24,25 +24,14 @@ pub fn wilson(successes: f64, n: f64) -> (f64, f64) {
     ((center - half).max(0.0), (center + half).min(1.0))
 }
 
-/// The unbiased pass@k estimator (Chen et al., 2021) for `c` right out of `n` samples:
-/// 1 − C(n−c, k) / C(n, k), computed as a stable product. NaN when k > n.
-pub fn pass_at_k(n: u64, c: u64, k: u64) -> f64 {
-    if k == 0 || k > n {
-        return f64::NAN;
-    }
-    if n - c.min(n) < k {
-        return 1.0;
-    }
-    let mut fail = 1.0;
-    for i in (n - c + 1)..=n {
-        fail *= 1.0 - k as f64 / i as f64;
-    }
-    1.0 - fail
-}
+/// The unbiased pass@k estimator (one implementation, shared with the `vote` kind).
+pub use crate::nodes::vote::pass_at_k;
+
 
 /// The majority vote over one problem's samples `(answer, correct)`: None when no sample has
 /// an answer. Right answers are all equivalent to the truth and form one group; wrong ones are
-/// grouped by their trimmed text. Ties go to the group that appears first (as `vote` nodes do).
+/// grouped by math equivalence (`0.5` and `1/2` vote together, as in a `vote` node with the
+/// default comparison). Ties go to the group that appears first (as `vote` nodes do).
 pub fn majority(samples: &[(Option<&str>, bool)]) -> Option<bool> {
     // (key, right, votes); the key of the right group is None
     let mut groups: Vec<(Option<&str>, bool, usize)> = Vec::new();
@@ -51,7 +40,16 @@ pub fn majority(samples: &[(Option<&str>, bool)]) -> Option<bool> {
             continue;
         };
         let key = if *ok { None } else { Some(a) };
-        match groups.iter_mut().find(|g| g.0 == key) {
+        let same = |g: &Option<&str>| match (g, key) {
+            (None, None) => true,
+            (Some(x), Some(y)) => {
+                *x == y
+                    || crate::grade::equivalent(crate::grade::Compare::Math, x, y, &Default::default())
+                        .unwrap_or(false)
+            }
+            _ => false,
+        };
+        match groups.iter_mut().find(|g| same(&g.0)) {
             Some(g) => g.2 += 1,
             None => groups.push((key, *ok, 1)),
         }
