@@ -84,6 +84,9 @@ pub fn root_variables(text: &str) -> BTreeSet<(String, Option<String>)> {
             vec![first]
         };
         for a in args {
+            if a == "as" {
+                break; // block parameters (`as |s|`) name this block's items, not data
+            }
             let a = a.trim_matches(|c| c == '(' || c == ')');
             if a.is_empty()
                 || a.contains('=')
@@ -130,6 +133,12 @@ mod tests {
 
     #[test]
     fn finds_root_variables() {
+        assert!(
+            root_variables("{{#each summaries as |s i|}}{{s.text}}{{/each}}")
+                .iter()
+                .map(|v| v.0.as_str())
+                .eq(["summaries"])
+        );
         let t = "Q: {{question}}\n{{#each summaries}}Attempt {{@index}}: {{this.text}} {{text}} {{../question}}{{/each}}{{#if attempt_0.correct}}x{{/if}}{{inc 2}} {{{raw.text}}}";
         let v: Vec<_> = root_variables(t).into_iter().collect();
         assert_eq!(

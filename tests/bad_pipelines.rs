@@ -54,6 +54,12 @@ fn corpus() -> Vec<Case> {
         ("extends a missing file", "extends: base.yaml\nname: x\n".into(), "no such file", Some(1), vec![]),
         ("bad node name", n("  \"a b\": {kind: reason, model: m, prompt: reason/default}\n"), "may only use letters", Some(6), vec![]),
                 ("unknown chat format", "name: bad\nproblems: {path: data/arithmetic.csv}\nmodels:\n  m: {provider: sim, endpoint: completions, chat_format: llama9}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "unknown chat format `llama9`", Some(4), vec![]),
+                ("when on an aggregating node", "name: bad\nproblems: {path: data/arithmetic.csv}\nsamples: 3\nmodels:\n  m: {provider: sim}\ngrade: {extract: boxed}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n  v: {kind: vote, input: a, when: \"a.correct\"}\n".into(), "runs once over all samples", Some(9), vec![]),
+        ("ungraded answer referenced", n("  a: {kind: reason, model: m, prompt: reason/default}\n  b: {kind: reason, model: m, prompt: reason/default, when: \"not a.correct\"}\n"), "`a` is not graded", Some(7), vec![]),
+        ("unknown truth column", n("  a: {kind: reason, model: m, prompt: reason/default}\n  e: {kind: extract, input: a}\n  g: {kind: grade, input: e, truth_column: anwser}\n"), "no column `anwser`", Some(8), vec![]),
+        ("negative tolerance", format!("{HEAD}grade: {{extract: boxed, compare: numeric, rel_tol: -1}}\nnodes:\n  a: {{kind: reason, model: m, prompt: reason/default}}\n"), "`rel_tol` must be", Some(5), vec![]),
+        ("absurd sim latency", n("  a: {kind: reason, model: m, prompt: reason/default}\n"), "`sim.latency_ms` must be", None, vec!["--set", "models.m.sim.latency_ms=1e300"]),
+        ("round overflow", n("  a: {kind: reason, model: m, prompt: reason/default}\n  r:\n    repeat: 2\n    start: 4294967295\n    body:\n      b: {kind: reason, model: m, prompt: reason/default}\n"), "`start:` must be", Some(9), vec![]),
         ("zero max_in_flight", "name: bad\nproblems: {path: data/arithmetic.csv}\nmodels:\n  m: {provider: sim, max_in_flight: 0}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "max_in_flight", Some(4), vec![]),
     ]
 }

@@ -428,25 +428,43 @@ fn graph_prints_text_and_dot() {
 fn gc_keeps_what_runs_use() {
     let p = Project::new();
     p.write("pipelines/gc.yaml", &iterated("gc", 1, &sim_model(0), ""));
-    run_ok(
-        &p,
-        &[
-            "pipeline",
-            "run",
-            "pipelines/gc.yaml",
-            "--no-progress",
-            "--index_range",
-            "0-1",
-        ],
-    );
+    let run = |range: &str, results: &str| {
+        run_ok(
+            &p,
+            &[
+                "pipeline",
+                "run",
+                "pipelines/gc.yaml",
+                "--no-progress",
+                "--index_range",
+                range,
+                "--results",
+                results,
+            ],
+        )
+    };
+    run("0-1", "results");
     let t = run_ok(&p, &["cache", "gc"]);
     assert!(t.contains(" 0 entries ("), "{t}");
-    std::fs::remove_dir_all(p.path().join("results")).unwrap();
+    // a run kept elsewhere: its entries are unused as far as results/ knows
+    run("2-3", "elsewhere");
     let t = run_ok(&p, &["cache", "gc"]);
     assert!(t.contains("would delete"), "{t}");
     run_ok(&p, &["cache", "gc", "--yes"]);
+    let t = run_ok(&p, &["cache", "gc", "--results", "elsewhere"]);
+    assert!(
+        t.contains("would delete"),
+        "the 0-1 run's entries are gone, the 2-3 ones too: {t}"
+    );
+    // what results/ uses is still cached
+    run("0-1", "results");
+    assert_eq!(metrics(&p.last_run("gc"))["calls"], 0);
+    // with no run at all under --results, gc refuses rather than deleting everything
+    let out = p.run(&["cache", "gc", "--results", "nowhere", "--yes"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("refusing"), "{}", text(&out));
     let t = run_ok(&p, &["cache", "stats"]);
-    assert!(t.contains("(empty)"), "{t}");
+    assert!(!t.contains("(empty)"), "{t}");
 }
 
 #[test]

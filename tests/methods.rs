@@ -382,3 +382,36 @@ fn imports_initial_reasoning_and_rejects_bad_files() {
         "no run directory for a refused import"
     );
 }
+
+#[test]
+fn vote_counts_the_samples_that_finished() {
+    let p = Project::new();
+    p.write(
+        "pipelines/vf.yaml",
+        "name: vf\nproblems: {path: data/arithmetic.csv}\nsamples: 5\nmodels:\n  r: {provider: sim, sim: {fail_rate: 0.3}}\ngrade: {extract: boxed, compare: math}\nnodes:\n  attempt_0: {kind: reason, model: r, prompt: reason/default}\n  vote: {kind: vote, input: attempt_0, k: [1]}\n",
+    );
+    let out = p.run(&["pipeline", "run", "pipelines/vf.yaml", "--no-progress"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "some samples fail: {}",
+        text(&out)
+    );
+    let r = json(&p.last_run("vf").join("results.json"));
+    let mut partial = 0;
+    for q in r["problems"].as_array().unwrap() {
+        let done = (0..5)
+            .filter(|&s| q["samples"][s]["attempt_0"]["status"] == "done")
+            .count();
+        let v = &q["aggregates"]["vote"];
+        assert_eq!(
+            v["status"], "done",
+            "a vote runs over the samples that finished"
+        );
+        assert_eq!(v["output"]["n"].as_u64().unwrap() as usize, done);
+        if done < 5 {
+            partial += 1;
+        }
+    }
+    assert!(partial > 0, "the fail rate should have failed some samples");
+}

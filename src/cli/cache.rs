@@ -69,6 +69,13 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
                     live.extend(t.lines().map(|l| l.trim().to_string()));
                 }
             }
+            if runs == 0 {
+                eprintln!(
+                    "error: no run under {} (no cache_keys.txt): refusing to treat every cache entry as unused; pass --results DIR",
+                    results.display()
+                );
+                return 2;
+            }
             let dead: Vec<_> = c
                 .entries()
                 .into_iter()

@@ -8,7 +8,16 @@ use crate::spec::Pipeline;
 
 pub(super) async fn run(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
     let ctx = Arc::new(RunCtx::new(p, opts, Mode::Plan)?);
-    let mut sink = exec::output::PlanSink::default();
+    let mut sink = exec::output::PlanSink {
+        model_nodes: ctx
+            .pipeline
+            .nodes
+            .iter()
+            .filter(|n| crate::nodes::calls_model(n))
+            .map(|n| n.id.clone())
+            .collect(),
+        ..Default::default()
+    };
     let progress = exec::progress::Progress::hidden();
     exec::scheduler::schedule(ctx.clone(), &mut sink, &progress).await?;
     let p = &ctx.pipeline;

@@ -276,6 +276,8 @@ impl RunCtx {
             for k in &info.keys {
                 let _ = writeln!(w, "{k}");
             }
+            // flushed as it goes, so `cache gc` never deletes a crashed run's entries
+            let _ = w.flush();
         }
     }
 }
@@ -366,7 +368,18 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         use std::io::Write;
         let _ = w.flush();
     }
-    let outcome = result?;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            // close results.json and write metrics even so: nothing finished is lost
+            let o = scheduler::Outcome {
+                interrupted: true,
+                ..Default::default()
+            };
+            let _ = out.finish(&ctx, &o);
+            return Err(e);
+        }
+    };
     ctx.cache.sync();
     let summary = out.finish(&ctx, &outcome)?;
     if let Some(d) = &ctx.dashboard {

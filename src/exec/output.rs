@@ -359,6 +359,8 @@ impl Sink for Tee<'_> {
 /// still to make.
 #[derive(Default)]
 pub struct PlanSink {
+    /// Ids of the nodes that make model calls: only those are counted.
+    pub model_nodes: std::collections::HashSet<String>,
     pub cached: HashMap<String, u64>,
     pub to_make: HashMap<String, u64>,
     pub other: HashMap<String, u64>,
@@ -366,6 +368,9 @@ pub struct PlanSink {
 
 impl Sink for PlanSink {
     fn event(&mut self, e: &Event) -> Result<()> {
+        if !self.model_nodes.contains(&e.node) {
+            return Ok(());
+        }
         match (e.event, e.cached) {
             ("finished", Some(true)) => *self.cached.entry(e.node.clone()).or_default() += 1,
             ("failed", _)

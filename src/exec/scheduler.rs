@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
+use futures_util::FutureExt;
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
 use super::progress::Progress;
-use super::{INTERRUPTED, PLANNED, RunCtx};
+use super::{PLANNED, RunCtx};
 use crate::data::Problem;
 use crate::graph::{self, InstanceGraph};
 use crate::nodes::{self, NodeCx, NodeKind, Output};
@@ -117,6 +118,29 @@ pub fn now() -> String {
 
 type TaskResult = (usize, usize, Result<Output>, u64);
 
+/// Ready instances: model-call nodes in a heap by longest remaining chain (ties: the earlier
+/// problem), the rest (extract, grade, vote, token summaries) in a list that is always
+/// dispatched at once, since they need no call slot.
+#[derive(Default)]
+struct Ready {
+    model: BinaryHeap<(u64, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>)>,
+    light: Vec<(usize, usize)>,
+}
+
+impl Ready {
+    fn push(&mut self, g: &InstanceGraph, pid: usize, i: usize) {
+        if g.uses_model[i] {
+            self.model
+                .push((g.chain[i], std::cmp::Reverse(pid), std::cmp::Reverse(i)));
+        } else {
+            self.light.push((pid, i));
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.model.is_empty() && self.light.is_empty()
+    }
+}
+
 pub async fn schedule(
     ctx: Arc<RunCtx>,
     sink: &mut dyn Sink,
@@ -139,8 +163,7 @@ pub async fn schedule(
     let window = (ctx.concurrency * 4).max(16);
     let mut open: HashMap<usize, Open> = HashMap::new();
     let mut next = 0usize;
-    let mut ready: BinaryHeap<(u64, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>)> =
-        BinaryHeap::new();
+    let mut ready = Ready::default();
     let mut tasks: JoinSet<TaskResult> = JoinSet::new();
     let mut in_flight_model = 0usize;
     let mut per_model: HashMap<String, usize> = HashMap::new();
@@ -154,7 +177,7 @@ pub async fn schedule(
                 .collect();
             for i in 0..g.len() {
                 if g.deps[i].is_empty() {
-                    ready.push((g.chain[i], std::cmp::Reverse(next), std::cmp::Reverse(i)));
+                    ready.push(&g, next, i);
                 }
             }
             open.insert(
@@ -167,32 +190,39 @@ pub async fn schedule(
             );
             next += 1;
         }
-        // dispatch in priority order; model nodes only while there is room
+        // dispatch: every node that needs no call slot, then model nodes in priority order
+        // while there is room
+        let mut picked: Vec<(usize, usize)> = std::mem::take(&mut ready.light);
         let mut deferred = Vec::new();
-        while let Some(item) = ready.pop() {
+        while let Some(item) = ready.model.pop() {
             let (_, std::cmp::Reverse(pid), std::cmp::Reverse(i)) = item;
+            let node = &ctx.pipeline.nodes[g.inst(i).node];
+            if in_flight_model >= ctx.concurrency {
+                deferred.push(item);
+                break;
+            }
+            let m = node.model.as_deref().unwrap_or_default();
+            let cap = ctx
+                .pipeline
+                .spec
+                .models
+                .get(m)
+                .and_then(|m| m.max_in_flight);
+            if cap.is_some_and(|c| per_model.get(m).copied().unwrap_or(0) >= c) {
+                deferred.push(item);
+                continue;
+            }
+            in_flight_model += 1;
+            *per_model.entry(m.to_string()).or_default() += 1;
+            picked.push((pid, i));
+        }
+        ready.model.extend(deferred);
+        for (pid, i) in picked {
             let node_ix = g.inst(i).node;
             let node = &ctx.pipeline.nodes[node_ix];
-            let model_cap = node
-                .model
-                .as_ref()
-                .and_then(|m| ctx.pipeline.spec.models.get(m))
-                .and_then(|m| m.max_in_flight);
-            if g.uses_model[i] {
-                let m = node.model.clone().unwrap_or_default();
-                let used = per_model.get(&m).copied().unwrap_or(0);
-                if in_flight_model >= ctx.concurrency || model_cap.is_some_and(|c| used >= c) {
-                    deferred.push(item);
-                    if in_flight_model >= ctx.concurrency {
-                        break;
-                    }
-                    continue;
-                }
-            }
             let op = open.get_mut(&pid).expect("open problem");
             let sample = g.inst(i).sample;
             let upstream = upstream_of(&g, &op.states, i, &ctx);
-            // condition
             if let Some(c) = &node.when {
                 let get = |r: &Ref| -> Option<Value> {
                     upstream
@@ -200,6 +230,9 @@ pub async fn schedule(
                         .and_then(|o| r.field.as_ref().and_then(|f| o.get(f).cloned()))
                 };
                 if !c.eval(&get) {
+                    if g.uses_model[i] {
+                        release(&mut in_flight_model, &mut per_model, node);
+                    }
                     let why = format!(
                         "condition `{}` is false",
                         node.when_text.as_deref().unwrap_or("")
@@ -219,12 +252,6 @@ pub async fn schedule(
                     continue;
                 }
             }
-            if g.uses_model[i] {
-                in_flight_model += 1;
-                *per_model
-                    .entry(node.model.clone().unwrap_or_default())
-                    .or_default() += 1;
-            }
             op.states[i] = State::Running;
             let (tctx, kind, problem) = (ctx.clone(), kinds[node_ix].clone(), op.problem.clone());
             tasks.spawn(async move {
@@ -237,11 +264,24 @@ pub async fn schedule(
                     sample: sample.unwrap_or(0),
                     upstream: &upstream,
                 };
-                let r = kind.run(&cx).await;
+                // a panic in one node fails that node, not the run
+                let r = match std::panic::AssertUnwindSafe(kind.run(&cx))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(p) => Err(anyhow::anyhow!(
+                        "internal error in node `{}`: {}",
+                        node.id,
+                        p.downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_default()
+                    )),
+                };
                 (pid, i, r, t.elapsed().as_millis() as u64)
             });
         }
-        ready.extend(deferred);
         if tasks.is_empty() {
             if ready.is_empty() && next >= problems.len() {
                 break;
@@ -276,10 +316,7 @@ pub async fn schedule(
         };
         let node = &ctx.pipeline.nodes[g.inst(i).node];
         if g.uses_model[i] {
-            in_flight_model -= 1;
-            if let Some(c) = per_model.get_mut(node.model.as_deref().unwrap_or_default()) {
-                *c -= 1;
-            }
+            release(&mut in_flight_model, &mut per_model, node);
         }
         let state = match r {
             Ok(mut out) => {
@@ -319,6 +356,18 @@ pub async fn schedule(
     Ok(outcome)
 }
 
+/// Gives back a model node's call slot.
+fn release(
+    in_flight: &mut usize,
+    per_model: &mut HashMap<String, usize>,
+    node: &crate::spec::Node,
+) {
+    *in_flight -= 1;
+    if let Some(c) = per_model.get_mut(node.model.as_deref().unwrap_or_default()) {
+        *c -= 1;
+    }
+}
+
 /// The finished outputs a node instance reads, by node id.
 fn upstream_of(
     g: &InstanceGraph,
@@ -351,7 +400,7 @@ fn finish(
     pid: usize,
     i: usize,
     state: State,
-    ready: &mut BinaryHeap<(u64, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>)>,
+    ready: &mut Ready,
     outcome: &mut Outcome,
     progress: &Progress,
 ) -> Result<()> {
@@ -394,10 +443,7 @@ fn finish(
         }
         let failed = matches!(state, State::Failed(_));
         let skipped = matches!(state, State::Skipped(_));
-        let interrupted_call = matches!(&state, State::Failed(e) if e.contains(INTERRUPTED));
-        if !interrupted_call {
-            sink.event(&ev)?;
-        }
+        sink.event(&ev)?;
         op.states[i] = state;
         op.left -= 1;
         for &d in &g.dependents[i] {
@@ -408,9 +454,11 @@ fn finish(
                 continue; // already failed or skipped through another upstream node
             }
             *n -= 1;
-            if failed || skipped {
+            // an aggregating node (vote) runs over the samples that finished: one sample's
+            // failure or skip does not take the others' vote away
+            let into_aggregate = g.inst(d).sample.is_none() && g.inst(i).sample.is_some();
+            if (failed || skipped) && !into_aggregate {
                 // the first upstream failure or skip decides; its other deps no longer matter
-                let dn = &ctx.pipeline.nodes[g.inst(d).node].id;
                 let s = if failed {
                     let why = if let State::Failed(e) = &op.states[i] {
                         e.as_str()
@@ -425,11 +473,10 @@ fn finish(
                 } else {
                     State::Skipped(format!("upstream `{}` was skipped", node.id))
                 };
-                let _ = dn;
                 op.states[d] = State::Waiting(usize::MAX);
                 stack.push((d, s));
             } else if *n == 0 {
-                ready.push((g.chain[d], std::cmp::Reverse(pid), std::cmp::Reverse(d)));
+                ready.push(g, pid, d);
             }
         }
     }

@@ -148,6 +148,17 @@ pub trait Provider: Send + Sync {
     ) -> std::result::Result<CallResponse, CallError>;
 }
 
+/// Every `provider:` a model may name.
+pub const PROVIDERS: [&str; 7] = [
+    "sim",
+    "openai",
+    "fireworks",
+    "together",
+    "deepseek",
+    "openrouter",
+    "openai-compatible",
+];
+
 /// Builds the provider for one model spec.
 pub fn build_provider(spec: &ModelSpec) -> Result<Arc<dyn Provider>> {
     match spec.provider.as_str() {

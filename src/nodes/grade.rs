@@ -128,6 +128,14 @@ impl NodeKind for Grade {
         p: &crate::spec::PipelineSpec,
     ) -> Vec<(String, String)> {
         let mut v = Vec::new();
+        if let Some(t) = node.params.get("rel_tol")
+            && !t.as_f64().is_some_and(|t| t.is_finite() && t >= 0.0)
+        {
+            v.push((
+                "rel_tol".into(),
+                "`rel_tol` must be a number of at least 0".into(),
+            ));
+        }
         match compare_of(node) {
             Err(e) => v.push(("compare".into(), e)),
             Ok(Compare::LlmJudge) => {

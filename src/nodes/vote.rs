@@ -38,7 +38,7 @@ static INFO: KindInfo = KindInfo {
 
 /// Unbiased pass@k estimator (Chen et al. 2021): 1 − C(n−c, k)/C(n, k), computed as a product.
 pub fn pass_at_k(n: u64, c: u64, k: u64) -> f64 {
-        if k == 0 || k > n {
+    if k == 0 || k > n {
         return f64::NAN;
     }
     let c = c.min(n);

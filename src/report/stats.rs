@@ -27,7 +27,6 @@ pub fn wilson(successes: f64, n: f64) -> (f64, f64) {
 /// The unbiased pass@k estimator (one implementation, shared with the `vote` kind).
 pub use crate::nodes::vote::pass_at_k;
 
-
 /// The majority vote over one problem's samples `(answer, correct)`: None when no sample has
 /// an answer. Right answers are all equivalent to the truth and form one group; wrong ones are
 /// grouped by math equivalence (`0.5` and `1/2` vote together, as in a `vote` node with the
@@ -44,8 +43,13 @@ pub fn majority(samples: &[(Option<&str>, bool)]) -> Option<bool> {
             (None, None) => true,
             (Some(x), Some(y)) => {
                 *x == y
-                    || crate::grade::equivalent(crate::grade::Compare::Math, x, y, &Default::default())
-                        .unwrap_or(false)
+                    || crate::grade::equivalent(
+                        crate::grade::Compare::Math,
+                        x,
+                        y,
+                        &Default::default(),
+                    )
+                    .unwrap_or(false)
             }
             _ => false,
         };

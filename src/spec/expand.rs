@@ -17,6 +17,10 @@ use serde_json::{Map, Value};
 use super::load::LocMap;
 use super::{Binding, Diag, Node, Ref, when};
 
+/// Largest round number (and repeat count): far beyond any experiment, small enough that
+/// round arithmetic never overflows.
+const MAX_ROUND: u32 = 100_000;
+
 const COMMON: [&str; 8] = [
     "kind", "model", "prompt", "input", "vars", "when", "after", "round",
 ];
@@ -66,12 +70,12 @@ pub fn expand_partial(nodes: &Map<String, Value>, locs: &LocMap) -> (Vec<Node>, 
         } else {
             let round = match obj.get("round") {
                 None => 0,
-                Some(r) => match r.as_u64() {
+                Some(r) => match r.as_u64().filter(|&r| r <= MAX_ROUND as u64) {
                     Some(r) => r as u32,
                     None => {
                         diags.push(Diag::at(
                             &locs.find(&format!("{path}.round")),
-                            "`round:` must be a whole number",
+                            format!("`round:` must be a whole number, at most {MAX_ROUND}"),
                         ));
                         0
                     }
@@ -135,15 +139,32 @@ fn expand_block(
             );
         }
     }
-    let n = obj.get("repeat").and_then(|v| v.as_u64());
+    let n = obj
+        .get("repeat")
+        .and_then(|v| v.as_u64())
+        .filter(|&n| n <= MAX_ROUND as u64);
     let Some(n) = n else {
         diags.push(Diag::at(
             &locs.find(&format!("{path}.repeat")),
-            "`repeat:` must be a whole number of rounds",
+            format!("`repeat:` must be a whole number of rounds, at most {MAX_ROUND}"),
         ));
         return;
     };
-    let start = obj.get("start").and_then(|v| v.as_u64()).unwrap_or(1) as u32;
+    let start = match obj.get("start") {
+        None => 1,
+        Some(v) => {
+            match v.as_u64().filter(|&s| s + n <= MAX_ROUND as u64) {
+                Some(s) => s as u32,
+                None => {
+                    diags.push(Diag::at(
+                    &locs.find(&format!("{path}.start")),
+                    format!("`start:` must be a whole number, with start + repeat at most {MAX_ROUND}"),
+                ));
+                    return;
+                }
+            }
+        }
+    };
     let block_when = match obj.get("when") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),

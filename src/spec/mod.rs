@@ -119,7 +119,7 @@ pub struct PipelineSpec {
     pub problems: ProblemsSpec,
     #[serde(default = "one")]
     pub samples: u32,
-    /// Seed for seeded strategies (random-k) and the sim model.
+    /// Seed for seeded strategies (random-k).
     #[serde(default)]
     pub seed: u64,
     pub models: BTreeMap<String, ModelSpec>,

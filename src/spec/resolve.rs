@@ -16,15 +16,7 @@ use crate::data;
 use crate::nodes::{self, Need};
 use crate::template;
 
-pub const PROVIDERS: [&str; 7] = [
-    "sim",
-    "openai",
-    "fireworks",
-    "together",
-    "deepseek",
-    "openrouter",
-    "openai-compatible",
-];
+pub use crate::llm::PROVIDERS;
 
 /// Resolves a path written in a pipeline: as given when absolute or present relative to the
 /// working directory, else relative to the pipeline file's folder or the nearest folder above
@@ -131,9 +123,14 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         .iter()
         .map(|k| (k.info().name.to_string(), k.info()))
         .collect();
-    let node_kind: HashMap<String, String> = nodes
+    // node id → (kind, graded: whether `answer` / `correct` exist on a reason/continue node)
+    let node_kind: HashMap<String, (String, bool)> = nodes
         .iter()
-        .map(|n| (n.id.clone(), n.kind.clone()))
+        .map(|n| {
+            let graded = spec.grade.is_some()
+                && n.params.get("graded").and_then(|g| g.as_bool()) != Some(false);
+            (n.id.clone(), (n.kind.clone(), graded))
+        })
         .collect();
     for n in &mut nodes {
         check_node(
@@ -148,6 +145,14 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
             &mut prompts,
             &mut diags,
         );
+    }
+    if let Some(g) = &spec.grade
+        && g.rel_tol.is_some_and(|t| !(t.is_finite() && t >= 0.0))
+    {
+        diags.push(Diag::at(
+            &locs.find("grade.rel_tol"),
+            "`rel_tol` must be a number of at least 0",
+        ));
     }
     if let Some(g) = &spec.grade {
         if let Err(e) = crate::grade::check_extractor(&g.extract) {
@@ -310,6 +315,20 @@ fn check_models(spec: &PipelineSpec, locs: &LocMap, diags: &mut Vec<Diag>) {
                 "`max_in_flight` must be at least 1",
             ));
         }
+        let sim_numbers = [
+            ("latency_ms", m.sim.latency_ms),
+            ("jitter_ms", m.sim.jitter_ms),
+            ("tokens_per_second", m.sim.tokens_per_second.unwrap_or(1.0)),
+            ("gain_per_summary", m.sim.gain_per_summary.abs()),
+        ];
+        for (k, v) in sim_numbers {
+            if !(v.is_finite() && (0.0..=3_600_000.0).contains(&v)) {
+                diags.push(Diag::at(
+                    &at(&format!("sim.{k}")),
+                    format!("`sim.{k}` must be a number from 0 to 3,600,000"),
+                ));
+            }
+        }
         for (k, v) in [
             ("base_accuracy", m.sim.base_accuracy),
             ("fail_rate", m.sim.fail_rate),
@@ -330,7 +349,7 @@ fn check_node(
     spec: &PipelineSpec,
     locs: &LocMap,
     kinds: &HashMap<String, &'static nodes::KindInfo>,
-    node_kind: &HashMap<String, String>,
+    node_kind: &HashMap<String, (String, bool)>,
     columns: &[String],
     have_columns: bool,
     prompts_dir: &Path,
@@ -390,6 +409,24 @@ fn check_node(
                 "models: {}",
                 spec.models.keys().cloned().collect::<Vec<_>>().join(", ")
             )),
+        );
+    }
+    if info.aggregate && n.when.is_some() {
+        diags.push(
+            Diag::at(&at("when"), format!("node `{}`: kind `{}` runs once over all samples; `when:` cannot read one sample's output", n.base, n.kind))
+                .hint("put the condition on the per-sample nodes instead"),
+        );
+    }
+    if let Some(col) = n.params.get("truth_column").and_then(|c| c.as_str())
+        && have_columns
+        && !columns.iter().any(|c| c == col)
+    {
+        diags.push(
+            Diag::at(
+                &at("truth_column"),
+                format!("node `{}`: the problem set has no column `{col}`", n.base),
+            )
+            .hint(format!("columns: {}", columns.join(", "))),
         );
     }
     let kind = nodes::kind(&n.kind).expect("known");
@@ -481,18 +518,28 @@ fn kind_needs_no_prompt(n: &Node) -> bool {
 fn check_field(
     node: &str,
     field: &str,
-    node_kind: &HashMap<String, String>,
+    node_kind: &HashMap<String, (String, bool)>,
     kinds: &HashMap<String, &'static nodes::KindInfo>,
     loc: &load::Loc,
     base: &str,
     diags: &mut Vec<Diag>,
 ) {
-    let Some(k) = node_kind.get(node).and_then(|k| kinds.get(k)) else {
+    let Some(((_, graded), k)) = node_kind
+        .get(node)
+        .and_then(|e| Some((e, kinds.get(&e.0)?)))
+    else {
         return;
     };
-    let graded = ["answer", "correct"];
-    let provided = k.provides.contains(&field) || (k.name == "reason" && graded.contains(&field));
-    if !provided {
+    let by_grading =
+        matches!(k.name, "reason" | "continue") && ["answer", "correct"].contains(&field);
+    if by_grading && !graded {
+        diags.push(
+            Diag::at(loc, format!("node `{base}`: `{node}.{field}` does not exist: `{node}` is not graded"))
+                .hint("add a pipeline `grade:` block (e.g. `grade: {extract: boxed, compare: math}`), or drop `graded: false`"),
+        );
+        return;
+    }
+    if !k.provides.contains(&field) {
         diags.push(
             Diag::at(
                 loc,
