@@ -130,3 +130,42 @@ async fn llm_judge_on_a_grade_node() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("needs `judge_model:`"));
 }
+
+/// The report prices an HTTP provider's calls (the model id the server reports is not the
+/// pipeline's model name, so the cost is recorded per node at call time).
+#[tokio::test(flavor = "multi_thread")]
+async fn report_prices_http_calls() {
+    let server = FakeServer::start(fake()).await;
+    let p = Project::new();
+    let yaml = pipeline(&server, "grade: {extract: boxed, compare: math}", "").replace(
+        "model: m, max_retries: 0}",
+        "model: m, max_retries: 0, price: {input_per_m: 2.0, output_per_m: 8.0}}",
+    );
+    p.write("pipelines/judge.yaml", &yaml);
+    let out = run(
+        &p,
+        &["pipeline", "run", "pipelines/judge.yaml", "--no-progress"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run_dir = p.last_run("judge");
+    let r = json(&run_dir.join("results.json"));
+    let usage = &r["problems"][0]["samples"][0]["attempt_0"]["output"]["usage"];
+    let want = (usage["prompt_tokens"].as_f64().unwrap() * 2.0
+        + usage["completion_tokens"].as_f64().unwrap() * 8.0)
+        / 1e6;
+    let got = r["problems"][0]["samples"][0]["attempt_0"]["output"]["cost_usd"]
+        .as_f64()
+        .unwrap();
+    assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    let rep = json(&run_dir.join("report.json"));
+    let cost = rep["runs"][0]["rounds"][0]["cost_usd"]
+        .as_f64()
+        .expect("a priced round");
+    assert!(cost > 0.0);
+    let metrics = json(&run_dir.join("metrics.json"));
+    assert!(
+        (metrics["total_cost_usd"].as_f64().unwrap() - cost).abs() < 1e-6,
+        "report {cost} vs metrics {metrics}"
+    );
+}

@@ -415,3 +415,63 @@ fn vote_counts_the_samples_that_finished() {
     }
     assert!(partial > 0, "the fail rate should have failed some samples");
 }
+
+#[test]
+fn regrading_updates_continue_nodes_and_votes() {
+    let p = Project::new();
+    p.write(
+        "pipelines/rg.yaml",
+        "name: rg\nproblems: {path: data/arithmetic.csv}\nsamples: 3\nmodels:\n  r: {provider: sim, endpoint: completions, chat_format: chatml, sim: {base_accuracy: 1.0}}\ngrade: {extract: boxed, compare: math}\nnodes:\n  attempt_0: {kind: reason, model: r, prompt: reason/default}\n  attempt_1: {kind: continue, model: r, prompt: reason/default, input: attempt_0}\n  vote: {kind: vote, input: attempt_1, k: [1, 3]}\n",
+    );
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/rg.yaml", "--no-progress"],
+    );
+    let run = p.last_run("rg");
+    let before = json(&run.join("results.json"));
+    assert_eq!(
+        before["problems"][0]["aggregates"]["vote"]["output"]["correct"],
+        true
+    );
+    // an extractor that finds nothing: every attempt and every vote becomes wrong
+    let out = p.run(&[
+        "grade",
+        run.join("results.json").to_str().unwrap(),
+        "--extract",
+        "regex:NOPE(\\d+)",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let after = json(&run.join("results.regraded.json"));
+    for q in after["problems"].as_array().unwrap() {
+        for s in 0..3 {
+            assert_eq!(
+                q["samples"][s]["attempt_1"]["output"]["correct"], false,
+                "continue nodes are regraded"
+            );
+        }
+        let v = &q["aggregates"]["vote"]["output"];
+        assert_eq!(v["correct"], false);
+        assert_eq!(v["correct_count"], 0);
+        assert_eq!(v["pass_at"]["3"], 0.0);
+        assert!(v["answer"].is_null());
+    }
+    assert!(
+        text(&out).contains("vote"),
+        "changed votes are listed: {}",
+        text(&out)
+    );
+    // and the report reads the regraded file (pretty-printed, not a problem a line)
+    let out = p.run(&[
+        "report",
+        run.join("results.regraded.json").to_str().unwrap(),
+        "--out",
+        "rep",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let rep = json(&p.path().join("rep/report.json"));
+    assert_eq!(rep["runs"][0]["problems"], 8);
+    assert_eq!(
+        rep["runs"][0]["rounds"][0]["per_round_accuracy"]["value"],
+        0.0
+    );
+}

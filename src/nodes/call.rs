@@ -137,7 +137,9 @@ pub async fn model_call(
             info.usage = u;
         }
         run.record_call_info(model_name, &info);
-        return Ok((e.output, info));
+        let mut out = e.output;
+        out.insert("cost_usd".into(), json!(spec.price.cost(&info.usage)));
+        return Ok((out, info));
     }
     let max_cont = spec.continuation.max_continuations;
     let max_total = spec.continuation.max_total_tokens;
@@ -233,6 +235,8 @@ pub async fn model_call(
     }
     info.cached = info.calls == 0;
     run.record_call_info(model_name, &info);
+    // priced now, never cached: a price changed later applies to reruns
+    out.insert("cost_usd".into(), json!(spec.price.cost(&info.usage)));
     Ok((out, info))
 }
 

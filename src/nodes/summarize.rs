@@ -340,6 +340,11 @@ impl Summarize {
         let mut out = plain(cx, "chunked", text);
         out.insert("usage".into(), serde_json::to_value(usage)?);
         out.insert("chunks".into(), json!(count));
+        let cost: f64 = outs
+            .iter()
+            .filter_map(|o| o.get("cost_usd").and_then(|c| c.as_f64()))
+            .sum();
+        out.insert("cost_usd".into(), json!(cost));
         out.insert(
             "finish_reasons".into(),
             json!(

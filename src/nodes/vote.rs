@@ -18,6 +18,7 @@ static INFO: KindInfo = KindInfo {
     name: "vote",
     summary: "majority vote and pass@k over the samples of one problem",
     provides: &[
+        "input",
         "answer",
         "correct",
         "votes",
@@ -176,6 +177,7 @@ impl NodeKind for Vote {
         out.insert("correct_count".into(), json!(correct_count));
         out.insert("pass_at".into(), Value::Object(pass));
         out.insert("answers".into(), json!(answers));
+        out.insert("input".into(), json!(input.node));
         out.insert("round".into(), json!(cx.node.round));
         Ok(out)
     }

@@ -132,6 +132,12 @@ pub fn regrade_file(path: &Path, opts: &RegradeOptions) -> Result<RegradeReport,
             }
         ));
     }
+    if tally.stale_votes > 0 {
+        eprintln!(
+            "warning: {} vote record(s) do not name the node they voted over (written by an older distill); left unchanged",
+            tally.stale_votes
+        );
+    }
     if tally.no_truth > 0 {
         eprintln!(
             "warning: {shown}: {} problem(s) have no ground truth; their records were left as they were",
@@ -317,10 +323,20 @@ pub(super) struct Tally {
     old_correct: usize,
     new_correct: usize,
     no_truth: usize,
+    /// Vote records without their `input` (older runs), left unchanged.
+    stale_votes: usize,
     changes: Vec<Change>,
 }
 
 impl Tally {
+    /// A vote recomputed from regraded samples: listed when its verdict flips, not counted
+    /// among the graded attempts.
+    fn record_vote(&mut self, c: Change) {
+        if c.old_correct.unwrap_or(false) != c.new_correct {
+            self.changes.push(c);
+        }
+    }
+
     fn record(&mut self, c: Change) {
         self.graded += 1;
         self.old_correct += usize::from(c.old_correct == Some(true));

@@ -182,6 +182,11 @@ fn read_streamed(file: &Path) -> Option<Value> {
         }
     }
     head.get("run_id")?;
+    if problems.is_empty() && status.is_some() {
+        // a complete file without a problem a line (e.g. pretty-printed by `distill grade`):
+        // let the full parse read it
+        return None;
+    }
     head.insert("problem_lines".into(), Value::Array(problems));
     head.insert("problems".into(), Value::Array(Vec::new()));
     head.insert(
@@ -490,11 +495,14 @@ fn distill_problem(
                 u.prompt_tokens += pt;
                 u.completion_tokens += ct;
                 if pt + ct > 0 {
+                    // distill records each node's cost; older results are priced by model
                     let model = o.get("model").and_then(Value::as_str).unwrap_or("");
-                    u.cost_usd = match (u.cost_usd, prices.get(model)) {
-                        (Some(c), Some((i, o))) => Some(c + (pt as f64 * i + ct as f64 * o) / 1e6),
-                        _ => None,
-                    };
+                    let cost = o.get("cost_usd").and_then(Value::as_f64).or_else(|| {
+                        prices
+                            .get(model)
+                            .map(|(i, o)| (pt as f64 * i + ct as f64 * o) / 1e6)
+                    });
+                    u.cost_usd = u.cost_usd.zip(cost).map(|(a, b)| a + b);
                 }
             }
             if let Some(&r) = graded.get(nid) {

@@ -533,11 +533,13 @@ pub fn comparisons(runs: &[Run], bootstrap: usize, seed: u64) -> Vec<Comparison>
     let mut out = Vec::new();
     for other in &runs[1..] {
         let b_map = last_share(other);
+        // distinct ids in the base run's order (a file may repeat an id)
+        let mut seen = std::collections::HashSet::new();
         let common: Vec<&String> = base
             .problems
             .iter()
             .map(|p| &p.id)
-            .filter(|id| b_map.contains_key(*id))
+            .filter(|id| b_map.contains_key(*id) && seen.insert(*id))
             .collect();
         let a: Vec<f64> = common.iter().map(|id| a_map[*id]).collect();
         let b: Vec<f64> = common.iter().map(|id| b_map[*id]).collect();
@@ -547,8 +549,8 @@ pub fn comparisons(runs: &[Run], bootstrap: usize, seed: u64) -> Vec<Comparison>
             run_b: other.label.clone(),
             round_a: base.rounds.last().copied().unwrap_or(0),
             round_b: other.rounds.last().copied().unwrap_or(0),
-            only_in_a: a_map.len() - common.len(),
-            only_in_b: b_map.len() - common.len(),
+            only_in_a: a_map.len().saturating_sub(common.len()),
+            only_in_b: b_map.len().saturating_sub(common.len()),
             diff: paired_bootstrap(&a, &b, bootstrap, seed),
         });
     }

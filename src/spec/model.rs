@@ -183,6 +183,14 @@ fn default_trace_words() -> usize {
     120
 }
 
+impl Price {
+    /// Dollars for this usage at this price.
+    pub fn cost(&self, u: &crate::llm::Usage) -> f64 {
+        (u.prompt_tokens as f64 * self.input_per_m + u.completion_tokens as f64 * self.output_per_m)
+            / 1e6
+    }
+}
+
 impl ModelSpec {
     /// The sampling parameters as the ordered map that is sent and hashed (`extra` merged in).
     pub fn param_map(&self) -> BTreeMap<String, serde_json::Value> {
