@@ -6,6 +6,29 @@
 
 use serde_json::Value;
 
+/// A JSON scalar as text: strings as they are, numbers and booleans printed; null is None.
+pub fn text_of(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// A stored verdict: a boolean, `"True"`/`"false"`/`"yes"`/`"1"`…, or 1/0.
+pub fn verdict(v: Option<&Value>) -> Option<bool> {
+    match v? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" => Some(false),
+            _ => None,
+        },
+        Value::Number(n) => n.as_f64().map(|x| x != 0.0),
+        _ => None,
+    }
+}
+
 /// Truth fields the original tool (and its variants) used, in order of preference.
 pub const TRUTH_KEYS: &[&str] = &[
     "correct_answer",

@@ -12,6 +12,7 @@ use super::state::State;
 
 use crate::original::TEXT_KEYS;
 use crate::original::TRUTH_KEYS;
+use crate::original::text_of as scalar;
 
 fn read_json(path: &Path) -> Option<Value> {
     let raw = std::fs::read_to_string(path).ok()?;
@@ -34,14 +35,6 @@ fn partial_problems(raw: &str) -> Vec<Value> {
                 .filter(|v| v.get("samples").is_some())
         })
         .collect()
-}
-
-fn scalar(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
 }
 
 fn truthy(v: Option<&Value>) -> Value {

@@ -79,6 +79,7 @@ pub struct RegradeReport {
 
 use crate::original::TEXT_KEYS;
 use crate::original::TRUTH_KEYS;
+pub(super) use crate::original::verdict;
 
 /// Reads `path`, regrades, writes the regraded file (default: beside the input,
 /// `<stem>.regraded.json`; written to a temp file then renamed), returns the report.
@@ -353,16 +354,6 @@ pub(super) fn scalar_text(v: Option<&Value>) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// A stored verdict: JSON bool, or the strings "true"/"false" (any case).
-pub(super) fn verdict(v: Option<&Value>) -> Option<bool> {
-    match v? {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
         _ => None,
     }
 }

@@ -12,28 +12,8 @@ use serde_json::Value;
 use super::load::{Attempt, Problem, RoundUsage, Run, State, VoteRecord};
 
 pub use crate::original::parse_json;
-
-/// A verdict written as a bool, `"True"`/`"false"`, or 1/0.
-pub fn truthy(v: Option<&Value>) -> Option<bool> {
-    match v? {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Some(true),
-            "false" | "0" | "no" => Some(false),
-            _ => None,
-        },
-        Value::Number(n) => n.as_f64().map(|x| x != 0.0),
-        _ => None,
-    }
-}
-
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
-}
+use crate::original::text_of as text;
+pub use crate::original::verdict as truthy;
 
 fn num(v: Option<&Value>) -> Option<f64> {
     match v? {

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::original::text_of as s;
+
 /// How one attempt's verdict was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -225,14 +227,6 @@ fn slim(problem: &mut Value) {
         for k in ["text", "reasoning", "prompt", "answer_text", "new_text"] {
             o.remove(k);
         }
-    }
-}
-
-fn s(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => None,
-        other => Some(other.to_string()),
     }
 }
 
