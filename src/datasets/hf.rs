@@ -101,9 +101,12 @@ impl Client {
     /// GET with retries on transport errors, 429 and 5xx; returns the JSON body.
     async fn get_json(&self, url: &str, query: &[(&str, String)]) -> Result<Value, Failure> {
         let mut last = Failure::Transport("no attempt".into());
+        let mut asked: Option<Duration> = None;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(BACKOFF_MS << (attempt - 1))).await;
+                // exponential backoff, and never less than a rate limit's Retry-After
+                let backoff = Duration::from_millis(BACKOFF_MS << (attempt - 1));
+                tokio::time::sleep(backoff.max(asked.take().unwrap_or_default())).await;
             }
             let mut req = self.http.get(with_query(url, query)?);
             if let Some(t) = &self.token {
@@ -117,6 +120,10 @@ impl Client {
                 }
             };
             let status = resp.status();
+            asked = crate::llm::openai::retry::server_delay(
+                resp.headers(),
+                std::time::SystemTime::now(),
+            );
             let body = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) => {
