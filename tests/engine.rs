@@ -515,3 +515,55 @@ fn every_run_writes_a_report_that_agrees_with_its_results() {
             .contains("cumulative accuracy")
     );
 }
+
+#[test]
+fn the_dashboard_port_may_come_from_the_pipeline() {
+    use std::io::BufRead;
+    let p = Project::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    p.write(
+        "pipelines/d.yaml",
+        &iterated("d", 1, &sim_model(0), &format!("dashboard_port: {port}")),
+    );
+    let mut child = p
+        .cmd()
+        .args([
+            "pipeline",
+            "run",
+            "pipelines/d.yaml",
+            "--no-progress",
+            "--dashboard",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut url = None;
+    for line in stderr.lines().map_while(Result::ok) {
+        if let Some(u) = line.strip_prefix("dashboard: ") {
+            url = Some(u.to_string());
+        }
+        if line.contains("keeps serving") {
+            break;
+        }
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        url.as_deref(),
+        Some(format!("http://127.0.0.1:{port}/").as_str())
+    );
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "Ctrl-C after a finished run is a normal end"
+    );
+}

@@ -771,16 +771,31 @@ async fn offline_with_an_empty_cache_sends_nothing() {
     let e = node(&r, 0, "attempt_0")["error"].as_str().unwrap();
     assert!(e.contains("offline"), "{e}");
 
-    // once the cache is full, offline runs answer everything from it
+    // once the cache is full, offline runs answer everything from it, with the server gone:
+    // how a published table is re-derived from a shared cache
     assert_exit(&run_pipeline(&p, "pipelines/o.yaml", "cache", &[]).await, 0);
     let online = p.last_run("o");
     assert_eq!(server.request_count(), 24);
+    server.shutdown();
     assert_exit(
         &run_pipeline(&p, "pipelines/o.yaml", "cache", &["--offline"]).await,
         0,
     );
-    assert_eq!(server.request_count(), 24);
-    assert_eq!(comparable(&online), comparable(&p.last_run("o")));
+    let offline = p.last_run("o");
+    assert_eq!(comparable(&online), comparable(&offline));
+    // identical accuracy tables: every figure of every round in the two reports
+    let rounds = |run: &Path| json(&run.join("report.json"))["runs"][0]["rounds"].clone();
+    assert!(rounds(&online).as_array().is_some_and(|r| r.len() == 2));
+    assert_eq!(rounds(&online), rounds(&offline));
+    let table = |run: &Path| {
+        let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+        md.lines()
+            .filter(|l| l.starts_with("| 0 |") || l.starts_with("| 1 |"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(!table(&online).is_empty());
+    assert_eq!(table(&online), table(&offline));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -170,9 +170,9 @@ struct RunArgs {
     /// Serve a live dashboard of the run (127.0.0.1; stays up after the run until Ctrl-C).
     #[arg(long)]
     dashboard: bool,
-    /// Dashboard port.
-    #[arg(long = "dashboard_port", default_value_t = 8080)]
-    dashboard_port: u16,
+    /// Dashboard port (default: the pipeline's `dashboard_port:`, else 8080).
+    #[arg(long = "dashboard_port")]
+    dashboard_port: Option<u16>,
     /// Dashboard address; anything but loopback exposes the run to the network (a warning is printed).
     #[arg(long = "dashboard_host", default_value = "127.0.0.1")]
     dashboard_host: String,
@@ -396,7 +396,7 @@ fn run_options(a: &RunArgs) -> RunOptions {
         load_initial_reasoning: a.load_initial_reasoning.clone(),
         dashboard: a
             .dashboard
-            .then(|| (a.dashboard_host.clone(), a.dashboard_port)),
+            .then(|| (a.dashboard_host.clone(), a.dashboard_port.unwrap_or(8080))),
     }
 }
 
@@ -444,7 +444,13 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
                 Ok(p) => p,
                 Err(c) => return c,
             };
-            let opts = run_options(&a);
+            let mut opts = run_options(&a);
+            // the port: --dashboard_port, else the pipeline's `dashboard_port:`, else 8080
+            if let (Some(d), None, Some(port)) =
+                (&mut opts.dashboard, a.dashboard_port, p.spec.dashboard_port)
+            {
+                d.1 = port;
+            }
             let rt = runtime();
             match rt.block_on(exec::run(p, &opts)) {
                 Ok(s) => s.exit_code(),

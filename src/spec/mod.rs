@@ -125,6 +125,9 @@ pub struct PipelineSpec {
     pub models: BTreeMap<String, ModelSpec>,
     #[serde(default)]
     pub grade: Option<GradeSpec>,
+    /// Port of `--dashboard` when the command line gives none (the original tool's key).
+    #[serde(default)]
+    pub dashboard_port: Option<u16>,
     /// Directory of prompt templates (default `prompts`).
     #[serde(default)]
     pub prompts_dir: Option<String>,
