@@ -148,11 +148,6 @@ impl Cache {
             .join(&key.0[2..])
     }
 
-    /// Whether an entry file exists (not verified; for plans).
-    pub fn contains(&self, key: &Key) -> bool {
-        self.path(key).exists()
-    }
-
     /// Reads and verifies an entry. A corrupt entry is a miss and is reported once.
     pub fn get<T: DeserializeOwned>(&self, key: &Key, kind: &str) -> Option<T> {
         let path = self.path(key);

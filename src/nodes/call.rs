@@ -165,12 +165,16 @@ pub async fn model_call(
             None => {
                 if run.mode == Mode::Plan {
                     run.stats.planned_calls.fetch_add(1, Ordering::Relaxed);
-                    let est = crate::llm::sim::approx_tokens(&step_prompt.full_text())
-                        + spec.params.max_tokens.unwrap_or(1000);
-                    run.stats.planned_tokens.fetch_add(est, Ordering::Relaxed);
-                    let p_in = crate::llm::sim::approx_tokens(&step_prompt.full_text()) as f64;
-                    let p_out = spec.params.max_tokens.unwrap_or(1000) as f64;
-                    let micro = p_in * spec.price.input_per_m + p_out * spec.price.output_per_m;
+                    // estimate: prompt ≈ characters / 4, completion ≈ max_tokens
+                    let est = Usage {
+                        prompt_tokens: crate::llm::sim::approx_tokens(&step_prompt.full_text()),
+                        completion_tokens: spec.params.max_tokens.unwrap_or(1000),
+                        ..Default::default()
+                    };
+                    run.stats
+                        .planned_tokens
+                        .fetch_add(est.total(), Ordering::Relaxed);
+                    let micro = spec.price.cost(&est) * 1e6;
                     run.stats
                         .planned_cost_micro
                         .fetch_add(micro as u64, Ordering::Relaxed);

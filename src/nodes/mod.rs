@@ -166,12 +166,7 @@ pub fn calls_model(node: &crate::spec::Node) -> bool {
     if k.info().model == Need::Never || node.model.is_none() {
         return false;
     }
-    !(node.kind == "summarize"
-        && node
-            .params
-            .get("strategy")
-            .and_then(|s| s.as_str())
-            .is_some_and(|s| !matches!(s, "llm" | "chunked")))
+    !summarize::without_model(node)
 }
 
 /// Looks a kind up by name.

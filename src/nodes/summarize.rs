@@ -72,6 +72,17 @@ pub const STRATEGIES: [&str; 7] = [
 ];
 pub const DEFAULT_K: u64 = 404;
 
+/// Whether a summarize node uses a strategy without a model call (first/last/random-k,
+/// post-think, answer-only): it then needs neither `model:` nor `prompt:`.
+pub fn without_model(node: &crate::spec::Node) -> bool {
+    node.kind == "summarize"
+        && node
+            .params
+            .get("strategy")
+            .and_then(|s| s.as_str())
+            .is_some_and(|s| !matches!(s, "llm" | "chunked"))
+}
+
 /// The text of the input to summarize.
 pub fn trace_of(cx: &NodeCx<'_>) -> String {
     let Some(input) = cx.input() else {

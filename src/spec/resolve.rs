@@ -508,11 +508,7 @@ fn check_node(
 
 /// Summaries with a non-LLM strategy need neither model nor prompt.
 fn kind_needs_no_prompt(n: &Node) -> bool {
-    n.kind == "summarize"
-        && n.params
-            .get("strategy")
-            .and_then(|s| s.as_str())
-            .is_some_and(|s| !matches!(s, "llm" | "chunked"))
+    nodes::summarize::without_model(n)
 }
 
 fn check_field(
