@@ -209,6 +209,11 @@ impl Cache {
         Ok(())
     }
 
+    /// Forgets an entry (a response that turned out unusable, e.g. an unreadable verdict).
+    pub fn remove(&self, key: &Key) {
+        let _ = fs::remove_file(self.path(key));
+    }
+
     /// Flushes the cache's files to disk once (called at the end of a run).
     pub fn sync(&self) {
         if let Ok(f) = fs::File::open(self.root.join("objects")) {

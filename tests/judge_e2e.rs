@@ -96,7 +96,8 @@ async fn llm_judge_in_the_grade_block() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     check(&p, "attempt_0");
     assert_eq!(server.request_count(), 8, "4 attempts and 4 judgements");
-    // judgements are cached like any call: a rerun sends only what failed
+    // judgements are cached like any call, except an unreadable one: a rerun asks the judge
+    // about div-1 again and sends nothing else
     let out = run(
         &p,
         &["pipeline", "run", "pipelines/judge.yaml", "--no-progress"],
@@ -105,8 +106,8 @@ async fn llm_judge_in_the_grade_block() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         server.request_count(),
-        8,
-        "the unparseable verdict's call is cached; nothing new is sent"
+        9,
+        "only the unreadable judgement is asked again"
     );
     check(&p, "attempt_0");
 }

@@ -65,7 +65,7 @@ async fn judge(cx: &NodeCx<'_>, judge_model: &str, answer: &str) -> Result<bool>
     let data =
         json!({"question": cx.problem.question(), "truth": cx.problem.answer(), "answer": answer});
     let prompt = hb.render_template(crate::grade::JUDGE_PROMPT, &data)?;
-    let (out, _) = super::call::model_call(
+    let (out, info) = super::call::model_call(
         cx,
         judge_model,
         super::call::chat(None, prompt),
@@ -76,8 +76,14 @@ async fn judge(cx: &NodeCx<'_>, judge_model: &str, answer: &str) -> Result<bool>
         .get("answer_text")
         .and_then(|t| t.as_str())
         .unwrap_or("");
-    crate::grade::parse_judge_verdict(reply)
-        .map_err(|e| anyhow::anyhow!("judge `{judge_model}`: {e}"))
+    crate::grade::parse_judge_verdict(reply).map_err(|e| {
+        // an unreadable verdict is an error, and not one to keep: the judgement is asked
+        // again on the next run instead of failing the same way from the cache
+        for k in &info.keys {
+            cx.run.cache.remove(&crate::cache::Key(k.clone()));
+        }
+        anyhow::anyhow!("judge `{judge_model}`: {e}")
+    })
 }
 
 /// Adds `answer` and `correct` to a model node's output per the pipeline's `grade:` block.
