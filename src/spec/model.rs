@@ -1,10 +1,14 @@
 //! The `models:` section of a pipeline: which backend a named model uses, its sampling
 //! parameters, continuation limits, concurrency/rate limits, prices and `sim` settings.
-//! It only describes; `llm::build_provider` turns a spec into a working provider.
+//! It describes and checks; `llm::build_provider` turns a spec into a working provider.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use super::load::LocMap;
+use super::{Diag, PipelineSpec};
+use crate::llm::PROVIDERS;
 
 /// One named model of a pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,5 +207,83 @@ impl ModelSpec {
             map.insert(k.clone(), v.clone());
         }
         map
+    }
+}
+
+/// Checks every model of a pipeline (providers, chat formats, limits, `sim` settings).
+pub(super) fn check_models(spec: &PipelineSpec, locs: &LocMap, diags: &mut Vec<Diag>) {
+    for (name, m) in &spec.models {
+        let at = |k: &str| locs.find(&format!("models.{name}.{k}"));
+        if !PROVIDERS.contains(&m.provider.as_str()) {
+            diags.push(
+                Diag::at(
+                    &at("provider"),
+                    format!("model `{name}`: unknown provider `{}`", m.provider),
+                )
+                .hint(format!("providers: {}", PROVIDERS.join(", "))),
+            );
+        }
+        if m.provider == "openai-compatible" && m.base_url.is_none() {
+            diags.push(
+                Diag::at(
+                    &at("provider"),
+                    format!("model `{name}`: provider openai-compatible needs `base_url:`"),
+                )
+                .hint("e.g. base_url: http://127.0.0.1:8000/v1"),
+            );
+        }
+        if let Some(f) = &m.chat_format
+            && crate::llm::chat_format::lookup(f).is_none()
+        {
+            diags.push(
+                Diag::at(
+                    &at("chat_format"),
+                    format!("model `{name}`: unknown chat format `{f}`"),
+                )
+                .hint(format!(
+                    "formats: {}",
+                    crate::llm::chat_format::KNOWN.join(", ")
+                )),
+            );
+        }
+        if !(m.timeout_s.is_finite() && m.timeout_s > 0.0 && m.timeout_s <= 86_400.0) {
+            diags.push(Diag::at(
+                &at("timeout_s"),
+                format!(
+                    "model `{name}`: `timeout_s` must be a number of seconds between 0 and 86400"
+                ),
+            ));
+        }
+        if m.max_in_flight == Some(0) {
+            diags.push(Diag::at(
+                &at("max_in_flight"),
+                "`max_in_flight` must be at least 1",
+            ));
+        }
+        let sim_numbers = [
+            ("latency_ms", m.sim.latency_ms),
+            ("jitter_ms", m.sim.jitter_ms),
+            ("tokens_per_second", m.sim.tokens_per_second.unwrap_or(1.0)),
+            ("gain_per_summary", m.sim.gain_per_summary.abs()),
+        ];
+        for (k, v) in sim_numbers {
+            if !(v.is_finite() && (0.0..=3_600_000.0).contains(&v)) {
+                diags.push(Diag::at(
+                    &at(&format!("sim.{k}")),
+                    format!("`sim.{k}` must be a number from 0 to 3,600,000"),
+                ));
+            }
+        }
+        for (k, v) in [
+            ("base_accuracy", m.sim.base_accuracy),
+            ("fail_rate", m.sim.fail_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                diags.push(Diag::at(
+                    &at(&format!("sim.{k}")),
+                    format!("`sim.{k}` must be between 0 and 1"),
+                ));
+            }
+        }
     }
 }
