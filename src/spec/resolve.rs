@@ -16,7 +16,6 @@ use crate::data;
 use crate::nodes::{self, Need};
 use crate::template;
 
-
 /// Resolves a path written in a pipeline: as given when absolute or present relative to the
 /// working directory, else relative to the pipeline file's folder or the nearest folder above
 /// it where it exists (so `data/x.csv` works from `pipelines/variants/` too).
