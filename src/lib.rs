@@ -1,6 +1,7 @@
 //! distill: runs LLM reasoning experiments described as YAML graphs. The binary's CLI is in
 //! `main.rs`; `cli` holds the commands so integration tests and benchmarks can share them.
 
+pub mod atomic;
 pub mod cache;
 pub mod cli;
 pub mod dashboard;

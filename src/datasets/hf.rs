@@ -115,7 +115,7 @@ impl Client {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    last = Failure::Transport(error_chain(&e));
+                    last = Failure::Transport(crate::llm::openai::retry::full_error(&e));
                     continue;
                 }
             };
@@ -127,7 +127,7 @@ impl Client {
             let body = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) => {
-                    last = Failure::Transport(error_chain(&e));
+                    last = Failure::Transport(crate::llm::openai::retry::full_error(&e));
                     continue;
                 }
             };
@@ -321,19 +321,4 @@ fn with_query(url: &str, query: &[(&str, String)]) -> Result<reqwest::Url, Failu
             .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
     }
     Ok(u)
-}
-
-/// A reqwest error with its causes (`error sending request … : Connection refused`).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }

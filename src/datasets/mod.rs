@@ -9,7 +9,6 @@ pub mod normalize;
 pub mod registry;
 pub mod sources;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use registry::{SOURCES, Source};
@@ -69,17 +68,7 @@ pub fn default_out(name: &str) -> PathBuf {
 
 /// `HF_TOKEN` from the environment, else from `./.env`; empty counts as unset.
 pub fn hf_token() -> Option<String> {
-    if let Ok(v) = std::env::var("HF_TOKEN")
-        && !v.trim().is_empty()
-    {
-        return Some(v.trim().to_string());
-    }
-    dotenvy::from_path_iter(".env")
-        .ok()?
-        .filter_map(Result::ok)
-        .find(|(k, _)| k == "HF_TOKEN")
-        .map(|(_, v)| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+    crate::llm::openai::keys::lookup_var("HF_TOKEN")
 }
 
 /// Pulls, maps, normalizes, writes (temp file + rename), records the blake3, dataset id and
@@ -127,7 +116,7 @@ pub async fn pull_with_token(
         .await
         .unwrap_or_else(|| "unknown".to_string());
 
-    write_checked(&out, &bytes, |tmp| {
+    crate::atomic::write_checked(&out, &bytes, |tmp| {
         let set = crate::data::load(tmp).map_err(|e| {
             format!(
                 "{}: the mapped rows do not form a valid problem set ({e}); fix the mapping in \
@@ -303,54 +292,4 @@ fn short(rev: &str) -> &str {
 fn today() -> String {
     let d = time::OffsetDateTime::now_utc().date();
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    write_checked(path, bytes, |_| Ok(()))
-}
-
-/// Writes `bytes` to a temporary file next to `path`, runs `check` on it, then renames it
-/// over `path`. On any failure the temporary file is removed and `path` is untouched.
-fn write_checked(
-    path: &Path,
-    bytes: &[u8],
-    check: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<(), String> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| format!("{} is not a file path", path.display()))?
-        .to_string_lossy()
-        .to_string();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(".{file_name}.{}.{nanos}.tmp", std::process::id()));
-    let guard = TempGuard(tmp.clone());
-    let mut f =
-        std::fs::File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    drop(f);
-    check(&tmp)?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| format!("cannot move {} to {}: {e}", tmp.display(), path.display()))?;
-    std::mem::forget(guard);
-    Ok(())
-}
-
-/// Removes a temporary file unless forgotten.
-struct TempGuard(PathBuf);
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }

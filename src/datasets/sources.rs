@@ -108,7 +108,7 @@ pub fn record(path: &Path, entry: &Entry) -> Result<(), String> {
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let text = updated(&old, entry);
-    super::write_atomically(path, text.as_bytes())
+    crate::atomic::write_atomically(path, text.as_bytes())
 }
 
 /// The new text of SOURCES.md.

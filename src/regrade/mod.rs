@@ -32,7 +32,6 @@ use crate::grade::{
 };
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// What to regrade with (the CLI's `--extract`, `--grader`, ... flags).
@@ -380,34 +379,13 @@ fn default_out(input: &Path) -> PathBuf {
     input.with_file_name(format!("{stem}.regraded.json"))
 }
 
-/// Writes `doc` (pretty, 2-space indent) to a temp file beside `dest`, then renames it over `dest`.
+/// Writes the regraded document (pretty JSON) whole or not at all.
 fn write_atomic(dest: &Path, doc: &Value) -> Result<(), String> {
-    let shown = dest.display();
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = dest
-        .file_name()
-        .ok_or_else(|| format!("cannot write {shown}: not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let f = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::new(f);
-        serde_json::to_writer_pretty(&mut w, doc)?;
-        w.write_all(b"\n")?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dest)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {shown}: {e}")
-    })
+    let mut bytes = serde_json::to_vec_pretty(doc)
+        .map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
+    bytes.push(b'\n');
+    crate::atomic::write_atomically(dest, &bytes)
+        .map_err(|e| format!("cannot write {}: {e}", dest.display()))
 }
 
 pub(super) struct ProblemCx<'a> {
