@@ -1,15 +1,15 @@
 //! The content-addressed cache of model calls and node outputs.
 //!
 //! A key is the blake3 hash of a canonical JSON form (object keys sorted) of everything that
-//! determines a response; callers build that material (`nodes::call`), this module never sees
+//! determines a response; callers build that material (`calls`), this module never sees
 //! an API key. An entry is one file `objects/ab/cdef…`: a magic line, the blake3 of the
 //! payload, then the zstd-compressed payload `{"key", "kind", "value"}`. Reads verify both the
 //! checksum and the key, so a corrupt or misplaced file is a miss (counted and reported),
 //! never a wrong answer. Writes go to a temporary file in the same folder and are renamed
-//! into place, so several processes can share one directory; errors are never stored.
+//! (or, where the first stored answer must win, hard-linked) into place, so several
+//! processes can share one directory; errors are never stored.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -141,6 +141,11 @@ impl Cache {
         &self.root
     }
 
+    /// The file of an entry (its single-flight lock is this path + `.lock`).
+    pub fn entry_path(&self, key: &Key) -> PathBuf {
+        self.path(key)
+    }
+
     fn path(&self, key: &Key) -> PathBuf {
         self.root
             .join("objects")
@@ -183,6 +188,55 @@ impl Cache {
 
     /// Writes an entry atomically (temporary file + rename; no fsync, see `sync`).
     pub fn put<T: Serialize>(&self, key: &Key, kind: &str, value: &T) -> Result<()> {
+        let (tmp, path) = self.write_tmp(key, kind, value)?;
+        fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes an entry unless a usable one is already there (several processes answering
+    /// the same call: the first stored answer wins). `usable` judges an existing entry's
+    /// value; an unusable or unreadable one is replaced. Returns the value now stored.
+    pub fn put_first<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &Key,
+        kind: &str,
+        value: T,
+        usable: impl Fn(&T) -> bool,
+    ) -> Result<T> {
+        let (tmp, path) = self.write_tmp(key, kind, &value)?;
+        // a hard link never replaces: it fails when the entry exists
+        match fs::hard_link(&tmp, &path) {
+            Ok(()) => {
+                let _ = fs::remove_file(&tmp);
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                return Ok(value);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let existing = fs::read(&path)
+                    .ok()
+                    .and_then(|b| decode::<T>(&b, key).ok())
+                    .filter(|(k, v)| k == kind && usable(v));
+                if let Some((_, v)) = existing {
+                    let _ = fs::remove_file(&tmp);
+                    return Ok(v);
+                }
+            }
+            // file systems without hard links: a plain rename
+            Err(_) => {}
+        }
+        fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(value)
+    }
+
+    /// Writes an entry's bytes to a temporary file beside its place; returns both paths.
+    fn write_tmp<T: Serialize>(
+        &self,
+        key: &Key,
+        kind: &str,
+        value: &T,
+    ) -> Result<(PathBuf, PathBuf)> {
         let payload =
             serde_json::to_vec(&serde_json::json!({"key": key.0, "kind": kind, "value": value}))?;
         let compressed = compress(&payload)?;
@@ -193,20 +247,16 @@ impl Cache {
             std::process::id(),
             rand::random::<u64>()
         ));
-        {
-            let mut f =
-                fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-            f.write_all(MAGIC)?;
-            let mut buf = Vec::with_capacity(HEADER + compressed.len());
-            buf.extend_from_slice(MAGIC);
-            buf.extend_from_slice(blake3::hash(&payload).as_bytes());
-            buf.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-            buf.extend_from_slice(&compressed);
-            f.write_all(&buf[MAGIC.len()..])?;
+        let mut buf = Vec::with_capacity(HEADER + compressed.len());
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(blake3::hash(&payload).as_bytes());
+        buf.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        buf.extend_from_slice(&compressed);
+        if let Err(e) = fs::write(&tmp, &buf) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("writing {}", tmp.display()));
         }
-        fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
-        self.counters.writes.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok((tmp, path))
     }
 
     /// Forgets an entry (a response that turned out unusable, e.g. an unreadable verdict).
@@ -235,7 +285,7 @@ impl Cache {
             };
             for f in files.flatten() {
                 let name = f.file_name().to_string_lossy().to_string();
-                if name.starts_with(".tmp-") {
+                if name.starts_with(".tmp-") || name.ends_with(".lock") {
                     continue;
                 }
                 out.push((Key(format!("{prefix}{name}")), f.path()));
@@ -243,6 +293,12 @@ impl Cache {
         }
         out.sort();
         out
+    }
+
+    /// Reads one entry's kind and value after verifying it (for `cache verify`).
+    pub fn read_entry(&self, key: &Key, path: &Path) -> Result<(String, Value), String> {
+        let bytes = fs::read(path).map_err(|e| e.to_string())?;
+        decode::<Value>(&bytes, key)
     }
 
     /// Reads one entry's kind after verifying it (for `cache verify|stats`).
@@ -293,6 +349,45 @@ mod tests {
             a,
             Key::of(&json!({"model": "m", "params": {"t": 0.6, "k": 40}, "sample": 1}))
         );
+    }
+
+    #[test]
+    fn the_first_usable_answer_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::open(dir.path()).unwrap();
+        let k = Key::of(&json!({"x": 3}));
+        let ok = |v: &Value| v["ok"] == true;
+        assert_eq!(
+            c.put_first(&k, "call", json!({"ok": true, "n": 1}), ok)
+                .unwrap()["n"],
+            1
+        );
+        // a second answer to the same call does not replace the first
+        assert_eq!(
+            c.put_first(&k, "call", json!({"ok": true, "n": 2}), ok)
+                .unwrap()["n"],
+            1
+        );
+        assert_eq!(c.get::<Value>(&k, "call").unwrap()["n"], 1);
+        // an unusable stored entry is replaced
+        c.put(&k, "call", &json!({"ok": false})).unwrap();
+        assert_eq!(
+            c.put_first(&k, "call", json!({"ok": true, "n": 3}), ok)
+                .unwrap()["n"],
+            3
+        );
+        assert_eq!(c.get::<Value>(&k, "call").unwrap()["n"], 3);
+        let leftovers = std::fs::read_dir(c.path(&k).parent().unwrap())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".tmp-")
+            })
+            .count();
+        assert_eq!(leftovers, 0);
     }
 
     #[test]

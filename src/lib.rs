@@ -3,6 +3,7 @@
 
 pub mod atomic;
 pub mod cache;
+pub mod calls;
 pub mod cli;
 pub mod dashboard;
 pub mod data;

@@ -107,12 +107,12 @@ async fn chat_streaming_and_non_streaming() {
         assert_eq!(r.finish_reason, "stop");
         assert_eq!(r.model_id.as_deref(), Some("fake-r1"));
         assert_eq!(r.reasoning, None);
-        assert_eq!(r.usage.prompt_tokens, 3);
+        assert_eq!(r.usage.unwrap().prompt_tokens, 3);
         assert_eq!(
-            r.usage.completion_tokens,
+            r.usage.unwrap().completion_tokens,
             (r.text.chars().count() as u64).div_ceil(4)
         );
-        assert_eq!(r.usage.cached_tokens, 3);
+        assert_eq!(r.usage.unwrap().cached_tokens, 3);
         assert_eq!(*obs.deltas.lock().unwrap(), r.text);
         let body = server.requests().pop().unwrap().body;
         assert_eq!(body["stream"], json!(stream));
@@ -138,10 +138,10 @@ async fn reasoning_content_is_split_out() {
         );
         assert!(r.text.starts_with("The answer is \\boxed{"), "{}", r.text);
         assert_eq!(
-            r.usage.reasoning_tokens,
+            r.usage.unwrap().reasoning_tokens,
             (reasoning.chars().count() as u64).div_ceil(4)
         );
-        assert!(r.usage.completion_tokens > r.usage.reasoning_tokens);
+        assert!(r.usage.unwrap().completion_tokens > r.usage.unwrap().reasoning_tokens);
     }
 }
 
@@ -488,6 +488,6 @@ async fn replays_real_r1_traces() {
         let r = call_with(&p, &s, user(&q), &obs).await.unwrap();
         assert_eq!(r.text, t.completion, "trace {}", t.id);
         assert_eq!(*obs.deltas.lock().unwrap(), t.completion);
-        assert!(r.usage.completion_tokens > 100);
+        assert!(r.usage.unwrap().completion_tokens > 100);
     }
 }

@@ -134,10 +134,9 @@ fn entry_files(cache: &Path) -> Vec<PathBuf> {
     walk(&cache.join("objects"))
         .into_iter()
         .filter(|f| {
-            !f.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".tmp-")
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            // single-flight locks sit beside entries (a killed run leaves its own behind)
+            !name.starts_with(".tmp-") && !name.ends_with(".lock")
         })
         .collect()
 }

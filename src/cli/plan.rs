@@ -47,7 +47,7 @@ pub(super) async fn run(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
     let to_make: u64 = sink.to_make.values().sum();
     println!("  in the cache: {cached}");
     println!("  to make: {to_make} (continuations and conditional skips may change this)");
-    let st = &ctx.stats;
+    let st = &ctx.calls.stats;
     let first_calls = st.planned_calls.load(std::sync::atomic::Ordering::Relaxed);
     let est_first = st.planned_tokens.load(std::sync::atomic::Ordering::Relaxed);
     let per_call = est_first.checked_div(first_calls).unwrap_or(0);

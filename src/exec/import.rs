@@ -13,8 +13,8 @@ use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use super::RunCtx;
-use crate::nodes::call::{node_key, split_reasoning, store_node_entry};
-use crate::nodes::{NodeCx, Output};
+use crate::calls::split_reasoning;
+use crate::nodes::Output;
 
 /// One imported round-0 output.
 struct Record {
@@ -188,16 +188,12 @@ pub fn import_initial_reasoning(ctx: &RunCtx, path: &Path) -> Result<usize> {
             continue;
         }
         for node in &round0 {
-            let cx = NodeCx {
-                run: ctx,
-                node,
-                problem,
-                sample: r.sample,
-                upstream: &upstream,
-            };
+            let cx = ctx.node_cx(node, problem, r.sample, &upstream);
             let prompt = crate::nodes::reason::prompt_of(&cx)?;
             let model = node.model.as_deref().expect("validated");
-            let (_, key) = node_key(&cx, model, &prompt, &json!(null))?;
+            let (_, key) = ctx
+                .calls
+                .node_key(&cx.site(), model, &prompt, &json!(null))?;
             let text = r.text.clone().unwrap_or_default();
             let (reasoning, answer_text) = split_reasoning(&text, None);
             let mut out = Output::new();
@@ -216,7 +212,7 @@ pub fn import_initial_reasoning(ctx: &RunCtx, path: &Path) -> Result<usize> {
                 "model".into(),
                 json!(format!("imported:{}", path.display())),
             );
-            store_node_entry(&cx, &key, &out)?;
+            ctx.calls.store_node_entry(&key, &out)?;
             written += 1;
         }
     }

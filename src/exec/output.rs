@@ -226,12 +226,22 @@ impl RunWriter {
                 outcome.failed.len() - 20
             );
         }
+        let uncached = ctx.calls.stats.uncached.load(Ordering::Relaxed);
+        if uncached > 0 {
+            let why = ctx.calls.cache_failure().unwrap_or_default();
+            eprintln!(
+                "ERROR: {uncached} answer(s) are in the results but not in the cache at {} ({why}): a rerun pays for them again",
+                ctx.calls.cache.root().display()
+            );
+            println!("NOT CACHED: {uncached} answer(s) (see the error above)");
+        }
         println!("results: {}", self.dir.display());
         Ok(RunSummary {
             run_dir: Some(self.dir.clone()),
             problems: ctx.pipeline.problems.len(),
             failed_problems: outcome.failed.clone(),
             interrupted: outcome.interrupted,
+            uncached,
         })
     }
 
@@ -274,10 +284,16 @@ impl RunWriter {
 }
 
 fn summary_line(ctx: &RunCtx) -> String {
-    let st = &ctx.stats;
+    let st = &ctx.calls.stats;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let est = g(&st.usage_estimated);
+    let estimated = if est > 0 {
+        format!(" (estimated for {est} call(s) whose server reported no usage)")
+    } else {
+        String::new()
+    };
     format!(
-        "calls: {} sent, {} from call cache, {} model nodes from node cache · tokens: {} prompt / {} completion · spend ${:.4} (experiment total ${:.4}) · wall {:.2} s",
+        "calls: {} sent, {} from call cache, {} model nodes from node cache · tokens: {} prompt / {} completion{estimated} · spend ${:.4} (experiment total ${:.4}) · wall {:.2} s",
         g(&st.calls),
         g(&st.call_hits),
         g(&st.node_hits),
@@ -290,9 +306,9 @@ fn summary_line(ctx: &RunCtx) -> String {
 }
 
 pub fn metrics_json(ctx: &RunCtx, outcome: &Outcome, problems_written: usize) -> Value {
-    let st = &ctx.stats;
+    let st = &ctx.calls.stats;
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    let c = &ctx.cache.counters;
+    let c = &ctx.calls.cache.counters;
     json!({
         "wall_time_s": ctx.started.elapsed().as_secs_f64(),
         "problems": ctx.pipeline.problems.len(),
@@ -301,6 +317,9 @@ pub fn metrics_json(ctx: &RunCtx, outcome: &Outcome, problems_written: usize) ->
         "problems_failed": outcome.failed.len(),
         "interrupted": outcome.interrupted,
         "calls": g(&st.calls),
+        "usage_estimated_calls": g(&st.usage_estimated),
+        "answers_not_cached": g(&st.uncached),
+        "single_flight_waits": g(&st.flight_waits),
         "call_cache_hits": g(&st.call_hits),
         "node_cache_hits": g(&st.node_hits),
         "tokens": {"prompt": g(&st.prompt_tokens), "completion": g(&st.completion_tokens), "reasoning": g(&st.reasoning_tokens)},
@@ -373,11 +392,7 @@ impl Sink for PlanSink {
         }
         match (e.event, e.cached) {
             ("finished", Some(true)) => *self.cached.entry(e.node.clone()).or_default() += 1,
-            ("failed", _)
-                if e.error
-                    .as_deref()
-                    .is_some_and(|m| m.contains(super::PLANNED)) =>
-            {
+            ("failed", _) if e.reason == Some(crate::calls::NotSent::Planned.reason()) => {
                 *self.to_make.entry(e.node.clone()).or_default() += 1
             }
             ("started", _) => {}

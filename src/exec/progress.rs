@@ -50,7 +50,7 @@ impl Progress {
 
     pub fn problem_done(&self, ctx: &RunCtx, failed: bool) {
         let d = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let s = &ctx.stats;
+        let s = &ctx.calls.stats;
         let msg = format!(
             "{} calls sent · {} cache hits · {} tokens · ${:.4} spent{}",
             s.calls.load(Ordering::Relaxed),

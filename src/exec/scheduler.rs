@@ -17,8 +17,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
+use super::RunCtx;
 use super::progress::Progress;
-use super::{PLANNED, RunCtx};
+use crate::calls::NotSent;
 use crate::data::Problem;
 use crate::graph::{self, InstanceGraph};
 use crate::nodes::{self, NodeCx, NodeKind, Output};
@@ -45,6 +46,36 @@ pub struct Event {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// Why a call was not sent (`planned`, `interrupted`, `budget`, `offline_miss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl Event {
+    /// An event of one node instance, stamped now, with no details yet.
+    pub fn new(
+        problem: &str,
+        sample: Option<u32>,
+        node: &str,
+        round: u32,
+        event: &'static str,
+    ) -> Event {
+        Event {
+            time: now(),
+            problem: problem.to_string(),
+            sample,
+            node: node.to_string(),
+            round,
+            event,
+            cached: None,
+            usage: None,
+            answer: None,
+            correct: None,
+            error: None,
+            latency_ms: None,
+            reason: None,
+        }
+    }
 }
 
 /// One node instance's record in results.json.
@@ -96,12 +127,29 @@ pub struct Outcome {
     pub problems_done: usize,
 }
 
+/// Why a node failed: an error, or a call that was not sent (typed, so that a plan's
+/// misses propagate as planned, not as failures).
+#[derive(Debug, Clone)]
+struct Failure {
+    message: String,
+    not_sent: Option<NotSent>,
+}
+
+impl Failure {
+    fn of(e: &anyhow::Error) -> Failure {
+        Failure {
+            message: format!("{e:#}"),
+            not_sent: e.downcast_ref::<NotSent>().copied(),
+        }
+    }
+}
+
 enum State {
     Waiting(usize),
     Running,
     Done(Arc<Output>, bool, u64),
     Skipped(String),
-    Failed(String),
+    Failed(Failure),
 }
 
 struct Open {
@@ -116,7 +164,7 @@ pub fn now() -> String {
         .unwrap_or_default()
 }
 
-type TaskResult = (usize, usize, Result<Output>, u64);
+type TaskResult = (usize, usize, Result<crate::nodes::Produced>, u64);
 
 /// Ready instances: model-call nodes in a heap by longest remaining chain (ties: the earlier
 /// problem), the rest (extract, grade, vote, token summaries) in a list that is always
@@ -169,6 +217,7 @@ pub async fn schedule(
     let mut per_model: HashMap<String, usize> = HashMap::new();
     let mut outcome = Outcome::default();
     let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    let mut side = super::listen(&ctx);
 
     loop {
         while open.len() < window && next < problems.len() {
@@ -197,7 +246,8 @@ pub async fn schedule(
         while let Some(item) = ready.model.pop() {
             let (_, std::cmp::Reverse(pid), std::cmp::Reverse(i)) = item;
             let node = &ctx.pipeline.nodes[g.inst(i).node];
-            if in_flight_model >= ctx.concurrency {
+            // a node waiting for the same call in flight elsewhere holds no call slot
+            if in_flight_model >= ctx.concurrency + ctx.calls.waiting() {
                 deferred.push(item);
                 break;
             }
@@ -257,13 +307,7 @@ pub async fn schedule(
             tasks.spawn(async move {
                 let t = Instant::now();
                 let node = &tctx.pipeline.nodes[node_ix];
-                let cx = NodeCx {
-                    run: &tctx,
-                    node,
-                    problem: &problem,
-                    sample: sample.unwrap_or(0),
-                    upstream: &upstream,
-                };
+                let cx: NodeCx<'_> = tctx.node_cx(node, &problem, sample.unwrap_or(0), &upstream);
                 // a panic in one node fails that node, not the run
                 let r = match std::panic::AssertUnwindSafe(kind.run(&cx))
                     .catch_unwind()
@@ -291,24 +335,24 @@ pub async fn schedule(
             }
         }
         let joined = tokio::select! {
-            j = tasks.join_next() => j,
+            j = tasks.join_next() => Some(j),
+            Some(e) = side.recv() => {
+                sink.event(&e)?;
+                None
+            }
+            _ = ctx.calls.waiting_changed().notified() => None,
             _ = &mut ctrl_c, if !ctx.stop_new_calls() => {
-                ctx.interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+                ctx.calls.stop();
                 eprintln!("\ninterrupted: stopping; finished work is kept");
                 tasks.abort_all();
                 outcome.interrupted = true;
                 break;
             }
         };
-        let side: Vec<Event> = ctx
-            .side_events
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default();
-        for e in &side {
-            sink.event(e)?;
+        while let Ok(e) = side.try_recv() {
+            sink.event(&e)?;
         }
-        let Some(joined) = joined else { continue };
+        let Some(Some(joined)) = joined else { continue };
         let (pid, i, r, ms) = match joined {
             Ok(v) => v,
             Err(e) if e.is_cancelled() => continue,
@@ -319,14 +363,8 @@ pub async fn schedule(
             release(&mut in_flight_model, &mut per_model, node);
         }
         let state = match r {
-            Ok(mut out) => {
-                let cached = out
-                    .remove("cached")
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false);
-                State::Done(Arc::new(out), cached, ms)
-            }
-            Err(e) => State::Failed(format!("{e:#}")),
+            Ok(p) => State::Done(Arc::new(p.output), p.cached, ms),
+            Err(e) => State::Failed(Failure::of(&e)),
         };
         if ctx.stop_new_calls() {
             outcome.interrupted = true;
@@ -409,20 +447,7 @@ fn finish(
     while let Some((i, state)) = stack.pop() {
         let node = &ctx.pipeline.nodes[g.inst(i).node];
         let sample = g.inst(i).sample;
-        let mut ev = Event {
-            time: now(),
-            problem: op.problem.id.clone(),
-            sample,
-            node: node.id.clone(),
-            round: node.round,
-            event: "finished",
-            cached: None,
-            usage: None,
-            answer: None,
-            correct: None,
-            error: None,
-            latency_ms: None,
-        };
+        let mut ev = Event::new(&op.problem.id, sample, &node.id, node.round, "finished");
         match &state {
             State::Done(o, cached, ms) => {
                 ev.cached = Some(*cached);
@@ -435,9 +460,10 @@ fn finish(
                 ev.event = "skipped";
                 ev.error = Some(why.clone());
             }
-            State::Failed(e) => {
+            State::Failed(f) => {
                 ev.event = "failed";
-                ev.error = Some(e.clone());
+                ev.error = Some(f.message.clone());
+                ev.reason = f.not_sent.map(|n| n.reason());
             }
             _ => {}
         }
@@ -460,16 +486,20 @@ fn finish(
             if (failed || skipped) && !into_aggregate {
                 // the first upstream failure or skip decides; its other deps no longer matter
                 let s = if failed {
-                    let why = if let State::Failed(e) = &op.states[i] {
-                        e.as_str()
-                    } else {
-                        ""
+                    let not_sent = match &op.states[i] {
+                        State::Failed(f) => f.not_sent,
+                        _ => None,
                     };
-                    if why.contains(PLANNED) {
-                        State::Failed(format!("{PLANNED} (upstream `{}`)", node.id))
-                    } else {
-                        State::Failed(format!("not run: upstream `{}` failed", node.id))
-                    }
+                    State::Failed(match not_sent {
+                        Some(NotSent::Planned) => Failure {
+                            message: format!("{} (upstream `{}`)", NotSent::Planned, node.id),
+                            not_sent,
+                        },
+                        _ => Failure {
+                            message: format!("not run: upstream `{}` failed", node.id),
+                            not_sent: None,
+                        },
+                    })
                 } else {
                     State::Skipped(format!("upstream `{}` was skipped", node.id))
                 };
@@ -506,7 +536,7 @@ fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str)
         let node = &ctx.pipeline.nodes[inst.node];
         let (status, output, err, cached, ms) = match st {
             State::Done(o, c, ms) => ("done", Some(o.clone()), None, *c, *ms),
-            State::Failed(e) => ("failed", None, Some(e.clone()), false, 0),
+            State::Failed(f) => ("failed", None, Some(f.message.clone()), false, 0),
             State::Skipped(w) => ("skipped", None, Some(w.clone()), false, 0),
             State::Waiting(_) | State::Running => ("not_run", None, None, false, 0),
         };

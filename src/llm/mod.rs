@@ -1,7 +1,7 @@
 //! Model access: the `Provider` trait every backend implements, the request and response
 //! types that cross it, and the registry that builds a provider from a pipeline's model
-//! spec. Caching, continuation and concurrency caps live above this layer (in `nodes::call`
-//! and `exec`); retries and rate limiting of one HTTP backend live inside that backend.
+//! spec. Caching, continuation, single-flight and the run's concurrency caps live above this
+//! layer (in `calls`); retries and rate limiting of one HTTP backend live inside that backend.
 
 pub mod chat_format;
 pub mod openai;
@@ -56,7 +56,8 @@ pub struct CallRequest {
     pub sample: u32,
 }
 
-/// Token usage as reported by the API (or simulated).
+/// Token usage as reported by the API (or simulated). `estimated` marks figures counted by
+/// distill with the model's `tokenizer:` because the server reported none.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
@@ -65,6 +66,8 @@ pub struct Usage {
     pub reasoning_tokens: u64,
     #[serde(default)]
     pub cached_tokens: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 impl Usage {
@@ -73,6 +76,7 @@ impl Usage {
         self.completion_tokens += o.completion_tokens;
         self.reasoning_tokens += o.reasoning_tokens;
         self.cached_tokens += o.cached_tokens;
+        self.estimated |= o.estimated;
     }
     pub fn total(&self) -> u64 {
         self.prompt_tokens + self.completion_tokens
@@ -81,21 +85,24 @@ impl Usage {
 
 /// One model call's answer. `text` is everything the model returned as content (with any
 /// inline `<think>` block kept); `reasoning` is a separate reasoning field when the API
-/// returned one (`reasoning_content` / `reasoning`).
+/// returned one (`reasoning_content` / `reasoning`). `usage` is `None` when the server
+/// reported none; the call layer estimates it before the response is used or stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallResponse {
     pub text: String,
     #[serde(default)]
     pub reasoning: Option<String>,
     pub finish_reason: String,
-    pub usage: Usage,
+    #[serde(default)]
+    pub usage: Option<Usage>,
     #[serde(default)]
     pub latency_ms: u64,
     #[serde(default)]
     pub model_id: Option<String>,
 }
 
-/// Things a provider may report while a call runs (streamed text, retries).
+/// Things a provider may report while a call runs (streamed text, retries, a server that
+/// keeps cutting streams).
 pub trait CallObserver: Send + Sync {
     fn delta(&self, _text: &str) {}
     fn retry(&self, _attempt: u32, _reason: &str) {}

@@ -237,6 +237,7 @@ impl Provider for SimProvider {
             completion_tokens: approx_tokens(&text),
             reasoning_tokens: think_block(&text).map(approx_tokens).unwrap_or(0),
             cached_tokens: 0,
+            estimated: false,
         };
         let s = &self.settings;
         let mut delay = s.latency_ms;
@@ -262,7 +263,7 @@ impl Provider for SimProvider {
             text,
             reasoning: None,
             finish_reason: finish,
-            usage,
+            usage: Some(usage),
             latency_ms: start.elapsed().as_millis() as u64,
             model_id: Some(format!("sim:{}", req.model)),
         })

@@ -9,8 +9,8 @@ use anyhow::Result;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use super::call::{model_call, split_reasoning};
-use super::{KindInfo, Need, NodeCx, NodeKind, Output};
+use super::{KindInfo, Need, NodeCx, NodeKind, Produced};
+use crate::calls::split_reasoning;
 use crate::llm::{Message, Prompt};
 
 pub struct Continue;
@@ -54,11 +54,11 @@ impl NodeKind for Continue {
         &INFO
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
+    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
         let suffix = cx.param_str("suffix").unwrap_or("Wait");
         let previous = cx.input_str("text").unwrap_or_default();
         let partial = cut_and_suffix(&previous, suffix);
-        let user = cx.run.templates.render(
+        let user = cx.templates.render(
             cx.node.prompt.as_deref().expect("validated"),
             &cx.template_data(Map::new()),
         )?;
@@ -78,8 +78,10 @@ impl NodeKind for Continue {
             content: partial.clone(),
         });
         let model = cx.node.model.as_deref().expect("validated");
-        let (mut out, info) =
-            model_call(cx, model, Prompt::Chat(msgs), json!({"continue": suffix})).await?;
+        let g = cx
+            .generate(model, Prompt::Chat(msgs), json!({"continue": suffix}))
+            .await?;
+        let mut out = g.output;
         let new_text = out
             .get("text")
             .and_then(|t| t.as_str())
@@ -100,8 +102,10 @@ impl NodeKind for Continue {
         if let (true, Some(g)) = (graded, cx.pipeline().grade()) {
             super::grade::attach_grade_from(cx, g, &mut out, "new_text").await?;
         }
-        out.insert("cached".into(), json!(info.cached));
-        Ok(out)
+        Ok(Produced {
+            output: out,
+            cached: g.info.cached,
+        })
     }
 }
 

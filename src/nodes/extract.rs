@@ -6,7 +6,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{KindInfo, Need, NodeCx, NodeKind, Output};
+use super::{KindInfo, Need, NodeCx, NodeKind, Output, Produced};
 use crate::grade::{ExtractOptions, Extractor};
 
 pub struct Extract;
@@ -47,7 +47,7 @@ impl NodeKind for Extract {
         }
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
+    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
         let ex = extractor_of(cx.node).map_err(anyhow::Error::msg)?;
         let field = cx.param_str("field").unwrap_or("text");
         let input = cx.input();
@@ -73,6 +73,6 @@ impl NodeKind for Extract {
                 .unwrap_or(Value::Null),
         );
         out.insert("round".into(), json!(cx.node.round));
-        Ok(out)
+        Ok(out.into())
     }
 }

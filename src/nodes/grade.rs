@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{KindInfo, Need, NodeCx, NodeKind, Output};
+use super::{KindInfo, Need, NodeCx, NodeKind, Output, Produced};
 use crate::grade::{Compare, GradeContext};
 use crate::spec::GradeSpec;
 
@@ -65,23 +65,22 @@ async fn judge(cx: &NodeCx<'_>, judge_model: &str, answer: &str) -> Result<bool>
     let data =
         json!({"question": cx.problem.question(), "truth": cx.problem.answer(), "answer": answer});
     let prompt = hb.render_template(crate::grade::JUDGE_PROMPT, &data)?;
-    let (out, info) = super::call::model_call(
-        cx,
-        judge_model,
-        super::call::chat(None, prompt),
-        json!({"judge": cx.node.id}),
-    )
-    .await?;
-    let reply = out
+    let g = cx
+        .generate(
+            judge_model,
+            crate::calls::chat(None, prompt),
+            json!({"judge": cx.node.id}),
+        )
+        .await?;
+    let reply = g
+        .output
         .get("answer_text")
         .and_then(|t| t.as_str())
         .unwrap_or("");
     crate::grade::parse_judge_verdict(reply).map_err(|e| {
         // an unreadable verdict is an error, and not one to keep: the judgement is asked
         // again on the next run instead of failing the same way from the cache
-        for k in &info.keys {
-            cx.run.cache.remove(&crate::cache::Key(k.clone()));
-        }
+        cx.calls.forget(&g.info.keys);
         anyhow::anyhow!("judge `{judge_model}`: {e}")
     })
 }
@@ -161,7 +160,7 @@ impl NodeKind for Grade {
         v
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
+    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
         let cmp = compare_of(cx.node).map_err(anyhow::Error::msg)?;
         let input = cx.input();
         let answer = input
@@ -189,6 +188,6 @@ impl NodeKind for Grade {
         );
         out.insert("correct".into(), json!(correct));
         out.insert("round".into(), json!(cx.node.round));
-        Ok(out)
+        Ok(out.into())
     }
 }

@@ -1,9 +1,10 @@
 //! Node kinds: the `NodeKind` trait every kind implements (what it needs, what it provides,
 //! how it checks its fields and how it runs for one problem and sample), and the registry.
 //! Adding a kind is one file in this folder and one line in `registry()`.
-//! The model-call machinery the kinds share (cache, continuation, limits) is in `call`.
+//! A kind reaches models only through the handle in its [`NodeCx`] (`cx.generate`): the
+//! call path (cache, continuation, single-flight, limits) is `crate::calls`, and no kind
+//! sees the scheduler.
 
-pub mod call;
 pub mod continue_;
 pub mod extract;
 pub mod grade;
@@ -19,12 +20,30 @@ use anyhow::Result;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+use crate::calls::{Calls, Generated, Site};
 use crate::data::Problem;
-use crate::exec::RunCtx;
+use crate::llm::Prompt;
 use crate::spec::{Binding, Node, Pipeline, Ref};
+use crate::template::Templates;
 
 /// A node's outputs: named fields (`text`, `reasoning`, `answer`, …).
-pub type Output = Map<String, Value>;
+pub use crate::calls::Output;
+
+/// What a node produced: its outputs, and whether they came from the cache without a call.
+#[derive(Debug, Clone, Default)]
+pub struct Produced {
+    pub output: Output,
+    pub cached: bool,
+}
+
+impl From<Output> for Produced {
+    fn from(output: Output) -> Self {
+        Produced {
+            output,
+            cached: false,
+        }
+    }
+}
 
 /// Whether a kind uses a node field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +73,10 @@ pub struct KindInfo {
 
 /// Everything a node sees while it runs.
 pub struct NodeCx<'a> {
-    pub run: &'a RunCtx,
+    pub pipeline: &'a Pipeline,
+    pub templates: &'a Templates,
+    /// The call path: the only way a kind reaches a model.
+    pub calls: &'a Calls,
     pub node: &'a Node,
     pub problem: &'a Problem,
     pub sample: u32,
@@ -64,7 +86,27 @@ pub struct NodeCx<'a> {
 
 impl NodeCx<'_> {
     pub fn pipeline(&self) -> &Pipeline {
-        &self.run.pipeline
+        self.pipeline
+    }
+
+    /// Where this node's calls come from (for events, the dashboard and `sim`).
+    pub fn site(&self) -> Site<'_> {
+        Site {
+            problem_id: &self.problem.id,
+            problem: &self.problem.fields,
+            node_id: &self.node.id,
+            node_kind: &self.node.kind,
+            round: self.node.round,
+            sample: self.sample,
+        }
+    }
+
+    /// Asks `model` to answer `prompt` (cached, continued, single-flight). `extra` is hashed
+    /// into the node key (kind-specific settings that shape the output).
+    pub async fn generate(&self, model: &str, prompt: Prompt, extra: Value) -> Result<Generated> {
+        self.calls
+            .generate(&self.site(), model, prompt, extra)
+            .await
     }
 
     /// The value a reference points to (a whole output, or one field of it).
@@ -143,7 +185,7 @@ pub trait NodeKind: Send + Sync {
         Vec::new()
     }
     /// Runs for one problem and sample.
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Output>;
+    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced>;
 }
 
 /// Every built-in kind.

@@ -6,8 +6,8 @@ use anyhow::Result;
 use async_trait::async_trait;
 use serde_json::{Map, json};
 
-use super::call::{chat, model_call};
-use super::{KindInfo, Need, NodeCx, NodeKind, Output};
+use super::{KindInfo, Need, NodeCx, NodeKind, Produced};
+use crate::calls::chat;
 use crate::llm::Prompt;
 
 pub struct Reason;
@@ -25,6 +25,7 @@ static INFO: KindInfo = KindInfo {
         "usage",
         "round",
         "model",
+        "seed",
         "answer",
         "correct",
     ],
@@ -40,7 +41,6 @@ static INFO: KindInfo = KindInfo {
 pub fn prompt_of(cx: &NodeCx<'_>) -> Result<Prompt> {
     let prompt_name = cx.node.prompt.as_deref().expect("validated");
     let user = cx
-        .run
         .templates
         .render(prompt_name, &cx.template_data(Map::new()))?;
     let system = cx.param_str("system").map(|s| s.to_string());
@@ -68,9 +68,10 @@ impl NodeKind for Reason {
         v
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
+    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
         let model = cx.node.model.as_deref().expect("validated");
-        let (mut out, info) = model_call(cx, model, prompt_of(cx)?, json!(null)).await?;
+        let g = cx.generate(model, prompt_of(cx)?, json!(null)).await?;
+        let mut out = g.output;
         let graded = cx
             .node
             .params
@@ -80,7 +81,9 @@ impl NodeKind for Reason {
         if graded && let Some(g) = cx.pipeline().grade() {
             super::grade::attach_grade(cx, g, &mut out).await?;
         }
-        out.insert("cached".into(), json!(info.cached));
-        Ok(out)
+        Ok(Produced {
+            output: out,
+            cached: g.info.cached,
+        })
     }
 }

@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use serde_json::{Map, Value, json};
 
-use super::call::{chat, model_call, split_reasoning};
 use super::tokens::{self, Pick};
-use super::{KindInfo, Need, NodeCx, NodeKind, Output};
+use super::{KindInfo, Need, NodeCx, NodeKind, Output, Produced};
+use crate::calls::{chat, split_reasoning};
 use crate::llm::Usage;
 
 pub struct Summarize;
@@ -207,7 +207,7 @@ impl NodeKind for Summarize {
         v
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
+    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
         let strategy = cx.param_str("strategy").unwrap_or("llm");
         let k = uint(cx.node, "k", DEFAULT_K).map_err(anyhow::Error::msg)? as usize;
         let tok_name = cx.param_str("tokenizer").unwrap_or("cl100k_base");
@@ -233,7 +233,7 @@ impl NodeKind for Summarize {
                     )),
                 };
                 let (t, n) = tokens::keep_tokens(bpe, &trace, k, pick);
-                Ok(token_out(t, n))
+                Ok(token_out(t, n).into())
             }
             "post_think" => {
                 let full = cx.input_str("text").unwrap_or_default();
@@ -243,11 +243,11 @@ impl NodeKind for Summarize {
                 match after.filter(|a| !a.is_empty()) {
                     Some(a) => {
                         let n = tokens::count(bpe, &a);
-                        Ok(token_out(a, n))
+                        Ok(token_out(a, n).into())
                     }
                     None => {
                         let (t, n) = tokens::keep_tokens(bpe, &trace, k, Pick::Last);
-                        Ok(token_out(t, n))
+                        Ok(token_out(t, n).into())
                     }
                 }
             }
@@ -265,7 +265,7 @@ impl NodeKind for Summarize {
                     None => "No answer found.".to_string(),
                 };
                 let n = tokens::count(bpe, &t);
-                Ok(token_out(t, n))
+                Ok(token_out(t, n).into())
             }
             "chunked" => self.chunked(cx, &trace).await,
             _ => {
@@ -284,17 +284,18 @@ impl Summarize {
         trace: String,
         mut extra: Map<String, Value>,
         key_extra: Value,
-    ) -> Result<Output> {
+    ) -> Result<Produced> {
         extra.insert("trace".into(), Value::String(trace));
         extra.entry("chunk_index").or_insert(json!(0));
         extra.entry("chunk_count").or_insert(json!(1));
-        let user = cx.run.templates.render(
+        let user = cx.templates.render(
             cx.node.prompt.as_deref().expect("validated"),
             &cx.template_data(extra),
         )?;
         let system = cx.param_str("system").map(|s| s.to_string());
         let model = cx.node.model.as_deref().expect("validated");
-        let (mut out, info) = model_call(cx, model, chat(system, user), key_extra).await?;
+        let g = cx.generate(model, chat(system, user), key_extra).await?;
+        let mut out = g.output;
         let keep_after = cx
             .node
             .params
@@ -311,11 +312,13 @@ impl Summarize {
             out.insert("text".into(), Value::String(after));
         }
         out.insert("strategy".into(), json!("llm"));
-        out.insert("cached".into(), json!(info.cached));
-        Ok(out)
+        Ok(Produced {
+            output: out,
+            cached: g.info.cached,
+        })
     }
 
-    async fn chunked(&self, cx: &NodeCx<'_>, trace: &str) -> Result<Output> {
+    async fn chunked(&self, cx: &NodeCx<'_>, trace: &str) -> Result<Produced> {
         let size = uint(cx.node, "chunk_words", 1000).map_err(anyhow::Error::msg)? as usize;
         let overlap = uint(cx.node, "overlap_words", 100).map_err(anyhow::Error::msg)? as usize;
         let parts = chunks(trace, size, overlap);
@@ -331,9 +334,10 @@ impl Summarize {
                 json!({"strategy": "chunked", "chunk": i, "of": count}),
             )
         });
-        let outs = try_join_all(calls).await?;
+        let produced = try_join_all(calls).await?;
+        let all_cached = produced.iter().all(|p| p.cached);
+        let outs: Vec<Output> = produced.into_iter().map(|p| p.output).collect();
         let mut usage = Usage::default();
-        let mut all_cached = true;
         for o in &outs {
             if let Some(u) = o
                 .get("usage")
@@ -341,7 +345,6 @@ impl Summarize {
             {
                 usage.add(&u);
             }
-            all_cached &= o.get("cached").and_then(|c| c.as_bool()).unwrap_or(false);
         }
         let text = outs
             .iter()
@@ -364,8 +367,10 @@ impl Summarize {
                     .collect::<Vec<_>>()
             ),
         );
-        out.insert("cached".into(), json!(all_cached));
-        Ok(out)
+        Ok(Produced {
+            output: out,
+            cached: all_cached,
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use super::{KindInfo, Need, NodeCx, NodeKind, Output};
+use super::{KindInfo, Need, NodeCx, NodeKind, Output, Produced};
 use crate::grade::{Compare, GradeContext};
 
 pub struct Vote;
@@ -117,7 +117,7 @@ impl NodeKind for Vote {
         v
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Output> {
+    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
         let Some(input) = &cx.node.input else {
             bail!("vote needs `input:`")
         };
@@ -179,7 +179,7 @@ impl NodeKind for Vote {
         out.insert("answers".into(), json!(answers));
         out.insert("input".into(), json!(input.node));
         out.insert("round".into(), json!(cx.node.round));
-        Ok(out)
+        Ok(out.into())
     }
 }
 

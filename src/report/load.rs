@@ -72,6 +72,8 @@ pub struct RoundUsage {
     pub completion_tokens: u64,
     /// None when some node's price is unknown.
     pub cost_usd: Option<f64>,
+    /// Some node's usage was estimated by distill (its server reported none).
+    pub estimated: bool,
 }
 
 /// A majority vote / pass@k record: a `vote` node, or the original tool's consensus.
@@ -488,6 +490,7 @@ fn distill_problem(
                 let u = &mut usage[slot(n.round)];
                 u.prompt_tokens += pt;
                 u.completion_tokens += ct;
+                u.estimated |= o["usage"]["estimated"].as_bool() == Some(true);
                 if pt + ct > 0 {
                     // distill records each node's cost; older results are priced by model
                     let model = o.get("model").and_then(Value::as_str).unwrap_or("");

@@ -56,6 +56,8 @@ pub struct RoundRow {
     pub failed: usize,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Some of this round's tokens were estimated (the server reported no usage).
+    pub tokens_estimated: bool,
     /// Tokens (prompt + completion) of rounds ≤ this one, per problem and sample.
     pub cumulative_tokens_per_attempt: f64,
     pub cost_usd: Option<f64>,
@@ -196,6 +198,24 @@ fn shares(p: &Problem, j: usize, cumulative: bool) -> f64 {
     right as f64 / p.samples.len() as f64
 }
 
+impl RoundRow {
+    /// A token figure of this round as shown in tables: `~N` when some of it is estimated.
+    pub fn tokens_text(&self, n: u64) -> String {
+        if self.tokens_estimated {
+            format!("~{n}")
+        } else {
+            n.to_string()
+        }
+    }
+}
+
+/// The footnote of a table that shows an estimated (`~`) token figure, if any does.
+pub fn estimated_note(rows: &[RoundRow]) -> Option<&'static str> {
+    rows.iter()
+        .any(|r| r.tokens_estimated)
+        .then_some("~ tokens estimated with the model's `tokenizer:`: its server reported no usage")
+}
+
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
@@ -221,6 +241,7 @@ fn round_rows(run: &Run, problems: &[&Problem]) -> Vec<RoundRow> {
             failed: 0,
             prompt_tokens: 0,
             completion_tokens: 0,
+            tokens_estimated: false,
             cumulative_tokens_per_attempt: 0.0,
             cost_usd: Some(0.0),
             mean_reasoning_chars: None,
@@ -233,6 +254,7 @@ fn round_rows(run: &Run, problems: &[&Problem]) -> Vec<RoundRow> {
             if let Some(u) = p.usage.get(j) {
                 row.prompt_tokens += u.prompt_tokens;
                 row.completion_tokens += u.completion_tokens;
+                row.tokens_estimated |= u.estimated;
                 row.cost_usd = row.cost_usd.zip(u.cost_usd).map(|(a, b)| a + b);
             }
             for a in p.samples.iter().filter_map(|s| s.get(j)) {

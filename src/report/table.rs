@@ -301,8 +301,8 @@ fn run_section(s: &mut String, r: &RunReport) {
             x.carried,
             x.missing,
             x.failed,
-            x.prompt_tokens,
-            x.completion_tokens,
+            x.tokens_text(x.prompt_tokens),
+            x.tokens_text(x.completion_tokens),
             x.cumulative_tokens_per_attempt,
             x.cost_usd
                 .map_or("– (price unknown)".into(), |c| format!("${c:.4}")),
@@ -311,6 +311,9 @@ fn run_section(s: &mut String, r: &RunReport) {
             fr.join(", "),
             x.truncated
         );
+    }
+    if let Some(n) = super::metrics::estimated_note(&r.rounds) {
+        let _ = writeln!(s, "\n{n}");
     }
     let o = &r.outcomes;
     let _ = writeln!(
@@ -562,13 +565,16 @@ pub fn compact(r: &RunReport) -> String {
             100.0 * a.ci_low,
             100.0 * a.ci_high,
             pct(x.cumulative_accuracy.value),
-            x.prompt_tokens + x.completion_tokens,
+            x.tokens_text(x.prompt_tokens + x.completion_tokens),
             x.truncated,
             x.failed
         );
     }
     if r.rounds.is_empty() {
         s.push_str("| – | (no graded node) | | | | | |\n");
+    }
+    if let Some(n) = super::metrics::estimated_note(&r.rounds) {
+        let _ = writeln!(s, "\n{n}");
     }
     let last = r.rounds.last().map(|x| x.round);
     if r.k_metrics

@@ -1,13 +1,17 @@
 //! The `models:` section of a pipeline: which backend a named model uses, its sampling
-//! parameters, continuation limits, concurrency/rate limits, prices and `sim` settings.
-//! It describes and checks; `llm::build_provider` turns a spec into a working provider.
+//! parameters, continuation limits, concurrency/rate limits, prices, `sim` settings and the
+//! tokenizer that estimates usage a server did not report; the checks of those settings and
+//! the warnings they call for. It describes and checks; `llm::build_provider` turns a spec
+//! into a working provider.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::load::LocMap;
-use super::{Diag, PipelineSpec};
+use super::{Diag, Node, PipelineSpec};
+use crate::calls::tokenizer::Tokenizer;
 use crate::llm::PROVIDERS;
 
 /// One named model of a pipeline.
@@ -64,6 +68,11 @@ pub struct ModelSpec {
     /// Settings of the `sim` provider.
     #[serde(default)]
     pub sim: SimSettings,
+    /// Tokenizer used to estimate usage when the server reports none: `cl100k` (default,
+    /// approximate), `o200k`, or a path to a Hugging Face tokenizer.json (relative to the
+    /// pipeline file's folder).
+    #[serde(default)]
+    pub tokenizer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,10 +219,28 @@ impl ModelSpec {
     }
 }
 
-/// Checks every model of a pipeline (providers, chat formats, limits, `sim` settings).
-pub(super) fn check_models(spec: &PipelineSpec, locs: &LocMap, diags: &mut Vec<Diag>) {
+/// The folder that a model's relative `tokenizer:` path is resolved against: the pipeline
+/// file's own folder.
+pub fn tokenizer_base_dir(pipeline_file: &Path) -> &Path {
+    pipeline_file.parent().unwrap_or(Path::new("."))
+}
+
+/// Checks every model of a pipeline (providers, chat formats, limits, `sim` settings,
+/// tokenizers); `pipeline_file` is the file loaded (relative `tokenizer:` paths start at its
+/// folder).
+pub(super) fn check_models(
+    spec: &PipelineSpec,
+    locs: &LocMap,
+    pipeline_file: &Path,
+    diags: &mut Vec<Diag>,
+) {
     for (name, m) in &spec.models {
         let at = |k: &str| locs.find(&format!("models.{name}.{k}"));
+        if let Some(t) = &m.tokenizer
+            && let Err(e) = Tokenizer::load(Some(t), tokenizer_base_dir(pipeline_file))
+        {
+            diags.push(Diag::at(&at("tokenizer"), format!("model `{name}`: {e:#}")));
+        }
         if !PROVIDERS.contains(&m.provider.as_str()) {
             diags.push(
                 Diag::at(
@@ -285,5 +312,159 @@ pub(super) fn check_models(spec: &PipelineSpec, locs: &LocMap, diags: &mut Vec<D
                 ));
             }
         }
+    }
+}
+
+/// Warnings about how the nodes use the models: `samples: N` (N > 1) with a model at
+/// temperature 0 set explicitly (in `params` or `extra`), where every sample will likely get
+/// the same answer. The `sim` provider is left out: its answers differ per sample whatever the
+/// temperature.
+pub(super) fn model_warnings(spec: &PipelineSpec, nodes: &[Node], locs: &LocMap) -> Vec<String> {
+    let mut out = Vec::new();
+    if spec.samples <= 1 {
+        return out;
+    }
+    let used: BTreeSet<&str> = nodes.iter().filter_map(|n| n.model.as_deref()).collect();
+    for name in used {
+        let Some(m) = spec.models.get(name) else {
+            continue;
+        };
+        if m.provider == "sim" {
+            continue;
+        }
+        let zero = m
+            .param_map()
+            .get("temperature")
+            .and_then(|t| t.as_f64())
+            .is_some_and(|t| t == 0.0);
+        if !zero {
+            continue;
+        }
+        let key = if m.extra.contains_key("temperature") {
+            "extra.temperature"
+        } else {
+            "params.temperature"
+        };
+        let loc = locs.find(&format!("models.{name}.{key}"));
+        let at = match loc.line {
+            Some(l) => format!("{}:{l}", loc.file),
+            None => loc.file,
+        };
+        out.push(format!(
+            "{at}: samples: {} with model `{name}` at temperature 0: every sample will likely get the same answer (pass@k = pass@1); set a temperature > 0",
+            spec.samples
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::spec::{Diag, LoadOptions, Pipeline};
+
+    /// Writes a pipeline with `models` (YAML lines under `models:`), `samples` and one `reason`
+    /// node per model into a fresh folder, and loads it.
+    fn load(
+        samples: u32,
+        models: &str,
+        files: &[(&str, &str)],
+    ) -> (tempfile::TempDir, Result<Pipeline, Vec<Diag>>) {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        for (rel, text) in files {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let names: Vec<&str> = models
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+            .filter_map(|l| l.trim().split(':').next())
+            .collect();
+        let nodes: String = names
+            .iter()
+            .map(|m| format!("  a_{m}: {{kind: reason, model: {m}, prompt: reason/default}}\n"))
+            .collect();
+        let text = format!(
+            "name: t\nproblems: {{path: {}}}\nprompts_dir: {}\nsamples: {samples}\nmodels:\n{models}nodes:\n{nodes}",
+            repo.join("data/arithmetic.csv").display(),
+            repo.join("prompts").display(),
+        );
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, text).unwrap();
+        let r = crate::spec::load(&path, &LoadOptions::default());
+        (dir, r)
+    }
+
+    const WORD_LEVEL: &str = r#"{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+      "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+      "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "hello": 1}, "unk_token": "[UNK]"}}"#;
+
+    #[test]
+    fn tokenizer_names_and_paths_are_checked() {
+        let (_d, r) = load(
+            1,
+            "  a: {provider: sim}\n  b: {provider: sim, tokenizer: o200k}\n  c:\n    provider: sim\n    tokenizer: tok/tokenizer.json\n",
+            &[("tok/tokenizer.json", WORD_LEVEL)],
+        );
+        let p = r.unwrap();
+        assert_eq!(p.spec.models["a"].tokenizer, None);
+        assert_eq!(p.spec.models["b"].tokenizer.as_deref(), Some("o200k"));
+
+        let (d, r) = load(
+            1,
+            "  a: {provider: sim}\n  b:\n    provider: sim\n    tokenizer: gpt2\n  c:\n    provider: sim\n    tokenizer: tok/missing.json\n  e:\n    provider: sim\n    tokenizer: bad.json\n",
+            &[("bad.json", "{\"model\": 3}")],
+        );
+        let diags = r.unwrap_err();
+        assert_eq!(diags.len(), 3, "{diags:?}");
+        let find = |m: &str| {
+            diags
+                .iter()
+                .find(|x| x.message.contains(m))
+                .unwrap_or_else(|| panic!("no `{m}` in {diags:?}"))
+        };
+        let b = find("model `b`: unknown tokenizer `gpt2`");
+        assert_eq!(b.line, Some(9));
+        assert!(b.message.contains("`o200k`"), "{b}");
+        let c = find("model `c`: cannot read tokenizer file");
+        assert_eq!(c.line, Some(12));
+        assert!(
+            c.message
+                .contains(&d.path().join("tok/missing.json").display().to_string()),
+            "{c}"
+        );
+        let e = find("model `e`");
+        assert_eq!(e.line, Some(15));
+        assert!(
+            e.message
+                .contains(&d.path().join("bad.json").display().to_string())
+                && e.message
+                    .contains("is not a valid Hugging Face tokenizer.json"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn several_samples_at_temperature_zero_are_warned_about() {
+        let models = "  z:\n    provider: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n    params: {temperature: 0}\n  x:\n    provider: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n    extra: {temperature: 0.0}\n  w:\n    provider: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n    params: {temperature: 0.7}\n  u:\n    provider: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n  s: {provider: sim, params: {temperature: 0}}\n";
+        let (d, r) = load(4, models, &[]);
+        let p = r.unwrap();
+        let file = d.path().join("p.yaml").display().to_string();
+        assert_eq!(
+            p.warnings,
+            vec![
+                format!(
+                    "{file}:13: samples: 4 with model `x` at temperature 0: every sample will likely get the same answer (pass@k = pass@1); set a temperature > 0"
+                ),
+                format!(
+                    "{file}:9: samples: 4 with model `z` at temperature 0: every sample will likely get the same answer (pass@k = pass@1); set a temperature > 0"
+                ),
+            ]
+        );
+        let (_d, r) = load(1, models, &[]);
+        assert!(r.unwrap().warnings.is_empty());
     }
 }

@@ -70,7 +70,7 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
             "`samples:` must be at least 1",
         ));
     }
-    super::model::check_models(&spec, &locs, &mut diags);
+    super::model::check_models(&spec, &locs, path, &mut diags);
 
     // problem set
     let problems_path = resolve_path(&spec.problems.path, path);
@@ -215,6 +215,7 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
             group.join(", ")
         ));
     }
+    warnings.extend(super::model::model_warnings(&spec, &nodes, &locs));
     Ok(Pipeline {
         file: path.to_path_buf(),
         tree,

@@ -2,7 +2,12 @@
 //! and `/v1/completions`, streamed (SSE chunks, usage chunk, `data: [DONE]`) or not, with a
 //! scripted or deterministic responder, replay of real traces, continuation splitting, and
 //! injectable faults (429 with Retry-After, 500/503/529, dropped connections, invalid JSON,
-//! slow answers, an rps limit, quota 429, 401, 400, exhausted x-ratelimit headers).
+//! slow answers, an rps limit, quota 429, 401, 400, exhausted x-ratelimit headers) and the
+//! broken-but-200 shapes real servers produce (a stream cut by a bare `[DONE]` or a clean EOF
+//! without any `finish_reason`, empty `choices`, no usage, an error object in a 200 body, a
+//! cut answer relabelled `stop`). `interrupt_on_new_request` mimics llama-cpp-python's
+//! default `interrupt_requests=True`: one request is served at a time and a stream in
+//! progress is ended with a bare `data: [DONE]` as soon as another request waits.
 //! Runs in-process on 127.0.0.1 (port 0 = random). Also used by `examples/fake_openai.rs`.
 #![allow(dead_code)]
 
@@ -44,6 +49,35 @@ impl Reply {
             finish_reason: "stop".into(),
         }
     }
+    /// An answer whose reasoning goes in `reasoning_content` (chat endpoint only).
+    pub fn reasoned(reasoning: impl Into<String>, content: impl Into<String>) -> Self {
+        Reply {
+            reasoning: Some(reasoning.into()),
+            ..Reply::text(content)
+        }
+    }
+    /// The same answer with another `finish_reason`.
+    pub fn finish(mut self, finish_reason: &str) -> Self {
+        self.finish_reason = finish_reason.into();
+        self
+    }
+    /// The first half of the answer (reasoning first, then content), as a cut stream has it.
+    pub fn cut(&self) -> Reply {
+        let r: Vec<char> = self.reasoning.as_deref().unwrap_or("").chars().collect();
+        let c: Vec<char> = self.content.chars().collect();
+        let total = r.len() + c.len();
+        let keep = (total / 2).max(total.min(1));
+        Reply {
+            reasoning: self
+                .reasoning
+                .as_ref()
+                .map(|_| r[..keep.min(r.len())].iter().collect()),
+            content: c[..keep.saturating_sub(r.len()).min(c.len())]
+                .iter()
+                .collect(),
+            finish_reason: self.finish_reason.clone(),
+        }
+    }
 }
 
 pub type Responder = Arc<dyn Fn(&Value) -> Reply + Send + Sync>;
@@ -71,6 +105,35 @@ pub enum Fault {
     BadRequest,
     /// A normal answer carrying `x-ratelimit-remaining-requests: 0` and this reset value.
     ExhaustedHeaders(String),
+    /// Streams the first half of the answer, then `data: [DONE]`, no chunk having a
+    /// `finish_reason` and no usage (llama-cpp-python interrupting a stream). Not streamed:
+    /// a complete JSON body holding the first half with `finish_reason: null`.
+    BareDoneMidStream,
+    /// Streams the first half of the answer, then ends the body cleanly: no `[DONE]`, no
+    /// `finish_reason`, no usage. Not streamed: the first half of the JSON body, ended cleanly.
+    EofMidStream,
+    /// HTTP 200 with `"choices": []` (and usage). Streamed: only chunks with empty `choices`
+    /// (a usage chunk when asked for), then `[DONE]`.
+    EmptyChoices,
+    /// A normal complete answer without usage anywhere (no usage chunk even when
+    /// `stream_options.include_usage` was asked for; no `usage` field).
+    NoUsage,
+    /// HTTP 200 whose body is `{"error": {"message", "type": "server_error", "code": 500}}`;
+    /// streamed: the first data chunk is that object, then `[DONE]`.
+    ErrorBody200,
+    /// LiteLLM's shape: the first half of the answer whose last chunk says
+    /// `finish_reason: "stop"` (usage and `[DONE]` follow). A client cannot tell it is cut.
+    RelabelledStop,
+}
+
+impl Fault {
+    /// The faults that cut the answer (the client receives its first half).
+    pub fn cuts_the_answer(&self) -> bool {
+        matches!(
+            self,
+            Fault::BareDoneMidStream | Fault::EofMidStream | Fault::RelabelledStop
+        )
+    }
 }
 
 #[derive(Clone)]
@@ -89,13 +152,26 @@ pub struct FakeConfig {
     /// When set, requests must carry `Authorization: Bearer <key>` (else 401).
     pub api_key: Option<String>,
     /// Split each answer into this many parts served one per request, `finish_reason: length`
-    /// for all but the last (the prompt of a continuation ends with the parts so far).
+    /// for all but the last (the prompt of a continuation ends with the parts so far). The
+    /// parts cut the answer's reasoning followed by its content, so a first part may hold
+    /// only reasoning (`reasoning_content` on the chat endpoint). A request continues after
+    /// part `j` when its prompt (all message contents joined, or `prompt`) or, on the chat
+    /// endpoint, its last assistant message ends with the content so far and contains the
+    /// reasoning so far (e.g. `<think>\n` + reasoning so far).
     pub split_parts: Option<usize>,
-    /// Move a leading `<think>…</think>` block of the answer into `reasoning_content`.
+    /// Move a leading `<think>…</think>` block of the answer into `reasoning_content` (done
+    /// before `split_parts` splits the answer).
     pub reasoning_field: bool,
     /// Characters per streamed chunk.
     pub chunk_chars: usize,
     pub cached_tokens: u64,
+    /// Delay before each streamed chunk (zero: the whole stream at once).
+    pub chunk_delay: Duration,
+    /// llama-cpp-python's `interrupt_requests=True`: requests are served one at a time (one
+    /// model), and a stream in progress ends with a bare `data: [DONE]` (no finish_reason)
+    /// right after the chunk during which another request started waiting. Needs a
+    /// `chunk_delay` to be observable.
+    pub interrupt_on_new_request: bool,
 }
 
 impl Default for FakeConfig {
@@ -113,6 +189,8 @@ impl Default for FakeConfig {
             reasoning_field: false,
             chunk_chars: 16,
             cached_tokens: 0,
+            chunk_delay: Duration::ZERO,
+            interrupt_on_new_request: false,
         }
     }
 }
@@ -133,12 +211,46 @@ impl FakeConfig {
     }
 }
 
-/// One request as received.
+/// One request as received: its whole JSON body (`model`, `messages` or `prompt`,
+/// `max_tokens`, `seed`, `stream`, … exactly as sent).
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub path: String,
     pub headers: BTreeMap<String, String>,
     pub body: Value,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+impl Recorded {
+    pub fn max_tokens(&self) -> Option<u64> {
+        self.body.get("max_tokens").and_then(Value::as_u64)
+    }
+    pub fn seed(&self) -> Option<i64> {
+        self.body.get("seed").and_then(Value::as_i64)
+    }
+    pub fn stream(&self) -> bool {
+        self.body
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+    /// The chat messages (empty for a completions request).
+    pub fn messages(&self) -> Vec<Value> {
+        self.body
+            .get("messages")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+    /// The raw prompt of a completions request.
+    pub fn prompt(&self) -> Option<&str> {
+        self.body.get("prompt").and_then(Value::as_str)
+    }
+    /// All text of the prompt ([`prompt_text`]).
+    pub fn prompt_text(&self) -> String {
+        prompt_text(&self.body)
+    }
 }
 
 struct Inner {
@@ -150,6 +262,10 @@ struct Inner {
     requests: AtomicU64,
     rate_limited: AtomicU64,
     faults: AtomicU64,
+    /// The one model of `interrupt_on_new_request`, and how many requests wait for it.
+    model_lock: Arc<tokio::sync::Mutex<()>>,
+    waiting: Arc<AtomicU64>,
+    interrupted: Arc<AtomicU64>,
 }
 
 /// A running fake server; stopped on `shutdown` or drop.
@@ -174,6 +290,9 @@ impl FakeServer {
             requests: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             faults: AtomicU64::new(0),
+            model_lock: Arc::new(tokio::sync::Mutex::new(())),
+            waiting: Arc::new(AtomicU64::new(0)),
+            interrupted: Arc::new(AtomicU64::new(0)),
             cfg,
         });
         let app = Router::new()
@@ -205,6 +324,10 @@ impl FakeServer {
     }
     pub fn faults_injected(&self) -> u64 {
         self.inner.faults.load(Ordering::SeqCst)
+    }
+    /// Streams ended early by `interrupt_on_new_request`.
+    pub fn interrupted_count(&self) -> u64 {
+        self.inner.interrupted.load(Ordering::SeqCst)
     }
     pub fn shutdown(self) {
         self.task.abort();
@@ -263,6 +386,7 @@ async fn handle(
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
             .collect(),
         body: body.clone(),
+        at: Instant::now(),
     });
     if let Some(key) = &s.cfg.api_key {
         let given = headers
@@ -279,6 +403,16 @@ async fn handle(
             );
         }
     }
+    // llama-cpp-python serves one request at a time; a waiting request interrupts the stream
+    // in progress (see `Pacer`)
+    let guard = if s.cfg.interrupt_on_new_request {
+        s.waiting.fetch_add(1, Ordering::SeqCst);
+        let g = s.model_lock.clone().lock_owned().await;
+        s.waiting.fetch_sub(1, Ordering::SeqCst);
+        Some(g)
+    } else {
+        None
+    };
     if let Some(limit) = s.cfg.rps_limit {
         let now = Instant::now();
         let mut w = s.window.lock().unwrap();
@@ -377,7 +511,13 @@ async fn handle(
         Fault::Slow(d) => tokio::time::sleep(*d).await,
         _ => {}
     }
-    let reply = make_reply(&s.cfg, &body);
+    let mut reply = make_reply(&s.cfg, &body);
+    if fault.cuts_the_answer() {
+        reply = reply.cut();
+        if fault == Fault::RelabelledStop {
+            reply.finish_reason = "stop".into();
+        }
+    }
     let model = body
         .get("model")
         .and_then(Value::as_str)
@@ -398,6 +538,17 @@ async fn handle(
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        let pacer = Pacer {
+            items: VecDeque::new(),
+            delay: s.cfg.chunk_delay,
+            interrupt: guard.map(|g| Interrupt {
+                _guard: g,
+                waiting: s.waiting.clone(),
+                interrupted: s.interrupted.clone(),
+            }),
+            cut_next: false,
+            ended: false,
+        };
         stream_response(
             chat,
             &model,
@@ -405,8 +556,10 @@ async fn handle(
             include_usage.then_some(usage),
             s.cfg.chunk_chars,
             &fault,
+            pacer,
         )
     } else {
+        drop(guard);
         json_response(chat, &model, &reply, usage, &fault)
     };
     if let Fault::ExhaustedHeaders(reset) = &fault {
@@ -433,21 +586,6 @@ fn next_fault(s: &Inner) -> Fault {
 
 fn make_reply(cfg: &FakeConfig, body: &Value) -> Reply {
     let mut reply = (cfg.responder)(body);
-    if let Some(n) = cfg.split_parts.filter(|n| *n > 1) {
-        let parts = split_chars(&reply.content, n);
-        let prompt = prompt_text(body);
-        let mut k = 0;
-        for j in (1..parts.len()).rev() {
-            if prompt.ends_with(&parts[..j].concat()) {
-                k = j;
-                break;
-            }
-        }
-        reply.content = parts[k].clone();
-        if k + 1 < parts.len() {
-            reply.finish_reason = "length".into();
-        }
-    }
     if cfg.reasoning_field
         && reply.reasoning.is_none()
         && let Some(rest) = reply.content.trim_start().strip_prefix("<think>")
@@ -457,7 +595,65 @@ fn make_reply(cfg: &FakeConfig, body: &Value) -> Reply {
         reply.reasoning = Some(inner);
         reply.content = after;
     }
+    if let Some(n) = cfg.split_parts.filter(|n| *n > 1) {
+        reply = split_reply(&reply, n, body);
+    }
     reply
+}
+
+/// The part of a split answer a request asks for (see `FakeConfig::split_parts`).
+fn split_reply(reply: &Reply, n: usize, body: &Value) -> Reply {
+    let r: Vec<char> = reply.reasoning.as_deref().unwrap_or("").chars().collect();
+    let c: Vec<char> = reply.content.chars().collect();
+    let all: String = r.iter().chain(c.iter()).collect();
+    // part boundaries, in chars of reasoning followed by content
+    let mut bounds = vec![0usize];
+    for p in split_chars(&all, n) {
+        bounds.push(bounds.last().unwrap() + p.chars().count());
+    }
+    let slice = |lo: usize, hi: usize| -> (String, String) {
+        let rl = r.len();
+        (
+            r[lo.min(rl)..hi.min(rl)].iter().collect(),
+            c[lo.saturating_sub(rl)..hi.saturating_sub(rl)]
+                .iter()
+                .collect(),
+        )
+    };
+    let mut haystacks = vec![prompt_text(body)];
+    if let Some(last) = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| {
+            m.iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+        })
+        .and_then(|m| m.get("content").and_then(Value::as_str))
+    {
+        haystacks.push(last.to_string());
+    }
+    let mut k = 0;
+    for j in (1..n).rev() {
+        let (rj, cj) = slice(0, bounds[j]);
+        if haystacks
+            .iter()
+            .any(|h| h.ends_with(&cj) && (rj.trim().is_empty() || h.contains(rj.trim())))
+        {
+            k = j;
+            break;
+        }
+    }
+    let (rk, ck) = slice(bounds[k], bounds[k + 1]);
+    Reply {
+        reasoning: reply.reasoning.as_ref().map(|_| rk),
+        content: ck,
+        finish_reason: if k + 1 < n {
+            "length".into()
+        } else {
+            reply.finish_reason.clone()
+        },
+    }
 }
 
 /// Splits a text into `n` parts of about equal length, on char boundaries.
@@ -467,6 +663,30 @@ pub fn split_chars(text: &str, n: usize) -> Vec<String> {
     let mut parts: Vec<String> = chars.chunks(size).map(|c| c.iter().collect()).collect();
     parts.resize(n, String::new());
     parts
+}
+
+/// The parts of a split answer as `(reasoning, content)` pairs, as served one per request
+/// (after `reasoning_field` moved a think block out, when it is set).
+pub fn split_reply_parts(reply: &Reply, n: usize) -> Vec<(String, String)> {
+    let r: Vec<char> = reply.reasoning.as_deref().unwrap_or("").chars().collect();
+    let all: String = r
+        .iter()
+        .copied()
+        .chain(reply.content.chars())
+        .collect::<String>();
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    for p in split_chars(&all, n) {
+        let len = p.chars().count();
+        let chars: Vec<char> = p.chars().collect();
+        let in_r = r.len().saturating_sub(at).min(len);
+        out.push((
+            chars[..in_r].iter().collect(),
+            chars[in_r..].iter().collect(),
+        ));
+        at += len;
+    }
+    out
 }
 
 fn chunk(chat: bool, model: &str, delta: Value, text: &str, finish: Option<&str>) -> Value {
@@ -481,6 +701,80 @@ fn chunk(chat: bool, model: &str, delta: Value, text: &str, finish: Option<&str>
     })
 }
 
+/// The `error` object of [`Fault::ErrorBody200`].
+fn error_object() -> Value {
+    json!({"error": {
+        "message": "The server had an error while processing your request.",
+        "type": "server_error",
+        "code": 500,
+    }})
+}
+
+/// One piece of a streamed body.
+enum Item {
+    /// A frame; `cuttable` when the answer is not complete yet after it (before the
+    /// `finish_reason` chunk), so an interrupt there truncates the answer.
+    Data(Bytes, bool),
+    /// The connection drops (after a moment).
+    Drop,
+}
+
+/// What `interrupt_on_new_request` needs while a stream is sent: the model, held until the
+/// stream ends, and the count of requests waiting for it.
+struct Interrupt {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    waiting: Arc<AtomicU64>,
+    interrupted: Arc<AtomicU64>,
+}
+
+/// Sends a stream's items with `chunk_delay` before each, and ends it with a bare
+/// `data: [DONE]` after a cuttable frame during which another request started waiting.
+struct Pacer {
+    items: VecDeque<Item>,
+    delay: Duration,
+    interrupt: Option<Interrupt>,
+    cut_next: bool,
+    ended: bool,
+}
+
+impl Pacer {
+    fn into_body(self) -> Body {
+        Body::from_stream(futures_util::stream::unfold(self, |mut p| async move {
+            if p.ended {
+                return None;
+            }
+            if p.cut_next {
+                p.ended = true;
+                if let Some(i) = &p.interrupt {
+                    i.interrupted.fetch_add(1, Ordering::SeqCst);
+                }
+                return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), p));
+            }
+            let item = p.items.pop_front()?;
+            if !p.delay.is_zero() {
+                tokio::time::sleep(p.delay).await;
+            }
+            match item {
+                Item::Data(b, cuttable) => {
+                    if cuttable
+                        && p.interrupt
+                            .as_ref()
+                            .is_some_and(|i| i.waiting.load(Ordering::SeqCst) > 0)
+                    {
+                        p.cut_next = true;
+                    }
+                    Some((Ok::<Bytes, std::io::Error>(b), p))
+                }
+                Item::Drop => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    p.ended = true;
+                    Some((Err(std::io::Error::other("fake connection drop")), p))
+                }
+            }
+        }))
+    }
+}
+
 fn stream_response(
     chat: bool,
     model: &str,
@@ -488,63 +782,105 @@ fn stream_response(
     usage: Option<Value>,
     chunk_chars: usize,
     fault: &Fault,
+    mut pacer: Pacer,
 ) -> Response {
-    let mut events: Vec<String> = Vec::new();
-    let n = chunk_chars.max(1);
-    let pieces = |t: &str| -> Vec<String> {
-        t.chars()
-            .collect::<Vec<_>>()
-            .chunks(n)
-            .map(|c| c.iter().collect())
-            .collect()
+    let usage = match fault {
+        Fault::NoUsage | Fault::BareDoneMidStream | Fault::EofMidStream => None,
+        _ => usage,
     };
-    if chat {
-        events.push(
-            chunk(
+    let usage_chunk = |u: Value| {
+        json!({"id": "cmpl-fake", "object": if chat { "chat.completion.chunk" } else { "text_completion" }, "created": 1_700_000_000u64, "model": model, "choices": [], "usage": u}).to_string()
+    };
+    // (frame, cuttable)
+    let mut events: Vec<(String, bool)> = Vec::new();
+    match fault {
+        Fault::EmptyChoices => {
+            events.push((
+                json!({"id": "cmpl-fake", "object": if chat { "chat.completion.chunk" } else { "text_completion" }, "created": 1_700_000_000u64, "model": model, "choices": []}).to_string(),
                 true,
-                model,
-                json!({"role": "assistant", "content": ""}),
-                "",
-                None,
-            )
-            .to_string(),
-        );
-        for p in pieces(reply.reasoning.as_deref().unwrap_or("")) {
-            events.push(chunk(true, model, json!({"reasoning_content": p}), "", None).to_string());
+            ));
+            if let Some(u) = usage {
+                events.push((usage_chunk(u), true));
+            }
+            events.push(("[DONE]".into(), false));
+        }
+        Fault::ErrorBody200 => {
+            events.push((error_object().to_string(), false));
+            events.push(("[DONE]".into(), false));
+        }
+        _ => {
+            let n = chunk_chars.max(1);
+            let pieces = |t: &str| -> Vec<String> {
+                t.chars()
+                    .collect::<Vec<_>>()
+                    .chunks(n)
+                    .map(|c| c.iter().collect())
+                    .collect()
+            };
+            if chat {
+                events.push((
+                    chunk(
+                        true,
+                        model,
+                        json!({"role": "assistant", "content": ""}),
+                        "",
+                        None,
+                    )
+                    .to_string(),
+                    true,
+                ));
+                for p in pieces(reply.reasoning.as_deref().unwrap_or("")) {
+                    events.push((
+                        chunk(true, model, json!({"reasoning_content": p}), "", None).to_string(),
+                        true,
+                    ));
+                }
+            }
+            for p in pieces(&reply.content) {
+                events.push((
+                    chunk(chat, model, json!({"content": p}), &p, None).to_string(),
+                    true,
+                ));
+            }
+            let cut = matches!(fault, Fault::BareDoneMidStream | Fault::EofMidStream);
+            if !cut {
+                let delta = if chat { json!({}) } else { Value::Null };
+                events.push((
+                    chunk(chat, model, delta, "", Some(&reply.finish_reason)).to_string(),
+                    false,
+                ));
+                if let Some(u) = usage {
+                    events.push((usage_chunk(u), false));
+                }
+            }
+            if *fault != Fault::EofMidStream {
+                events.push(("[DONE]".into(), false));
+            }
         }
     }
-    for p in pieces(&reply.content) {
-        events.push(chunk(chat, model, json!({"content": p}), &p, None).to_string());
-    }
-    let delta = if chat { json!({}) } else { Value::Null };
-    events.push(chunk(chat, model, delta, "", Some(&reply.finish_reason)).to_string());
-    if let Some(u) = usage {
-        events.push(json!({"id": "cmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000u64, "model": model, "choices": [], "usage": u}).to_string());
-    }
-    events.push("[DONE]".into());
-    let mut frames: Vec<Result<Bytes, std::io::Error>> = events
+    let mut frames: Vec<Item> = events
         .into_iter()
-        .map(|e| Ok(Bytes::from(format!("data: {e}\n\n"))))
+        .map(|(e, cuttable)| Item::Data(Bytes::from(format!("data: {e}\n\n")), cuttable))
         .collect();
     match fault {
         Fault::DropMidStream => {
             frames.truncate((frames.len() / 2).max(1));
-            return sse(Body::from_stream(
-                futures_util::stream::iter(frames).chain(dropped()),
-            ));
+            frames.push(Item::Drop);
         }
         Fault::InvalidJson => {
             let at = (frames.len() / 2).max(1);
             frames.insert(
                 at,
-                Ok(Bytes::from_static(
-                    b"data: {\"choices\": [{\"delta\": {\"content\": \"x\n\n",
-                )),
+                Item::Data(
+                    Bytes::from_static(b"data: {\"choices\": [{\"delta\": {\"content\": \"x\n\n"),
+                    false,
+                ),
             );
         }
         _ => {}
     }
-    sse(Body::from_stream(futures_util::stream::iter(frames)))
+    pacer.items = frames.into();
+    sse(pacer.into_body())
 }
 
 fn sse(body: Body) -> Response {
@@ -563,23 +899,40 @@ fn dropped() -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> 
 }
 
 fn json_response(chat: bool, model: &str, reply: &Reply, usage: Value, fault: &Fault) -> Response {
-    let choice = if chat {
+    let finish = match fault {
+        Fault::BareDoneMidStream => Value::Null,
+        _ => json!(reply.finish_reason),
+    };
+    let choices = if *fault == Fault::EmptyChoices {
+        json!([])
+    } else if chat {
         let mut msg = json!({"role": "assistant", "content": reply.content});
         if let Some(r) = &reply.reasoning {
             msg["reasoning_content"] = json!(r);
         }
-        json!({"index": 0, "message": msg, "logprobs": null, "finish_reason": reply.finish_reason})
+        json!([{"index": 0, "message": msg, "logprobs": null, "finish_reason": finish}])
     } else {
-        json!({"index": 0, "text": reply.content, "logprobs": null, "finish_reason": reply.finish_reason})
+        json!([{"index": 0, "text": reply.content, "logprobs": null, "finish_reason": finish}])
     };
-    let text = json!({
+    let mut v = json!({
         "id": "cmpl-fake", "object": if chat { "chat.completion" } else { "text_completion" },
-        "created": 1_700_000_000u64, "model": model, "choices": [choice], "usage": usage,
-    })
-    .to_string();
-    let half = text[..text.len() / 2].to_string();
+        "created": 1_700_000_000u64, "model": model, "choices": choices, "usage": usage,
+    });
+    if *fault == Fault::NoUsage {
+        v.as_object_mut().unwrap().remove("usage");
+    }
+    let text = if *fault == Fault::ErrorBody200 {
+        error_object().to_string()
+    } else {
+        v.to_string()
+    };
+    let mut at = text.len() / 2;
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let half = text[..at].to_string();
     let mut r = match fault {
-        Fault::InvalidJson => Response::new(Body::from(half)),
+        Fault::InvalidJson | Fault::EofMidStream => Response::new(Body::from(half)),
         Fault::DropMidStream => Response::new(Body::from_stream(
             futures_util::stream::once(async move { Ok(Bytes::from(half)) }).chain(dropped()),
         )),

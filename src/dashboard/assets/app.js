@@ -149,8 +149,9 @@ function renderStats() {
     ["calls sent", fmtInt(m.calls), "calls"],
     ["cache hit rate", lookups ? pct(ch.hits || 0, lookups) : "–", "cache"],
     ["nodes from cache", fmtInt(m.node_cache_hits), "nodehits"],
-    ["prompt tokens", fmtInt(tok.prompt), "ptok"],
-    ["completion tokens", fmtInt(tok.completion), "ctok"],
+    // "~": some figures were counted by distill because the server reported no usage
+    ["prompt tokens" + (m.usage_estimated_calls ? " (~ estimated)" : ""), (m.usage_estimated_calls ? "~" : "") + fmtInt(tok.prompt), "ptok"],
+    ["completion tokens" + (m.usage_estimated_calls ? " (~ estimated)" : ""), (m.usage_estimated_calls ? "~" : "") + fmtInt(tok.completion), "ctok"],
     ["spend (this run)", m.spend_usd != null ? "$" + Number(m.spend_usd).toFixed(4) : "–", "spend"],
     ["cost incl. cached", m.total_cost_usd != null ? "$" + Number(m.total_cost_usd).toFixed(4) : "–", "cost"],
     ["retries", fmtInt(retries), "retries"],
@@ -295,7 +296,7 @@ function showAttempt(a) {
   const meta = ["round " + a.round, a.kind || rec.kind || "", STATES[a.cell[0]] + (a.cell[1] ? " (cached)" : "")];
   if (out.model) meta.push(out.model);
   if (out.finish_reason) meta.push("finish: " + out.finish_reason);
-  if (out.usage && out.usage.completion_tokens != null) meta.push(fmtInt(out.usage.prompt_tokens) + " prompt / " + fmtInt(out.usage.completion_tokens) + " completion tokens");
+  if (out.usage && out.usage.completion_tokens != null) meta.push(fmtInt(out.usage.prompt_tokens) + " prompt / " + fmtInt(out.usage.completion_tokens) + " completion tokens" + (out.usage.estimated ? " (estimated)" : ""));
   if (rec.latency_ms) meta.push(rec.latency_ms + " ms");
   if (a.cell[3]) meta.push(a.cell[3] + " retries");
   $("pmeta").textContent = meta.filter(Boolean).join(" · ");

@@ -118,3 +118,14 @@ pub fn lookup_var(name: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
         .filter(|v| !v.is_empty())
 }
+
+/// The value of a spec's API key, when one is set (for redaction only: never printed).
+pub fn key_value(spec: &ModelSpec) -> Option<String> {
+    let d = defaults(&spec.provider)?;
+    let var = spec
+        .api_key_env
+        .clone()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| d.key_env.map(str::to_string))?;
+    lookup_var(&var)
+}

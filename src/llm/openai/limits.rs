@@ -7,6 +7,10 @@
 //! - an adaptive (AIMD) in-flight limit: starts at `max_in_flight` (or 512), is halved
 //!   (min 1) on a rate-limit 429 — at most once per "epoch", so a burst of 429s from requests
 //!   sent together halves once — and grows back by 1/4 per success;
+//! - a stream the server cut (ended without a `finish_reason`) lowers the ceiling of that
+//!   limit to half the requests then in flight (min 1, once per epoch) for the rest of the
+//!   run: llama-cpp-python cuts a stream whenever another request arrives, so only fewer
+//!   requests at once get whole answers from it;
 //! - `x-ratelimit-remaining-requests: 0` pauses new requests until
 //!   `x-ratelimit-reset-requests` has elapsed, and a rate-limit 429 with `Retry-After` /
 //!   `retry-after-ms` pauses new requests for that long.
@@ -33,6 +37,8 @@ const INCREASE_PER_SUCCESS: f64 = 0.25;
 
 struct AimdState {
     limit: f64,
+    /// The most the limit grows back to (lowered by cut streams).
+    ceiling: f64,
     in_flight: usize,
     epoch: u64,
 }
@@ -41,7 +47,6 @@ struct AimdState {
 pub struct Limits {
     rpm: Option<DefaultDirectRateLimiter>,
     tpm: Option<(DefaultDirectRateLimiter, u32)>,
-    max_in_flight: f64,
     state: Mutex<AimdState>,
     wake: Notify,
     paused_until: Mutex<Option<Instant>>,
@@ -64,9 +69,9 @@ impl Limits {
             tpm: tpm
                 .and_then(NonZeroU32::new)
                 .map(|t| (RateLimiter::direct(Quota::per_minute(t)), t.get())),
-            max_in_flight: max,
             state: Mutex::new(AimdState {
                 limit: max,
+                ceiling: max,
                 in_flight: 0,
                 epoch: 0,
             }),
@@ -162,10 +167,28 @@ impl Permit<'_> {
         }
     }
 
+    /// The server cut this request's stream: halve the limit and its ceiling (once per
+    /// epoch). Returns the new limit when this call lowered it.
+    pub fn cut(&self) -> Option<usize> {
+        let mut s = self.limits.state.lock().expect("aimd lock");
+        if s.epoch != self.epoch {
+            return None;
+        }
+        let current = s.limit.min(s.in_flight as f64);
+        let new = (current / 2.0).floor().max(1.0);
+        s.epoch += 1;
+        if new >= s.ceiling {
+            return None;
+        }
+        s.limit = new;
+        s.ceiling = new;
+        Some(new as usize)
+    }
+
     /// The request succeeded: grow the limit additively.
     pub fn succeeded(&self) {
         let mut s = self.limits.state.lock().expect("aimd lock");
-        s.limit = (s.limit + INCREASE_PER_SUCCESS).min(self.limits.max_in_flight);
+        s.limit = (s.limit + INCREASE_PER_SUCCESS).min(s.ceiling);
         drop(s);
         self.limits.wake.notify_waiters();
     }
@@ -206,6 +229,26 @@ mod tests {
             p.succeeded();
         }
         assert_eq!(l.in_flight_limit(), 3);
+    }
+
+    #[tokio::test]
+    async fn cut_streams_lower_the_ceiling_for_good() {
+        let l = Limits::new(None, None, None);
+        let permits: Vec<_> = futures_util::future::join_all((0..4).map(|_| l.admit(1))).await;
+        assert_eq!(permits[0].cut(), Some(2));
+        assert_eq!(permits[1].cut(), None, "once per epoch");
+        drop(permits);
+        let p = l.admit(1).await;
+        let q = l.admit(1).await;
+        assert_eq!(q.cut(), Some(1));
+        for _ in 0..20 {
+            p.succeeded();
+        }
+        assert_eq!(
+            l.in_flight_limit(),
+            1,
+            "a cutting server stays at its lowered limit"
+        );
     }
 
     #[tokio::test]

@@ -28,6 +28,9 @@ use retry::{AttemptError, RetryTiming, classify_status, classify_transport};
 
 pub use keys::PROVIDERS;
 
+/// What to do about a server that cuts streams (named in the warning and the final error).
+pub const CUT_HINT: &str = "Known server-side fixes: llama-cpp-python interrupts a stream whenever another request arrives unless started with `--interrupt_requests False`; llama.cpp's llama-server needs `--parallel N` slots for N requests at once; behind a proxy (LiteLLM) check the upstream server. Or set `max_in_flight: 1` or `stream: false` on the model.";
+
 /// Request fields this client sets itself; a param of the same name is not sent.
 const RESERVED: &[&str] = &["model", "messages", "prompt", "stream"];
 
@@ -47,6 +50,8 @@ pub struct OpenAiProvider {
     key: Option<String>,
     key_env: Option<String>,
     limits: Arc<Limits>,
+    /// Set once the first cut stream lowered the in-flight limit (one warning per model).
+    cut_warned: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for OpenAiProvider {
@@ -133,6 +138,7 @@ impl OpenAiProvider {
             key: resolved.key,
             key_env: resolved.key_env,
             limits: Limits::new(spec.rpm, spec.tpm, spec.max_in_flight),
+            cut_warned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -205,6 +211,29 @@ impl OpenAiProvider {
         Ok(Value::Object(body))
     }
 
+    /// Logs what goes on the wire (`--verbose`): URL, endpoint, stream settings, every
+    /// parameter and the rendered prompt or messages; the key is never part of it.
+    fn log_request(&self, body: &Value) {
+        let mut shown = body.clone();
+        let prompt = shown
+            .as_object_mut()
+            .and_then(|m| m.remove("prompt").or_else(|| m.remove("messages")))
+            .unwrap_or(Value::Null);
+        let prompt = match prompt {
+            Value::String(s) => s,
+            other => serde_json::to_string_pretty(&other).unwrap_or_default(),
+        };
+        let line = format!(
+            "→ POST {} (endpoint {}, stream {}) {}\n{}",
+            self.url,
+            self.endpoint.as_str(),
+            self.stream,
+            shown,
+            prompt
+        );
+        tracing::info!(target: "distill::wire", "{}", self.redact(line));
+    }
+
     /// Replaces the API key wherever it occurs in a message, and any 8-character or longer
     /// start of it (a server's echo of the key may have been cut inside it).
     fn redact(&self, s: String) -> String {
@@ -242,6 +271,13 @@ impl OpenAiProvider {
                 .map_err(|e| classify_transport(&e))?;
             self.limits.observe_headers(resp.headers());
             let status = resp.status();
+            tracing::info!(
+                target: "distill::wire",
+                "← HTTP {} from {} after {} ms (headers)",
+                status.as_u16(),
+                self.url,
+                started.elapsed().as_millis()
+            );
             if !status.is_success() {
                 let headers = resp.headers().clone();
                 let text = resp.text().await.unwrap_or_default();
@@ -273,7 +309,24 @@ impl OpenAiProvider {
                     "timed out after {:.1}s (timeout_s)",
                     self.timeout.as_secs_f64()
                 ))
-            })??;
+            })?;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                if e.truncated
+                    && let Some(n) = permit.cut()
+                    && !self.cut_warned.swap(true, Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        "{} model at {}: the server cut a stream (no finish_reason); lowering this model's in-flight limit to {n} (it halves again, down to 1, while cuts go on). {}",
+                        self.provider,
+                        self.url,
+                        CUT_HINT
+                    );
+                }
+                return Err(e);
+            }
+        };
         permit.succeeded();
         Ok((answer, started.elapsed()))
     }
@@ -314,6 +367,9 @@ impl Provider for OpenAiProvider {
             .or_else(|| req.params.get("max_completion_tokens"))
             .and_then(Value::as_u64);
         let est = limits::estimate_tokens(prompt_chars, max_tokens);
+        if tracing::enabled!(target: "distill::wire", tracing::Level::INFO) {
+            self.log_request(&body);
+        }
         let retries = AtomicU32::new(0);
         let result = (|| self.attempt(&body, est, ctx))
             .retry(self.timing.builder(self.max_retries))
@@ -335,21 +391,40 @@ impl Provider for OpenAiProvider {
             })
             .await;
         match result {
-            Ok((ans, latency)) => Ok(CallResponse {
-                text: ans.text,
-                reasoning: ans.reasoning,
-                finish_reason: ans.finish_reason.unwrap_or_else(|| "unknown".into()),
-                usage: ans.usage.unwrap_or_default(),
-                latency_ms: latency.as_millis() as u64,
-                model_id: ans.model,
-            }),
+            Ok((ans, latency)) => {
+                let finish_reason = ans.finish_reason.unwrap_or_default();
+                tracing::info!(
+                    target: "distill::wire",
+                    "← {} {}: finish_reason {finish_reason}, usage {}, {} characters, latency {} ms",
+                    self.provider,
+                    req.model,
+                    match &ans.usage {
+                        Some(u) => format!("{} prompt / {} completion", u.prompt_tokens, u.completion_tokens),
+                        None => "not reported".into(),
+                    },
+                    ans.text.chars().count() + ans.reasoning.as_deref().map_or(0, |r| r.chars().count()),
+                    latency.as_millis()
+                );
+                Ok(CallResponse {
+                    text: ans.text,
+                    reasoning: ans.reasoning,
+                    finish_reason,
+                    usage: ans.usage,
+                    latency_ms: latency.as_millis() as u64,
+                    model_id: ans.model,
+                })
+            }
             Err(e) => {
                 let n = retries.load(Ordering::Relaxed);
-                let tail = if n > 0 {
+                let mut tail = if n > 0 {
                     format!(" (after {n} retries)")
                 } else {
                     String::new()
                 };
+                if e.truncated {
+                    tail.push_str(". ");
+                    tail.push_str(CUT_HINT);
+                }
                 Err(CallError {
                     message: self.redact(format!(
                         "{} model `{}` at {}: {}{tail}",

@@ -72,6 +72,8 @@ pub struct AttemptError {
     pub min_delay: Option<Duration>,
     /// A 429 that is not a quota error: shrinks the adaptive in-flight limit.
     pub rate_limited: bool,
+    /// A stream the server ended before any choice carried a `finish_reason`.
+    pub truncated: bool,
 }
 
 impl AttemptError {
@@ -81,6 +83,14 @@ impl AttemptError {
             retryable: true,
             min_delay: None,
             rate_limited: false,
+            truncated: false,
+        }
+    }
+    /// A stream cut by the server (retried like a 5xx; lowers the in-flight limit).
+    pub fn truncated(message: impl Into<String>) -> Self {
+        AttemptError {
+            truncated: true,
+            ..AttemptError::retryable(message)
         }
     }
     pub fn fatal(message: impl Into<String>) -> Self {
@@ -89,6 +99,7 @@ impl AttemptError {
             retryable: false,
             min_delay: None,
             rate_limited: false,
+            truncated: false,
         }
     }
 }
@@ -123,6 +134,7 @@ pub fn classify_status(status: StatusCode, headers: &HeaderMap, body: &str) -> A
             None
         },
         rate_limited: code == 429 && !quota,
+        truncated: false,
     }
 }
 

@@ -1,7 +1,15 @@
 //! Reading an OpenAI-compatible answer: a server-sent event stream of chunks (chat
 //! `choices[0].delta.{content,reasoning_content,reasoning}`, completions `choices[0].text`,
 //! a final usage chunk, `data: [DONE]`) or one JSON body. Broken streams and bodies become
-//! retryable [`AttemptError`]s.
+//! retryable [`AttemptError`]s, by the complete-answer rule of DESIGN.md:
+//! - a stream that ends (`[DONE]`, EOF, reset) before a choice carried a `finish_reason` is
+//!   truncated (llama-cpp-python cuts a stream that way when another request arrives);
+//! - a body with no choice, or whose choice has no text, no reasoning and no
+//!   `finish_reason`, is no answer; a choice with text but no `finish_reason` is recorded
+//!   as `unreported` (a whole body cannot have been cut in transit);
+//! - an `error` object (or `"object": "error"`) inside a 200 is an error.
+//!
+//! Usage is `None` when the server sent none (the call layer estimates it).
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::StreamExt;
@@ -19,6 +27,9 @@ pub struct Answer {
     pub usage: Option<Usage>,
     pub model: Option<String>,
 }
+
+/// The finish reason recorded for a whole (non-streamed) answer whose server named none.
+pub const UNREPORTED: &str = "unreported";
 
 /// Reads an SSE response to its end. Every content or reasoning piece goes to `observer`.
 pub async fn read_stream(
@@ -50,22 +61,22 @@ pub async fn read_stream(
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
             return Err(body_error(err));
         }
+        if v.get("object").and_then(Value::as_str) == Some("error") {
+            return Err(body_error(&v));
+        }
         apply(&mut ans, &v, true, observer);
     }
-    if done
-        && ans.finish_reason.is_none()
-        && ans.text.is_empty()
-        && ans.reasoning.as_deref().unwrap_or("").is_empty()
-    {
-        // proxies answer an upstream failure with a bare `[DONE]`: not an empty answer
-        return Err(AttemptError::retryable(
-            "stream held no answer, only `data: [DONE]`",
-        ));
-    }
-    if !done && ans.finish_reason.is_none() {
-        return Err(AttemptError::retryable(
-            "stream ended before `data: [DONE]` and without a finish_reason (truncated)",
-        ));
+    if ans.finish_reason.is_none() {
+        let how = if done {
+            "`data: [DONE]`"
+        } else {
+            "end of body"
+        };
+        let got =
+            ans.text.chars().count() + ans.reasoning.as_deref().map_or(0, |r| r.chars().count());
+        return Err(AttemptError::truncated(format!(
+            "stream ended ({how}) after {got} characters without a finish_reason: the server cut the answer"
+        )));
     }
     Ok(ans)
 }
@@ -81,16 +92,26 @@ pub fn parse_body(body: &str, observer: &dyn CallObserver) -> Result<Answer, Att
     if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
         return Err(body_error(err));
     }
-    if !v.get("choices").is_some_and(Value::is_array) {
+    if v.get("object").and_then(Value::as_str) == Some("error") {
+        return Err(body_error(&v));
+    }
+    let choices = v.get("choices").and_then(Value::as_array);
+    if choices.is_none_or(|c| c.is_empty()) {
         return Err(AttemptError::retryable(format!(
-            "response without `choices`: {}",
+            "HTTP 200 without an answer (no choice in `choices`): {}",
             snippet(body)
         )));
     }
     let mut ans = Answer::default();
     apply(&mut ans, &v, false, observer);
     if ans.finish_reason.is_none() {
-        ans.finish_reason = Some("unknown".into());
+        if ans.text.is_empty() && ans.reasoning.as_deref().unwrap_or("").is_empty() {
+            return Err(AttemptError::retryable(format!(
+                "HTTP 200 whose choice has no text, no reasoning and no finish_reason: {}",
+                snippet(body)
+            )));
+        }
+        ans.finish_reason = Some(UNREPORTED.into());
     }
     Ok(ans)
 }
@@ -100,7 +121,11 @@ fn apply(ans: &mut Answer, v: &Value, streaming: bool, observer: &dyn CallObserv
     if let Some(m) = v.get("model").and_then(Value::as_str) {
         ans.model = Some(m.to_string());
     }
-    if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+    // a usage object without token counts (some proxies send `{}`) is no usage
+    if let Some(u) = v.get("usage").filter(|u| {
+        u.get("prompt_tokens").is_some_and(Value::is_u64)
+            || u.get("completion_tokens").is_some_and(Value::is_u64)
+    }) {
         ans.usage = Some(parse_usage(u));
     }
     let Some(choices) = v.get("choices").and_then(Value::as_array) else {
@@ -153,6 +178,7 @@ pub fn parse_usage(u: &Value) -> Usage {
             .max(n(u.get("reasoning_tokens"))),
         cached_tokens: n(u.pointer("/prompt_tokens_details/cached_tokens"))
             .max(n(u.get("prompt_cache_hit_tokens"))),
+        estimated: false,
     }
 }
 

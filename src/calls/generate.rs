@@ -1,0 +1,449 @@
+//! `Calls::generate`: one node's model call through both cache levels (a node entry for a
+//! chain's final outputs; a call entry per HTTP call, continuation steps included), with
+//! continuation on `finish_reason: length` inside `max_continuations` and
+//! `max_total_tokens` (each step asks for at most what is left), the gates, single-flight,
+//! usage estimates, and the split of the answer into the DESIGN.md output fields.
+
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result, anyhow};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::flight::Turn;
+use super::{Calls, Mode, Model, NotSent, Output, Site, complete, params};
+use crate::cache::Key;
+use crate::llm::{CallRequest, CallResponse, Message, Prompt, Usage};
+use crate::spec::model::Endpoint;
+
+/// What a model-call node's call did, besides its outputs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CallInfo {
+    /// Served from a node entry or call entries only, without any call now.
+    pub cached: bool,
+    /// HTTP calls made now, and calls answered from call entries.
+    pub calls: u32,
+    pub call_hits: u32,
+    /// Usage of every step (cached ones included), and of the calls made now.
+    pub usage: Usage,
+    pub fresh: Usage,
+    /// Keys of the cache entries this node used (for `cache gc`).
+    pub keys: Vec<String>,
+}
+
+/// A node's outputs and what its call did.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub output: Output,
+    pub info: CallInfo,
+}
+
+/// The stored value of a node entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NodeEntry {
+    output: Output,
+}
+
+/// Splits a response into `reasoning` and `answer_text` (DESIGN.md, settled semantics).
+pub fn split_reasoning(text: &str, reasoning_field: Option<&str>) -> (String, String) {
+    let reasoning = match reasoning_field {
+        Some(r) if !r.is_empty() => r.to_string(),
+        _ => match text.find("</think>") {
+            Some(i) => text[..i]
+                .trim_start()
+                .trim_start_matches("<think>")
+                .trim()
+                .to_string(),
+            None => String::new(),
+        },
+    };
+    let answer_text = match text.rfind("</think>") {
+        Some(i) => text[i + "</think>".len()..].trim().to_string(),
+        None => text.trim().to_string(),
+    };
+    (reasoning, answer_text)
+}
+
+/// Builds a one-message chat prompt from rendered text (the `system:` param adds a system
+/// message first).
+pub fn chat(system: Option<String>, user: String) -> Prompt {
+    let mut msgs = Vec::new();
+    if let Some(s) = system {
+        msgs.push(Message {
+            role: "system".into(),
+            content: s,
+        });
+    }
+    msgs.push(Message {
+        role: "user".into(),
+        content: user,
+    });
+    Prompt::Chat(msgs)
+}
+
+/// The answer so far as the assistant's partial message: a separate reasoning field
+/// (`reasoning_content`) goes back inline as the `<think>` part, open while the model was
+/// still thinking (no content yet), closed once content began.
+fn partial_answer(reasoning: &str, text: &str) -> String {
+    if reasoning.is_empty() || text.contains("<think>") {
+        return text.to_string();
+    }
+    if text.is_empty() {
+        format!("<think>\n{reasoning}")
+    } else {
+        format!("<think>\n{reasoning}\n</think>\n\n{text}")
+    }
+}
+
+/// The prompt that continues a cut answer. Raw text is extended. For a completions
+/// endpoint the partial answer becomes a trailing assistant message, which the chat format
+/// leaves open (prompt + text so far). A chat endpoint cannot continue a message, so it gets
+/// the partial answer and a request to go on.
+fn continue_prompt(original: &Prompt, so_far: &str, endpoint: Endpoint) -> Prompt {
+    match original {
+        Prompt::Completion(t) => Prompt::Completion(format!("{t}{so_far}")),
+        Prompt::Chat(msgs) => {
+            let mut m = msgs.clone();
+            m.push(Message {
+                role: "assistant".into(),
+                content: so_far.to_string(),
+            });
+            if endpoint == Endpoint::Chat {
+                m.push(Message {
+                    role: "user".into(),
+                    content: "Continue exactly where you stopped.".into(),
+                });
+            }
+            Prompt::Chat(m)
+        }
+    }
+}
+
+/// What one step of a chain got.
+struct Step {
+    resp: CallResponse,
+    sent: bool,
+}
+
+impl Calls {
+    fn model(&self, name: &str) -> Result<&Model> {
+        self.models
+            .get(name)
+            .ok_or_else(|| anyhow!("unknown model `{name}`"))
+    }
+
+    /// The key material shared by every step of a node's calls, and the node key.
+    /// `extra` is hashed into the node key (kind-specific settings that shape the output).
+    pub fn node_key(
+        &self,
+        site: &Site<'_>,
+        model_name: &str,
+        prompt: &Prompt,
+        extra: &Value,
+    ) -> Result<(Value, Key)> {
+        let m = self.model(model_name)?;
+        let spec = &m.spec;
+        let model_ident = match &spec.cache_namespace {
+            Some(ns) => format!("{ns}/{}", spec.model),
+            None => spec.model.clone(),
+        };
+        let common = json!({
+            "provider": m.provider.kind(),
+            "backend": m.provider.cache_identity(),
+            "endpoint": spec.endpoint.as_str(),
+            "model": model_ident,
+            "params": spec.param_map(),
+            "sample": site.sample,
+        });
+        let key = Key::of(&json!({
+            "level": "node", "kind": site.node_kind, "call": common, "prompt": prompt,
+            "continuation": spec.continuation, "extra": extra,
+        }));
+        Ok((common, key))
+    }
+
+    /// Stores a node's final outputs as its node entry (also used to import earlier reasoning).
+    pub fn store_node_entry(&self, key: &Key, output: &Output) -> Result<()> {
+        self.cache
+            .put(
+                key,
+                "node",
+                &NodeEntry {
+                    output: output.clone(),
+                },
+            )
+            .context("writing a node entry to the cache")
+    }
+
+    /// Forgets entries that turned out unusable (an unreadable judge verdict).
+    pub fn forget(&self, keys: &[String]) {
+        for k in keys {
+            self.cache.remove(&Key(k.clone()));
+        }
+    }
+
+    /// Makes a node's model call (with continuation) through both cache levels.
+    pub async fn generate(
+        &self,
+        site: &Site<'_>,
+        model_name: &str,
+        prompt: Prompt,
+        extra: Value,
+    ) -> Result<Generated> {
+        let (common, node_key) = self.node_key(site, model_name, &prompt, &extra)?;
+        let model = self.model(model_name)?;
+        let spec = &model.spec;
+        let mut info = CallInfo {
+            keys: vec![node_key.0.clone()],
+            ..Default::default()
+        };
+        if let Some(e) = self.cache.get::<NodeEntry>(&node_key, "node")
+            && complete::node_output(&e.output).is_ok()
+        {
+            info.cached = true;
+            if let Some(u) = e
+                .output
+                .get("usage")
+                .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+            {
+                info.usage = u;
+            }
+            self.record(model, &info);
+            let mut out = e.output;
+            out.insert("cost_usd".into(), json!(spec.price.cost(&info.usage)));
+            return Ok(Generated { output: out, info });
+        }
+        let base = spec.param_map();
+        let max_cont = spec.continuation.max_continuations;
+        let max_total = spec.continuation.max_total_tokens;
+        let (mut text, mut reasoning) = (String::new(), String::new());
+        let mut finish_reasons: Vec<String> = Vec::new();
+        let (mut model_id, mut seed) = (None, None);
+        let mut step_prompt = prompt.clone();
+        loop {
+            let left = max_total.map(|m| m.saturating_sub(info.usage.completion_tokens));
+            let sent_params = params::as_sent(&base, site.sample, left);
+            if finish_reasons.is_empty() {
+                seed = sent_params.get("seed").cloned();
+            }
+            let mut call = common.clone();
+            call["params"] = serde_json::to_value(&sent_params)?;
+            let call_key = Key::of(&json!({"level": "call", "call": call, "prompt": step_prompt}));
+            info.keys.push(call_key.0.clone());
+            let req = CallRequest {
+                model: spec.model.clone(),
+                prompt: step_prompt.clone(),
+                params: sent_params,
+                sample: site.sample,
+            };
+            let step = self.step(model, &call_key, &req, site).await?;
+            let resp = step.resp;
+            let usage = resp.usage.unwrap_or_default();
+            if step.sent {
+                info.calls += 1;
+                info.fresh.add(&usage);
+            } else {
+                info.call_hits += 1;
+            }
+            info.usage.add(&usage);
+            text.push_str(&resp.text);
+            if let Some(r) = &resp.reasoning {
+                reasoning.push_str(r);
+            }
+            model_id = resp.model_id.clone().or(model_id);
+            finish_reasons.push(resp.finish_reason.clone());
+            let steps = finish_reasons.len() as u32;
+            let under_budget = max_total.is_none_or(|m| info.usage.completion_tokens < m);
+            if resp.finish_reason != "length" || steps > max_cont || !under_budget {
+                break;
+            }
+            step_prompt =
+                continue_prompt(&prompt, &partial_answer(&reasoning, &text), spec.endpoint);
+        }
+        let (reasoning, answer_text) = split_reasoning(&text, Some(&reasoning));
+        let mut out = Output::new();
+        out.insert("prompt".into(), Value::String(prompt.full_text()));
+        out.insert("text".into(), Value::String(text));
+        out.insert("reasoning".into(), Value::String(reasoning));
+        out.insert("answer_text".into(), Value::String(answer_text));
+        out.insert(
+            "finish_reason".into(),
+            json!(finish_reasons.last().cloned().unwrap_or_default()),
+        );
+        out.insert("finish_reasons".into(), json!(finish_reasons));
+        out.insert("usage".into(), serde_json::to_value(info.usage)?);
+        out.insert("round".into(), json!(site.round));
+        out.insert(
+            "model".into(),
+            json!(model_id.unwrap_or_else(|| spec.model.clone())),
+        );
+        if let Some(s) = seed {
+            out.insert("seed".into(), s);
+        }
+        // A single call's outputs are a pure function of its call entry, so a node entry is
+        // written only for a chain of several steps (it saves re-reading every step).
+        if finish_reasons.len() > 1
+            && let Err(e) = self.store_node_entry(&node_key, &out)
+        {
+            self.cache_write_failed(&e);
+        }
+        info.cached = info.calls == 0;
+        self.record(model, &info);
+        // priced now, never cached: a price changed later applies to reruns
+        out.insert("cost_usd".into(), json!(spec.price.cost(&info.usage)));
+        Ok(Generated { output: out, info })
+    }
+
+    /// A complete call entry for `key`, if the cache holds one. An entry that breaks the
+    /// complete-answer rule is a miss.
+    fn cached(&self, key: &Key) -> Option<CallResponse> {
+        let r = self.cache.get::<CallResponse>(key, "call")?;
+        match complete::response(&r) {
+            Ok(()) => Some(r),
+            Err(why) => {
+                tracing::debug!("cache entry {} is not an answer ({why}): a miss", key.0);
+                None
+            }
+        }
+    }
+
+    /// Why a miss may not be sent now, if it may not.
+    fn gate(&self, model: &Model, req: &CallRequest) -> Result<(), NotSent> {
+        match self.mode {
+            Mode::Plan => {
+                let s = &self.stats;
+                s.planned_calls.fetch_add(1, Ordering::Relaxed);
+                // estimate: prompt ≈ characters / 4, completion ≈ max_tokens
+                let est = Usage {
+                    prompt_tokens: crate::llm::sim::approx_tokens(&req.prompt.full_text()),
+                    completion_tokens: model.spec.params.max_tokens.unwrap_or(1000),
+                    ..Default::default()
+                };
+                s.planned_tokens.fetch_add(est.total(), Ordering::Relaxed);
+                let micro = model.spec.price.cost(&est) * 1e6;
+                s.planned_cost_micro
+                    .fetch_add(micro as u64, Ordering::Relaxed);
+                return Err(NotSent::Planned);
+            }
+            Mode::Offline => return Err(NotSent::OfflineMiss),
+            Mode::Run => {}
+        }
+        if self.stopped() {
+            return Err(NotSent::Interrupted);
+        }
+        if self.over_budget() {
+            return Err(NotSent::Budget);
+        }
+        Ok(())
+    }
+
+    /// One step: the call entry, or (after the gates, single-flight and the caps) a call
+    /// whose complete answer is stored. An answer that cannot be stored is used all the same.
+    async fn step(
+        &self,
+        model: &Model,
+        key: &Key,
+        req: &CallRequest,
+        site: &Site<'_>,
+    ) -> Result<Step> {
+        if let Some(resp) = self.cached(key) {
+            return Ok(Step { resp, sent: false });
+        }
+        self.gate(model, req)?;
+        let entry = self.cache.entry_path(key);
+        let _guard = loop {
+            match self.flights.turn(&key.0, &entry).await {
+                Turn::Lead(g) => break g,
+                Turn::Waited => {
+                    self.stats.flight_waits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(resp) = self.cached(key) {
+                        return Ok(Step { resp, sent: false });
+                    }
+                    self.gate(model, req)?;
+                }
+            }
+        };
+        // another process may have stored it between the miss and the lock
+        if let Some(resp) = self.cached(key) {
+            return Ok(Step { resp, sent: false });
+        }
+        let mut resp = self.send(model, req, site).await?;
+        self.redactor.redact_in_place(&mut resp.text);
+        if let Some(r) = resp.reasoning.as_mut() {
+            self.redactor.redact_in_place(r);
+        }
+        if resp.usage.is_none() {
+            resp.usage = Some(self.estimate(model, req, &resp));
+            self.stats.usage_estimated.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(why) = complete::response(&resp) {
+            // providers refuse these already; a backend that does not is not trusted either
+            return Err(anyhow!(
+                "model `{}` answered without a complete answer ({why}); not used, not cached",
+                req.model
+            ));
+        }
+        // the first stored answer wins: a process that answered the same call first (one
+        // whose lock could not be taken) keeps its entry, and this node uses it too
+        match self
+            .cache
+            .put_first(key, "call", resp.clone(), |r: &CallResponse| {
+                complete::response(r).is_ok()
+            }) {
+            Ok(stored) => Ok(Step {
+                resp: stored,
+                sent: true,
+            }),
+            Err(e) => {
+                self.cache_write_failed(&e.context("writing a call entry to the cache"));
+                Ok(Step { resp, sent: true })
+            }
+        }
+    }
+
+    /// Usage counted with the model's tokenizer when the server reported none.
+    fn estimate(&self, model: &Model, req: &CallRequest, resp: &CallResponse) -> Usage {
+        let t = &model.tokenizer;
+        let reasoning = resp.reasoning.as_deref().unwrap_or("");
+        let reasoning_tokens = if reasoning.is_empty() {
+            0
+        } else {
+            t.count(reasoning)
+        };
+        Usage {
+            prompt_tokens: t.count(&req.prompt.full_text()),
+            completion_tokens: t.count(&resp.text) + reasoning_tokens,
+            reasoning_tokens,
+            cached_tokens: 0,
+            estimated: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_think_blocks() {
+        assert_eq!(
+            split_reasoning("<think>a\nb</think>\n\nThe answer", None),
+            ("a\nb".into(), "The answer".into())
+        );
+        assert_eq!(split_reasoning("plain", None), ("".into(), "plain".into()));
+        assert_eq!(
+            split_reasoning("x</think>y</think>z", Some("R")),
+            ("R".into(), "z".into())
+        );
+    }
+
+    #[test]
+    fn a_cut_while_thinking_continues_inside_the_think_block() {
+        assert_eq!(partial_answer("so far", ""), "<think>\nso far");
+        assert_eq!(
+            partial_answer("r", "The answer"),
+            "<think>\nr\n</think>\n\nThe answer"
+        );
+        assert_eq!(partial_answer("", "<think>inline"), "<think>inline");
+    }
+}
