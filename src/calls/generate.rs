@@ -119,6 +119,59 @@ fn continue_prompt(original: &Prompt, so_far: &str, endpoint: Endpoint) -> Promp
     }
 }
 
+/// The steps of one node's call so far (continuation steps appended).
+#[derive(Default)]
+struct Chain {
+    text: String,
+    reasoning: String,
+    finish_reasons: Vec<String>,
+    model_id: Option<String>,
+    /// The seed the first step sent, when one was configured.
+    seed: Option<Value>,
+}
+
+impl Chain {
+    fn add(&mut self, resp: CallResponse) {
+        self.text.push_str(&resp.text);
+        if let Some(r) = &resp.reasoning {
+            self.reasoning.push_str(r);
+        }
+        self.model_id = resp.model_id.or(self.model_id.take());
+        self.finish_reasons.push(resp.finish_reason);
+    }
+
+    fn last_finish(&self) -> &str {
+        self.finish_reasons.last().map_or("", String::as_str)
+    }
+
+    /// The DESIGN.md output fields (usage and cost are added by the caller).
+    fn outputs(self, prompt: &Prompt, round: u32, configured_model: &str) -> Output {
+        let (reasoning, answer_text) = split_reasoning(&self.text, Some(&self.reasoning));
+        let mut out = Output::new();
+        out.insert("prompt".into(), Value::String(prompt.full_text()));
+        out.insert("text".into(), Value::String(self.text));
+        out.insert("reasoning".into(), Value::String(reasoning));
+        out.insert("answer_text".into(), Value::String(answer_text));
+        out.insert(
+            "finish_reason".into(),
+            json!(self.finish_reasons.last().cloned().unwrap_or_default()),
+        );
+        out.insert("finish_reasons".into(), json!(self.finish_reasons));
+        out.insert("round".into(), json!(round));
+        out.insert(
+            "model".into(),
+            json!(
+                self.model_id
+                    .unwrap_or_else(|| configured_model.to_string())
+            ),
+        );
+        if let Some(s) = self.seed {
+            out.insert("seed".into(), s);
+        }
+        out
+    }
+}
+
 /// What one step of a chain got.
 struct Step {
     resp: CallResponse,
@@ -200,31 +253,17 @@ impl Calls {
         if let Some(e) = self.cache.get::<NodeEntry>(&node_key, "node")
             && complete::node_output(&e.output).is_ok()
         {
-            info.cached = true;
-            if let Some(u) = e
-                .output
-                .get("usage")
-                .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
-            {
-                info.usage = u;
-            }
-            self.record(model, &info);
-            let mut out = e.output;
-            out.insert("cost_usd".into(), json!(spec.price.cost(&info.usage)));
-            return Ok(Generated { output: out, info });
+            return Ok(self.served_by_node_entry(model, e.output, info));
         }
         let base = spec.param_map();
-        let max_cont = spec.continuation.max_continuations;
         let max_total = spec.continuation.max_total_tokens;
-        let (mut text, mut reasoning) = (String::new(), String::new());
-        let mut finish_reasons: Vec<String> = Vec::new();
-        let (mut model_id, mut seed) = (None, None);
+        let mut chain = Chain::default();
         let mut step_prompt = prompt.clone();
         loop {
             let left = max_total.map(|m| m.saturating_sub(info.usage.completion_tokens));
             let sent_params = params::as_sent(&base, site.sample, left);
-            if finish_reasons.is_empty() {
-                seed = sent_params.get("seed").cloned();
+            if chain.finish_reasons.is_empty() {
+                chain.seed = sent_params.get("seed").cloned();
             }
             let mut call = common.clone();
             call["params"] = serde_json::to_value(&sent_params)?;
@@ -237,8 +276,7 @@ impl Calls {
                 sample: site.sample,
             };
             let step = self.step(model, &call_key, &req, site).await?;
-            let resp = step.resp;
-            let usage = resp.usage.unwrap_or_default();
+            let usage = step.resp.usage.unwrap_or_default();
             if step.sent {
                 info.calls += 1;
                 info.fresh.add(&usage);
@@ -246,43 +284,24 @@ impl Calls {
                 info.call_hits += 1;
             }
             info.usage.add(&usage);
-            text.push_str(&resp.text);
-            if let Some(r) = &resp.reasoning {
-                reasoning.push_str(r);
-            }
-            model_id = resp.model_id.clone().or(model_id);
-            finish_reasons.push(resp.finish_reason.clone());
-            let steps = finish_reasons.len() as u32;
+            chain.add(step.resp);
+            let steps = chain.finish_reasons.len() as u32;
             let under_budget = max_total.is_none_or(|m| info.usage.completion_tokens < m);
-            if resp.finish_reason != "length" || steps > max_cont || !under_budget {
+            if chain.last_finish() != "length"
+                || steps > spec.continuation.max_continuations
+                || !under_budget
+            {
                 break;
             }
-            step_prompt =
-                continue_prompt(&prompt, &partial_answer(&reasoning, &text), spec.endpoint);
+            let so_far = partial_answer(&chain.reasoning, &chain.text);
+            step_prompt = continue_prompt(&prompt, &so_far, spec.endpoint);
         }
-        let (reasoning, answer_text) = split_reasoning(&text, Some(&reasoning));
-        let mut out = Output::new();
-        out.insert("prompt".into(), Value::String(prompt.full_text()));
-        out.insert("text".into(), Value::String(text));
-        out.insert("reasoning".into(), Value::String(reasoning));
-        out.insert("answer_text".into(), Value::String(answer_text));
-        out.insert(
-            "finish_reason".into(),
-            json!(finish_reasons.last().cloned().unwrap_or_default()),
-        );
-        out.insert("finish_reasons".into(), json!(finish_reasons));
+        let steps = chain.finish_reasons.len();
+        let mut out = chain.outputs(&prompt, site.round, &spec.model);
         out.insert("usage".into(), serde_json::to_value(info.usage)?);
-        out.insert("round".into(), json!(site.round));
-        out.insert(
-            "model".into(),
-            json!(model_id.unwrap_or_else(|| spec.model.clone())),
-        );
-        if let Some(s) = seed {
-            out.insert("seed".into(), s);
-        }
         // A single call's outputs are a pure function of its call entry, so a node entry is
         // written only for a chain of several steps (it saves re-reading every step).
-        if finish_reasons.len() > 1
+        if steps > 1
             && let Err(e) = self.store_node_entry(&node_key, &out)
         {
             self.cache_write_failed(&e);
@@ -292,6 +311,20 @@ impl Calls {
         // priced now, never cached: a price changed later applies to reruns
         out.insert("cost_usd".into(), json!(spec.price.cost(&info.usage)));
         Ok(Generated { output: out, info })
+    }
+
+    /// A node served whole from its node entry.
+    fn served_by_node_entry(&self, model: &Model, mut out: Output, mut info: CallInfo) -> Generated {
+        info.cached = true;
+        if let Some(u) = out
+            .get("usage")
+            .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+        {
+            info.usage = u;
+        }
+        self.record(model, &info);
+        out.insert("cost_usd".into(), json!(model.spec.price.cost(&info.usage)));
+        Generated { output: out, info }
     }
 
     /// A complete call entry for `key`, if the cache holds one. An entry that breaks the
