@@ -205,10 +205,8 @@ impl Cache {
         usable: impl Fn(&T) -> bool,
     ) -> Result<T> {
         let (tmp, path) = self.write_tmp(key, kind, &value)?;
-        // a hard link never replaces: it fails when the entry exists
-        match fs::hard_link(&tmp, &path) {
+        match rename_noreplace(&tmp, &path) {
             Ok(()) => {
-                let _ = fs::remove_file(&tmp);
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
                 return Ok(value);
             }
@@ -222,7 +220,7 @@ impl Cache {
                     return Ok(v);
                 }
             }
-            // file systems without hard links: a plain rename
+            // file systems with neither renameat2 nor hard links: a plain rename
             Err(_) => {}
         }
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
@@ -306,6 +304,23 @@ impl Cache {
         let bytes = fs::read(path).map_err(|e| e.to_string())?;
         let (kind, _) = decode::<serde::de::IgnoredAny>(&bytes, key)?;
         Ok(kind)
+    }
+}
+
+/// Moves `tmp` to `path` unless `path` exists (`AlreadyExists` then): one `renameat2`
+/// with `RENAME_NOREPLACE`, or where the file system lacks it, a hard link (which never
+/// replaces either) and the removal of `tmp`.
+fn rename_noreplace(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, tmp, CWD, path, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) => Err(std::io::ErrorKind::AlreadyExists.into()),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            fs::hard_link(tmp, path)?;
+            let _ = fs::remove_file(tmp);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Crash safety through the real binary: a run killed with SIGKILL resumes from the cache
 //! without re-sending finished calls and ends equal to an uninterrupted run; two processes
-//! share one cache directory; Ctrl-C (SIGINT) stops cleanly with exit code 130.
+//! share one cache directory; Ctrl-C (SIGINT), SIGTERM and SIGHUP stop cleanly (calls in
+//! flight finish) with exit code 128 + the signal.
 
 mod common;
 use common::*;
@@ -155,8 +156,10 @@ fn two_processes_share_one_cache() {
     assert_eq!(metrics(&p.last_run("two"))["calls"], 0);
 }
 
-#[test]
-fn ctrl_c_stops_cleanly_with_exit_130() {
+/// A stop signal mid-run: no new call is sent, the calls in flight finish (every `started`
+/// call has its `finished`), everything is written, the exit code is 128 + the signal, and
+/// a rerun completes from the cache.
+fn stops_cleanly_on(signal: &str, code: i32) {
     let p = Project::new();
     p.write("pipelines/i.yaml", &iterated("i", 4, &sim_model(30), ""));
     let mut child = p
@@ -168,28 +171,22 @@ fn ctrl_c_stops_cleanly_with_exit_130() {
         .unwrap();
     wait_for_events(&p, "i", 0, 20, &mut child);
     let st = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{signal}: {err}");
     let run = p.last_run("i");
     let r = json(&run.join("results.json"));
-    assert_eq!(r["status"], "interrupted");
+    assert_eq!(r["status"], "interrupted", "{signal}");
     let m = metrics(&run);
-    assert_eq!(m["interrupted"], true);
+    assert_eq!(m["interrupted"], true, "{signal}");
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let count = |what: &str| events.lines().filter(|l| l.contains(what)).count();
     // what finished is kept: every finished event's node is done in results.json
-    let finished = std::fs::read_to_string(run.join("events.jsonl"))
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("\"finished\""))
-        .count();
+    let finished = count("\"finished\"");
     let done: usize = r["problems"]
         .as_array()
         .unwrap()
@@ -203,7 +200,12 @@ fn ctrl_c_stops_cleanly_with_exit_130() {
                 .count()
         })
         .sum();
-    assert_eq!(finished, done);
+    assert_eq!(finished, done, "{signal}");
+    // the calls in flight at the signal were let finish: none was abandoned
+    let started = count("\"started\"");
+    let calls = m["calls"].as_u64().unwrap() as usize;
+    assert_eq!(started, calls, "{signal}: every sent call finished: {err}");
+    assert!(err.contains("calls in flight get"), "{signal}: {err}");
     // and a rerun completes from the cache
     let out = p.run(&["pipeline", "run", "pipelines/i.yaml", "--no-progress"]);
     assert_eq!(out.status.code(), Some(0));
@@ -213,4 +215,19 @@ fn ctrl_c_stops_cleanly_with_exit_130() {
             .unwrap()
             >= done as u64
     );
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_with_exit_130() {
+    stops_cleanly_on("INT", 130);
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_exit_143() {
+    stops_cleanly_on("TERM", 143);
+}
+
+#[test]
+fn sighup_stops_cleanly_with_exit_129() {
+    stops_cleanly_on("HUP", 129);
 }

@@ -304,7 +304,7 @@ fn cli_filters_select_problems() {
 }
 
 #[test]
-fn offline_misses_fail_the_node_and_a_warm_cache_reproduces() {
+fn offline_misses_are_not_run_and_a_warm_cache_reproduces() {
     let p = Project::new();
     p.write("pipelines/o.yaml", &iterated("o", 2, &sim_model(0), ""));
     let out = p.run(&[
@@ -315,10 +315,20 @@ fn offline_misses_fail_the_node_and_a_warm_cache_reproduces() {
         "--no-progress",
     ]);
     assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("offline_miss"), "{}", text(&out));
+    // a miss is not a failure: the node is `not_run` with its reason, its problem incomplete
+    let r = json(&p.last_run("o").join("results.json"));
+    let q = &r["problems"][0];
+    assert_eq!(q["status"], "incomplete", "{q}");
+    let a0 = &q["samples"][0]["attempt_0"];
+    assert_eq!(a0["status"], "not_run", "{a0}");
+    assert_eq!(a0["reason"], "offline_miss", "{a0}");
     assert!(
-        text(&out).contains("offline: no cache entry"),
-        "{}",
-        text(&out)
+        a0["error"]
+            .as_str()
+            .unwrap()
+            .contains("offline: no cache entry"),
+        "{a0}"
     );
     run_ok(
         &p,

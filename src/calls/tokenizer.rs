@@ -27,12 +27,10 @@ const WHAT_TO_DO: &str = "set the model's `tokenizer:` to `cl100k`, `o200k` or t
 /// A model's tokenizer for usage estimates.
 #[derive(Clone)]
 pub enum Tokenizer {
-    /// One of tiktoken's embedded encodings. `default` is true when no `tokenizer:` was set.
-    Tiktoken {
-        name: &'static str,
-        bpe: &'static tiktoken_rs::CoreBPE,
-        default: bool,
-    },
+    /// One of tiktoken's embedded encodings, built at the first count (building one takes
+    /// a tenth of a second and tens of MB: most runs never need it). `default` is true when no
+    /// `tokenizer:` was set.
+    Tiktoken { name: &'static str, default: bool },
     /// A Hugging Face `tokenizer.json` (truncation and padding turned off, so counts are whole).
     HuggingFace {
         path: PathBuf,
@@ -68,17 +66,19 @@ impl Tokenizer {
     }
 
     fn tiktoken(name: &'static str, default: bool) -> Tokenizer {
-        let bpe = match name {
-            "o200k_base" => tiktoken_rs::o200k_base_singleton(),
-            _ => tiktoken_rs::cl100k_base_singleton(),
-        };
-        Tokenizer::Tiktoken { name, bpe, default }
+        Tokenizer::Tiktoken { name, default }
     }
 
     /// The number of tokens of `text` alone (no BOS/EOS or chat-template tokens added).
     pub fn count(&self, text: &str) -> u64 {
         match self {
-            Tokenizer::Tiktoken { bpe, .. } => bpe.encode_ordinary(text).len() as u64,
+            Tokenizer::Tiktoken { name, .. } => {
+                let bpe = match *name {
+                    "o200k_base" => tiktoken_rs::o200k_base_singleton(),
+                    _ => tiktoken_rs::cl100k_base_singleton(),
+                };
+                bpe.encode_ordinary(text).len() as u64
+            }
             Tokenizer::HuggingFace { tok, path } => match tok.encode_fast(text, false) {
                 Ok(e) => e.len() as u64,
                 Err(e) => {

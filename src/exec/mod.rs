@@ -7,6 +7,7 @@ pub mod import;
 pub mod output;
 pub mod progress;
 pub mod scheduler;
+pub mod signals;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -143,32 +144,35 @@ impl RunCtx {
 }
 
 /// Hears the call layer: started calls and retries become events.jsonl lines (drained by
-/// the scheduler), streamed text goes to the dashboard.
+/// the scheduler), streamed text goes to the dashboard. A `started` event waits in a buffer
+/// for the scheduler's next wake-up (one per sent call: waking it for each would cost more
+/// than the event is worth); a `retry` wakes it, so a call that keeps failing shows at once.
 struct RunListener {
     events: tokio::sync::mpsc::UnboundedSender<scheduler::Event>,
+    quiet: Arc<std::sync::Mutex<Vec<scheduler::Event>>>,
     dashboard: Option<crate::dashboard::Dashboard>,
 }
 
-impl RunListener {
-    fn send(&self, site: &Site<'_>, event: &'static str, detail: Option<String>) {
-        let mut e = scheduler::Event::new(
-            site.problem_id,
-            Some(site.sample),
-            site.node_id,
-            site.round,
-            event,
-        );
-        e.error = detail;
-        let _ = self.events.send(e);
-    }
+fn site_event(site: &Site<'_>, event: &'static str) -> scheduler::Event {
+    scheduler::Event::new(
+        site.problem_id,
+        Some(site.sample),
+        site.node_id,
+        site.round,
+        event,
+    )
 }
 
 impl Listener for RunListener {
     fn started(&self, site: &Site<'_>) {
-        self.send(site, "started", None);
+        if let Ok(mut q) = self.quiet.lock() {
+            q.push(site_event(site, "started"));
+        }
     }
     fn retry(&self, site: &Site<'_>, attempt: u32, reason: &str) {
-        self.send(site, "retry", Some(format!("attempt {attempt}: {reason}")));
+        let mut e = site_event(site, "retry");
+        e.error = Some(format!("attempt {attempt}: {reason}"));
+        let _ = self.events.send(e);
     }
     fn delta(&self, site: &Site<'_>, text: &str) {
         if let Some(d) = &self.dashboard {
@@ -177,14 +181,38 @@ impl Listener for RunListener {
     }
 }
 
-/// Connects the run to its call layer's news; the scheduler drains the returned events.
-pub fn listen(ctx: &RunCtx) -> tokio::sync::mpsc::UnboundedReceiver<scheduler::Event> {
+/// The call layer's events for the scheduler: `wake` wakes it, `quiet` waits for it.
+pub struct Heard {
+    pub wake: tokio::sync::mpsc::UnboundedReceiver<scheduler::Event>,
+    quiet: Arc<std::sync::Mutex<Vec<scheduler::Event>>>,
+}
+
+impl Heard {
+    /// Every event heard so far, in order: the buffered ones, then `first`, then the rest.
+    pub fn drain(&mut self, first: Option<scheduler::Event>) -> Vec<scheduler::Event> {
+        let mut v = self
+            .quiet
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default();
+        v.extend(first);
+        while let Ok(e) = self.wake.try_recv() {
+            v.push(e);
+        }
+        v
+    }
+}
+
+/// Connects the run to its call layer's news.
+pub fn listen(ctx: &RunCtx) -> Heard {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let quiet = Arc::new(std::sync::Mutex::new(Vec::new()));
     ctx.calls.set_listener(Arc::new(RunListener {
         events: tx,
+        quiet: quiet.clone(),
         dashboard: ctx.dashboard.clone(),
     }));
-    rx
+    Heard { wake: rx, quiet }
 }
 
 /// How a run ended.
@@ -194,15 +222,21 @@ pub struct RunSummary {
     pub problems: usize,
     pub failed_problems: Vec<(String, String)>,
     pub interrupted: bool,
+    /// The stop signal's number (exit code 128 + it), when a signal stopped the run.
+    pub signal: Option<i32>,
     /// Answers that arrived but could not be written to the cache.
     pub uncached: u64,
+    /// Problems finished with some node not run (budget, offline miss).
+    pub incomplete: usize,
 }
 
 impl RunSummary {
     pub fn exit_code(&self) -> i32 {
-        if self.interrupted {
-            130
-        } else if self.failed_problems.is_empty() && self.uncached == 0 {
+        if let Some(sig) = self.signal {
+            128 + sig
+        } else if self.interrupted {
+            128 + signals::SIGINT
+        } else if self.failed_problems.is_empty() && self.uncached == 0 && self.incomplete == 0 {
             0
         } else {
             1

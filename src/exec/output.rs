@@ -226,6 +226,18 @@ impl RunWriter {
                 outcome.failed.len() - 20
             );
         }
+        if !outcome.not_run.is_empty() {
+            let why: Vec<String> = outcome
+                .not_run
+                .iter()
+                .map(|(r, n)| format!("{n} {}", not_run_text(r)))
+                .collect();
+            println!(
+                "NOT RUN: {} node(s): {} (status not_run, with its reason, in results.json)",
+                outcome.not_run.values().sum::<usize>(),
+                why.join(", ")
+            );
+        }
         let uncached = ctx.calls.stats.uncached.load(Ordering::Relaxed);
         if uncached > 0 {
             let why = ctx.calls.cache_failure().unwrap_or_default();
@@ -241,7 +253,9 @@ impl RunWriter {
             problems: ctx.pipeline.problems.len(),
             failed_problems: outcome.failed.clone(),
             interrupted: outcome.interrupted,
+            signal: outcome.signal,
             uncached,
+            incomplete: outcome.incomplete,
         })
     }
 
@@ -281,6 +295,18 @@ impl RunWriter {
         }
         s
     }
+}
+
+/// What a `not_run` reason means, for the end-of-run summary.
+fn not_run_text(reason: &str) -> String {
+    let what = match reason {
+        "budget" => "not sent: this run's spend reached --max_cost",
+        "interrupted" => "interrupted before they were sent",
+        "offline_miss" => "not in the cache (--offline / ENABLE_API_CALLS=0)",
+        "planned" => "to be made",
+        other => other,
+    };
+    format!("{reason} ({what})")
 }
 
 fn summary_line(ctx: &RunCtx) -> String {

@@ -87,6 +87,9 @@ pub struct NodeRecord {
     /// done | failed | skipped | not_run
     pub status: &'static str,
     pub cached: bool,
+    /// Why a `not_run` node did not run (`interrupted`, `budget`, `offline_miss`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Arc<Output>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,6 +126,12 @@ pub trait Sink {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub interrupted: bool,
+    /// The stop signal's number, when a signal stopped the run.
+    pub signal: Option<i32>,
+    /// Problems finished with some node not run (budget, offline miss, interrupt).
+    pub incomplete: usize,
+    /// Nodes not run, by reason.
+    pub not_run: std::collections::BTreeMap<&'static str, usize>,
     pub failed: Vec<(String, String)>,
     pub problems_done: usize,
 }
@@ -140,6 +149,18 @@ impl Failure {
         Failure {
             message: format!("{e:#}"),
             not_sent: e.downcast_ref::<NotSent>().copied(),
+        }
+    }
+}
+
+impl Outcome {
+    fn count_not_run(&mut self, rec: &ProblemRecord) {
+        for s in rec.samples.iter().chain(std::iter::once(&rec.aggregates)) {
+            for n in s.values() {
+                if let Some(r) = n.reason {
+                    *self.not_run.entry(r).or_default() += 1;
+                }
+            }
         }
     }
 }
@@ -216,11 +237,13 @@ pub async fn schedule(
     let mut in_flight_model = 0usize;
     let mut per_model: HashMap<String, usize> = HashMap::new();
     let mut outcome = Outcome::default();
-    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    let mut signals = super::signals::Signals::new();
+    let mut grace_until: Option<tokio::time::Instant> = None;
     let mut side = super::listen(&ctx);
 
     loop {
-        while open.len() < window && next < problems.len() {
+        // once stopped, no new problem is opened
+        while open.len() < window && next < problems.len() && !ctx.stop_new_calls() {
             let states: Vec<State> = (0..g.len())
                 .map(|i| State::Waiting(g.deps[i].len()))
                 .collect();
@@ -327,32 +350,35 @@ pub async fn schedule(
             });
         }
         if tasks.is_empty() {
-            if ready.is_empty() && next >= problems.len() {
+            if ready.is_empty() && (next >= problems.len() || ctx.stop_new_calls()) {
                 break;
             }
             if ready.is_empty() {
                 continue;
             }
         }
-        let joined = tokio::select! {
-            j = tasks.join_next() => Some(j),
-            Some(e) = side.recv() => {
-                sink.event(&e)?;
-                None
-            }
-            _ = ctx.calls.waiting_changed().notified() => None,
-            _ = &mut ctrl_c, if !ctx.stop_new_calls() => {
-                ctx.calls.stop();
-                eprintln!("\ninterrupted: stopping; finished work is kept");
+        let wake = wait(
+            &mut tasks,
+            &mut side,
+            sink,
+            &mut signals,
+            &mut grace_until,
+            &ctx,
+            &mut outcome,
+        )
+        .await?;
+        let joined = match wake {
+            Wake::Joined(j) => j,
+            Wake::Again => None,
+            Wake::Abandon => {
                 tasks.abort_all();
-                outcome.interrupted = true;
                 break;
             }
         };
-        while let Ok(e) = side.try_recv() {
+        for e in side.drain(None) {
             sink.event(&e)?;
         }
-        let Some(Some(joined)) = joined else { continue };
+        let Some(joined) = joined else { continue };
         let (pid, i, r, ms) = match joined {
             Ok(v) => v,
             Err(e) if e.is_cancelled() => continue,
@@ -382,16 +408,86 @@ pub async fn schedule(
             progress,
         )?;
     }
+    for e in side.drain(None) {
+        sink.event(&e)?;
+    }
     if outcome.interrupted {
         // keep what finished of the open problems
         let mut pids: Vec<usize> = open.keys().copied().collect();
         pids.sort();
         for pid in pids {
             let op = open.remove(&pid).expect("open");
-            sink.problem_done(record(&ctx, &g, &op, "incomplete"))?;
+            let rec = record(&ctx, &g, &op, "incomplete");
+            outcome.count_not_run(&rec);
+            sink.problem_done(rec)?;
         }
     }
     Ok(outcome)
+}
+
+/// What woke the scheduler.
+enum Wake {
+    /// A node task ended (None: there was none).
+    Joined(Option<Result<TaskResult, tokio::task::JoinError>>),
+    /// Something changed (a stop signal, a single-flight waiter): dispatch again.
+    Again,
+    /// A second signal or the end of the grace period: abandon what still runs.
+    Abandon,
+}
+
+/// Waits for a node task to end, writing the call layer's events as they come (without a
+/// dispatch round for each). The first stop signal stops new calls and starts the grace
+/// period.
+#[allow(clippy::too_many_arguments)]
+async fn wait(
+    tasks: &mut JoinSet<TaskResult>,
+    side: &mut super::Heard,
+    sink: &mut dyn Sink,
+    signals: &mut super::signals::Signals,
+    grace_until: &mut Option<tokio::time::Instant>,
+    ctx: &RunCtx,
+    outcome: &mut Outcome,
+) -> Result<Wake> {
+    use super::signals::{GRACE, name};
+    loop {
+        tokio::select! {
+            j = tasks.join_next() => return Ok(Wake::Joined(j)),
+            Some(e) = side.wake.recv() => {
+                for e in side.drain(Some(e)) {
+                    sink.event(&e)?;
+                }
+            }
+            _ = ctx.calls.waiting_changed().notified() => return Ok(Wake::Again),
+            sig = signals.recv() => {
+                if grace_until.is_some() {
+                    eprintln!("{}: abandoning the calls still in flight", name(sig));
+                    return Ok(Wake::Abandon);
+                }
+                ctx.calls.stop();
+                outcome.interrupted = true;
+                outcome.signal = Some(sig);
+                *grace_until = Some(tokio::time::Instant::now() + GRACE);
+                eprintln!(
+                    "\n{}: stopping: no new calls; calls in flight get {} s to finish; finished work is kept",
+                    name(sig),
+                    GRACE.as_secs()
+                );
+                return Ok(Wake::Again);
+            }
+            _ = until(*grace_until) => {
+                eprintln!("the grace period is over: abandoning the calls still in flight");
+                return Ok(Wake::Abandon);
+            }
+        }
+    }
+}
+
+/// Waits until `t`, or forever without one.
+async fn until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Gives back a model node's call slot.
@@ -495,7 +591,12 @@ fn finish(
                             message: format!("{} (upstream `{}`)", NotSent::Planned, node.id),
                             not_sent,
                         },
-                        _ => Failure {
+                        // what was not sent stops its dependents for the same reason
+                        Some(ns) => Failure {
+                            message: format!("not run: upstream `{}` was not sent ({ns})", node.id),
+                            not_sent,
+                        },
+                        None => Failure {
                             message: format!("not run: upstream `{}` failed", node.id),
                             not_sent: None,
                         },
@@ -518,7 +619,10 @@ fn finish(
             outcome
                 .failed
                 .push((rec.id.clone(), rec.error.clone().unwrap_or_default()));
+        } else if rec.status == "incomplete" {
+            outcome.incomplete += 1;
         }
+        outcome.count_not_run(&rec);
         outcome.problems_done += 1;
         progress.problem_done(ctx, rec.status == "failed");
         sink.problem_done(rec)?;
@@ -531,15 +635,27 @@ fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str)
     let mut per_sample: Vec<IndexMap<String, NodeRecord>> = vec![IndexMap::new(); samples];
     let mut aggregates = IndexMap::new();
     let mut error = None;
+    let mut not_run = false;
     for (i, st) in op.states.iter().enumerate() {
         let inst = g.inst(i);
         let node = &ctx.pipeline.nodes[inst.node];
+        let mut reason = None;
         let (status, output, err, cached, ms) = match st {
             State::Done(o, c, ms) => ("done", Some(o.clone()), None, *c, *ms),
+            State::Failed(f) if f.not_sent.is_some() => {
+                reason = f.not_sent.map(|n| n.reason());
+                ("not_run", None, Some(f.message.clone()), false, 0)
+            }
             State::Failed(f) => ("failed", None, Some(f.message.clone()), false, 0),
             State::Skipped(w) => ("skipped", None, Some(w.clone()), false, 0),
-            State::Waiting(_) | State::Running => ("not_run", None, None, false, 0),
+            State::Waiting(_) | State::Running => {
+                if base_status == "incomplete" {
+                    reason = Some(NotSent::Interrupted.reason());
+                }
+                ("not_run", None, None, false, 0)
+            }
         };
+        not_run |= reason.is_some();
         if status == "failed" && error.is_none() {
             error = Some(format!("{}: {}", node.id, err.clone().unwrap_or_default()));
         }
@@ -549,6 +665,7 @@ fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str)
             round: node.round,
             status,
             cached,
+            reason,
             output,
             error: err,
             latency_ms: ms,
@@ -562,10 +679,10 @@ fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str)
             }
         }
     }
-    let status = if error.is_some() && base_status == "ok" {
-        "failed"
-    } else {
-        base_status
+    let status = match (error.is_some(), not_run) {
+        (true, _) if base_status == "ok" => "failed",
+        (false, true) => "incomplete",
+        _ => base_status,
     };
     ProblemRecord {
         id: op.problem.id.clone(),

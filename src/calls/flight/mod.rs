@@ -157,6 +157,17 @@ impl Flights {
     /// `entry_path`: the cache entry's file path (the lock is `<entry_path>.lock`). `key`: the
     /// key's hex string (the in-process map key).
     pub async fn turn(&self, key: &str, entry_path: &Path) -> Turn<'_> {
+        self.turn_with(key, entry_path, self.lock_across_processes)
+            .await
+    }
+
+    /// Like `turn`, in this process only (no lock file): for calls that cost nothing to
+    /// repeat in another process, where a lock file would cost more than the call.
+    pub async fn turn_in_process(&self, key: &str) -> Turn<'_> {
+        self.turn_with(key, Path::new(""), false).await
+    }
+
+    async fn turn_with(&self, key: &str, entry_path: &Path, across: bool) -> Turn<'_> {
         let slot = match self.lead_in_process(key) {
             Ok(slot) => slot,
             Err(mut done) => {
@@ -166,7 +177,7 @@ impl Flights {
                 return Turn::Waited;
             }
         };
-        if !self.lock_across_processes {
+        if !across {
             return Turn::Lead(FlightGuard { file: None, slot });
         }
         let lock_path = lock_path_of(entry_path);
