@@ -219,9 +219,22 @@ impl OpenAiProvider {
             .as_object_mut()
             .and_then(|m| m.remove("prompt").or_else(|| m.remove("messages")))
             .unwrap_or(Value::Null);
+        // the rendered text as the model sees it: a completions prompt whole (chat template
+        // and `<think>` included), chat messages as `[role]` then their text
         let prompt = match prompt {
             Value::String(s) => s,
-            other => serde_json::to_string_pretty(&other).unwrap_or_default(),
+            Value::Array(msgs) => msgs
+                .iter()
+                .map(|m| {
+                    format!(
+                        "[{}]\n{}",
+                        m["role"].as_str().unwrap_or("?"),
+                        m["content"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            other => other.to_string(),
         };
         let line = format!(
             "→ POST {} (endpoint {}, stream {}) {}\n{}",
