@@ -158,7 +158,13 @@ impl Cache {
         let path = self.path(key);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
-            Err(_) => {
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    // a directory or other non-file where an entry belongs: moved aside, so
+                    // the answer fetched again can be written
+                    let moved = self.quarantine(&path);
+                    return self.corrupt(&path, &format!("unreadable: {e}; {moved}"));
+                }
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
@@ -176,6 +182,27 @@ impl Cache {
         }
     }
 
+    /// Moves a non-file at an entry's place into `quarantine/` (kept for inspection, never
+    /// read again); says where it went.
+    fn quarantine(&self, path: &Path) -> String {
+        let is_file = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+        if is_file {
+            return "left in place".into();
+        }
+        let dir = self.root.join("quarantine");
+        let name = format!(
+            "{}-{:x}",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            rand::random::<u32>()
+        );
+        match fs::create_dir_all(&dir).and_then(|_| fs::rename(path, dir.join(&name))) {
+            Ok(()) => format!("moved to {}", dir.join(name).display()),
+            Err(e) => format!("could not be moved aside: {e}"),
+        }
+    }
+
     fn corrupt<T>(&self, path: &Path, why: &str) -> Option<T> {
         self.counters.corrupt.fetch_add(1, Ordering::Relaxed);
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -189,6 +216,7 @@ impl Cache {
     /// Writes an entry atomically (temporary file + rename; no fsync, see `sync`).
     pub fn put<T: Serialize>(&self, key: &Key, kind: &str, value: &T) -> Result<()> {
         let (tmp, path) = self.write_tmp(key, kind, value)?;
+        self.clear_non_file(&path);
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -205,6 +233,7 @@ impl Cache {
         usable: impl Fn(&T) -> bool,
     ) -> Result<T> {
         let (tmp, path) = self.write_tmp(key, kind, &value)?;
+        self.clear_non_file(&path);
         match rename_noreplace(&tmp, &path) {
             Ok(()) => {
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
@@ -226,6 +255,14 @@ impl Cache {
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
         Ok(value)
+    }
+
+    /// A directory (or other non-file) where an entry goes is moved to `quarantine/`.
+    fn clear_non_file(&self, path: &Path) {
+        if fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_file()) {
+            let moved = self.quarantine(path);
+            tracing::warn!("cache: {} was not an entry file; {moved}", path.display());
+        }
     }
 
     /// Writes an entry's bytes to a temporary file beside its place; returns both paths.
@@ -364,6 +401,30 @@ mod tests {
             a,
             Key::of(&json!({"model": "m", "params": {"t": 0.6, "k": 40}, "sample": 1}))
         );
+    }
+
+    #[test]
+    fn a_directory_in_an_entrys_place_is_a_miss_and_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Cache::open(dir.path()).unwrap();
+        let k = Key::of(&json!({"x": 4}));
+        fs::create_dir_all(c.path(&k).join("inner")).unwrap();
+        assert!(c.get::<Value>(&k, "call").is_none());
+        assert_eq!(c.counters.corrupt.load(Ordering::Relaxed), 1);
+        assert!(!c.path(&k).exists(), "moved aside");
+        assert_eq!(
+            fs::read_dir(dir.path().join("quarantine")).unwrap().count(),
+            1
+        );
+        // and the entry fetched again can be written, by either writer
+        fs::create_dir_all(c.path(&k)).unwrap();
+        c.put(&k, "call", &json!({"ok": true})).unwrap();
+        assert_eq!(c.get::<Value>(&k, "call").unwrap()["ok"], true);
+        let k2 = Key::of(&json!({"x": 5}));
+        fs::create_dir_all(c.path(&k2)).unwrap();
+        let v = c.put_first(&k2, "call", json!({"n": 1}), |_| true).unwrap();
+        assert_eq!(v["n"], 1);
+        assert_eq!(c.get::<Value>(&k2, "call").unwrap()["n"], 1);
     }
 
     #[test]

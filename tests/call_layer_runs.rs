@@ -452,3 +452,58 @@ async fn rule13_cut_answers_cached_by_earlier_versions_are_misses_and_verify_lis
     let text = assert_exit(&run(&p, &["cache", "verify", "--cache", "cache"]).await, 0);
     assert!(text.contains("0 not complete answers"), "{text}");
 }
+
+// ---------------------------------------------------------------------------------------
+// A key is needed only to send: plan and offline runs reproduce a shared cache without one
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_and_offline_runs_need_no_api_key() {
+    let p = Project::new();
+    let server = FakeServer::start(fixed(ANSWER)).await;
+    p.write("pipelines/k.yaml", &single("k", &model(&server, ""), ""));
+    let two = ["--question_ids", "add-1,mul-1"];
+    assert_exit(
+        &run_pipeline(&p, "pipelines/k.yaml", "cache", &two).await,
+        0,
+    );
+    let sent = server.request_count();
+    let online = results(&p.last_run("k"));
+    let keyless = |args: &[&str]| {
+        let mut c = cmd(&p, args);
+        c.env_remove("FAKE_KEY");
+        c
+    };
+    // validate warns, plan counts, an offline run reproduces: none needs the key
+    let v = output(keyless(&["pipeline", "validate", "pipelines/k.yaml"])).await;
+    let t = assert_exit(&v, 0);
+    assert!(t.contains("FAKE_KEY") && t.contains("warning"), "{t}");
+    let mut plan = vec!["pipeline", "plan", "pipelines/k.yaml", "--cache", "cache"];
+    plan.extend(two);
+    let t = assert_exit(&output(keyless(&plan)).await, 0);
+    assert!(t.contains("in the cache: 2"), "{t}");
+    let mut off = vec![
+        "pipeline",
+        "run",
+        "pipelines/k.yaml",
+        "--no-progress",
+        "--cache",
+        "cache",
+        "--offline",
+    ];
+    off.extend(two);
+    assert_exit(&output(keyless(&off)).await, 0);
+    assert_eq!(server.request_count(), sent, "nothing was sent");
+    let offline = results(&p.last_run("k"));
+    for i in 0..2 {
+        assert_eq!(
+            node(&offline, i, "attempt_0")["output"]["text"],
+            node(&online, i, "attempt_0")["output"]["text"]
+        );
+    }
+    // a run that may send still refuses at once without its key (exit 2, nothing sent)
+    let mut run = vec!["pipeline", "run", "pipelines/k.yaml", "--no-progress"];
+    run.extend(["--cache", "cache2"]);
+    let t = assert_exit(&output(keyless(&run)).await, 2);
+    assert!(t.contains("FAKE_KEY"), "{t}");
+}

@@ -577,3 +577,15 @@ fn the_dashboard_port_may_come_from_the_pipeline() {
         "Ctrl-C after a finished run is a normal end"
     );
 }
+
+#[test]
+fn view_of_a_garbage_results_file_says_what_is_wrong_and_exits_2() {
+    let p = Project::new();
+    let dir = p.path().join("results/x/run");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("results.json"), "garbage, not json {{{").unwrap();
+    let out = p.run(&["view", dir.to_str().unwrap(), "--port", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("results.json") && t.contains("not JSON"), "{t}");
+}

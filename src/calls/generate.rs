@@ -300,8 +300,11 @@ impl Calls {
         let mut out = chain.outputs(&prompt, site.round, &spec.model);
         out.insert("usage".into(), serde_json::to_value(info.usage)?);
         // A single call's outputs are a pure function of its call entry, so a node entry is
-        // written only for a chain of several steps (it saves re-reading every step).
+        // written only for a chain of several steps (it saves re-reading every step), and
+        // only by a run that may send: a plan or an offline run never writes (a published
+        // cache may be read-only).
         if steps > 1
+            && self.mode == Mode::Run
             && let Err(e) = self.store_node_entry(&node_key, &out)
         {
             self.cache_write_failed(&e);

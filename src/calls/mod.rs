@@ -179,7 +179,7 @@ impl Calls {
             let Some(spec) = s.models.get(name) else {
                 continue;
             };
-            let provider = crate::llm::build_provider(spec)
+            let provider = crate::llm::build_provider(spec, s.mode == Mode::Run)
                 .map_err(|e| anyhow::anyhow!("model `{name}`: {e:#}"))?;
             let tokenizer = tokenizer::Tokenizer::load(spec.tokenizer.as_deref(), s.base_dir)
                 .map_err(|e| anyhow::anyhow!("model `{name}`: {e:#}"))?;

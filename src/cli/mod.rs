@@ -351,6 +351,23 @@ fn init_tracing(verbose: bool) {
         .try_init();
 }
 
+/// `validate` says which models could not send for want of a key (plan and `--offline`
+/// need none).
+fn warn_missing_keys(p: &Pipeline) {
+    for (name, spec) in &p.spec.models {
+        let used = p
+            .nodes
+            .iter()
+            .any(|n| n.model.as_deref() == Some(name.as_str()));
+        if used
+            && spec.provider != "sim"
+            && let Err(e) = crate::llm::openai::check_api_key(spec)
+        {
+            eprintln!("warning: {e} (plan and --offline runs need no key)");
+        }
+    }
+}
+
 fn load(args: &LoadArgs) -> Result<Pipeline, i32> {
     let opts = LoadOptions {
         sets: args.sets.clone(),
@@ -413,6 +430,7 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
             init_tracing(false);
             match load(&a) {
                 Ok(p) => {
+                    warn_missing_keys(&p);
                     println!(
                         "{}: valid — {} nodes per problem and sample, {} problem(s) × {} sample(s)",
                         a.file.display(),

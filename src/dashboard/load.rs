@@ -172,7 +172,20 @@ pub fn load_run(dir: &Path) -> Result<State, String> {
             ));
         }
         None if raw.is_empty() => Vec::new(),
-        None => partial_problems(&raw),
+        // distill's own file cut short by a crash: its header, then a problem per line
+        None if raw.trim_start().starts_with("{") && raw.contains("\"run_id\"") => {
+            partial_problems(&raw)
+        }
+        None => {
+            let why = crate::original::parse_json(&raw)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            return Err(format!(
+                "{} is not a results file distill can read (not JSON: {why}); point `distill view` at a run directory distill or the original tool wrote",
+                results_path.display()
+            ));
+        }
     };
     let problems: Vec<(String, String)> = config["problems"]["selected"]
         .as_array()

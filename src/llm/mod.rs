@@ -166,12 +166,13 @@ pub const PROVIDERS: [&str; 7] = [
     "openai-compatible",
 ];
 
-/// Builds the provider for one model spec.
-pub fn build_provider(spec: &ModelSpec) -> Result<Arc<dyn Provider>> {
+/// Builds the provider for one model spec. `need_key`: false when the run will not send
+/// (a plan, `--offline`): an API key is needed only to send.
+pub fn build_provider(spec: &ModelSpec, need_key: bool) -> Result<Arc<dyn Provider>> {
     match spec.provider.as_str() {
         "sim" => Ok(Arc::new(sim::SimProvider::new(spec.sim.clone()))),
         "openai" | "fireworks" | "together" | "deepseek" | "openrouter" | "openai-compatible" => {
-            Ok(Arc::new(openai::OpenAiProvider::new(spec)?))
+            Ok(Arc::new(openai::OpenAiProvider::new_for(spec, need_key)?))
         }
         other => anyhow::bail!(
             "provider `{other}` is not available (known: sim, openai, fireworks, together, deepseek, openrouter, openai-compatible)"

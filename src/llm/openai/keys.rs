@@ -54,6 +54,12 @@ pub struct Resolved {
 /// Resolves base URL and key of a spec; the error says what is missing and how to set it
 /// (it never contains a key).
 pub fn resolve(spec: &ModelSpec) -> Result<Resolved, String> {
+    resolve_for(spec, true)
+}
+
+/// Like `resolve`; with `need_key` false (a plan, an offline run: nothing is sent) a missing
+/// key is no error.
+pub fn resolve_for(spec: &ModelSpec, need_key: bool) -> Result<Resolved, String> {
     let d = defaults(&spec.provider).ok_or_else(|| {
         format!(
             "provider `{}` is not an OpenAI-compatible provider (known: {})",
@@ -88,6 +94,7 @@ pub fn resolve(spec: &ModelSpec) -> Result<Resolved, String> {
         None => None,
         Some(var) => match lookup_var(var) {
             Some(k) => Some(k),
+            None if !need_key => None,
             None => {
                 return Err(format!(
                     "model `{}` (provider {}): no API key: the environment variable {var} is not \

@@ -82,7 +82,13 @@ pub fn check_api_key(spec: &ModelSpec) -> Result<(), String> {
 
 impl OpenAiProvider {
     pub fn new(spec: &ModelSpec) -> anyhow::Result<Self> {
-        let resolved = keys::resolve(spec).map_err(anyhow::Error::msg)?;
+        Self::new_for(spec, true)
+    }
+
+    /// With `need_key` false the provider may have no key (it will not send: a plan or an
+    /// offline run reproducing tables from a shared cache).
+    pub fn new_for(spec: &ModelSpec, need_key: bool) -> anyhow::Result<Self> {
+        let resolved = keys::resolve_for(spec, need_key).map_err(anyhow::Error::msg)?;
         let chat_format = match &spec.chat_format {
             None => None,
             Some(name) => Some(chat_format::lookup(name).with_context(|| {
