@@ -277,7 +277,12 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     }
     let ctx = Arc::new(rc);
     ctx.calls.set_keys_file(out.keys_file()?);
-    let progress = progress::Progress::new(ctx.pipeline.problems.len(), opts.progress);
+    let p = &ctx.pipeline;
+    let model_nodes = (0..p.nodes.len())
+        .filter(|&i| crate::graph::uses_model(p, i))
+        .count()
+        * p.spec.samples.max(1) as usize;
+    let progress = progress::Progress::new(p.problems.len(), model_nodes, opts.progress);
     let ticker = ctx.dashboard.clone().map(|d| {
         let c = ctx.clone();
         tokio::spawn(async move {

@@ -1,9 +1,14 @@
-//! Terminal progress: an indicatif bar (problems done, calls sent, cache hits, tokens) when
-//! stderr is a terminal, otherwise a plain line every tenth of the run. It only displays;
-//! the counters live in `RunCtx::stats`.
+//! Terminal progress. The bar counts model-call nodes, not problems: the scheduler advances
+//! every open problem together, so problems finish late and a bar of problems sits still
+//! for the first third of a run. It shows model nodes done of the expected total
+//! (problems × samples × model nodes: continuations and `when:` skips move the real number),
+//! problems done, calls sent, cache hits, tokens, spend and an ETA. On a terminal it is an
+//! indicatif bar; otherwise a plain line every tenth of the model nodes. It only displays:
+//! the counters live in the call layer's `Stats`.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -11,19 +16,26 @@ use super::RunCtx;
 
 pub struct Progress {
     bar: Option<ProgressBar>,
-    total: u64,
-    done: AtomicU64,
+    /// Model-call nodes expected, and done.
+    nodes: u64,
+    nodes_done: AtomicU64,
+    problems: u64,
+    problems_done: AtomicU64,
+    failed: AtomicU64,
     plain: bool,
+    started: Instant,
 }
 
 impl Progress {
-    pub fn new(total: usize, enabled: bool) -> Self {
+    /// `problems` to run, each with `model_nodes` model-call node instances (all samples).
+    pub fn new(problems: usize, model_nodes: usize, enabled: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
+        let nodes = (problems * model_nodes).max(1) as u64;
         let bar = (enabled && tty).then(|| {
-            let b = ProgressBar::new(total as u64);
+            let b = ProgressBar::new(nodes);
             b.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} problems · {msg}",
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} model nodes · ETA {eta} · {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
@@ -32,41 +44,70 @@ impl Progress {
         });
         Progress {
             bar,
-            total: total as u64,
-            done: AtomicU64::new(0),
+            nodes,
+            nodes_done: AtomicU64::new(0),
+            problems: problems as u64,
+            problems_done: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             plain: enabled && !tty,
+            started: Instant::now(),
         }
     }
 
     /// A quiet progress (plans, tests).
     pub fn hidden() -> Self {
-        Progress {
-            bar: None,
-            total: 0,
-            done: AtomicU64::new(0),
-            plain: false,
+        let mut p = Progress::new(0, 0, false);
+        p.plain = false;
+        p
+    }
+
+    fn message(&self, ctx: &RunCtx) -> String {
+        let s = &ctx.calls.stats;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let failed = g(&self.failed);
+        format!(
+            "{}/{} problems · {} calls sent · {} cache hits · {} tokens · ${:.4}{}",
+            g(&self.problems_done),
+            self.problems,
+            g(&s.calls),
+            g(&s.call_hits) + g(&s.node_hits),
+            g(&s.prompt_tokens) + g(&s.completion_tokens),
+            g(&s.spend_micro_usd) as f64 / 1e6,
+            if failed > 0 {
+                format!(" · {failed} problem(s) failed")
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    /// A model-call node finished (done, failed, skipped or not run).
+    pub fn node_done(&self, ctx: &RunCtx) {
+        let d = self.nodes_done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(b) = &self.bar {
+            b.set_position(d.min(self.nodes));
+            b.set_message(self.message(ctx));
+        } else if self.plain {
+            let step = (self.nodes / 10).max(1);
+            if d.is_multiple_of(step) {
+                let secs = self.started.elapsed().as_secs_f64();
+                let eta = (self.nodes.saturating_sub(d)) as f64 * secs / d as f64;
+                eprintln!(
+                    "[{d}/{} model nodes · ETA {eta:.0} s] {}",
+                    self.nodes,
+                    self.message(ctx)
+                );
+            }
         }
     }
 
     pub fn problem_done(&self, ctx: &RunCtx, failed: bool) {
-        let d = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let s = &ctx.calls.stats;
-        let msg = format!(
-            "{} calls sent · {} cache hits · {} tokens · ${:.4} spent{}",
-            s.calls.load(Ordering::Relaxed),
-            s.call_hits.load(Ordering::Relaxed) + s.node_hits.load(Ordering::Relaxed),
-            s.prompt_tokens.load(Ordering::Relaxed) + s.completion_tokens.load(Ordering::Relaxed),
-            s.spend_micro_usd.load(Ordering::Relaxed) as f64 / 1e6,
-            if failed { " · a problem failed" } else { "" }
-        );
+        self.problems_done.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(b) = &self.bar {
-            b.set_position(d);
-            b.set_message(msg);
-        } else if self.plain {
-            let step = (self.total / 10).max(1);
-            if d.is_multiple_of(step) || d == self.total {
-                eprintln!("[{d}/{} problems] {msg}", self.total);
-            }
+            b.set_message(self.message(ctx));
         }
     }
 

@@ -543,6 +543,9 @@ fn finish(
     while let Some((i, state)) = stack.pop() {
         let node = &ctx.pipeline.nodes[g.inst(i).node];
         let sample = g.inst(i).sample;
+        if g.uses_model[i] {
+            progress.node_done(ctx);
+        }
         let mut ev = Event::new(&op.problem.id, sample, &node.id, node.round, "finished");
         match &state {
             State::Done(o, cached, ms) => {
