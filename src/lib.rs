@@ -16,5 +16,6 @@ pub mod nodes;
 pub mod original;
 pub mod regrade;
 pub mod report;
+pub mod runfile;
 pub mod spec;
 pub mod template;

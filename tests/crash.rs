@@ -231,3 +231,58 @@ fn sigterm_stops_cleanly_with_exit_143() {
 fn sighup_stops_cleanly_with_exit_129() {
     stops_cleanly_on("HUP", 129);
 }
+
+#[test]
+fn a_killed_run_reads_at_once_as_interrupted_with_its_finished_problems() {
+    let p = Project::new();
+    p.write("pipelines/j.yaml", &iterated("j", 1, &sim_model(40), ""));
+    let mut child = p
+        .cmd()
+        .args([
+            "pipeline",
+            "run",
+            "pipelines/j.yaml",
+            "--no-progress",
+            "--concurrency",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // the journal: a header line, then a line per finished problem, each on disk at once
+    let journal_lines = |p: &Project| {
+        p.runs("j")
+            .last()
+            .and_then(|r| std::fs::read_to_string(r.join("results.jsonl")).ok())
+            .map_or(0, |t| t.lines().count())
+    };
+    let t0 = Instant::now();
+    while journal_lines(&p) < 3 {
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no problem finished"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let run = p.last_run("j");
+    assert!(!run.join("results.json").exists(), "killed before the end");
+    let finished = journal_lines(&p) - 1;
+    let out = p.run(&["report", run.to_str().unwrap()]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("interrupted"),
+        "the report says the run was killed: {t}"
+    );
+    assert!(finished >= 2, "{finished}");
+    // the report counts exactly the problems that finished before the kill
+    let rep = json(&run.join("report.json"));
+    let r = &rep["runs"][0];
+    assert_eq!(r["status"], "interrupted", "{r}");
+    let rounds = r["rounds"].as_array().unwrap();
+    let graded = rounds[0]["graded"].as_u64().unwrap() as usize;
+    assert_eq!(graded, finished, "{}", rounds[0]);
+}

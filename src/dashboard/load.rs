@@ -137,6 +137,10 @@ pub fn load_run(dir: &Path) -> Result<State, String> {
         ));
     }
     let mut config = read_json(&dir.join("config.json")).unwrap_or(Value::Null);
+    // a killed (or live) run has only its journal
+    if let Some(l) = crate::runfile::problem_lines(dir) {
+        return Ok(from_journal(dir, config, l, &events_path));
+    }
     let raw = std::fs::read_to_string(&results_path).unwrap_or_default();
     let doc = parse_lenient(&raw);
     let mut status = doc
@@ -187,6 +191,22 @@ pub fn load_run(dir: &Path) -> Result<State, String> {
             ));
         }
     };
+    Ok(fill(dir, config, &records, &events_path, &status))
+}
+
+/// The page of a run known only by its journal (`runfile`): status `interrupted` when it
+/// was killed, `running` while it goes on.
+fn from_journal(dir: &Path, config: Value, l: crate::runfile::Lines, events_path: &Path) -> State {
+    let records: Vec<Value> = l
+        .problems
+        .iter()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    fill(dir, config, &records, events_path, &l.status)
+}
+
+/// The dashboard state of a run's records, events and metrics.
+fn fill(dir: &Path, config: Value, records: &[Value], events_path: &Path, status: &str) -> State {
     let problems: Vec<(String, String)> = config["problems"]["selected"]
         .as_array()
         .into_iter()
@@ -196,11 +216,11 @@ pub fn load_run(dir: &Path) -> Result<State, String> {
     let cols = columns(&config);
     let mut state = State::new("view", config, problems, cols);
     let mut with_record = std::collections::HashSet::new();
-    for r in &records {
+    for r in records {
         with_record.insert(scalar(r.get("id")).unwrap_or_default());
         state.record(r);
     }
-    if let Ok(ev) = std::fs::read_to_string(&events_path) {
+    if let Ok(ev) = std::fs::read_to_string(events_path) {
         for line in ev.lines() {
             let Ok(e) = serde_json::from_str::<Value>(line) else {
                 continue;
@@ -215,5 +235,5 @@ pub fn load_run(dir: &Path) -> Result<State, String> {
         state.set_metrics(&m);
     }
     state.finish(&json!({"status": status, "problems": records.len()}));
-    Ok(state)
+    state
 }

@@ -30,12 +30,8 @@ pub struct RunWriter {
     pub dir: PathBuf,
     pub run_id: String,
     events: File,
-    results: BufWriter<File>,
-    first_problem: bool,
-    /// CSV indexes in run order, the next to write, and finished ones waiting for it.
-    order: Vec<usize>,
-    cursor: usize,
-    pending: BTreeMap<usize, ProblemRecord>,
+    /// results.jsonl as problems finish; results.json from it at the end (`runfile`).
+    journal: crate::runfile::Journal,
     pub tallies: BTreeMap<String, Tally>,
     node_order: Vec<String>,
     problems_written: usize,
@@ -93,15 +89,7 @@ impl RunWriter {
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)
             .context("writing config.json")?;
         let events = File::create(dir.join("events.jsonl")).context("creating events.jsonl")?;
-        let mut results = BufWriter::new(
-            File::create(dir.join("results.json")).context("creating results.json")?,
-        );
-        write!(
-            results,
-            "{{\n\"run_id\": {},\n\"pipeline\": {},\n\"problems\": [",
-            json!(run_id),
-            json!(ctx.pipeline.spec.name)
-        )?;
+        let journal = crate::runfile::Journal::create(&dir, &run_id, &ctx.pipeline.spec.name)?;
         let mut tallies = BTreeMap::new();
         let mut node_order = Vec::new();
         for n in &ctx.pipeline.nodes {
@@ -124,11 +112,7 @@ impl RunWriter {
             dir,
             run_id,
             events,
-            results,
-            first_problem: true,
-            order: ctx.pipeline.problems.iter().map(|p| p.index).collect(),
-            cursor: 0,
-            pending: BTreeMap::new(),
+            journal,
             tallies,
             node_order,
             problems_written: 0,
@@ -142,12 +126,7 @@ impl RunWriter {
     }
 
     fn write_problem(&mut self, p: &ProblemRecord) -> Result<()> {
-        if !self.first_problem {
-            self.results.write_all(b",")?;
-        }
-        self.first_problem = false;
-        self.results.write_all(b"\n")?;
-        serde_json::to_writer(&mut self.results, p)?;
+        self.journal.append(p)?;
         self.problems_written += 1;
         Ok(())
     }
@@ -179,18 +158,44 @@ impl RunWriter {
     }
 
     /// Closes the files, writes metrics and the report, prints the summary.
-    pub fn finish(mut self, ctx: &RunCtx, outcome: &Outcome) -> Result<RunSummary> {
-        let rest: Vec<ProblemRecord> = std::mem::take(&mut self.pending).into_values().collect();
-        for p in &rest {
-            self.write_problem(p)?;
-        }
+    pub fn finish(self, ctx: &RunCtx, outcome: &Outcome) -> Result<RunSummary> {
         let status = if outcome.interrupted {
             "interrupted"
         } else {
             "complete"
         };
-        write!(self.results, "\n],\n\"status\": {}\n}}\n", json!(status))?;
-        self.results.flush().context("writing results.json")?;
+        let RunWriter {
+            dir,
+            run_id,
+            journal,
+            tallies,
+            node_order,
+            problems_written,
+            ..
+        } = self;
+        journal.finish(status)?;
+        let this = Finished {
+            dir,
+            run_id,
+            tallies,
+            node_order,
+            problems_written,
+        };
+        this.summarize(ctx, outcome)
+    }
+}
+
+/// A run whose records are written: metrics, report and summary remain.
+struct Finished {
+    dir: PathBuf,
+    run_id: String,
+    tallies: BTreeMap<String, Tally>,
+    node_order: Vec<String>,
+    problems_written: usize,
+}
+
+impl Finished {
+    fn summarize(self, ctx: &RunCtx, outcome: &Outcome) -> Result<RunSummary> {
         let metrics = metrics_json(ctx, outcome, self.problems_written);
         std::fs::write(
             self.dir.join("metrics.json"),
@@ -370,16 +375,8 @@ impl Sink for RunWriter {
 
     fn problem_done(&mut self, p: ProblemRecord) -> Result<()> {
         self.tally(&p);
-        self.pending.insert(p.index, p);
-        while self.cursor < self.order.len() {
-            let next = self.order[self.cursor];
-            let Some(p) = self.pending.remove(&next) else {
-                break;
-            };
-            self.write_problem(&p)?;
-            self.cursor += 1;
-        }
-        Ok(())
+        // written as it finishes: the journal, not results.json, keeps the finish order
+        self.write_problem(&p)
     }
 }
 

@@ -125,8 +125,14 @@ pub fn load_run(path: &Path) -> Result<Run, String> {
         path.to_path_buf()
     };
     // distill writes one problem a line: read it line by line, dropping the long texts as it
-    // goes, so a report on a run of any size needs little memory
-    let doc = match read_streamed(&file) {
+    // goes, so a report on a run of any size needs little memory; a run that was killed (or
+    // is still going) has only its journal
+    let journal = path
+        .is_dir()
+        .then(|| crate::runfile::problem_lines(path))
+        .flatten();
+    let file = journal.as_ref().map_or(file, |l| l.file.clone());
+    let doc = match journal.map(from_journal).or_else(|| read_streamed(&file)) {
         Some(v) => v,
         None => {
             let raw = std::fs::read_to_string(&file)
@@ -153,6 +159,26 @@ pub fn load_run(path: &Path) -> Result<Run, String> {
             .unwrap_or_default();
     }
     Ok(run)
+}
+
+/// A run's journal (results.jsonl: a killed or live run) in the shape `read_streamed` gives.
+fn from_journal(l: crate::runfile::Lines) -> Value {
+    let problems = l
+        .problems
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|mut v| {
+            slim(&mut v);
+            Value::String(v.to_string())
+        })
+        .collect();
+    serde_json::json!({
+        "run_id": l.run_id,
+        "pipeline": l.pipeline,
+        "problem_lines": Value::Array(problems),
+        "problems": [],
+        "status": l.status,
+    })
 }
 
 /// distill's results.json (one problem a line), complete or cut short by a crash, with each
