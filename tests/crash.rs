@@ -249,15 +249,17 @@ fn a_killed_run_reads_at_once_as_interrupted_with_its_finished_problems() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // the journal: a header line, then a line per finished problem, each on disk at once
-    let journal_lines = |p: &Project| {
+    // the journal: a line as each problem opens, as each node ends, as each problem closes,
+    // each on disk at once
+    let journal = |p: &Project| {
         p.runs("j")
             .last()
             .and_then(|r| std::fs::read_to_string(r.join("results.jsonl")).ok())
-            .map_or(0, |t| t.lines().count())
+            .unwrap_or_default()
     };
+    let closed = |t: &str| t.matches("\"record\":\"close\"").count();
     let t0 = Instant::now();
-    while journal_lines(&p) < 3 {
+    while closed(&journal(&p)) < 2 {
         assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
         assert!(
             t0.elapsed() < Duration::from_secs(30),
@@ -269,7 +271,12 @@ fn a_killed_run_reads_at_once_as_interrupted_with_its_finished_problems() {
     child.wait().unwrap();
     let run = p.last_run("j");
     assert!(!run.join("results.json").exists(), "killed before the end");
-    let finished = journal_lines(&p) - 1;
+    let text_of_journal = journal(&p);
+    let finished = closed(&text_of_journal);
+    let graded_nodes = text_of_journal
+        .lines()
+        .filter(|l| l.contains("\"record\":\"node\"") && l.contains("\"correct\":"))
+        .count();
     let out = p.run(&["report", run.to_str().unwrap()]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
@@ -278,11 +285,158 @@ fn a_killed_run_reads_at_once_as_interrupted_with_its_finished_problems() {
         "the report says the run was killed: {t}"
     );
     assert!(finished >= 2, "{finished}");
-    // the report counts exactly the problems that finished before the kill
+    // the report counts exactly the graded nodes that finished before the kill
     let rep = json(&run.join("report.json"));
     let r = &rep["runs"][0];
     assert_eq!(r["status"], "interrupted", "{r}");
-    let rounds = r["rounds"].as_array().unwrap();
-    let graded = rounds[0]["graded"].as_u64().unwrap() as usize;
-    assert_eq!(graded, finished, "{}", rounds[0]);
+    let graded: usize = r["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["graded"].as_u64().unwrap() as usize)
+        .sum();
+    assert_eq!(graded, graded_nodes, "{r}");
+}
+
+/// A run stopped by `signal` after `events` events, then finished in place with `--resume`:
+/// the stopped directory reads at once as interrupted, the resume sends exactly the calls
+/// the first part did not make, and the final results equal an uninterrupted run's.
+fn stop_then_resume(signal: &str, events: usize) {
+    let p = Project::new();
+    p.write("pipelines/r.yaml", &iterated("r", 3, &sim_model(20), ""));
+    let run = |cache: &str| {
+        p.run(&[
+            "pipeline",
+            "run",
+            "pipelines/r.yaml",
+            "--no-progress",
+            "--cache",
+            cache,
+        ])
+    };
+    assert_eq!(run("ref").status.code(), Some(0));
+    let reference = p.last_run("r");
+    let total = metrics(&reference)["calls"].as_u64().unwrap();
+    let mut child = p
+        .cmd()
+        .args([
+            "pipeline",
+            "run",
+            "pipelines/r.yaml",
+            "--no-progress",
+            "--cache",
+            "c",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_events(&p, "r", 1, events, &mut child);
+    let st = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    child.wait().unwrap();
+    let stopped = p.last_run("r");
+    let first_part = call_entries(&p, "c");
+    assert!(
+        first_part > 0 && first_part < total,
+        "{signal}: {first_part}"
+    );
+    // the directory reads at once: every graded node that finished is counted
+    let out = p.run(&["report", stopped.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{signal}: {}", text(&out));
+    let rep = json(&stopped.join("report.json"));
+    assert_eq!(rep["runs"][0]["status"], "interrupted", "{signal}");
+    let journal = std::fs::read_to_string(stopped.join("results.jsonl")).unwrap();
+    let graded_done = journal
+        .lines()
+        .filter(|l| l.contains("\"record\":\"node\"") && l.contains("\"correct\":"))
+        .count() as u64;
+    let graded: u64 = rep["runs"][0]["rounds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["graded"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        graded, graded_done,
+        "{signal}: the report counts what finished"
+    );
+    // finish it in place: same directory, only the missing calls are sent
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "--resume",
+        stopped.to_str().unwrap(),
+        "--no-progress",
+        "--cache",
+        "c",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{signal}: {}", text(&out));
+    assert_eq!(p.last_run("r"), stopped, "{signal}: no new run directory");
+    let sent = metrics(&stopped)["calls"].as_u64().unwrap();
+    assert_eq!(
+        sent + first_part,
+        total,
+        "{signal}: the resume sends only unfinished calls"
+    );
+    assert_eq!(json(&stopped.join("results.json"))["status"], "complete");
+    assert_eq!(comparable(&reference), comparable(&stopped), "{signal}");
+    // resuming a complete run does nothing
+    let out = p.run(&["pipeline", "run", "--resume", stopped.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out).contains("nothing to resume"));
+}
+
+#[test]
+fn sigkill_early_then_resume_completes_in_place() {
+    stop_then_resume("KILL", 20);
+}
+
+#[test]
+fn sigkill_late_then_resume_completes_in_place() {
+    stop_then_resume("KILL", 80);
+}
+
+#[test]
+fn sigterm_then_resume_completes_in_place() {
+    stop_then_resume("TERM", 50);
+}
+
+#[test]
+fn sighup_then_resume_completes_in_place() {
+    stop_then_resume("HUP", 50);
+}
+
+#[test]
+fn resume_refuses_a_changed_config_and_extra_arguments() {
+    let p = Project::new();
+    p.write("pipelines/c.yaml", &iterated("c", 1, &sim_model(20), ""));
+    let mut child = p
+        .cmd()
+        .args(["pipeline", "run", "pipelines/c.yaml", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_events(&p, "c", 0, 6, &mut child);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let dir = p.last_run("c");
+    let d = dir.to_str().unwrap();
+    let out = p.run(&["pipeline", "run", "pipelines/c.yaml", "--resume", d]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("takes no pipeline file"),
+        "{}",
+        text(&out)
+    );
+    // a prompt edited since: refused, naming what changed
+    let prompt = p.path().join("prompts/reason/default.hbs");
+    let t = std::fs::read_to_string(&prompt).unwrap();
+    std::fs::write(&prompt, format!("{t}\nBe brief.")).unwrap();
+    let out = p.run(&["pipeline", "run", "--resume", d]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("prompts"), "{}", text(&out));
 }

@@ -21,7 +21,7 @@ fn rerun_is_all_cache_hits_with_equal_results() {
         &p,
         &["pipeline", "run", "pipelines/it.yaml", "--no-progress"],
     );
-    assert!(first.contains("| 4 | attempt_4 |"), "{first}");
+    assert!(first.lines().any(|l| l.starts_with("| 4 | ")), "{first}");
     assert!(first.contains("SIMULATED"));
     let a = p.last_run("it");
     let m = metrics(&a);
@@ -189,7 +189,13 @@ fn when_skips_later_rounds_and_their_dependents() {
         assert_eq!(s["attempt_3"]["status"], "skipped");
         assert_eq!(q["status"], "ok");
     }
-    assert!(t.contains("| 1 | attempt_1 | 0 | 0 |"), "{t}");
+    // the skipped round carries round 0's verdicts: 8 carried, nothing failed or not run
+    let row = t
+        .lines()
+        .find(|l| l.starts_with("| 1 | "))
+        .expect("round 1 row");
+    assert!(row.starts_with("| 1 | 100.0% (8/8)"), "{t}");
+    assert!(row.ends_with("| 8 | 0 | 0 |"), "{t}");
     assert_eq!(metrics(&p.last_run("w"))["calls"], 8);
 }
 

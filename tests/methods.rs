@@ -236,7 +236,7 @@ fn vote_gives_majority_and_pass_at_k() {
         &p,
         &["pipeline", "run", "pipelines/v.yaml", "--no-progress"],
     );
-    assert!(t.contains("| 0 | vote |"), "{t}");
+    assert!(t.contains("majority@5 (round 0, vote node `vote`)"), "{t}");
     let r = json(&p.last_run("v").join("results.json"));
     for q in r["problems"].as_array().unwrap() {
         let v = &q["aggregates"]["vote"]["output"];

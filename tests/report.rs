@@ -1,91 +1,22 @@
 //! Tests of `distill::report`: small results files written here, whose figures are computed by
-//! hand in each test (ties, skipped rounds carried forward, missing rounds, failed and missing
-//! problems kept in the denominator and listed), Wilson reference values, the seeded bootstrap,
-//! several runs side by side with grouping, and the original tool's two formats (including the
-//! shared pass@k trace when `../shared` is present).
+//! hand in each test (ties, skipped rounds carried forward and kept in the denominator, missing
+//! rounds, failed and not-run attempts left out of it, counted apart and listed), Wilson
+//! reference values, the seeded bootstrap, several runs side by side with grouping, and the
+//! original tool's two formats (including the shared pass@k trace when `../shared` is
+//! present). Interrupted and budget-stopped runs: `report_stopped.rs`.
+
+mod report_support;
 
 use std::path::{Path, PathBuf};
 
 use distill::report::stats::{paired_bootstrap, wilson};
-use distill::report::{ReportOptions, build, compact_table, report};
+use distill::report::{build, compact_table, report};
+use report_support::*;
 use serde_json::{Value, json};
 
-const EPS: f64 = 1e-9;
-
-/// A graded node record (`reason` kind) or, with `correct: None` and `done`, an ungraded one.
-fn node(id: &str, kind: &str, round: u32, status: &str, correct: Option<bool>) -> Value {
-    let mut v = json!({"node": id, "kind": kind, "round": round, "status": status,
-                       "cached": false, "latency_ms": 1});
-    if status == "done" {
-        let mut o = json!({"text": "t", "reasoning": "abcdefghij", "finish_reason": "stop",
-                           "usage": {"prompt_tokens": 100, "completion_tokens": 50},
-                           "round": round, "model": "fake:m"});
-        if let Some(c) = correct {
-            o["correct"] = json!(c);
-            o["answer"] = json!(if c { "1" } else { "0" });
-        }
-        v["output"] = o;
-    }
-    if status == "failed" {
-        v["error"] = json!("boom");
-    }
-    v
-}
-
-fn attempt(round: u32, status: &str, correct: bool) -> (String, Value) {
-    let id = format!("attempt_{round}");
-    (
-        id.clone(),
-        node(&id, "reason", round, status, Some(correct)),
-    )
-}
-
-fn summary(round: u32) -> (String, Value) {
-    let id = format!("summary_{round}");
-    (id.clone(), node(&id, "summarize", round, "done", None))
-}
-
-fn sample(nodes: Vec<(String, Value)>) -> Value {
-    Value::Object(nodes.into_iter().collect())
-}
-
-fn problem(id: &str, status: &str, samples: Vec<Value>) -> Value {
-    json!({"id": id, "index": 0, "question": format!("q {id}"), "answer": "1",
-           "status": status, "samples": samples})
-}
-
-fn write_run(dir: &Path, problems: Vec<Value>, config: Option<Value>) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let doc = json!({"run_id": "20250101T000000000Z-abcdef", "pipeline": "t",
-                     "problems": problems, "status": "complete"});
-    std::fs::write(dir.join("results.json"), doc.to_string()).unwrap();
-    if let Some(c) = config {
-        std::fs::write(dir.join("config.json"), c.to_string()).unwrap();
-    }
-    dir.to_path_buf()
-}
-
-fn opts(runs: Vec<PathBuf>, out: &Path) -> ReportOptions {
-    ReportOptions {
-        runs,
-        out_dir: Some(out.to_path_buf()),
-        group_by: None,
-        seed: 7,
-        bootstrap: 500,
-    }
-}
-
-fn read_json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn close(a: &Value, b: f64) -> bool {
-    (a.as_f64().unwrap() - b).abs() < EPS
-}
-
-/// Seven problems over rounds 0–2 (S = skipped, F = failed, – = no record):
-/// p1 ✗ ✓ S(✓) · p2 ✓ S S · p3 ✗ F not_run (problem failed) · p4 ✗ ✗ – ·
-/// p5 selected but absent · p6 ✓ ✗ ✗ · p7 ✗ ✗ ✓.
+/// Seven problems over rounds 0–2 (S = skipped, F = failed, N = not run, – = no record):
+/// p1 ✗ ✓ S(✓) · p2 ✓ S S · p3 ✗ F N (problem failed; a not_run record without a reason, as
+/// older files have) · p4 ✗ ✗ – · p5 selected but absent · p6 ✓ ✗ ✗ · p7 ✗ ✗ ✓.
 fn hand_run(dir: &Path) -> PathBuf {
     let s = |v: Vec<(String, Value)>| vec![sample(v)];
     let mut p1_0 = attempt(0, "done", false);
@@ -164,26 +95,40 @@ fn hand_computed_figures_with_skips_failures_and_missing_rounds() {
     assert_eq!(r["problems"], 7);
     let rounds = r["rounds"].as_array().unwrap();
     assert_eq!(rounds.len(), 3);
-    // per-round accuracy: r0 {p2, p6} = 2/7; r1 {p1, p2 carried} = 2/7; r2 {p1 carried, p2 carried, p7} = 3/7
-    // cumulative accuracy: 2/7, 3/7 (+p1), 4/7 (+p7)
-    for (i, (acc, cum)) in [(2.0, 2.0), (2.0, 3.0), (3.0, 4.0)].iter().enumerate() {
+    // over the attempts with a verdict (p3's F and N, p5's absent rounds are left out):
+    // per-round accuracy: r0 {p2, p6} of 6; r1 {p1, p2 carried} of 5 (p3 F); r2 {p1 carried,
+    // p2 carried, p7} of 5 (p4 missing carries ✗; p3 N)
+    // cumulative accuracy over the same attempts: r0 2/6, r1 {p1, p2, p6} 3/5, r2 +p7 4/5
+    for (i, (acc, cum, n)) in [(2.0, 2.0, 6.0), (2.0, 3.0, 5.0), (3.0, 4.0, 5.0)]
+        .iter()
+        .enumerate()
+    {
         let a = &rounds[i]["per_round_accuracy"];
-        assert!(close(&a["value"], acc / 7.0), "round {i}: {a}");
-        assert_eq!(
-            a["n"], 7,
-            "failed and missing problems stay in the denominator"
-        );
-        let (lo, hi) = wilson(*acc, 7.0);
+        assert!(close(&a["value"], acc / n), "round {i}: {a}");
+        assert_eq!(a["n"].as_f64().unwrap(), *n, "n = attempts with a verdict");
+        let (lo, hi) = wilson(*acc, *n);
         assert!(close(&a["ci_low"], lo) && close(&a["ci_high"], hi));
-        assert!(close(&rounds[i]["cumulative_accuracy"]["value"], cum / 7.0));
+        let c = &rounds[i]["cumulative_accuracy"];
+        assert!(close(&c["value"], cum / n) && c["n"] == a["n"], "{c}");
     }
-    // how each verdict was obtained
+    // how every attempt ended: each in exactly one count
     let counts = |i: usize| {
-        ["graded", "carried", "missing", "failed"].map(|k| rounds[i][k].as_u64().unwrap())
+        [
+            "verdicts", "graded", "carried", "missing", "failed", "not_run",
+        ]
+        .map(|k| rounds[i][k].as_u64().unwrap())
     };
-    assert_eq!(counts(0), [6, 0, 0, 1]); // p5 has no record
-    assert_eq!(counts(1), [4, 1, 0, 2]); // p2 carried; p3 failed, p5
-    assert_eq!(counts(2), [2, 2, 1, 2]); // p1, p2 carried; p4 missing; p3 not run, p5
+    assert_eq!(counts(0), [6, 6, 0, 0, 0, 1]); // p5 not run
+    assert_eq!(counts(1), [5, 4, 1, 0, 1, 1]); // p2 carried; p3 failed; p5
+    assert_eq!(counts(2), [5, 2, 2, 1, 0, 2]); // p1, p2 carried; p4 missing; p3, p5 not run
+    assert_eq!(rounds[2]["not_run_reasons"], json!({"interrupted": 2}));
+    assert_eq!(
+        (
+            r["failed_attempts"].as_u64(),
+            r["not_run_attempts"].as_u64()
+        ),
+        (Some(1), Some(4))
+    );
     // tokens: 100 + 50 per done node (round 1 adds p1's summary); cost $1/M in, $2/M out
     assert_eq!(rounds[0]["prompt_tokens"], 600);
     assert_eq!(rounds[0]["completion_tokens"], 300);
@@ -192,49 +137,104 @@ fn hand_computed_figures_with_skips_failures_and_missing_rounds() {
     assert_eq!(rounds[0]["truncated"], 1);
     assert_eq!(rounds[0]["finish_reasons"]["length"], 1);
     assert!(close(&rounds[0]["mean_reasoning_chars"], 10.0));
-    // outcome classes
+    // outcome classes, over verdicts; p3 and p5 have none at the last round
     let o = &r["outcomes"];
     assert_eq!(o["improved"], json!(["p1", "p7"]));
     assert_eq!(o["regressed"], json!(["p6"]));
     assert_eq!(o["always_right"], json!(["p2"]));
-    assert_eq!(o["never_right"], json!(["p3", "p4", "p5"]));
-    // failures are listed, never dropped
-    let failed: Vec<&str> = r["failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(failed, ["p3", "p5"]);
+    assert_eq!(o["never_right"], json!(["p4"]));
+    assert_eq!(o["no_verdict"], json!(["p3", "p5"]));
+    // failed and not-run problems are listed, never dropped
+    let list = |k: &str| -> Vec<String> {
+        r[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list("failures"), ["p3"]);
+    assert_eq!(list("not_run"), ["p3", "p5"]);
     assert!(
-        md.contains("| p3 | failed |") && md.contains("| p5 | missing |"),
+        md.contains("| p3 | failed | 1 |") && md.contains("| p5 | not_run | 3 | interrupted |"),
         "{md}"
     );
-    // round 0 → last: per problem b − a = (0, 1, 0, 0, 0, −1, 1) → +1/7
-    assert!(close(&r["first_vs_last"]["diff"], 1.0 / 7.0));
-    // every output names the metrics
+    // the run did not run everything it selected: every header says so
+    let note = "STOPPED EARLY (interrupted): 5 of 7 problems finished, 1 incomplete, 1 not started; not run: 4 attempts (interrupted: 4)";
+    assert_eq!(r["stopped_early"], note);
+    assert!(
+        md.starts_with(&format!("# distill report — {note}\n")),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("## run t abcdef\n\n**{note}**")),
+        "{md}"
+    );
+    // round 0 → last, paired over problems with a verdict at both: p1 +1, p2 0, p4 0, p6 −1,
+    // p7 +1 → +1/5
+    assert!(close(&r["first_vs_last"]["diff"], 1.0 / 5.0));
+    assert_eq!(r["first_vs_last"]["n"], 5);
+    // every output names the metrics and the counts
     assert!(md.contains("## per-round accuracy") && md.contains("## cumulative accuracy"));
-    assert!(md.contains("| 0 | 28.6% [") && md.contains("(2/7)"), "{md}");
+    assert!(
+        md.contains("| round | t abcdef | failed | not run |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 0 | 33.3% [") && md.contains("(2/6) | 0 | 1 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("(2/5) | 1 | 1 |") && md.contains("(3/5) | 0 | 2 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "Failed and not-run attempts have no verdict: they are left out of the denominator"
+        ),
+        "the legend says what the denominator is: {md}"
+    );
+    assert!(!md.contains("failed attempts are wrong"));
     let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
     assert!(
-        csv.lines()
-            .any(|l| l.starts_with("t abcdef,,per-round accuracy,2,,,0.428571")),
+        csv.starts_with("run,group,metric,round,k,source,value,ci_low,ci_high,successes,n,failed,not_run,stopped_early\n"),
         "{csv}"
     );
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("t abcdef,,per-round accuracy,2,,,0.6,"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    assert!(row.ends_with(&format!(",3,5,0,2,\"{note}\"")), "{row}");
     assert!(csv.contains(",cumulative accuracy,2,"));
+    assert!(csv.contains(",not run attempts (interrupted),2,"), "{csv}");
     assert_eq!(std::fs::read_to_string(out.join("report.md")).unwrap(), md);
     for svg in ["accuracy_vs_round.svg", "accuracy_vs_tokens.svg"] {
         let t = std::fs::read_to_string(out.join(svg)).unwrap();
         assert!(
-            t.contains("<svg") && t.contains("per-round accuracy"),
+            t.contains("<svg") && t.contains("per-round accuracy") && t.contains("STOPPED EARLY"),
             "{svg}"
         );
     }
+    let t = std::fs::read_to_string(out.join("accuracy_vs_round.svg")).unwrap();
+    assert!(t.contains("n=6") && t.contains("n=5"), "n per point");
     // the compact table says the same
     let compact = compact_table(&tmp.path().join("run")).unwrap();
-    assert!(compact.contains("| 2 | 42.9% (3/7) |"), "{compact}");
     assert!(
-        compact.contains("failed (counted as wrong): p3, p5"),
+        compact.starts_with(&format!("7 problems × 1 sample(s) — {note}\n")),
+        "{compact}"
+    );
+    assert!(
+        compact.contains("| carried | failed | not run |"),
+        "{compact}"
+    );
+    assert!(compact.contains("| 2 | 60.0% (3/5) |"), "{compact}");
+    assert!(compact.contains("| 1 | 40.0% (2/5) |"), "{compact}");
+    assert!(
+        compact.contains("| 60.0% | 750 | 0 | 1 | 1 | 1 |"),
+        "{compact}"
+    );
+    assert!(compact.contains("failed: p3"), "{compact}");
+    assert!(
+        compact.contains("not run (interrupted: 4): p3, p5"),
         "{compact}"
     );
 }
@@ -279,7 +279,7 @@ fn ties_majority_and_pass_at_k_by_hand() {
             smp(None, false),
         ],
     );
-    // a vote node on q1 only: q2's absent vote counts as wrong
+    // a vote node on q1 only: q2 has no vote (no verdict): left out, counted as not run
     q1["aggregates"] = json!({"vote": {"node": "vote", "kind": "vote", "round": 0, "status": "done",
         "output": {"correct": false, "n": 4, "pass_at": {"2": 0.8333333333333334}}}});
     let run = write_run(&tmp.path().join("run"), vec![q1, q2], None);
@@ -300,8 +300,14 @@ fn ties_majority_and_pass_at_k_by_hand() {
     assert!((get("pass@2", "samples") - (5.0 / 6.0 + 0.5) / 2.0).abs() < EPS);
     assert!((get("pass@4", "samples") - 1.0).abs() < EPS);
     assert!((get("majority@4", "samples") - 0.5).abs() < EPS);
-    assert!((get("pass@2", "vote node `vote`") - 5.0 / 12.0).abs() < EPS);
+    assert!((get("pass@2", "vote node `vote`") - 5.0 / 6.0).abs() < EPS);
     assert!((get("majority@4", "vote node `vote`") - 0.0).abs() < EPS);
+    let vote = r
+        .k_metrics
+        .iter()
+        .find(|m| m.metric == "pass@2" && m.source == "vote node `vote`")
+        .unwrap();
+    assert_eq!((vote.estimate.n, vote.failed, vote.not_run), (1, 0, 1));
 }
 
 #[test]
@@ -366,8 +372,11 @@ fn several_runs_side_by_side_grouped_by_regex_and_column() {
     let mut o = opts(vec![a, b], &tmp.path().join("out"));
     o.group_by = Some(r"re:^(\d{4})-".into());
     let md = report(&o).unwrap();
-    // one column per run
-    assert!(md.contains("| round | base abcdef | new abcdef |"), "{md}");
+    // one column per run, each with its failed and not-run counts
+    assert!(
+        md.contains("| round | base abcdef | failed | not run | new abcdef | failed | not run |"),
+        "{md}"
+    );
     assert!(md.contains("| 0 | 25.0% [") && md.contains("(3/4) |"));
     let (rep, _) = build(&o).unwrap();
     let g: Vec<(String, usize, f64)> = rep.runs[1]
@@ -418,6 +427,7 @@ fn several_runs_side_by_side_grouped_by_regex_and_column() {
 fn reads_the_original_tools_iterated_and_pass_at_k_formats() {
     let tmp = tempfile::tempdir().unwrap();
     // iterated: b stopped after a right round 0 (carried), c's verdicts are strings, d failed
+    // (no verdict: left out)
     let it = |i: u32, ok: Value| json!({"iteration": i, "answer": "x", "correct": ok, "reasoning": "abc", "finish_reason": "stop"});
     let doc = json!({"results": [
         {"problem_id": "a", "correct_answer": "1", "iterations": [it(0, json!(false)), it(1, json!(true)), it(2, json!(true))]},
@@ -435,15 +445,18 @@ fn reads_the_original_tools_iterated_and_pass_at_k_formats() {
         .iter()
         .map(|x| x.per_round_accuracy.value)
         .collect();
-    assert_eq!(acc, [0.25, 0.5, 0.5]);
+    assert_eq!(acc, [1.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0]);
+    assert_eq!(r.rounds[0].attempts.failed, 1);
     assert_eq!(r.outcomes.improved, ["a"]);
     assert_eq!(r.outcomes.always_right, ["b"]);
-    assert_eq!(r.outcomes.never_right, ["c", "d"]);
+    assert_eq!(r.outcomes.never_right, ["c"]);
+    assert_eq!(r.outcomes.no_verdict, ["d"]);
+    assert!(r.stopped_early.is_none());
     assert_eq!(
         r.failures.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
         ["d"]
     );
-    assert_eq!(r.rounds[1].missing, 1);
+    assert_eq!(r.rounds[1].attempts.missing, 1);
 
     // pass@k, as Python writes it: NaN tokens, "True" strings
     let raw = r#"{"experiment_name": "old", "results": [

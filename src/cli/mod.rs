@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod cache;
 mod plan;
+mod runs;
 
 use crate::data::Filters;
 use crate::exec::{self, RunOptions};
@@ -32,6 +33,12 @@ enum Cmd {
     /// Inspect and clean the cache.
     #[command(subcommand)]
     Cache(CacheCmd),
+    /// List runs: name, id, status, problems done/total, per-round accuracy, spend, start.
+    Runs {
+        /// Root of run directories.
+        #[arg(default_value = "results")]
+        results: PathBuf,
+    },
     /// Report on one or more finished runs: per-round and cumulative accuracy with Wilson
     /// intervals, pass@k, majority@k, bootstrap differences, tokens, outcome classes, plots.
     Report {
@@ -126,8 +133,8 @@ enum GraphFormat {
 
 #[derive(Args, Clone)]
 struct LoadArgs {
-    /// The pipeline YAML file.
-    file: PathBuf,
+    /// The pipeline YAML file (`run --resume` takes none).
+    file: Option<PathBuf>,
     /// Override any pipeline field, e.g. --set models.reasoner.params.temperature=0.8 (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     sets: Vec<String>,
@@ -182,6 +189,10 @@ struct RunArgs {
     /// Stop sending new calls once this run's spend reaches USD (calls in flight finish; all is saved).
     #[arg(long = "max_cost", value_name = "USD")]
     max_cost: Option<f64>,
+    /// Finish a stopped run in place (same id and directory), sending only what is not
+    /// finished; takes no pipeline file, --set or filters: the run's own config is used.
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -225,6 +236,7 @@ pub fn main() -> i32 {
     match cli.cmd {
         Cmd::Pipeline(p) => pipeline(p),
         Cmd::Cache(c) => cache::run(c),
+        Cmd::Runs { results } => runs::list(&results),
         Cmd::Report {
             runs,
             out,
@@ -377,7 +389,11 @@ fn load(args: &LoadArgs) -> Result<Pipeline, i32> {
             index_range: args.index_range.clone(),
         },
     };
-    match spec::load(&args.file, &opts) {
+    let Some(file) = &args.file else {
+        eprintln!("error: name a pipeline file (or, for `pipeline run`, --resume RUN_DIR)");
+        return Err(2);
+    };
+    match spec::load(file, &opts) {
         Ok(p) => {
             for w in &p.warnings {
                 eprintln!("warning: {w}");
@@ -414,6 +430,18 @@ fn run_options(a: &RunArgs) -> RunOptions {
         dashboard: a
             .dashboard
             .then(|| (a.dashboard_host.clone(), a.dashboard_port.unwrap_or(8080))),
+        load: a.load.file.as_ref().map(|f| {
+            crate::runfile::config::LoadRecord::new(f, &a.load.sets, &filters_of(&a.load))
+        }),
+        resume: a.resume.clone(),
+    }
+}
+
+fn filters_of(a: &LoadArgs) -> Filters {
+    Filters {
+        question_ids: a.question_ids.clone(),
+        exclude_question_ids: a.exclude_question_ids.clone(),
+        index_range: a.index_range.clone(),
     }
 }
 
@@ -433,7 +461,7 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
                     warn_missing_keys(&p);
                     println!(
                         "{}: valid — {} nodes per problem and sample, {} problem(s) × {} sample(s)",
-                        a.file.display(),
+                        a.file.as_deref().unwrap_or(Path::new("")).display(),
                         p.nodes.len(),
                         p.problems.len(),
                         p.spec.samples
@@ -455,6 +483,10 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
                 }
                 Err(c) => c,
             }
+        }
+        PipelineCmd::Run(a) if a.resume.is_some() => {
+            init_tracing(a.verbose);
+            runs::resume(&a)
         }
         PipelineCmd::Run(a) => {
             init_tracing(a.verbose);

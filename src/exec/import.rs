@@ -35,10 +35,21 @@ fn as_text(v: Option<&Value>) -> Option<String> {
 }
 
 fn read(path: &Path) -> Result<Vec<Record>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?;
+    // a killed run (or a run directory) reads through its journal
+    let v: Value = match crate::runfile::results_doc(path) {
+        Some(d) => d,
+        None => {
+            let file = if path.is_dir() {
+                crate::runfile::results_file(path)
+            } else {
+                path.to_path_buf()
+            };
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", file.display()))?
+        }
+    };
     let mut out = Vec::new();
     if let Some(problems) = v.get("problems").and_then(|p| p.as_array()) {
         // distill's format: the round-0 reason node of every sample

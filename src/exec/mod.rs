@@ -52,6 +52,10 @@ pub struct RunOptions {
     pub load_initial_reasoning: Option<PathBuf>,
     /// Serve a live dashboard on (host, port).
     pub dashboard: Option<(String, u16)>,
+    /// How the pipeline was loaded (recorded in config.json for `--resume`).
+    pub load: Option<crate::runfile::config::LoadRecord>,
+    /// Finish this stopped run in place instead of starting a new one.
+    pub resume: Option<PathBuf>,
 }
 
 /// Everything the scheduler and the run directory share during a run.
@@ -255,7 +259,10 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             f.display()
         );
     }
-    let mut out = output::RunWriter::create(&rc, opts)?;
+    let mut out = match &opts.resume {
+        Some(dir) => output::RunWriter::reopen(dir).map_err(|e| InvalidInput(format!("{e:#}")))?,
+        None => output::RunWriter::create(&rc, opts)?,
+    };
     if let Some((host, port)) = &opts.dashboard {
         let p = &rc.pipeline;
         let problems = p

@@ -4,27 +4,17 @@
 //! held in memory), `metrics.json`, `cache_keys.txt` (for `cache gc`), `report.md`, and the
 //! end-of-run summary table printed to stdout.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::scheduler::{Event, Outcome, ProblemRecord, Sink};
+use super::scheduler::{Event, NodeRecord, Outcome, ProblemRecord, Sink};
 use super::{RunCtx, RunOptions, RunSummary};
-
-/// Per graded node: how many instances were graded and how many were right.
-#[derive(Debug, Default, Clone)]
-pub struct Tally {
-    pub round: u32,
-    pub graded: u64,
-    pub correct: u64,
-    pub failed: u64,
-    pub skipped: u64,
-}
 
 pub struct RunWriter {
     pub dir: PathBuf,
@@ -32,8 +22,6 @@ pub struct RunWriter {
     events: File,
     /// results.jsonl as problems finish; results.json from it at the end (`runfile`).
     journal: crate::runfile::Journal,
-    pub tallies: BTreeMap<String, Tally>,
-    node_order: Vec<String>,
     problems_written: usize,
 }
 
@@ -73,6 +61,9 @@ pub fn config_json(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
             "simulated_models": p.spec.models.iter().filter(|(_, m)| m.provider == "sim").map(|(k, _)| k.clone()).collect::<Vec<_>>(),
         },
         "warnings": p.warnings,
+        // how to load it again, and what must still hash the same (`--resume`)
+        "load": opts.load,
+        "config_hash": crate::runfile::config::hashes(p),
     })
 }
 
@@ -89,72 +80,54 @@ impl RunWriter {
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)
             .context("writing config.json")?;
         let events = File::create(dir.join("events.jsonl")).context("creating events.jsonl")?;
-        let journal = crate::runfile::Journal::create(&dir, &run_id, &ctx.pipeline.spec.name)?;
-        let mut tallies = BTreeMap::new();
-        let mut node_order = Vec::new();
-        for n in &ctx.pipeline.nodes {
-            let by_block = matches!(n.kind.as_str(), "reason" | "continue")
-                && ctx.pipeline.spec.grade.is_some()
-                && n.params.get("graded").and_then(|g| g.as_bool()) != Some(false);
-            let graded = by_block || n.kind == "grade" || n.kind == "vote";
-            if graded {
-                tallies.insert(
-                    n.id.clone(),
-                    Tally {
-                        round: n.round,
-                        ..Default::default()
-                    },
-                );
-                node_order.push(n.id.clone());
-            }
-        }
-        Ok(RunWriter {
+        let nodes: Vec<String> = ctx.pipeline.nodes.iter().map(|n| n.id.clone()).collect();
+        let journal = crate::runfile::Journal::create(
+            &dir,
+            &run_id,
+            &ctx.pipeline.spec.name,
+            &nodes,
+            ctx.pipeline.spec.samples,
+        )?;
+        Ok(Self::with(dir, run_id, events, journal))
+    }
+
+    /// Reopens a stopped run's directory to finish it in place (`--resume`): its journal,
+    /// events and used keys are appended to; config.json stays as it was.
+    pub fn reopen(dir: &Path) -> Result<Self> {
+        let journal = crate::runfile::Journal::reopen(dir)?;
+        let run_id = journal.run_id().to_string();
+        let events = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("events.jsonl"))
+            .context("opening events.jsonl")?;
+        Ok(Self::with(dir.to_path_buf(), run_id, events, journal))
+    }
+
+    fn with(dir: PathBuf, run_id: String, events: File, journal: crate::runfile::Journal) -> Self {
+        RunWriter {
             dir,
             run_id,
             events,
             journal,
-            tallies,
-            node_order,
             problems_written: 0,
-        })
+        }
     }
 
+    /// cache_keys.txt, appended to (a resumed run adds the keys it uses).
     pub fn keys_file(&self) -> Result<BufWriter<File>> {
-        Ok(BufWriter::new(
-            File::create(self.dir.join("cache_keys.txt")).context("creating cache_keys.txt")?,
-        ))
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("cache_keys.txt"))
+            .context("opening cache_keys.txt")?;
+        Ok(BufWriter::new(f))
     }
 
     fn write_problem(&mut self, p: &ProblemRecord) -> Result<()> {
-        self.journal.append(p)?;
+        self.journal.close(p)?;
         self.problems_written += 1;
         Ok(())
-    }
-
-    fn tally(&mut self, p: &ProblemRecord) {
-        for s in p.samples.iter().chain(std::iter::once(&p.aggregates)) {
-            for (id, r) in s {
-                let Some(t) = self.tallies.get_mut(id) else {
-                    continue;
-                };
-                match r.status {
-                    "done" => {
-                        t.graded += 1;
-                        if r.output
-                            .as_ref()
-                            .and_then(|o| o.get("correct"))
-                            .and_then(|c| c.as_bool())
-                            == Some(true)
-                        {
-                            t.correct += 1;
-                        }
-                    }
-                    "failed" => t.failed += 1,
-                    "skipped" => t.skipped += 1,
-                    _ => {}
-                }
-            }
-        }
     }
 
     /// Closes the files, writes metrics and the report, prints the summary.
@@ -168,8 +141,6 @@ impl RunWriter {
             dir,
             run_id,
             journal,
-            tallies,
-            node_order,
             problems_written,
             ..
         } = self;
@@ -177,8 +148,6 @@ impl RunWriter {
         let this = Finished {
             dir,
             run_id,
-            tallies,
-            node_order,
             problems_written,
         };
         this.summarize(ctx, outcome)
@@ -189,8 +158,6 @@ impl RunWriter {
 struct Finished {
     dir: PathBuf,
     run_id: String,
-    tallies: BTreeMap<String, Tally>,
-    node_order: Vec<String>,
     problems_written: usize,
 }
 
@@ -202,7 +169,10 @@ impl Finished {
             serde_json::to_vec_pretty(&metrics)?,
         )
         .context("writing metrics.json")?;
-        let table = self.table(ctx);
+        // the per-round table is the report's own (one place computes accuracy): the
+        // summary, report.md, report.json and the dashboard agree
+        let table = crate::report::compact_table(&self.dir)
+            .unwrap_or_else(|e| format!("(no per-round table: {e})"));
         // the full report (intervals, plots) goes beside the results; the compact table
         // stands in for it if it cannot be built
         let full = crate::report::ReportOptions {
@@ -262,43 +232,6 @@ impl Finished {
             uncached,
             incomplete: outcome.incomplete,
         })
-    }
-
-    /// The compact per-round accuracy table (markdown).
-    pub fn table(&self, ctx: &RunCtx) -> String {
-        let sim = ctx
-            .pipeline
-            .spec
-            .models
-            .values()
-            .any(|m| m.provider == "sim");
-        let samples = ctx.pipeline.spec.samples.max(1);
-        let mut s = format!(
-            "{} problems × {} sample(s){}\n\n| round | node | correct | graded | accuracy | skipped | failed |\n|---:|---|---:|---:|---:|---:|---:|\n",
-            ctx.pipeline.problems.len(),
-            samples,
-            if sim {
-                " — model: sim (SIMULATED reasoner, not a real model)"
-            } else {
-                ""
-            }
-        );
-        for id in &self.node_order {
-            let t = &self.tallies[id];
-            let acc = if t.graded > 0 {
-                format!("{:.1}%", 100.0 * t.correct as f64 / t.graded as f64)
-            } else {
-                "–".into()
-            };
-            s.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} |\n",
-                t.round, id, t.correct, t.graded, acc, t.skipped, t.failed
-            ));
-        }
-        if self.node_order.is_empty() {
-            s.push_str("| – | (no graded node) | | | | | |\n");
-        }
-        s
     }
 }
 
@@ -373,9 +306,16 @@ impl Sink for RunWriter {
             .context("appending to events.jsonl")
     }
 
+    fn problem_open(&mut self, p: &crate::data::Problem) -> Result<()> {
+        self.journal.open(p)
+    }
+
+    fn node_done(&mut self, index: usize, sample: Option<u32>, r: &NodeRecord) -> Result<()> {
+        self.journal.node(index, sample, r)
+    }
+
     fn problem_done(&mut self, p: ProblemRecord) -> Result<()> {
-        self.tally(&p);
-        // written as it finishes: the journal, not results.json, keeps the finish order
+        // its nodes are in the journal already; the close line ends it
         self.write_problem(&p)
     }
 }
@@ -390,6 +330,12 @@ impl Sink for Tee<'_> {
     fn event(&mut self, e: &Event) -> Result<()> {
         self.dashboard.event(&serde_json::to_value(e)?);
         self.inner.event(e)
+    }
+    fn problem_open(&mut self, p: &crate::data::Problem) -> Result<()> {
+        self.inner.problem_open(p)
+    }
+    fn node_done(&mut self, index: usize, sample: Option<u32>, r: &NodeRecord) -> Result<()> {
+        self.inner.node_done(index, sample, r)
     }
     fn problem_done(&mut self, p: ProblemRecord) -> Result<()> {
         self.dashboard.problem(&serde_json::to_value(&p)?);

@@ -13,7 +13,6 @@ use std::time::Instant;
 use anyhow::Result;
 use futures_util::FutureExt;
 use indexmap::IndexMap;
-use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
@@ -23,102 +22,21 @@ use crate::calls::NotSent;
 use crate::data::Problem;
 use crate::graph::{self, InstanceGraph};
 use crate::nodes::{self, NodeCx, NodeKind, Output};
+pub use crate::runfile::records::{Event, NodeRecord, ProblemRecord, now};
 use crate::spec::Ref;
-
-/// A line of events.jsonl (DESIGN.md).
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    pub time: String,
-    pub problem: String,
-    pub sample: Option<u32>,
-    pub node: String,
-    pub round: u32,
-    pub event: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cached: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub answer: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub correct: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<u64>,
-    /// Why a call was not sent (`planned`, `interrupted`, `budget`, `offline_miss`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-}
-
-impl Event {
-    /// An event of one node instance, stamped now, with no details yet.
-    pub fn new(
-        problem: &str,
-        sample: Option<u32>,
-        node: &str,
-        round: u32,
-        event: &'static str,
-    ) -> Event {
-        Event {
-            time: now(),
-            problem: problem.to_string(),
-            sample,
-            node: node.to_string(),
-            round,
-            event,
-            cached: None,
-            usage: None,
-            answer: None,
-            correct: None,
-            error: None,
-            latency_ms: None,
-            reason: None,
-        }
-    }
-}
-
-/// One node instance's record in results.json.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeRecord {
-    pub node: String,
-    pub kind: String,
-    pub round: u32,
-    /// done | failed | skipped | not_run
-    pub status: &'static str,
-    pub cached: bool,
-    /// Why a `not_run` node did not run (`interrupted`, `budget`, `offline_miss`, …).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<Arc<Output>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub latency_ms: u64,
-}
-
-/// One problem's record in results.json.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProblemRecord {
-    pub id: String,
-    pub index: usize,
-    pub question: String,
-    pub answer: String,
-    /// ok | failed | incomplete
-    pub status: &'static str,
-    /// Per sample: node id → record, in pipeline order.
-    pub samples: Vec<IndexMap<String, NodeRecord>>,
-    /// Aggregating nodes (once per problem).
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
-    pub aggregates: IndexMap<String, NodeRecord>,
-    /// The first failure, when any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 /// Where the scheduler sends what happens.
 pub trait Sink {
     fn event(&mut self, e: &Event) -> Result<()>;
+    /// A problem's instances were opened (before any of its nodes runs).
+    fn problem_open(&mut self, _p: &Problem) -> Result<()> {
+        Ok(())
+    }
+    /// One node instance ended (done, failed, skipped or not run); `sample` is None for an
+    /// aggregating node.
+    fn node_done(&mut self, _index: usize, _sample: Option<u32>, _r: &NodeRecord) -> Result<()> {
+        Ok(())
+    }
     fn problem_done(&mut self, p: ProblemRecord) -> Result<()>;
 }
 
@@ -177,12 +95,6 @@ struct Open {
     problem: Arc<Problem>,
     states: Vec<State>,
     left: usize,
-}
-
-pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 type TaskResult = (usize, usize, Result<crate::nodes::Produced>, u64);
@@ -252,6 +164,7 @@ pub async fn schedule(
                     ready.push(&g, next, i);
                 }
             }
+            sink.problem_open(&problems[next])?;
             open.insert(
                 next,
                 Open {
@@ -417,6 +330,12 @@ pub async fn schedule(
         pids.sort();
         for pid in pids {
             let op = open.remove(&pid).expect("open");
+            for (i, st) in op.states.iter().enumerate() {
+                if matches!(st, State::Waiting(_) | State::Running) {
+                    let r = node_record(&ctx, &g, i, st, true);
+                    sink.node_done(op.problem.index, g.inst(i).sample, &r)?;
+                }
+            }
             let rec = record(&ctx, &g, &op, "incomplete");
             outcome.count_not_run(&rec);
             sink.problem_done(rec)?;
@@ -569,6 +488,11 @@ fn finish(
         let failed = matches!(state, State::Failed(_));
         let skipped = matches!(state, State::Skipped(_));
         sink.event(&ev)?;
+        sink.node_done(
+            op.problem.index,
+            sample,
+            &node_record(ctx, g, i, &state, false),
+        )?;
         op.states[i] = state;
         op.left -= 1;
         for &d in &g.dependents[i] {
@@ -633,6 +557,39 @@ fn finish(
     Ok(())
 }
 
+/// The record of node instance `i` in state `st` (`stopped`: the run was interrupted, so a
+/// node that never ran is `not_run: interrupted`).
+fn node_record(ctx: &RunCtx, g: &InstanceGraph, i: usize, st: &State, stopped: bool) -> NodeRecord {
+    let node = &ctx.pipeline.nodes[g.inst(i).node];
+    let mut reason = None;
+    let (status, output, err, cached, ms) = match st {
+        State::Done(o, c, ms) => ("done", Some(o.clone()), None, *c, *ms),
+        State::Failed(f) if f.not_sent.is_some() => {
+            reason = f.not_sent.map(|n| n.reason());
+            ("not_run", None, Some(f.message.clone()), false, 0)
+        }
+        State::Failed(f) => ("failed", None, Some(f.message.clone()), false, 0),
+        State::Skipped(w) => ("skipped", None, Some(w.clone()), false, 0),
+        State::Waiting(_) | State::Running => {
+            if stopped {
+                reason = Some(NotSent::Interrupted.reason());
+            }
+            ("not_run", None, None, false, 0)
+        }
+    };
+    NodeRecord {
+        node: node.id.clone(),
+        kind: node.kind.clone(),
+        round: node.round,
+        status,
+        cached,
+        reason,
+        output,
+        error: err,
+        latency_ms: ms,
+    }
+}
+
 fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str) -> ProblemRecord {
     let samples = ctx.pipeline.spec.samples.max(1) as usize;
     let mut per_sample: Vec<IndexMap<String, NodeRecord>> = vec![IndexMap::new(); samples];
@@ -642,37 +599,15 @@ fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str)
     for (i, st) in op.states.iter().enumerate() {
         let inst = g.inst(i);
         let node = &ctx.pipeline.nodes[inst.node];
-        let mut reason = None;
-        let (status, output, err, cached, ms) = match st {
-            State::Done(o, c, ms) => ("done", Some(o.clone()), None, *c, *ms),
-            State::Failed(f) if f.not_sent.is_some() => {
-                reason = f.not_sent.map(|n| n.reason());
-                ("not_run", None, Some(f.message.clone()), false, 0)
-            }
-            State::Failed(f) => ("failed", None, Some(f.message.clone()), false, 0),
-            State::Skipped(w) => ("skipped", None, Some(w.clone()), false, 0),
-            State::Waiting(_) | State::Running => {
-                if base_status == "incomplete" {
-                    reason = Some(NotSent::Interrupted.reason());
-                }
-                ("not_run", None, None, false, 0)
-            }
-        };
-        not_run |= reason.is_some();
-        if status == "failed" && error.is_none() {
-            error = Some(format!("{}: {}", node.id, err.clone().unwrap_or_default()));
+        let rec = node_record(ctx, g, i, st, base_status == "incomplete");
+        not_run |= rec.reason.is_some();
+        if rec.status == "failed" && error.is_none() {
+            error = Some(format!(
+                "{}: {}",
+                node.id,
+                rec.error.clone().unwrap_or_default()
+            ));
         }
-        let rec = NodeRecord {
-            node: node.id.clone(),
-            kind: node.kind.clone(),
-            round: node.round,
-            status,
-            cached,
-            reason,
-            output,
-            error: err,
-            latency_ms: ms,
-        };
         match inst.sample {
             Some(s) => {
                 per_sample[s as usize].insert(node.id.clone(), rec);

@@ -95,12 +95,24 @@ pub fn regrade_file(path: &Path, opts: &RegradeOptions) -> Result<RegradeReport,
         return Err(format!("rel_tol must be a finite number >= 0, got {t}"));
     }
     let shown = path.display();
-    let raw = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let raw = String::from_utf8(raw).map_err(|_| {
-        format!("{shown} is not JSON (not UTF-8 text); expected a results.json file")
-    })?;
-    let mut doc = crate::original::parse_json(&raw)
-        .map_err(|e| format!("{shown} is not JSON ({e}); expected a results.json file"))?;
+    // a killed run (or a run directory) reads through its journal
+    let mut doc = match crate::runfile::results_doc(path) {
+        Some(d) => d,
+        None => {
+            let file = if path.is_dir() {
+                crate::runfile::results_file(path)
+            } else {
+                path.to_path_buf()
+            };
+            let raw =
+                std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let raw = String::from_utf8(raw).map_err(|_| {
+                format!("{shown} is not JSON (not UTF-8 text); expected a results.json file")
+            })?;
+            crate::original::parse_json(&raw)
+                .map_err(|e| format!("{shown} is not JSON ({e}); expected a results.json file"))?
+        }
+    };
 
     let g = Grader {
         opts,
@@ -373,6 +385,9 @@ pub(super) fn quoted_list(keys: &[&str]) -> String {
 
 /// `<dir>/<stem>.regraded.json` beside `input`.
 fn default_out(input: &Path) -> PathBuf {
+    if input.is_dir() {
+        return input.join("results.regraded.json");
+    }
     let stem = input
         .file_stem()
         .map_or_else(|| "results".into(), |s| s.to_string_lossy().into_owned());

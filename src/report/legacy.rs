@@ -47,6 +47,7 @@ fn attempt(rec: &Value) -> Attempt {
         reasoning_chars: rec["reasoning"].as_str().map(|r| r.chars().count()),
         completion_tokens: tokens(rec).map(|t| t.1),
         error: None,
+        reason: None,
     }
 }
 
@@ -129,6 +130,7 @@ pub fn load_original(doc: &Value) -> Result<Run, String> {
             if let Some(c) = truthy(r.get("consensus_correct")) {
                 votes.push(VoteRecord {
                     source: "original tool's consensus_correct".into(),
+                    status: "done".into(),
                     round: 0,
                     n: sols.len() as u64,
                     correct: Some(c),

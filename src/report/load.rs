@@ -2,9 +2,11 @@
 //! `config.json` for prices, the selected problems and the problem-set path), with the round
 //! rules of the report: a round is the `round` of a graded `reason`/`continue` node (`grade`
 //! nodes when a pipeline grades only that way); a skipped round carries the previous attempt's
-//! answer and verdict forward; failed or never-run nodes are wrong and listed; a problem
-//! selected in `config.json` but absent from `results.json` counts as failed. The original
-//! tool's format is read by `legacy.rs` into the same model.
+//! answer and verdict forward (`Carried`); a failed node (an error after sending) is `Failed`
+//! and a node that never ran is `NotRun` with its reason (`budget`, `interrupted`,
+//! `offline_miss`, …): neither has a verdict. A problem selected in `config.json` but absent
+//! from the records (the run stopped before it finished) is `NotRun` at every round. The
+//! original tool's format is read by `legacy.rs` into the same model.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,19 +16,35 @@ use serde_json::Value;
 
 use crate::original::text_of as s;
 
-/// How one attempt's verdict was obtained.
+/// How one attempt ended: with a verdict (`Done`, `Carried`, `Missing`) or without one
+/// (`Failed`, `NotRun`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Graded by the run.
     Done,
-    /// Skipped by a `when:` condition: the previous attempt's answer and verdict.
+    /// Skipped by a `when:` condition: the previous attempt's answer and verdict (wrong when
+    /// there is no earlier attempt).
     Carried,
-    /// No record for this round: the previous attempt's verdict when there is one, else wrong.
+    /// No record for this round in a finished problem: the previous attempt's verdict when
+    /// there is one, else wrong.
     Missing,
-    /// Failed or never run: wrong.
+    /// An error after sending (or downstream of one): no verdict.
     Failed,
+    /// Never run (`Attempt::reason` says why): no verdict.
+    NotRun,
 }
+
+impl State {
+    /// Done, carried and missing attempts have a verdict; failed and not-run ones do not.
+    pub fn has_verdict(self) -> bool {
+        matches!(self, State::Done | State::Carried | State::Missing)
+    }
+}
+
+/// The reason of a `not_run` record written without one (distill before typed reasons wrote
+/// none for the nodes an interrupted run never reached).
+pub const UNRECORDED_REASON: &str = "interrupted";
 
 /// One attempt of one sample at one round.
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +57,8 @@ pub struct Attempt {
     pub reasoning_chars: Option<usize>,
     pub completion_tokens: Option<u64>,
     pub error: Option<String>,
+    /// Why a `NotRun` attempt did not run (`budget`, `interrupted`, `offline_miss`, …).
+    pub reason: Option<String>,
 }
 
 impl Attempt {
@@ -51,10 +71,26 @@ impl Attempt {
             reasoning_chars: None,
             completion_tokens: None,
             error,
+            reason: None,
         }
     }
-    /// What a skipped (`Carried`) or absent (`Missing`) round holds.
+    pub fn not_run(reason: &str, error: Option<String>) -> Self {
+        let mut a = Attempt::failed(error);
+        a.state = State::NotRun;
+        a.reason = Some(reason.to_string());
+        a
+    }
+    /// The verdict: None for failed and not-run attempts.
+    pub fn verdict(&self) -> Option<bool> {
+        self.state.has_verdict().then_some(self.correct)
+    }
+    /// What a skipped (`Carried`) or absent (`Missing`) round holds: the previous attempt's
+    /// verdict; wrong without a previous attempt; the previous attempt's failure or not-run
+    /// reason when it had no verdict (so every round accounts for every attempt).
     pub fn carry(prev: Option<&Attempt>, state: State) -> Self {
+        if let Some(p) = prev.filter(|p| !p.state.has_verdict()) {
+            return p.clone();
+        }
         let mut a = Attempt::failed(None);
         a.state = state;
         if let Some(p) = prev {
@@ -80,6 +116,9 @@ pub struct RoundUsage {
 #[derive(Debug, Clone, Serialize)]
 pub struct VoteRecord {
     pub source: String,
+    /// The vote node's status (done | failed | skipped | not_run); `done` for the original
+    /// tool's consensus.
+    pub status: String,
     pub round: u32,
     pub n: u64,
     pub correct: Option<bool>,
@@ -89,7 +128,7 @@ pub struct VoteRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     pub id: String,
-    /// ok | failed | incomplete | missing
+    /// ok | failed | incomplete (some node not run) | not_run (selected, no record)
     pub status: String,
     pub error: Option<String>,
     /// Problem-set columns (`question`, `answer`, and those of the CSV when found).
@@ -132,7 +171,10 @@ pub fn load_run(path: &Path) -> Result<Run, String> {
         .then(|| crate::runfile::problem_lines(path))
         .flatten();
     let file = journal.as_ref().map_or(file, |l| l.file.clone());
-    let doc = match journal.map(from_journal).or_else(|| read_streamed(&file)) {
+    let doc = match journal
+        .map(super::files::from_journal)
+        .or_else(|| super::files::read_streamed(&file))
+    {
         Some(v) => v,
         None => {
             let raw = std::fs::read_to_string(&file)
@@ -161,109 +203,13 @@ pub fn load_run(path: &Path) -> Result<Run, String> {
     Ok(run)
 }
 
-/// A run's journal (results.jsonl: a killed or live run) in the shape `read_streamed` gives.
-fn from_journal(l: crate::runfile::Lines) -> Value {
-    let problems = l
-        .problems
-        .iter()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .map(|mut v| {
-            slim(&mut v);
-            Value::String(v.to_string())
-        })
-        .collect();
-    serde_json::json!({
-        "run_id": l.run_id,
-        "pipeline": l.pipeline,
-        "problem_lines": Value::Array(problems),
-        "problems": [],
-        "status": l.status,
-    })
-}
-
-/// distill's results.json (one problem a line), complete or cut short by a crash, with each
-/// node output's long texts replaced by their lengths. None when the file is not laid out so.
-fn read_streamed(file: &Path) -> Option<Value> {
-    use std::io::BufRead;
-    let f = std::fs::File::open(file).ok()?;
-    let mut lines = std::io::BufReader::new(f).lines();
-    if lines.next()?.ok()?.trim() != "{" {
-        return None;
-    }
-    let mut problems = Vec::new();
-    let mut head = serde_json::Map::new();
-    let mut status = None;
-    for line in lines {
-        let line = line.ok()?;
-        let l = line.trim().trim_end_matches(',');
-        if let Some(rest) = l.strip_prefix("\"run_id\": ") {
-            head.insert("run_id".into(), serde_json::from_str(rest).ok()?);
-        } else if let Some(rest) = l.strip_prefix("\"pipeline\": ") {
-            head.insert("pipeline".into(), serde_json::from_str(rest).ok()?);
-        } else if let Some(rest) = l.strip_prefix("\"status\": ") {
-            status = serde_json::from_str::<Value>(rest).ok();
-        } else if l.starts_with('{')
-            && let Ok(mut v) = serde_json::from_str::<Value>(l)
-            && v.get("samples").is_some()
-        {
-            slim(&mut v);
-            // kept as compact text: a parsed map of every problem would cost ~10 KB each
-            problems.push(Value::String(v.to_string()));
-        }
-    }
-    head.get("run_id")?;
-    if problems.is_empty() && status.is_some() {
-        // a complete file without a problem a line (e.g. pretty-printed by `distill grade`):
-        // let the full parse read it
-        return None;
-    }
-    head.insert("problem_lines".into(), Value::Array(problems));
-    head.insert("problems".into(), Value::Array(Vec::new()));
-    head.insert(
-        "status".into(),
-        status.unwrap_or_else(|| Value::String("truncated".into())),
-    );
-    Some(Value::Object(head))
-}
-
-/// Drops the long texts of every node output of a problem record (the report needs only the
-/// reasoning's length, kept as `reasoning_chars`).
-fn slim(problem: &mut Value) {
-    let Some(obj) = problem.as_object_mut() else {
-        return;
-    };
-    let mut groups: Vec<&mut Value> = Vec::new();
-    for (k, v) in obj.iter_mut() {
-        match (k.as_str(), v) {
-            ("samples", Value::Array(a)) => groups.extend(a.iter_mut()),
-            ("aggregates", v) => groups.push(v),
-            _ => {}
-        }
-    }
-    let records = groups
-        .into_iter()
-        .filter_map(|s| s.as_object_mut())
-        .flat_map(|m| m.values_mut());
-    for rec in records {
-        let Some(o) = rec.get_mut("output").and_then(|o| o.as_object_mut()) else {
-            continue;
-        };
-        if let Some(r) = o.get("reasoning").and_then(Value::as_str) {
-            let n = r.chars().count();
-            o.insert("reasoning_chars".into(), n.into());
-        }
-        for k in ["text", "reasoning", "prompt", "answer_text", "new_text"] {
-            o.remove(k);
-        }
-    }
-}
-
 /// A node of one sample, as the report needs it.
 struct NodeView<'a> {
     id: &'a str,
     kind: &'a str,
     round: u32,
     status: &'a str,
+    reason: Option<&'a str>,
     output: Option<&'a Value>,
     error: Option<String>,
 }
@@ -274,6 +220,7 @@ fn view(v: &Value) -> NodeView<'_> {
         kind: v.get("kind").and_then(Value::as_str).unwrap_or(""),
         round: v.get("round").and_then(Value::as_u64).unwrap_or(0) as u32,
         status: v.get("status").and_then(Value::as_str).unwrap_or(""),
+        reason: v.get("reason").and_then(Value::as_str),
         output: v.get("output").filter(|o| o.is_object()),
         error: s(v.get("error")),
     }
@@ -370,6 +317,7 @@ fn load_distill(doc: &Value, dir: &Path) -> Result<Run, String> {
         .max(cfg_samples.unwrap_or(1))
         .max(1);
 
+    let status = s(doc.get("status")).unwrap_or_else(|| "unknown".into());
     let mut problems = Vec::new();
     let mut ids_seen = BTreeSet::new();
     for p in records() {
@@ -387,12 +335,18 @@ fn load_distill(doc: &Value, dir: &Path) -> Result<Run, String> {
             .collect();
         if !missing.is_empty() {
             warnings.push(format!(
-                "{} selected problem(s) have no record in results.json; counted as failed",
+                "{} selected problem(s) have no record (the run stopped before they finished): not run, left out of the accuracy",
                 missing.len()
             ));
         }
+        // a live run has not reached them yet; any other run stopped before them
+        let reason = if status == "running" {
+            "pending"
+        } else {
+            "interrupted"
+        };
         for id in missing {
-            problems.push(missing_problem(&id, samples, rounds.len()));
+            problems.push(missing_problem(&id, samples, rounds.len(), reason));
         }
     }
     let simulated = cfg
@@ -404,7 +358,7 @@ fn load_distill(doc: &Value, dir: &Path) -> Result<Run, String> {
         format: "distill".into(),
         pipeline: s(doc.get("pipeline")).unwrap_or_default(),
         run_id: s(doc.get("run_id")).unwrap_or_default(),
-        status: s(doc.get("status")).unwrap_or_else(|| "unknown".into()),
+        status,
         simulated,
         rounds,
         samples,
@@ -428,14 +382,15 @@ fn short_id(id: &str) -> &str {
     id.rsplit('-').next().unwrap_or(id)
 }
 
-pub fn missing_problem(id: &str, samples: usize, rounds: usize) -> Problem {
-    let err = "no record in results.json (the run stopped before this problem finished)";
+/// A selected problem without a record: not run at every round, for `reason`.
+pub fn missing_problem(id: &str, samples: usize, rounds: usize, reason: &str) -> Problem {
+    let err = "no record (the run stopped before this problem finished)";
     Problem {
         id: id.to_string(),
-        status: "missing".into(),
+        status: "not_run".into(),
         error: Some(err.into()),
         columns: BTreeMap::new(),
-        samples: vec![vec![Attempt::failed(Some(err.into())); rounds]; samples],
+        samples: vec![vec![Attempt::not_run(reason, Some(err.into())); rounds]; samples],
         usage: vec![
             RoundUsage {
                 cost_usd: Some(0.0),
@@ -538,18 +493,22 @@ fn distill_problem(
             let prev = attempts.last();
             let a = match n {
                 None if status == "ok" => Attempt::carry(prev, State::Missing),
-                None => Attempt::failed(error.clone().or(Some("not run".into()))),
+                None if status == "incomplete" => {
+                    Attempt::not_run("no record", Some("no record of this round".into()))
+                }
+                None => Attempt::failed(error.clone().or(Some("no record of this round".into()))),
                 Some(n) => match n.status {
                     "done" => done_attempt(n.output),
                     "skipped" => Attempt::carry(prev, State::Carried),
                     "failed" => {
                         Attempt::failed(n.error.clone().or(Some(format!("node {} failed", n.id))))
                     }
-                    other => Attempt::failed(Some(format!(
-                        "node {} {}",
-                        n.id,
-                        if other == "not_run" { "not run" } else { other }
-                    ))),
+                    "not_run" => Attempt::not_run(
+                        n.reason.unwrap_or(UNRECORDED_REASON),
+                        n.error.clone().or(Some(format!("node {} not run", n.id))),
+                    ),
+                    // a record of a node still going (a live run's journal has none)
+                    other => Attempt::not_run(other, Some(format!("node {} {other}", n.id))),
                 },
             };
             attempts.push(a);
@@ -573,6 +532,7 @@ fn distill_problem(
             .unwrap_or_default();
         votes.push(VoteRecord {
             source: format!("vote node `{nid}`"),
+            status: n.status.to_string(),
             round: n.round,
             n: o.and_then(|o| o["n"].as_u64()).unwrap_or(samples as u64),
             correct: o.and_then(|o| o["correct"].as_bool()),
@@ -606,5 +566,6 @@ fn done_attempt(o: Option<&Value>) -> Attempt {
             .or_else(|| o["reasoning"].as_str().map(|r| r.chars().count())),
         completion_tokens: o["usage"]["completion_tokens"].as_u64(),
         error: None,
+        reason: None,
     }
 }

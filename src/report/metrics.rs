@@ -1,21 +1,27 @@
-//! From loaded runs to the report's numbers: per-round accuracy, cumulative accuracy, pass@k
-//! and majority@k with 95% intervals, tokens/cost/reasoning length/finish reasons per round,
-//! outcome classes, failures, groups, and the paired bootstrap comparisons (round 0 vs the
-//! last round; each run vs the first run on their common problems).
+//! From loaded runs to the report's numbers: per-round accuracy and cumulative accuracy over
+//! the attempts with a verdict, with the attempts that failed or were not run counted apart;
+//! tokens/cost/reasoning length/finish reasons per round, outcome classes, failures and
+//! not-run problems, whether the run stopped early, groups, and the paired bootstrap
+//! comparisons (round 0 vs the last round; each run vs the first run on their common
+//! problems). pass@k and majority@k are in `passk.rs`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use regex::Regex;
 use serde::Serialize;
 
-use super::load::{Problem, Run, State};
-use super::stats::{PairedDiff, majority, paired_bootstrap, pass_at_k, wilson};
+pub use super::passk::KMetric;
+pub use super::problems::{Failure, NotRun, Outcomes};
+
+use super::load::{Attempt, Problem, Run, State};
+use super::stats::{PairedDiff, paired_bootstrap, wilson};
 
 pub const PER_ROUND: &str = "per-round accuracy";
 pub const CUMULATIVE: &str = "cumulative accuracy";
 
 /// A proportion over problems with its Wilson 95% interval. `successes` is the sum of
-/// per-problem shares (fractional when samples > 1), `n` the number of problems.
+/// per-problem shares (fractional when samples > 1), `n` the number of problems that have a
+/// verdict (with one sample: the attempts with a verdict).
 #[derive(Debug, Clone, Serialize)]
 pub struct Estimate {
     pub value: f64,
@@ -44,21 +50,75 @@ impl Estimate {
     }
 }
 
+/// The attempts (problems × samples) of one round by how they ended: every attempt is in
+/// exactly one of graded, carried, missing, failed and not_run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    /// graded + carried + missing: the attempts with a verdict (the accuracy's denominator)
+    pub verdicts: usize,
+    pub graded: usize,
+    /// skipped by `when:`: the previous round's verdict
+    pub carried: usize,
+    /// no record of the round in a finished problem: the previous round's verdict
+    pub missing: usize,
+    /// an error after sending: no verdict
+    pub failed: usize,
+    /// never run (budget, interrupted, offline miss, problem not started): no verdict
+    pub not_run: usize,
+    pub not_run_reasons: BTreeMap<String, usize>,
+}
+
+impl Counts {
+    pub fn add(&mut self, a: &Attempt) {
+        match a.state {
+            State::Done => self.graded += 1,
+            State::Carried => self.carried += 1,
+            State::Missing => self.missing += 1,
+            State::Failed => self.failed += 1,
+            State::NotRun => {
+                self.not_run += 1;
+                let why = a.reason.clone().unwrap_or_else(|| "unknown".into());
+                *self.not_run_reasons.entry(why).or_default() += 1;
+            }
+        }
+        self.verdicts += usize::from(a.state.has_verdict());
+    }
+
+    /// The attempts of round index `j` of these problems.
+    pub fn of(problems: &[&Problem], j: usize) -> Self {
+        let mut c = Counts::default();
+        for a in problems
+            .iter()
+            .flat_map(|p| &p.samples)
+            .filter_map(|s| s.get(j))
+        {
+            c.add(a);
+        }
+        c
+    }
+}
+
+/// `budget: 3, interrupted: 2`
+pub fn reasons_text(r: &BTreeMap<String, usize>) -> String {
+    r.iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RoundRow {
     pub round: u32,
     pub per_round_accuracy: Estimate,
     pub cumulative_accuracy: Estimate,
-    /// Attempts (problems × samples) by how their verdict was obtained.
-    pub graded: usize,
-    pub carried: usize,
-    pub missing: usize,
-    pub failed: usize,
+    #[serde(flatten)]
+    pub attempts: Counts,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     /// Some of this round's tokens were estimated (the server reported no usage).
     pub tokens_estimated: bool,
-    /// Tokens (prompt + completion) of rounds ≤ this one, per problem and sample.
+    /// Tokens (prompt + completion) of rounds ≤ this one, per sample of the problems with a
+    /// record.
     pub cumulative_tokens_per_attempt: f64,
     pub cost_usd: Option<f64>,
     pub mean_reasoning_chars: Option<f64>,
@@ -68,43 +128,13 @@ pub struct RoundRow {
     pub truncated: usize,
 }
 
-/// pass@k or majority@k at one round.
-#[derive(Debug, Clone, Serialize)]
-pub struct KMetric {
-    pub metric: String,
-    pub round: u32,
-    pub k: u64,
-    pub source: String,
-    pub estimate: Estimate,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcomes {
-    pub first_round: u32,
-    pub last_round: u32,
-    /// wrong at the first round, right at the last
-    pub improved: Vec<String>,
-    /// right at the first round, wrong at the last
-    pub regressed: Vec<String>,
-    pub always_right: Vec<String>,
-    pub never_right: Vec<String>,
-    /// same verdict at the first and last rounds, a different one in between
-    pub mixed: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Failure {
-    pub id: String,
-    pub status: String,
-    pub failed_attempts: usize,
-    pub error: String,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupRound {
     pub round: u32,
     pub per_round_accuracy: Estimate,
     pub cumulative_accuracy: Estimate,
+    pub failed: usize,
+    pub not_run: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,14 +153,29 @@ pub struct RunReport {
     pub run_id: String,
     pub status: String,
     pub simulated: bool,
+    /// problems selected (with a record or not)
     pub problems: usize,
+    /// with a record and every node run
+    pub problems_finished: usize,
+    /// with a record and some node not run (budget, offline miss, interrupt)
+    pub problems_incomplete: usize,
+    /// selected but without a record: the run stopped before them
+    pub problems_not_started: usize,
     pub samples: usize,
+    /// attempts (all rounds and samples) that failed / were not run, and the latter's reasons
+    pub failed_attempts: usize,
+    pub not_run_attempts: usize,
+    pub not_run_reasons: BTreeMap<String, usize>,
+    /// `STOPPED EARLY (…): …` when the run did not run everything it selected
+    pub stopped_early: Option<String>,
     pub rounds: Vec<RoundRow>,
     pub k_metrics: Vec<KMetric>,
-    /// per-round accuracy: the first round (a) vs the last (b), paired over problems
+    /// per-round accuracy: the first round (a) vs the last (b), paired over the problems with
+    /// a verdict at both
     pub first_vs_last: Option<PairedDiff>,
     pub outcomes: Outcomes,
     pub failures: Vec<Failure>,
+    pub not_run: Vec<NotRun>,
     pub groups: Vec<Group>,
     pub warnings: Vec<String>,
 }
@@ -179,23 +224,30 @@ impl Grouping {
     }
 }
 
-/// Per problem: the share of its samples right at round index `j` (cumulative: by round `j`).
-fn shares(p: &Problem, j: usize, cumulative: bool) -> f64 {
-    if p.samples.is_empty() {
-        return 0.0;
+/// Per problem: among its samples with a verdict at round index `j`, the share right at `j`
+/// (cumulative: right at some round ≤ `j`). None when no sample has a verdict at `j`.
+pub fn share(p: &Problem, j: usize, cumulative: bool) -> Option<f64> {
+    let (mut n, mut right) = (0usize, 0usize);
+    for s in &p.samples {
+        let Some(v) = s.get(j).and_then(Attempt::verdict) else {
+            continue;
+        };
+        n += 1;
+        let ok = if cumulative {
+            s.iter().take(j + 1).any(|a| a.verdict() == Some(true))
+        } else {
+            v
+        };
+        right += usize::from(ok);
     }
-    let right = p
-        .samples
+    (n > 0).then(|| right as f64 / n as f64)
+}
+
+fn shares(problems: &[&Problem], j: usize, cumulative: bool) -> Vec<f64> {
+    problems
         .iter()
-        .filter(|s| {
-            if cumulative {
-                s.iter().take(j + 1).any(|a| a.correct)
-            } else {
-                s.get(j).is_some_and(|a| a.correct)
-            }
-        })
-        .count();
-    right as f64 / p.samples.len() as f64
+        .filter_map(|p| share(p, j, cumulative))
+        .collect()
 }
 
 impl RoundRow {
@@ -223,22 +275,18 @@ fn mean(v: &[f64]) -> Option<f64> {
 fn round_rows(run: &Run, problems: &[&Problem]) -> Vec<RoundRow> {
     let attempts_per_round = problems
         .iter()
+        .filter(|p| p.status != "not_run")
         .map(|p| p.samples.len())
         .sum::<usize>()
         .max(1);
     let mut cum_tokens = 0u64;
     let mut rows = Vec::new();
     for (j, &round) in run.rounds.iter().enumerate() {
-        let acc: Vec<f64> = problems.iter().map(|p| shares(p, j, false)).collect();
-        let cum: Vec<f64> = problems.iter().map(|p| shares(p, j, true)).collect();
         let mut row = RoundRow {
             round,
-            per_round_accuracy: Estimate::of(&acc),
-            cumulative_accuracy: Estimate::of(&cum),
-            graded: 0,
-            carried: 0,
-            missing: 0,
-            failed: 0,
+            per_round_accuracy: Estimate::of(&shares(problems, j, false)),
+            cumulative_accuracy: Estimate::of(&shares(problems, j, true)),
+            attempts: Counts::of(problems, j),
             prompt_tokens: 0,
             completion_tokens: 0,
             tokens_estimated: false,
@@ -258,12 +306,6 @@ fn round_rows(run: &Run, problems: &[&Problem]) -> Vec<RoundRow> {
                 row.cost_usd = row.cost_usd.zip(u.cost_usd).map(|(a, b)| a + b);
             }
             for a in p.samples.iter().filter_map(|s| s.get(j)) {
-                match a.state {
-                    State::Done => row.graded += 1,
-                    State::Carried => row.carried += 1,
-                    State::Missing => row.missing += 1,
-                    State::Failed => row.failed += 1,
-                }
                 if a.state != State::Done {
                     continue;
                 }
@@ -288,186 +330,6 @@ fn round_rows(run: &Run, problems: &[&Problem]) -> Vec<RoundRow> {
     rows
 }
 
-fn k_metrics(run: &Run) -> Vec<KMetric> {
-    let mut out = Vec::new();
-    let n_problems = run.problems.len();
-    // from the samples: pass@k for k in {1, vote ks, samples}, majority@samples
-    if run.samples >= 2 {
-        let mut ks: BTreeSet<u64> = [1, run.samples as u64].into();
-        for v in run.problems.iter().flat_map(|p| &p.votes) {
-            ks.extend(v.pass_at.keys().filter(|&&k| k <= run.samples as u64));
-        }
-        for (j, &round) in run.rounds.iter().enumerate() {
-            for &k in &ks {
-                let shares: Vec<f64> = run
-                    .problems
-                    .iter()
-                    .map(|p| {
-                        let n = p.samples.len() as u64;
-                        let c = p
-                            .samples
-                            .iter()
-                            .filter(|s| s.get(j).is_some_and(|a| a.correct))
-                            .count() as u64;
-                        let v = pass_at_k(n, c, k);
-                        if v.is_nan() { 0.0 } else { v }
-                    })
-                    .collect();
-                out.push(KMetric {
-                    metric: format!("pass@{k}"),
-                    round,
-                    k,
-                    source: "samples".into(),
-                    estimate: Estimate::of(&shares),
-                });
-            }
-            let maj: Vec<f64> = run
-                .problems
-                .iter()
-                .map(|p| {
-                    let votes: Vec<(Option<&str>, bool)> = p
-                        .samples
-                        .iter()
-                        .filter_map(|s| s.get(j))
-                        .map(|a| (a.answer.as_deref(), a.correct))
-                        .collect();
-                    f64::from(u8::from(majority(&votes) == Some(true)))
-                })
-                .collect();
-            out.push(KMetric {
-                metric: format!("majority@{}", run.samples),
-                round,
-                k: run.samples as u64,
-                source: "samples".into(),
-                estimate: Estimate::of(&maj),
-            });
-        }
-    }
-    // from vote nodes (or the original tool's consensus), absent records counting as wrong
-    let mut by_source: BTreeMap<(u32, String), Vec<&Problem>> = BTreeMap::new();
-    for p in &run.problems {
-        for v in &p.votes {
-            by_source
-                .entry((v.round, v.source.clone()))
-                .or_default()
-                .push(p);
-        }
-    }
-    for ((round, source), _) in by_source {
-        let recs: Vec<Option<&super::load::VoteRecord>> = run
-            .problems
-            .iter()
-            .map(|p| {
-                p.votes
-                    .iter()
-                    .find(|v| v.round == round && v.source == source)
-            })
-            .collect();
-        let mut ks: BTreeSet<u64> = BTreeSet::new();
-        ks.extend(
-            recs.iter()
-                .flatten()
-                .flat_map(|v| v.pass_at.keys().copied()),
-        );
-        for k in ks {
-            let shares: Vec<f64> = recs
-                .iter()
-                .map(|v| v.and_then(|v| v.pass_at.get(&k)).copied().unwrap_or(0.0))
-                .collect();
-            out.push(KMetric {
-                metric: format!("pass@{k}"),
-                round,
-                k,
-                source: source.clone(),
-                estimate: Estimate::of(&shares),
-            });
-        }
-        if recs.iter().flatten().any(|v| v.correct.is_some()) {
-            let k = recs.iter().flatten().map(|v| v.n).max().unwrap_or(0);
-            let shares: Vec<f64> = recs
-                .iter()
-                .map(|v| f64::from(u8::from(v.and_then(|v| v.correct) == Some(true))))
-                .collect();
-            out.push(KMetric {
-                metric: format!("majority@{k}"),
-                round,
-                k,
-                source: source.clone(),
-                estimate: Estimate::of(&shares),
-            });
-        }
-    }
-    debug_assert!(out.iter().all(|m| m.estimate.n == n_problems));
-    out
-}
-
-fn outcomes(run: &Run) -> Outcomes {
-    let mut o = Outcomes {
-        first_round: run.rounds.first().copied().unwrap_or(0),
-        last_round: run.rounds.last().copied().unwrap_or(0),
-        ..Default::default()
-    };
-    if run.rounds.is_empty() {
-        return o;
-    }
-    for p in &run.problems {
-        for (si, s) in p.samples.iter().enumerate() {
-            let unit = if run.samples > 1 {
-                format!("{}#{si}", p.id)
-            } else {
-                p.id.clone()
-            };
-            let v: Vec<bool> = s.iter().map(|a| a.correct).collect();
-            let (first, last) = (v[0], v[v.len() - 1]);
-            let list = if v.iter().all(|&c| c) {
-                &mut o.always_right
-            } else if !v.iter().any(|&c| c) {
-                &mut o.never_right
-            } else if !first && last {
-                &mut o.improved
-            } else if first && !last {
-                &mut o.regressed
-            } else {
-                &mut o.mixed
-            };
-            list.push(unit);
-        }
-    }
-    o
-}
-
-fn failures(run: &Run) -> Vec<Failure> {
-    let mut out = Vec::new();
-    for p in &run.problems {
-        let bad: Vec<_> = p
-            .samples
-            .iter()
-            .flatten()
-            .filter(|a| a.state == State::Failed)
-            .collect();
-        // a first round without a verdict of its own (absent or skipped) has nothing to carry
-        let missing_first = p.samples.iter().any(|s| {
-            s.first()
-                .is_some_and(|a| matches!(a.state, State::Missing | State::Carried))
-        });
-        if p.status == "ok" && bad.is_empty() && !missing_first {
-            continue;
-        }
-        let error = p
-            .error
-            .clone()
-            .or_else(|| bad.iter().find_map(|a| a.error.clone()))
-            .unwrap_or_else(|| "no record of the first round".into());
-        out.push(Failure {
-            id: p.id.clone(),
-            status: p.status.clone(),
-            failed_attempts: bad.len(),
-            error,
-        });
-    }
-    out
-}
-
 fn groups(run: &Run, g: &Grouping) -> Vec<Group> {
     let mut by: BTreeMap<String, Vec<&Problem>> = BTreeMap::new();
     for p in &run.problems {
@@ -483,6 +345,8 @@ fn groups(run: &Run, g: &Grouping) -> Vec<Group> {
                     round: r.round,
                     per_round_accuracy: r.per_round_accuracy,
                     cumulative_accuracy: r.cumulative_accuracy,
+                    failed: r.attempts.failed,
+                    not_run: r.attempts.not_run,
                 })
                 .collect(),
         })
@@ -499,10 +363,32 @@ pub fn run_report(
     let mut warnings = run.warnings.clone();
     let first_vs_last = (run.rounds.len() >= 2).then(|| {
         let last = run.rounds.len() - 1;
-        let a: Vec<f64> = all.iter().map(|p| shares(p, 0, false)).collect();
-        let b: Vec<f64> = all.iter().map(|p| shares(p, last, false)).collect();
+        let (a, b): (Vec<f64>, Vec<f64>) = all
+            .iter()
+            .filter_map(|p| share(p, 0, false).zip(share(p, last, false)))
+            .unzip();
         paired_bootstrap(&a, &b, bootstrap, seed)
     });
+    let mut total = Counts::default();
+    run.problems
+        .iter()
+        .flat_map(|p| p.samples.iter().flatten())
+        .for_each(|a| total.add(a));
+    let not_run = super::problems::not_run(run);
+    let not_started = run
+        .problems
+        .iter()
+        .filter(|p| p.status == "not_run")
+        .count();
+    let incomplete = run
+        .problems
+        .iter()
+        .filter(|p| {
+            p.status == "incomplete"
+                || (p.status != "not_run" && not_run.iter().any(|n| n.id == p.id))
+        })
+        .count();
+    let finished = run.problems.len() - not_started - incomplete;
     if let Some(Grouping::Column(c)) = grouping
         && !run.problems.iter().any(|p| p.columns.contains_key(c))
     {
@@ -519,36 +405,84 @@ pub fn run_report(
         status: run.status.clone(),
         simulated: run.simulated,
         problems: run.problems.len(),
+        problems_finished: finished,
+        problems_incomplete: incomplete,
+        problems_not_started: not_started,
         samples: run.samples,
+        failed_attempts: total.failed,
+        not_run_attempts: total.not_run,
+        stopped_early: stop_note(run, finished, incomplete, not_started, &total),
+        not_run_reasons: total.not_run_reasons,
         rounds: round_rows(run, &all),
-        k_metrics: k_metrics(run),
+        k_metrics: super::passk::k_metrics(run),
         first_vs_last,
-        outcomes: outcomes(run),
-        failures: failures(run),
+        outcomes: super::problems::outcomes(run),
+        failures: super::problems::failures(run),
+        not_run,
         groups: grouping.map(|g| groups(run, g)).unwrap_or_default(),
         warnings,
     }
 }
 
-/// Each run against the first, at each one's last round, on the problems they share.
+/// `STOPPED EARLY (interrupted): 3 of 5 problems finished, 2 not started; not run: 4
+/// attempts (interrupted: 4)` for a run that stopped (or was stopped) before running all it
+/// selected: its status says so, or some attempt or problem was not run. `IN PROGRESS` for a
+/// live run's journal. None for a run that ran everything.
+fn stop_note(
+    run: &Run,
+    finished: usize,
+    incomplete: usize,
+    not_started: usize,
+    total: &Counts,
+) -> Option<String> {
+    let stopped = matches!(run.status.as_str(), "interrupted" | "truncated" | "running");
+    if !stopped && total.not_run == 0 && incomplete + not_started == 0 {
+        return None;
+    }
+    let cause = if stopped || total.not_run_reasons.is_empty() {
+        run.status.clone()
+    } else {
+        let r: Vec<&str> = total.not_run_reasons.keys().map(String::as_str).collect();
+        r.join(", ")
+    };
+    let head = if run.status == "running" {
+        "IN PROGRESS"
+    } else {
+        "STOPPED EARLY"
+    };
+    let mut s = format!(
+        "{head} ({cause}): {finished} of {} problems finished",
+        run.problems.len()
+    );
+    for (n, what) in [(incomplete, "incomplete"), (not_started, "not started")] {
+        if n > 0 {
+            s.push_str(&format!(", {n} {what}"));
+        }
+    }
+    s.push_str(&format!(
+        "; not run: {} attempt{}",
+        total.not_run,
+        if total.not_run == 1 { "" } else { "s" }
+    ));
+    if !total.not_run_reasons.is_empty() {
+        s.push_str(&format!(" ({})", reasons_text(&total.not_run_reasons)));
+    }
+    Some(s)
+}
+
+/// Each run against the first, at each one's last round, on the problems they share that have
+/// a verdict there.
 pub fn comparisons(runs: &[Run], bootstrap: usize, seed: u64) -> Vec<Comparison> {
     let Some(base) = runs.first() else {
         return Vec::new();
     };
     let last_share = |r: &Run| -> HashMap<String, f64> {
-        let j = r.rounds.len().saturating_sub(1);
+        let Some(j) = r.rounds.len().checked_sub(1) else {
+            return HashMap::new();
+        };
         r.problems
             .iter()
-            .map(|p| {
-                (
-                    p.id.clone(),
-                    if r.rounds.is_empty() {
-                        0.0
-                    } else {
-                        shares(p, j, false)
-                    },
-                )
-            })
+            .filter_map(|p| Some((p.id.clone(), share(p, j, false)?)))
             .collect()
     };
     let a_map = last_share(base);

@@ -1,19 +1,31 @@
 //! Reports over finished runs: `report` (one or more runs of distill or the original tool →
 //! `report.md`, `report.csv`, `report.json`, SVG plots) and `compact_table` (the per-round
-//! table printed at the end of a run). The metrics, named exactly so in every output:
-//! `per-round accuracy` (share of problems whose attempt i is right; with samples > 1, the
-//! mean over samples), `cumulative accuracy` (solved by round i: some attempt ≤ i right),
-//! `pass@k` (unbiased estimator) and `majority@k`; Wilson 95% intervals for proportions and a
-//! seeded paired bootstrap over problems for differences.
+//! table printed at the end of a run). Every attempt (one sample's graded node at one round)
+//! ends graded, carried (skipped by `when:`: the previous verdict), failed (an error after
+//! sending) or not run (with a reason: budget, interrupted, offline miss, problem never
+//! started). The metrics, named exactly so in every output: `per-round accuracy` (share right
+//! among the attempts at round i with a verdict; with samples > 1, per problem over its
+//! samples with one, then the mean over problems), `cumulative accuracy` (of those, solved by
+//! round i), `pass@k` (unbiased estimator) and `majority@k`, all over verdicts; failed and not
+//! run are separate, named counts in every table, and a run that did not run everything it
+//! selected is marked STOPPED EARLY in every header. Wilson 95% intervals for proportions and
+//! a seeded paired bootstrap over problems for differences.
 //!
-//! Files: `load.rs` (distill's results into the model), `legacy.rs` (the original tool's
-//! format, lenient JSON, problem-set columns), `stats.rs` (Wilson, bootstrap, pass@k,
-//! majority), `metrics.rs` (the numbers), `table.rs` (markdown/CSV/JSON), `plot.rs` (SVG).
+//! Files: `load.rs` (distill's results into the model), `files.rs` (reading results files
+//! line by line), `legacy.rs` (the original tool's format, lenient JSON, problem-set columns),
+//! `stats.rs` (Wilson, bootstrap, pass@k, majority), `metrics.rs` (the numbers), `passk.rs`
+//! (pass@k, majority@k), `problems.rs` (outcome classes, failed and not-run problems),
+//! `table.rs` (markdown, JSON), `csv.rs`, `compact.rs` (the end-of-run table), `plot.rs` (SVG).
 
+pub mod compact;
+pub mod csv;
+mod files;
 pub mod legacy;
 pub mod load;
 pub mod metrics;
+pub mod passk;
 pub mod plot;
+pub mod problems;
 pub mod stats;
 pub mod table;
 
@@ -65,23 +77,36 @@ pub struct Report {
     pub comparisons: Vec<Comparison>,
 }
 
-/// The definitions printed with every report.
-pub const DEFINITIONS: [(&str, &str); 4] = [
+/// The definitions printed with every report (report.md's Metrics legend, report.json's
+/// `metrics`).
+pub const DEFINITIONS: [(&str, &str); 7] = [
     (
         metrics::PER_ROUND,
-        "share of problems whose attempt at round i is right (with samples > 1: the mean over samples); skipped rounds carry the previous verdict, failed attempts are wrong",
+        "share right among the attempts at round i that have a verdict (an attempt: one sample's graded node at one round). A round skipped by `when:` carries the previous round's verdict (counted as carried and kept in the denominator, so early-stopping runs keep theirs; a skipped first round, with nothing to carry, is wrong). Failed and not-run attempts have no verdict: they are left out of the denominator and shown as the separate counts `failed` and `not run`. n = the attempts with a verdict; with samples > 1, each problem's share is over its samples with a verdict, averaged over the problems with at least one (n = those problems)",
     ),
     (
         metrics::CUMULATIVE,
-        "solved by round i: share of problems with some attempt ≤ i right (mean over samples)",
+        "solved by round i: among the same attempts as the per-round accuracy at round i (those with a verdict), the share whose sample was right at some round ≤ i (with samples > 1: per problem, then the mean)",
     ),
     (
         "pass@k",
-        "unbiased estimator 1 − C(n−c,k)/C(n,k) over a problem's n samples, c right, averaged over problems",
+        "unbiased estimator 1 − C(n−c,k)/C(n,k) over a problem's n samples with a verdict at the round, c of them right, averaged over the problems with n ≥ k (others are left out); from vote nodes: over the problems whose vote has the figure",
     ),
     (
         "majority@k",
-        "the most frequent answer among k samples is right (ties: the first answer); from vote nodes when present",
+        "the most frequent answer among a problem's samples with a verdict is right (ties: the first answer), over the problems with at least one; from vote nodes when present, over the problems whose vote is done",
+    ),
+    (
+        "carried",
+        "an attempt skipped by `when:` (or with no record in a finished problem: `missing`): it holds the previous round's answer and verdict",
+    ),
+    (
+        "failed",
+        "an attempt that ended in an error after its request was sent (or downstream of one): no verdict, counted apart",
+    ),
+    (
+        "not run",
+        "an attempt never run, with its reason: `budget` (--max_cost reached), `interrupted` (the run stopped, including selected problems with no record), `offline_miss`, …: no verdict, counted apart. A run with not-run attempts, or whose status is interrupted, is marked STOPPED EARLY",
     ),
 ];
 
@@ -142,15 +167,18 @@ pub fn report(opts: &ReportOptions) -> Result<String, String> {
         std::fs::write(&p, body).map_err(|e| format!("writing {}: {e}", p.display()))
     };
     write("report.md", md.as_bytes())?;
-    write("report.csv", table::csv(&rep).as_bytes())?;
+    write("report.csv", csv::csv(&rep).as_bytes())?;
     let json = serde_json::to_vec_pretty(&table::json(&rep)).map_err(|e| e.to_string())?;
     write("report.json", &json)?;
     Ok(md)
 }
 
-/// The compact per-round table printed at the end of a run (markdown), from a run dir.
+/// The compact per-round table printed at the end of a run (markdown), from a run directory
+/// (or a results file): the same numbers as report.md, report.json and report.csv, with
+/// `carried`, `failed` and `not run` columns and, when the run stopped early, the note on its
+/// first line.
 pub fn compact_table(run_dir: &Path) -> Result<String, String> {
     let run = load_run(run_dir)?;
     let rr = metrics::run_report(&run, None, 0, 0);
-    Ok(table::compact(&rr))
+    Ok(compact::compact(&rr))
 }

@@ -1,13 +1,31 @@
 //! SVG plots of a report (plotters, SVG backend: text is SVG text, no font files):
-//! `accuracy_vs_round.svg` (per-round accuracy of every run with its Wilson 95% band) and
-//! `accuracy_vs_tokens.svg` (per-round accuracy against cumulative tokens per attempt).
+//! `accuracy_vs_round.svg` (per-round accuracy of every run with its Wilson 95% band, each
+//! point labelled with its n: the attempts with a verdict) and `accuracy_vs_tokens.svg`
+//! (per-round accuracy against cumulative tokens per attempt). A run that stopped early says so
+//! in the legend, with its failed and not-run counts.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 
 use super::Report;
-use super::metrics::PER_ROUND;
+use super::metrics::{PER_ROUND, RunReport};
+
+/// A run's legend entry: its label, and for a run that stopped early or has attempts without
+/// a verdict, `STOPPED EARLY` and those counts.
+fn legend(r: &RunReport) -> String {
+    let mut l = r.label.clone();
+    if r.stopped_early.is_some() {
+        l.push_str(" — STOPPED EARLY");
+    }
+    if r.failed_attempts + r.not_run_attempts > 0 {
+        l.push_str(&format!(
+            " (failed {}, not run {})",
+            r.failed_attempts, r.not_run_attempts
+        ));
+    }
+    l
+}
 
 pub const ACCURACY_VS_ROUND: &str = "accuracy_vs_round.svg";
 pub const ACCURACY_VS_TOKENS: &str = "accuracy_vs_tokens.svg";
@@ -56,7 +74,7 @@ fn accuracy_vs_round(rep: &Report, path: &Path) -> Result<(), String> {
     root.fill(&WHITE).map_err(e)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("{PER_ROUND} by round (95% Wilson band)"),
+            format!("{PER_ROUND} by round (95% Wilson band; n = attempts with a verdict)"),
             ("sans-serif", 20),
         )
         .margin(15)
@@ -97,10 +115,26 @@ fn accuracy_vs_round(rep: &Report, path: &Path) -> Result<(), String> {
         chart
             .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
             .map_err(e)?
-            .label(r.label.clone())
+            .label(legend(r))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .map_err(e)?;
+        chart
+            .draw_series(
+                r.rounds
+                    .iter()
+                    .filter(|x| x.per_round_accuracy.value.is_finite())
+                    .map(|x| {
+                        let at = (x.round as f64 + 0.03, 100.0 * x.per_round_accuracy.value);
+                        let n = x.per_round_accuracy.n;
+                        Text::new(
+                            format!("n={n}"),
+                            at,
+                            ("sans-serif", 11).into_font().color(&c),
+                        )
+                    }),
+            )
             .map_err(e)?;
         chart
             .draw_series(r.rounds.iter().map(|x| {
@@ -171,7 +205,7 @@ fn accuracy_vs_tokens(rep: &Report, path: &Path) -> Result<(), String> {
         chart
             .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
             .map_err(e)?
-            .label(r.label.clone())
+            .label(legend(r))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))

@@ -1,14 +1,18 @@
-//! Rendering a `Report`: the markdown (report.md and stdout), the long CSV (one row per run,
-//! group, metric and round), the JSON, and the compact per-round table printed after a run.
+//! Rendering a `Report`: the markdown (report.md and stdout) and the JSON; the long CSV is in
+//! `csv.rs`, the compact per-round table printed after a run in `compact.rs`. Every accuracy
+//! cell's n is the number with a verdict; beside it, `failed` and `not run` columns; a run that
+//! stopped early says so in the title, the runs table and its own section.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
 use super::Report;
-use super::metrics::{CUMULATIVE, Estimate, PER_ROUND, RunReport};
+use super::metrics::{CUMULATIVE, Estimate, PER_ROUND, RunReport, reasons_text};
 
-fn pct(v: f64) -> String {
+pub use super::compact::compact;
+
+pub(super) fn pct(v: f64) -> String {
     if v.is_finite() {
         format!("{:.1}%", 100.0 * v)
     } else {
@@ -24,7 +28,7 @@ fn signed_pts(v: f64) -> String {
     }
 }
 
-fn count(x: f64) -> String {
+pub(super) fn count(x: f64) -> String {
     if (x - x.round()).abs() < 1e-9 {
         format!("{}", x.round() as i64)
     } else {
@@ -33,7 +37,7 @@ fn count(x: f64) -> String {
 }
 
 /// `37.5% [13.7–69.4] (3/8)`
-fn est(e: &Estimate) -> String {
+pub(super) fn est(e: &Estimate) -> String {
     if e.n == 0 {
         return "–".into();
     }
@@ -51,7 +55,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |x| format!("{x:.digits$}"))
 }
 
-fn ids(v: &[String]) -> String {
+pub(super) fn ids(v: &[String]) -> String {
     const MAX: usize = 40;
     let mut s = v.iter().take(MAX).cloned().collect::<Vec<_>>().join(", ");
     if v.len() > MAX {
@@ -72,37 +76,78 @@ fn all_rounds(rep: &Report) -> Vec<u32> {
     r
 }
 
+/// A table's header: the `first` columns, then per run its label, `failed` and `not run`.
 fn header(s: &mut String, first: &[&str], runs: &[RunReport]) {
     let cols: Vec<String> = first
         .iter()
         .map(|c| c.to_string())
-        .chain(runs.iter().map(|r| r.label.replace('|', "/")))
+        .chain(
+            runs.iter()
+                .flat_map(|r| [r.label.replace('|', "/"), "failed".into(), "not run".into()]),
+        )
         .collect();
     let _ = writeln!(s, "| {} |", cols.join(" | "));
     let align: Vec<&str> = first
         .iter()
         .map(|_| "---")
-        .chain(runs.iter().map(|_| "---:"))
+        .chain(runs.iter().flat_map(|_| ["---:"; 3]))
         .collect();
     let _ = writeln!(s, "|{}|", align.join("|"));
 }
 
+/// A run's three cells of a table row: the figure, failed, not run (`–` when absent).
+fn cells3(x: Option<(String, usize, usize)>) -> String {
+    match x {
+        Some((e, f, n)) => format!("{e} | {f} | {n}"),
+        None => "– | – | –".into(),
+    }
+}
+
+/// The report's title line: says which runs stopped early.
+fn title(rep: &Report) -> String {
+    let stopped: Vec<&RunReport> = rep
+        .runs
+        .iter()
+        .filter(|r| r.stopped_early.is_some())
+        .collect();
+    match stopped.as_slice() {
+        [] => "# distill report".into(),
+        [r] if rep.runs.len() == 1 => format!(
+            "# distill report — {}",
+            r.stopped_early.as_deref().unwrap_or("")
+        ),
+        rs => {
+            let names: Vec<&str> = rs.iter().map(|r| r.label.as_str()).collect();
+            format!(
+                "# distill report — STOPPED EARLY: {} (see the runs table)",
+                names.join(", ")
+            )
+        }
+    }
+}
+
 pub fn markdown(rep: &Report, plots: &[String]) -> String {
-    let mut s = String::from("# distill report\n\n");
-    s.push_str("| run | format | pipeline | run id | status | problems | samples | rounds | file |\n|---|---|---|---|---|---:|---:|---|---|\n");
+    let mut s = format!("{}\n\n", title(rep));
+    s.push_str("| run | format | pipeline | run id | status | problems | samples | rounds | failed | not run | file |\n|---|---|---|---|---|---:|---:|---|---:|---:|---|\n");
     for r in &rep.runs {
         let rounds: Vec<String> = r.rounds.iter().map(|x| x.round.to_string()).collect();
+        let status = match &r.stopped_early {
+            Some(n) => format!("{} — **{n}**", r.status),
+            None => r.status.clone(),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.label,
             r.format,
             r.pipeline,
             r.run_id,
-            r.status,
+            status,
             r.problems,
             r.samples,
             rounds.join(", "),
+            r.failed_attempts,
+            r.not_run_attempts,
             r.path
         );
     }
@@ -119,7 +164,7 @@ pub fn markdown(rep: &Report, plots: &[String]) -> String {
     }
     let _ = writeln!(
         s,
-        "\nIntervals are 95%: Wilson score for a proportion over problems (with samples > 1, the per-problem shares are fractional successes); differences use a paired bootstrap over problems ({} resamples, seed {}, 2.5–97.5 percentiles). Cells read `value [low–high] (successes/problems)`.",
+        "\nIntervals are 95%: Wilson score for a proportion over problems (with samples > 1, the per-problem shares are fractional successes); differences use a paired bootstrap over problems ({} resamples, seed {}, 2.5–97.5 percentiles). Cells read `value [low–high] (successes/n)`, n = the attempts with a verdict (with samples > 1: the problems with one); `failed` and `not run` count the attempts without one, left out of n.",
         rep.bootstrap, rep.seed
     );
 
@@ -132,16 +177,14 @@ pub fn markdown(rep: &Report, plots: &[String]) -> String {
                 .runs
                 .iter()
                 .map(|r| {
-                    r.rounds
-                        .iter()
-                        .find(|x| x.round == round)
-                        .map_or("–".into(), |x| {
-                            est(if cumulative {
-                                &x.cumulative_accuracy
-                            } else {
-                                &x.per_round_accuracy
-                            })
-                        })
+                    cells3(r.rounds.iter().find(|x| x.round == round).map(|x| {
+                        let e = if cumulative {
+                            &x.cumulative_accuracy
+                        } else {
+                            &x.per_round_accuracy
+                        };
+                        (est(e), x.attempts.failed, x.attempts.not_run)
+                    }))
                 })
                 .collect();
             let _ = writeln!(s, "| {round} | {} |", cells.join(" | "));
@@ -169,15 +212,17 @@ pub fn markdown(rep: &Report, plots: &[String]) -> String {
                 .runs
                 .iter()
                 .map(|r| {
-                    r.k_metrics
-                        .iter()
-                        .find(|m| {
-                            m.round == *round
-                                && m.k == *k
-                                && &m.metric == metric
-                                && &m.source == source
-                        })
-                        .map_or("–".into(), |m| est(&m.estimate))
+                    cells3(
+                        r.k_metrics
+                            .iter()
+                            .find(|m| {
+                                m.round == *round
+                                    && m.k == *k
+                                    && &m.metric == metric
+                                    && &m.source == source
+                            })
+                            .map(|m| (est(&m.estimate), m.failed, m.not_run)),
+                    )
                 })
                 .collect();
             let _ = writeln!(
@@ -259,14 +304,16 @@ pub fn markdown(rep: &Report, plots: &[String]) -> String {
                     .runs
                     .iter()
                     .map(|r| {
-                        r.groups
-                            .iter()
-                            .find(|g| g.group == name)
-                            .and_then(|g| g.rounds.iter().find(|x| x.round == round))
-                            .map_or("–".into(), |x| est(&x.per_round_accuracy))
+                        cells3(
+                            r.groups
+                                .iter()
+                                .find(|g| g.group == name)
+                                .and_then(|g| g.rounds.iter().find(|x| x.round == round))
+                                .map(|x| (est(&x.per_round_accuracy), x.failed, x.not_run)),
+                        )
                     })
                     .collect();
-                if cells.iter().any(|c| c != "–") {
+                if cells.iter().any(|c| c != "– | – | –") {
                     let _ = writeln!(s, "| {name} | {round} | {} |", cells.join(" | "));
                 }
             }
@@ -286,21 +333,27 @@ pub fn markdown(rep: &Report, plots: &[String]) -> String {
 
 fn run_section(s: &mut String, r: &RunReport) {
     let _ = writeln!(s, "\n## run {}\n", r.label);
-    s.push_str("| round | graded | carried (skipped) | missing | failed | prompt tokens | completion tokens | cumulative tokens / attempt | cost | mean reasoning chars | mean completion tokens | finish reasons | truncated (length) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
+    if let Some(n) = &r.stopped_early {
+        let _ = writeln!(s, "**{n}**\n");
+    }
+    s.push_str("| round | with a verdict | graded | carried (skipped) | missing | failed | not run | prompt tokens | completion tokens | cumulative tokens / attempt | cost | mean reasoning chars | mean completion tokens | finish reasons | truncated (length) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n");
     for x in &r.rounds {
         let fr: Vec<String> = x
             .finish_reasons
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
+        let c = &x.attempts;
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
             x.round,
-            x.graded,
-            x.carried,
-            x.missing,
-            x.failed,
+            c.verdicts,
+            c.graded,
+            c.carried,
+            c.missing,
+            c.failed,
+            c.not_run,
             x.tokens_text(x.prompt_tokens),
             x.tokens_text(x.completion_tokens),
             x.cumulative_tokens_per_attempt,
@@ -310,6 +363,13 @@ fn run_section(s: &mut String, r: &RunReport) {
             opt(x.mean_completion_tokens, 0),
             fr.join(", "),
             x.truncated
+        );
+    }
+    if !r.not_run_reasons.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nNot run, by reason (attempts, all rounds): {}",
+            reasons_text(&r.not_run_reasons)
         );
     }
     if let Some(n) = super::metrics::estimated_note(&r.rounds) {
@@ -333,15 +393,19 @@ fn run_section(s: &mut String, r: &RunReport) {
         ("always right", &o.always_right),
         ("never right", &o.never_right),
         ("mixed", &o.mixed),
+        (
+            "no verdict (first or last round failed / not run)",
+            &o.no_verdict,
+        ),
     ] {
         let _ = writeln!(s, "| {name} | {} | {} |", v.len(), ids(v));
     }
     if r.failures.is_empty() {
-        s.push_str("\nFailures: none.\n");
+        s.push_str("\nFailed: none.\n");
     } else {
         let _ = writeln!(
             s,
-            "\nFailures ({}; counted as wrong and kept in the denominator):\n\n| problem | status | failed attempts | error |\n|---|---|---:|---|",
+            "\nFailed (problems: {}; a failed attempt has no verdict: left out of the accuracy, counted in `failed`):\n\n| problem | status | failed attempts | error |\n|---|---|---:|---|",
             r.failures.len()
         );
         for f in &r.failures {
@@ -355,251 +419,25 @@ fn run_section(s: &mut String, r: &RunReport) {
             );
         }
     }
+    if !r.not_run.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nNot run (problems: {}; a not-run attempt has no verdict: left out of the accuracy, counted in `not run`):\n\n| problem | status | not-run attempts | reason |\n|---|---|---:|---|",
+            r.not_run.len()
+        );
+        for n in &r.not_run {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |",
+                n.id, n.status, n.not_run_attempts, n.reason
+            );
+        }
+    }
     for w in &r.warnings {
         let _ = writeln!(s, "\nWarning: {w}");
     }
 }
 
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_string()
-    }
-}
-
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        String::new()
-    }
-}
-
-/// One row per run, group, metric, round and source.
-pub fn csv(rep: &Report) -> String {
-    let mut s = String::from("run,group,metric,round,k,source,value,ci_low,ci_high,successes,n\n");
-    let mut row = |run: &str,
-                   group: &str,
-                   metric: &str,
-                   round: String,
-                   k: String,
-                   source: &str,
-                   vals: [String; 5]| {
-        let f: Vec<String> = [run, group, metric, &round, &k, source]
-            .iter()
-            .map(|x| csv_field(x))
-            .chain(vals)
-            .collect();
-        s.push_str(&f.join(","));
-        s.push('\n');
-    };
-    let e5 = |e: &Estimate| {
-        [
-            num(e.value),
-            num(e.ci_low),
-            num(e.ci_high),
-            num(e.successes),
-            e.n.to_string(),
-        ]
-    };
-    let v1 = |v: f64| {
-        [
-            num(v),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ]
-    };
-    for r in &rep.runs {
-        let l = r.label.as_str();
-        for x in &r.rounds {
-            let rd = x.round.to_string();
-            row(
-                l,
-                "",
-                PER_ROUND,
-                rd.clone(),
-                String::new(),
-                "",
-                e5(&x.per_round_accuracy),
-            );
-            row(
-                l,
-                "",
-                CUMULATIVE,
-                rd.clone(),
-                String::new(),
-                "",
-                e5(&x.cumulative_accuracy),
-            );
-            for (name, v) in [
-                ("prompt tokens", Some(x.prompt_tokens as f64)),
-                ("completion tokens", Some(x.completion_tokens as f64)),
-                (
-                    "cumulative tokens per attempt",
-                    Some(x.cumulative_tokens_per_attempt),
-                ),
-                ("cost usd", x.cost_usd),
-                ("mean reasoning chars", x.mean_reasoning_chars),
-                ("mean completion tokens", x.mean_completion_tokens),
-                ("truncated", Some(x.truncated as f64)),
-                ("failed attempts", Some(x.failed as f64)),
-                ("carried attempts", Some(x.carried as f64)),
-            ] {
-                row(
-                    l,
-                    "",
-                    name,
-                    rd.clone(),
-                    String::new(),
-                    "",
-                    v1(v.unwrap_or(f64::NAN)),
-                );
-            }
-        }
-        for m in &r.k_metrics {
-            row(
-                l,
-                "",
-                &m.metric,
-                m.round.to_string(),
-                m.k.to_string(),
-                &m.source,
-                e5(&m.estimate),
-            );
-        }
-        if let Some(d) = &r.first_vs_last {
-            let metric = format!(
-                "{PER_ROUND} difference (round {} → {})",
-                r.outcomes.first_round, r.outcomes.last_round
-            );
-            row(
-                l,
-                "",
-                &metric,
-                r.outcomes.last_round.to_string(),
-                String::new(),
-                "paired bootstrap",
-                [
-                    num(d.diff),
-                    num(d.ci_low),
-                    num(d.ci_high),
-                    String::new(),
-                    d.n.to_string(),
-                ],
-            );
-        }
-        for g in &r.groups {
-            for x in &g.rounds {
-                let rd = x.round.to_string();
-                row(
-                    l,
-                    &g.group,
-                    PER_ROUND,
-                    rd.clone(),
-                    String::new(),
-                    "",
-                    e5(&x.per_round_accuracy),
-                );
-                row(
-                    l,
-                    &g.group,
-                    CUMULATIVE,
-                    rd,
-                    String::new(),
-                    "",
-                    e5(&x.cumulative_accuracy),
-                );
-            }
-        }
-    }
-    for c in &rep.comparisons {
-        let d = &c.diff;
-        let metric = format!("{PER_ROUND} difference vs {}", c.run_a);
-        row(
-            &c.run_b,
-            "",
-            &metric,
-            c.round_b.to_string(),
-            String::new(),
-            "paired bootstrap",
-            [
-                num(d.diff),
-                num(d.ci_low),
-                num(d.ci_high),
-                String::new(),
-                d.n.to_string(),
-            ],
-        );
-    }
-    s
-}
-
 pub fn json(rep: &Report) -> Value {
     serde_json::to_value(rep).unwrap_or(Value::Null)
-}
-
-/// The per-round table printed at the end of a run.
-pub fn compact(r: &RunReport) -> String {
-    let mut s = format!(
-        "{} problems × {} sample(s){}\n\n| round | {PER_ROUND} | 95% CI | {CUMULATIVE} | tokens | truncated | failed |\n|---:|---:|---|---:|---:|---:|---:|\n",
-        r.problems,
-        r.samples,
-        if r.simulated {
-            " — model: sim (SIMULATED reasoner, not a real model)"
-        } else {
-            ""
-        }
-    );
-    for x in &r.rounds {
-        let a = &x.per_round_accuracy;
-        let _ = writeln!(
-            s,
-            "| {} | {} ({}/{}) | [{:.1}–{:.1}] | {} | {} | {} | {} |",
-            x.round,
-            pct(a.value),
-            count(a.successes),
-            a.n,
-            100.0 * a.ci_low,
-            100.0 * a.ci_high,
-            pct(x.cumulative_accuracy.value),
-            x.tokens_text(x.prompt_tokens + x.completion_tokens),
-            x.truncated,
-            x.failed
-        );
-    }
-    if r.rounds.is_empty() {
-        s.push_str("| – | (no graded node) | | | | | |\n");
-    }
-    if let Some(n) = super::metrics::estimated_note(&r.rounds) {
-        let _ = writeln!(s, "\n{n}");
-    }
-    let last = r.rounds.last().map(|x| x.round);
-    if r.k_metrics
-        .iter()
-        .any(|m| Some(m.round) == last || m.source != "samples")
-    {
-        s.push('\n');
-    }
-    for m in r
-        .k_metrics
-        .iter()
-        .filter(|m| Some(m.round) == last || m.source != "samples")
-    {
-        let _ = writeln!(
-            s,
-            "- {} (round {}, {}): {}",
-            m.metric,
-            m.round,
-            m.source,
-            est(&m.estimate)
-        );
-    }
-    if !r.failures.is_empty() {
-        let names: Vec<String> = r.failures.iter().map(|f| f.id.clone()).collect();
-        let _ = writeln!(s, "\nfailed (counted as wrong): {}", ids(&names));
-    }
-    s
 }

@@ -1,23 +1,28 @@
-//! The run directory's record of finished work, readable at every instant.
+//! The run directory's record of finished work, readable at every instant, and its typed
+//! records (`records`). One owner: this module writes it and reads it back.
 //!
-//! Format (one owner: this module writes it and reads it back):
+//! Format:
 //! - `results.jsonl`: a journal, one JSON object per line, each appended with one write and
-//!   nothing buffered: first `{"record":"run","run_id":…,"pipeline":…}`, then every finished
-//!   problem's record in the order problems finish, then `{"record":"end","status":…}`. A
-//!   SIGKILL, an OOM kill or a power loss can cut at most the line being written; a reader
-//!   skips a cut last line.
-//! - `results.json`: written once, at the end, atomically (temporary file + rename) from the
-//!   journal, with the problems in CSV order: `{"run_id", "pipeline", "problems": [one
-//!   problem a line], "status"}`. Its presence means the run ended and wrote everything.
-//! - `run.lock`: held (`flock`) by the live run. No `results.json`, no end record and a free
-//!   lock mean the run was killed: its status reads `interrupted`.
+//!   nothing buffered: `{"record":"run",…}` (run id, pipeline, node order, samples), then as
+//!   the run goes `{"record":"open",…}` when a problem starts, `{"record":"node",…}` when
+//!   one of its node instances ends (the whole node record, outputs included), `{"record":
+//!   "close",…}` when the problem is done, and `{"record":"end","status":…}`. A SIGKILL, an
+//!   OOM kill or a power loss can cut at most the line being written; readers skip it.
+//! - `results.json`: written once, at the end, atomically (temporary file + rename), from
+//!   the journal, problems in CSV order: `{"run_id", "pipeline", "problems": [one problem a
+//!   line], "status"}`. Its presence means the run ended and wrote everything.
+//! - `run.lock`: held (`flock`) by the live run. No end record and a free lock mean the run
+//!   was killed: it reads as `interrupted`, every node that finished counted.
 //!
-//! Readers ask [`problem_lines`] for a run's problems as JSON lines, whichever file holds
-//! them. What does not belong here: what a record contains (the scheduler makes it), and
-//! what a report or dashboard does with it.
+//! Readers ask [`problem_lines`] / [`journal_lines`] for a run's problems as JSON lines.
+//! What does not belong here: what a report or dashboard does with them.
+
+pub mod config;
+mod journal;
+pub mod records;
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -36,12 +41,18 @@ pub struct Journal {
     /// process dies, however it dies).
     _lock: File,
     run_id: String,
-    pipeline: String,
 }
 
 impl Journal {
-    /// Creates the journal and takes the run's lock.
-    pub fn create(dir: &Path, run_id: &str, pipeline: &str) -> Result<Journal> {
+    /// Creates the journal and takes the run's lock. `nodes`: the node ids in pipeline
+    /// order (records are assembled in it); `samples` per problem.
+    pub fn create(
+        dir: &Path,
+        run_id: &str,
+        pipeline: &str,
+        nodes: &[String],
+        samples: u32,
+    ) -> Result<Journal> {
         let lock = File::create(dir.join(LOCK)).context("creating run.lock")?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .with_context(|| format!("locking {}", dir.join(LOCK).display()))?;
@@ -51,10 +62,91 @@ impl Journal {
             file,
             _lock: lock,
             run_id: run_id.to_string(),
-            pipeline: pipeline.to_string(),
         };
-        j.append(&json!({"record": "run", "run_id": run_id, "pipeline": pipeline}))?;
+        j.append(
+            &json!({"record": "run", "run_id": run_id, "pipeline": pipeline,
+                         "nodes": nodes, "samples": samples}),
+        )?;
         Ok(j)
+    }
+
+    /// Reopens a stopped run's journal to finish it in place (`--resume`): takes the lock
+    /// (an error when the run is still live) and appends from the end. A cut last line is
+    /// ended first so that the next record starts a line of its own.
+    pub fn reopen(dir: &Path) -> Result<Journal> {
+        let lock = File::create(dir.join(LOCK)).context("opening run.lock")?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| {
+                anyhow::anyhow!(
+                    "{} is still running (its process holds run.lock)",
+                    dir.display()
+                )
+            },
+        )?;
+        let path = dir.join(JOURNAL);
+        let text = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            file.write_all(b"\n")?;
+        }
+        let head = text
+            .split(|b| *b == b'\n')
+            .next()
+            .and_then(|l| serde_json::from_slice::<Value>(l).ok())
+            .unwrap_or_default();
+        // a resumed run's results.json is written anew at its end
+        let _ = fs::remove_file(dir.join(RESULTS));
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            file,
+            _lock: lock,
+            run_id: head["run_id"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// The run's id (from the journal's first line).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// A problem starts (again, in a resumed run: its earlier lines no longer count).
+    pub fn open(&mut self, p: &crate::data::Problem) -> Result<()> {
+        self.append(&json!({"record": "open", "index": p.index, "id": p.id,
+                            "question": p.question(), "answer": p.answer()}))
+    }
+
+    /// A node instance of problem `index` ended.
+    pub fn node(
+        &mut self,
+        index: usize,
+        sample: Option<u32>,
+        r: &records::NodeRecord,
+    ) -> Result<()> {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            record: &'static str,
+            index: usize,
+            sample: Option<u32>,
+            #[serde(flatten)]
+            r: &'a records::NodeRecord,
+        }
+        self.append(&Line {
+            record: "node",
+            index,
+            sample,
+            r,
+        })
+    }
+
+    /// A problem is done (its nodes are already in the journal).
+    pub fn close(&mut self, p: &records::ProblemRecord) -> Result<()> {
+        self.append(
+            &json!({"record": "close", "index": p.index, "status": p.status,
+                            "error": p.error}),
+        )
     }
 
     /// Appends one record as one line, written at once (no buffer: what finished is on disk
@@ -72,70 +164,11 @@ impl Journal {
         self.append(&json!({"record": "end", "status": status}))?;
         let path = self.dir.join(RESULTS);
         let tmp = self.dir.join(".results.json.tmp");
-        write_results(
-            &self.dir.join(JOURNAL),
-            &tmp,
-            &self.run_id,
-            &self.pipeline,
-            status,
-        )
-        .with_context(|| format!("writing {}", path.display()))?;
+        journal::write_results(&self.dir.join(JOURNAL), &tmp, status)
+            .with_context(|| format!("writing {}", path.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
         Ok(())
     }
-}
-
-/// results.json from the journal: the problem lines in CSV order (by their `index`), copied
-/// one at a time (the journal is never held in memory whole).
-fn write_results(
-    journal: &Path,
-    out: &Path,
-    run_id: &str,
-    pipeline: &str,
-    status: &str,
-) -> Result<()> {
-    #[derive(serde::Deserialize)]
-    struct Index {
-        index: Option<usize>,
-        record: Option<String>,
-    }
-    let mut spans = Vec::new();
-    let mut r = BufReader::new(File::open(journal)?);
-    let (mut at, mut line) = (0u64, String::new());
-    loop {
-        line.clear();
-        let n = r.read_line(&mut line)? as u64;
-        if n == 0 {
-            break;
-        }
-        if let Ok(i) = serde_json::from_str::<Index>(&line)
-            && i.record.is_none()
-            && let Some(ix) = i.index
-        {
-            spans.push((ix, at, line.trim_end().len()));
-        }
-        at += n;
-    }
-    spans.sort_by_key(|s| s.0);
-    let mut src = File::open(journal)?;
-    let mut w = std::io::BufWriter::new(File::create(out)?);
-    write!(
-        w,
-        "{{\n\"run_id\": {},\n\"pipeline\": {},\n\"problems\": [",
-        json!(run_id),
-        json!(pipeline)
-    )?;
-    let mut buf = Vec::new();
-    for (k, (_, start, len)) in spans.iter().enumerate() {
-        w.write_all(if k == 0 { b"\n" } else { b",\n" })?;
-        buf.resize(*len, 0);
-        src.seek(SeekFrom::Start(*start))?;
-        src.read_exact(&mut buf)?;
-        w.write_all(&buf)?;
-    }
-    write!(w, "\n],\n\"status\": {}\n}}\n", json!(status))?;
-    w.flush()?;
-    Ok(())
 }
 
 /// Whether a run is still going, and how it ended.
@@ -172,6 +205,9 @@ fn end_status(dir: &Path) -> Option<String> {
             && let Ok(v) = serde_json::from_str::<Value>(&line)
         {
             status = v["status"].as_str().map(str::to_string);
+        } else if line.starts_with("{\"record\":\"open\"") {
+            // a resumed run goes on after an earlier end
+            status = None;
         }
     }
     status
@@ -189,57 +225,124 @@ pub struct Lines {
     pub file: PathBuf,
 }
 
+/// The problem records a run directory holds, from its journal whether or not the run
+/// ended (None without a journal: a run directory of an older distill).
+pub fn journal_lines(dir: &Path) -> Option<Lines> {
+    read_journal(dir)
+}
+
 /// The journal of a run directory that has no results.json (a killed or live run), or None
 /// when there is none (an ended run: read its results.json; or an older run directory).
 pub fn problem_lines(dir: &Path) -> Option<Lines> {
     if dir.join(RESULTS).is_file() {
         return None;
     }
+    read_journal(dir)
+}
+
+fn read_journal(dir: &Path) -> Option<Lines> {
     let file = dir.join(JOURNAL);
-    let f = File::open(&file).ok()?;
-    let mut out = Lines {
-        run_id: None,
-        pipeline: None,
-        status: String::new(),
-        problems: Vec::new(),
-        file: file.clone(),
-    };
-    let mut end = None;
-    for line in BufReader::new(f).lines().map_while(Result::ok) {
-        // a cut last line does not parse and is skipped
-        let Ok(v) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        match v["record"].as_str() {
-            Some("run") => {
-                out.run_id = v["run_id"].as_str().map(str::to_string);
-                out.pipeline = v["pipeline"].as_str().map(str::to_string);
-            }
-            Some("end") => end = v["status"].as_str().map(str::to_string),
-            Some(_) => {}
-            None => out.problems.push(line),
-        }
-    }
-    out.status = match (end, liveness(dir)) {
-        (Some(s), _) => s,
+    let scan = journal::scan(&file).ok()?;
+    let problems = journal::problems(&file, &scan).ok()?;
+    let status = match (&scan.end, liveness(dir)) {
+        (Some(s), _) => s.clone(),
         (None, Liveness::Live) => "running".into(),
         _ => "interrupted".into(),
     };
-    Some(out)
+    Some(Lines {
+        run_id: scan.header["run_id"].as_str().map(str::to_string),
+        pipeline: scan.header["pipeline"].as_str().map(str::to_string),
+        status,
+        problems,
+        file,
+    })
+}
+
+/// A run's results as one document in results.json's shape, for readers that take a file
+/// (`distill grade`, `--load_initial_reasoning`): `path` may be a run directory or its
+/// results.jsonl; None when results.json is the file to read (an ended run, or a path to a
+/// results file of either tool).
+pub fn results_doc(path: &Path) -> Option<Value> {
+    let dir = if path.is_dir() {
+        path
+    } else if path.file_name().is_some_and(|n| n == JOURNAL) {
+        path.parent()?
+    } else {
+        return None;
+    };
+    let l = problem_lines(dir)?;
+    let problems: Vec<Value> = l
+        .problems
+        .iter()
+        .filter_map(|p| serde_json::from_str(p).ok())
+        .collect();
+    Some(
+        json!({"run_id": l.run_id, "pipeline": l.pipeline, "problems": problems,
+                "status": l.status}),
+    )
+}
+
+/// The results file a run directory names for readers: results.json once the run ended.
+pub fn results_file(dir: &Path) -> PathBuf {
+    dir.join(RESULTS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use records::{NodeRecord, ProblemRecord};
+
+    fn problem(id: &str, index: usize) -> crate::data::Problem {
+        let mut fields = std::collections::BTreeMap::new();
+        for (k, v) in [("id", id), ("question", "q"), ("answer", "1")] {
+            fields.insert(k.to_string(), v.to_string());
+        }
+        crate::data::Problem {
+            id: id.into(),
+            index,
+            fields,
+        }
+    }
+
+    fn node(id: &str) -> NodeRecord {
+        NodeRecord {
+            node: id.into(),
+            kind: "reason".into(),
+            round: 0,
+            status: "done",
+            cached: false,
+            reason: None,
+            output: None,
+            error: None,
+            latency_ms: 1,
+        }
+    }
+
+    fn closed(p: &crate::data::Problem) -> ProblemRecord {
+        ProblemRecord {
+            id: p.id.clone(),
+            index: p.index,
+            question: "q".into(),
+            answer: "1".into(),
+            status: "ok",
+            samples: vec![],
+            aggregates: Default::default(),
+            error: None,
+        }
+    }
 
     #[test]
-    fn a_killed_journal_reads_and_a_finished_one_becomes_results_json() {
+    fn a_killed_journal_reads_with_its_finished_nodes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::create(dir.path(), "r1", "p").unwrap();
-        j.append(&json!({"id": "b", "index": 1, "samples": []}))
-            .unwrap();
-        j.append(&json!({"id": "a", "index": 0, "samples": []}))
-            .unwrap();
+        let nodes = ["a0".to_string(), "a1".to_string()];
+        let mut j = Journal::create(dir.path(), "r1", "p", &nodes, 1).unwrap();
+        let (pa, pb) = (problem("a", 0), problem("b", 1));
+        j.open(&pb).unwrap();
+        j.open(&pa).unwrap();
+        j.node(1, Some(0), &node("a1")).unwrap();
+        j.node(1, Some(0), &node("a0")).unwrap();
+        j.node(0, Some(0), &node("a0")).unwrap();
+        j.close(&closed(&pb)).unwrap();
         assert_eq!(liveness(dir.path()), Liveness::Live);
         assert_eq!(problem_lines(dir.path()).unwrap().status, "running");
         // a kill: the lock goes with the process, a half line may be left
@@ -248,25 +351,38 @@ mod tests {
             .append(true)
             .open(dir.path().join(JOURNAL))
             .unwrap();
-        f.write_all(b"{\"id\": \"c\", \"ind").unwrap();
+        f.write_all(b"{\"record\":\"node\",\"ind").unwrap();
         let l = problem_lines(dir.path()).unwrap();
         assert_eq!(l.status, "interrupted");
-        assert_eq!(l.problems.len(), 2);
         assert_eq!(l.run_id.as_deref(), Some("r1"));
         assert_eq!(liveness(dir.path()), Liveness::Killed);
+        let v: Vec<Value> = l
+            .problems
+            .iter()
+            .map(|p| serde_json::from_str(p).unwrap())
+            .collect();
+        assert_eq!(v.len(), 2);
+        // CSV order; a finished node of an open problem is kept, the problem incomplete
+        assert_eq!(v[0]["id"], "a");
+        assert_eq!(v[0]["status"], "incomplete");
+        assert_eq!(v[0]["samples"][0]["a0"]["status"], "done");
+        assert_eq!(v[1]["status"], "ok");
+        let order: Vec<&String> = v[1]["samples"][0].as_object().unwrap().keys().collect();
+        assert_eq!(order, ["a0", "a1"], "pipeline order");
 
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::create(dir.path(), "r2", "p").unwrap();
-        j.append(&json!({"id": "b", "index": 1, "samples": []}))
-            .unwrap();
-        j.append(&json!({"id": "a", "index": 0, "samples": []}))
-            .unwrap();
+        // resumed: problem a opens again; its new lines replace the old; the end writes results.json
+        let mut j = Journal::reopen(dir.path()).unwrap();
+        j.open(&pa).unwrap();
+        j.node(0, Some(0), &node("a0")).unwrap();
+        j.node(0, Some(0), &node("a1")).unwrap();
+        j.close(&closed(&pa)).unwrap();
         j.finish("complete").unwrap();
-        let v: Value =
+        let r: Value =
             serde_json::from_str(&fs::read_to_string(dir.path().join(RESULTS)).unwrap()).unwrap();
-        assert_eq!(v["status"], "complete");
-        assert_eq!(v["problems"][0]["id"], "a", "CSV order");
-        assert_eq!(v["problems"][1]["id"], "b");
+        assert_eq!(r["status"], "complete");
+        assert_eq!(r["run_id"], "r1");
+        assert_eq!(r["problems"][0]["status"], "ok");
+        assert_eq!(r["problems"][0]["samples"][0].as_object().unwrap().len(), 2);
         assert!(
             problem_lines(dir.path()).is_none(),
             "an ended run reads results.json"

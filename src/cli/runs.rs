@@ -1,0 +1,260 @@
+//! `distill pipeline run --resume RUN_DIR` (finish a stopped run in place) and `distill runs
+//! [RESULTS_DIR]` (list runs: name, id, status, problems done/total, per-round accuracy,
+//! spend, start time). Both read run directories through `runfile`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{RunArgs, run_options, runtime};
+use crate::exec;
+use crate::runfile::{self, Liveness, config::LoadRecord};
+use crate::spec::{self, LoadOptions};
+
+fn read_config(dir: &Path) -> Result<Value, String> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{}: {e} (is {} a run directory?)",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
+}
+
+/// Loads the run's pipeline again as it was loaded and checks it still hashes the same;
+/// returns it with the problems still to run.
+fn reload(dir: &Path, cfg: &Value) -> Result<(spec::Pipeline, usize), String> {
+    let load: LoadRecord = serde_json::from_value(cfg["load"].clone()).map_err(|_| {
+        format!(
+            "{} was written by an older distill (config.json has no `load` record): start a new run instead",
+            dir.display()
+        )
+    })?;
+    let opts = LoadOptions {
+        sets: load.sets.clone(),
+        filters: load.filters.clone(),
+    };
+    let mut p = spec::load(&load.file, &opts).map_err(|diags| {
+        let d: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        format!(
+            "the run's pipeline {} no longer loads:\n{}",
+            load.file.display(),
+            d.join("\n")
+        )
+    })?;
+    let changed = runfile::config::changed(&cfg["config_hash"], &p);
+    if !changed.is_empty() {
+        return Err(format!(
+            "{} cannot be resumed: since it started, its {} changed (pipeline {}); its results would mix two configurations. Start a new run instead",
+            dir.display(),
+            changed.join(", "),
+            load.file.display()
+        ));
+    }
+    // problems with a finished record are kept; the rest (not started, or stopped open)
+    // run again, their finished calls from the cache
+    let done: HashSet<String> = runfile::journal_lines(dir)
+        .map(|l| l.problems)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| v["status"] != "incomplete")
+        .filter_map(|v| v["id"].as_str().map(str::to_string))
+        .collect();
+    let before = p.problems.len();
+    p.problems.retain(|q| !done.contains(&q.id));
+    let kept = before - p.problems.len();
+    Ok((p, kept))
+}
+
+/// `pipeline run --resume RUN_DIR`.
+pub(super) fn resume(a: &RunArgs) -> i32 {
+    let dir = a.resume.clone().expect("checked by the caller");
+    let l = &a.load;
+    if l.file.is_some()
+        || !l.sets.is_empty()
+        || l.question_ids.is_some()
+        || l.exclude_question_ids.is_some()
+        || l.index_range.is_some()
+    {
+        eprintln!(
+            "error: --resume takes no pipeline file, --set or filters: the run's own resolved config is used"
+        );
+        return 2;
+    }
+    match runfile::liveness(&dir) {
+        Liveness::Live => {
+            eprintln!(
+                "error: {} is still running (its process holds run.lock)",
+                dir.display()
+            );
+            return 2;
+        }
+        Liveness::Ended(s) if s == "complete" => {
+            println!("{}: the run is complete; nothing to resume", dir.display());
+            return 0;
+        }
+        _ => {}
+    }
+    let cfg = match read_config(&dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let (p, kept) = match reload(&dir, &cfg) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    eprintln!(
+        "resuming {}: {kept} problem(s) finished before, {} to run",
+        dir.display(),
+        p.problems.len()
+    );
+    let mut opts = run_options(a);
+    opts.load = serde_json::from_value(cfg["load"].clone()).ok();
+    match runtime().block_on(exec::run(p, &opts)) {
+        Ok(s) => s.exit_code(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<exec::InvalidInput>().is_some() {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// One line of `distill runs`.
+struct RunLine {
+    name: String,
+    id: String,
+    status: String,
+    done: usize,
+    total: usize,
+    accuracy: String,
+    spend: String,
+    started: String,
+}
+
+fn describe(dir: &Path) -> Option<RunLine> {
+    let cfg = read_config(dir).ok()?;
+    let total = cfg["problems"]["selected"].as_array().map_or(0, Vec::len);
+    let lines = runfile::journal_lines(dir)?;
+    let status = match runfile::liveness(dir) {
+        Liveness::Live => "running".to_string(),
+        Liveness::Ended(s) => s,
+        Liveness::Killed => "interrupted".to_string(),
+    };
+    // per round: right / attempts with a verdict
+    let mut rounds: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    let mut done = 0;
+    for line in &lines.problems {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if v["status"] != "incomplete" {
+            done += 1;
+        }
+        for s in v["samples"].as_array().into_iter().flatten() {
+            for n in s.as_object().into_iter().flat_map(|m| m.values()) {
+                if let Some(c) = n["output"]["correct"].as_bool() {
+                    let r = rounds.entry(n["round"].as_u64().unwrap_or(0)).or_default();
+                    r.0 += u64::from(c);
+                    r.1 += 1;
+                }
+            }
+        }
+    }
+    let accuracy = rounds
+        .values()
+        .map(|(c, n)| format!("{:.0}%", 100.0 * *c as f64 / (*n).max(1) as f64))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let metrics: Value = std::fs::read_to_string(dir.join("metrics.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let id = lines.run_id.unwrap_or_default();
+    Some(RunLine {
+        name: lines.pipeline.unwrap_or_default(),
+        started: started_of(&id),
+        id,
+        status,
+        done,
+        total,
+        accuracy: if accuracy.is_empty() {
+            "–".into()
+        } else {
+            accuracy
+        },
+        spend: metrics["spend_usd"]
+            .as_f64()
+            .map_or("–".into(), |s| format!("${s:.4}")),
+    })
+}
+
+/// The start time in a run id (`20261201T161057073Z-92c1de`), as `2026-12-01 16:10:57Z`.
+fn started_of(id: &str) -> String {
+    let d = id.as_bytes();
+    if d.len() < 15 || d[8] != b'T' {
+        return "–".into();
+    }
+    format!(
+        "{}-{}-{} {}:{}:{}Z",
+        &id[0..4],
+        &id[4..6],
+        &id[6..8],
+        &id[9..11],
+        &id[11..13],
+        &id[13..15]
+    )
+}
+
+/// Run directories under `root` (`<root>/<pipeline>/<run-id>/`), oldest first.
+fn run_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        for r in std::fs::read_dir(p.path()).into_iter().flatten().flatten() {
+            if r.path().join("config.json").is_file() {
+                out.push(r.path());
+            }
+        }
+    }
+    out.sort_by_key(|d| d.file_name().map(|n| n.to_os_string()));
+    out
+}
+
+/// `distill runs [RESULTS_DIR]`.
+pub(super) fn list(root: &Path) -> i32 {
+    let runs: Vec<RunLine> = run_dirs(root).iter().filter_map(|d| describe(d)).collect();
+    if runs.is_empty() {
+        println!("no runs under {}", root.display());
+        return 0;
+    }
+    println!(
+        "{:<20} {:<28} {:<12} {:>9}  {:<24} {:>9}  started",
+        "name", "id", "status", "problems", "accuracy by round", "spend"
+    );
+    for r in runs {
+        println!(
+            "{:<20} {:<28} {:<12} {:>9}  {:<24} {:>9}  {}",
+            r.name,
+            r.id,
+            r.status,
+            format!("{}/{}", r.done, r.total),
+            r.accuracy,
+            r.spend,
+            r.started
+        );
+    }
+    0
+}

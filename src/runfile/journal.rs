@@ -1,0 +1,241 @@
+//! Reading the journal (results.jsonl) back: one scan that notes where each problem's
+//! records are (never the whole file in memory), and the assembly of a problem's record
+//! from its `open`, `node` and `close` lines — for results.json at the end of a run, and
+//! for readers of a killed or live run. A problem opened again (a resumed run) starts over:
+//! its earlier lines are dropped. A line cut by a kill does not parse and is skipped.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+/// Where a line is: byte offset and length (newline excluded).
+type Span = (u64, usize);
+
+#[derive(Default)]
+struct Entry {
+    open: Option<Span>,
+    nodes: Vec<Span>,
+    close: Option<Span>,
+}
+
+/// What one pass over the journal found.
+pub(super) struct Scan {
+    pub header: Value,
+    entries: BTreeMap<usize, Entry>,
+    pub end: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Head {
+    record: Option<String>,
+    index: Option<usize>,
+    status: Option<String>,
+}
+
+pub(super) fn scan(path: &Path) -> Result<Scan> {
+    let mut r = BufReader::new(File::open(path)?);
+    let mut s = Scan {
+        header: Value::Null,
+        entries: BTreeMap::new(),
+        end: None,
+    };
+    let (mut at, mut line) = (0u64, String::new());
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line)? as u64;
+        if n == 0 {
+            break;
+        }
+        let span = (at, line.trim_end().len());
+        at += n;
+        let Ok(h) = serde_json::from_str::<Head>(&line) else {
+            continue;
+        };
+        match (h.record.as_deref(), h.index) {
+            (Some("run"), _) => s.header = serde_json::from_str(&line).unwrap_or_default(),
+            (Some("end"), _) => s.end = h.status,
+            (Some("open"), Some(i)) => {
+                // a resumed run goes on after an earlier end
+                s.end = None;
+                s.entries.insert(
+                    i,
+                    Entry {
+                        open: Some(span),
+                        ..Default::default()
+                    },
+                );
+            }
+            (Some("node"), Some(i)) => s.entries.entry(i).or_default().nodes.push(span),
+            (Some("close"), Some(i)) => s.entries.entry(i).or_default().close = Some(span),
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+fn read_raw(f: &mut File, (start, len): Span) -> Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    f.seek(SeekFrom::Start(start))?;
+    f.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn read_at(f: &mut File, span: Span) -> Result<Value> {
+    Ok(serde_json::from_slice(&read_raw(f, span)?)?)
+}
+
+/// The fields of a node line that place it; the rest (outputs) is copied as it is.
+struct NodeHead {
+    sample: Option<u64>,
+    node: String,
+}
+
+/// Reads the sample and node id from a node line's start, without scanning its outputs.
+fn node_head(line: &[u8]) -> Option<NodeHead> {
+    #[derive(serde::Deserialize)]
+    struct Prefix {
+        sample: Option<u64>,
+    }
+    let rec = node_record(line)?;
+    let at = line.len() - rec.len();
+    let mut prefix = line[..at].to_vec();
+    prefix.push(b'}');
+    let p: Prefix = serde_json::from_slice(&prefix).ok()?;
+    let node = serde_json::Deserializer::from_slice(&rec[8..])
+        .into_iter::<String>()
+        .next()?
+        .ok()?;
+    Some(NodeHead {
+        sample: p.sample,
+        node,
+    })
+}
+
+/// A node line's record without its `record`, `index` and `sample` fields, as raw JSON: the
+/// line is `{"record":"node","index":…,"sample":…,"node":…}` and the record starts at its
+/// first `,"node":` (nothing before it is a string that could hold one).
+fn node_record(line: &[u8]) -> Option<&[u8]> {
+    let at = line.windows(8).position(|w| w == b",\"node\":")?;
+    Some(&line[at..])
+}
+
+/// One problem's record as one JSON line, in the shape of the scheduler's `ProblemRecord`:
+/// nodes in pipeline order per sample; `incomplete` when it never closed (the run was
+/// killed meanwhile). Node records are copied as raw text, never parsed whole.
+fn assemble(header: &Value, e: &Entry, f: &mut File) -> Result<Option<String>> {
+    let Some(open) = e.open else {
+        return Ok(None);
+    };
+    let open = read_at(f, open)?;
+    let close = e.close.map(|c| read_at(f, c)).transpose()?;
+    let samples = header["samples"].as_u64().unwrap_or(1).max(1) as usize;
+    let order: Vec<&str> = header["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    type Placed = BTreeMap<usize, (String, Vec<u8>)>;
+    let mut per_sample: Vec<Placed> = vec![BTreeMap::new(); samples];
+    let mut aggregates: Placed = BTreeMap::new();
+    for &span in &e.nodes {
+        let line = read_raw(f, span)?;
+        let Some(h) = node_head(&line) else { continue };
+        let Some(rec) = node_record(&line) else {
+            continue;
+        };
+        let mut raw = Vec::with_capacity(rec.len());
+        raw.push(b'{');
+        raw.extend_from_slice(&rec[1..]);
+        let pos = order
+            .iter()
+            .position(|n| *n == h.node)
+            .unwrap_or(usize::MAX);
+        match h.sample {
+            Some(s) if (s as usize) < samples => {
+                per_sample[s as usize].insert(pos, (h.node, raw));
+            }
+            _ => {
+                aggregates.insert(pos, (h.node, raw));
+            }
+        }
+    }
+    let mut out: Vec<u8> = Vec::new();
+    let object = |out: &mut Vec<u8>, m: &Placed| {
+        out.push(b'{');
+        for (k, (id, raw)) in m.values().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(json!(id).to_string().as_bytes());
+            out.push(b':');
+            out.extend_from_slice(raw);
+        }
+        out.push(b'}');
+    };
+    let status = close
+        .as_ref()
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("incomplete");
+    let head = json!({"id": open["id"], "index": open["index"], "question": open["question"],
+                      "answer": open["answer"], "status": status});
+    let head = head.to_string();
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(b",\"samples\":[");
+    for (k, m) in per_sample.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        object(&mut out, m);
+    }
+    out.push(b']');
+    if !aggregates.is_empty() {
+        out.extend_from_slice(b",\"aggregates\":");
+        object(&mut out, &aggregates);
+    }
+    if let Some(err) = close.as_ref().map(|c| &c["error"]).filter(|e| !e.is_null()) {
+        out.extend_from_slice(format!(",\"error\":{err}").as_bytes());
+    }
+    out.push(b'}');
+    Ok(Some(String::from_utf8(out)?))
+}
+
+/// Every problem's record, in CSV order, as one JSON line each.
+pub(super) fn problems(path: &Path, s: &Scan) -> Result<Vec<String>> {
+    let mut f = File::open(path)?;
+    let mut out = Vec::new();
+    for e in s.entries.values() {
+        if let Some(p) = assemble(&s.header, e, &mut f)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// results.json from the journal, written problem by problem.
+pub(super) fn write_results(journal: &Path, out: &Path, status: &str) -> Result<()> {
+    let s = scan(journal)?;
+    let mut f = File::open(journal)?;
+    let mut w = std::io::BufWriter::new(File::create(out)?);
+    write!(
+        w,
+        "{{\n\"run_id\": {},\n\"pipeline\": {},\n\"problems\": [",
+        s.header["run_id"], s.header["pipeline"]
+    )?;
+    let mut first = true;
+    for e in s.entries.values() {
+        let Some(p) = assemble(&s.header, e, &mut f)? else {
+            continue;
+        };
+        w.write_all(if first { b"\n" } else { b",\n" })?;
+        first = false;
+        w.write_all(p.as_bytes())?;
+    }
+    write!(w, "\n],\n\"status\": {}\n}}\n", json!(status))?;
+    w.flush()?;
+    Ok(())
+}
