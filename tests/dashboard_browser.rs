@@ -224,7 +224,7 @@ fn dashboard_in_headless_chromium() {
     let (url, _task) = rt
         .block_on(dashboard::view_start(&run, "127.0.0.1", 0))
         .unwrap();
-    cdp.navigate(&format!("{url}#sel=add-1/0/attempt_1"));
+    cdp.navigate(&format!("{url}#sel=add-1/0/attempt_0"));
     cdp.wait_for(
         "document.getElementById('badge').dataset.allDone === '1'",
         20,
@@ -331,6 +331,8 @@ impl CliRun {
                 "--no-progress",
             ])
             .args(["--set", "models.reasoner.sim.latency_ms=150"])
+            // early stopping: skipped rounds carry their verdict, on the page as in the report
+            .args(["--set", "nodes.rounds.when=not previous.attempt.correct"])
             .args(["--dashboard", "--dashboard_port", "0"])
             .arg("--results")
             .arg(root.join("results"))

@@ -25,6 +25,8 @@ pub const WRONG: char = 'n';
 pub const DONE: char = 'd';
 pub const FAILED: char = 'f';
 pub const SKIPPED: char = 'k';
+/// Not run: interrupted, over budget, an offline miss (the record's `reason` says which).
+pub const NOT_RUN: char = 'x';
 
 #[derive(Debug, Clone)]
 pub struct Cell {
@@ -360,6 +362,7 @@ impl State {
                     }
                     "failed" => cell.state = FAILED,
                     "skipped" => cell.state = SKIPPED,
+                    "not_run" => cell.state = NOT_RUN,
                     _ => cell.state = WAITING,
                 }
                 cell.cached = nr_["cached"].as_bool().unwrap_or(false);

@@ -2,7 +2,7 @@
 // fetches one attempt's full text on demand, and writes its own timings into #perf.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const STATES = { w: "waiting", r: "running", s: "streaming", y: "right", n: "wrong", d: "done", f: "failed", k: "skipped" };
+const STATES = { w: "waiting", r: "running", s: "streaming", y: "right", n: "wrong", d: "done", f: "failed", k: "skipped", x: "not run" };
 const GRADED_KINDS = new Set(["reason", "continue", "grade", "vote"]);
 let S = null;            // the snapshot, kept up to date
 let cellEls = [];        // [row][col] → element
@@ -30,6 +30,7 @@ function cellText(cell, c) {
   const st = cell[0];
   if (st === "f") return "!";
   if (st === "k") return "–";
+  if (st === "x") return "·";
   if (st === "r" || st === "s") return "…";
   if (isSummaryCol(c)) return st === "w" ? "" : "Σ";
   if (cell[2] != null) return esc(short(cell[2], 8));
@@ -114,20 +115,28 @@ function refresh() {
 }
 setInterval(refresh, 250);
 
+// Accuracy per graded column as the report counts it: over attempts with a verdict; a cell
+// skipped by `when:` carries the row's previous verdict; failed and not-run cells are counts
+// apart, outside the denominator.
 function renderAccuracy() {
   const g = S.grid;
   const rows = [];
+  const last = g.cells.map(() => null); // the row's latest verdict, "y" or "n"
   g.cols.forEach((col, c) => {
-    let y = 0, n = 0, d = 0, run = 0;
-    for (const rc of g.cells) {
-      const st = rc[c][0];
-      if (st === "y") y++; else if (st === "n") n++; else if (st === "d") d++; else if (st === "r" || st === "s") run++;
-    }
+    let y = 0, n = 0, d = 0, run = 0, carried = 0, failed = 0, notRun = 0;
+    g.cells.forEach((rc, ri) => {
+      let st = rc[c][0];
+      if (st === "k" && GRADED_KINDS.has(col[2]) && last[ri]) { st = last[ri]; carried++; }
+      if (st === "y") y++; else if (st === "n") n++; else if (st === "d") d++;
+      else if (st === "r" || st === "s") run++; else if (st === "f") failed++; else if (st === "x") notRun++;
+      if ((st === "y" || st === "n") && GRADED_KINDS.has(col[2]) && col[2] !== "vote") last[ri] = st;
+    });
     if (y + n === 0 && !(GRADED_KINDS.has(col[2]) && d === 0)) return;
     const graded = y + n + d;
     const acc = pct(y, graded);
+    const extra = [carried ? carried + " carried" : "", failed ? failed + " failed" : "", notRun ? notRun + " not run" : ""].filter((x) => x).join(", ");
     rows.push('<tr id="acc-' + esc(col[0]) + '" data-node="' + esc(col[0]) + '" data-round="' + col[1] + '" data-correct="' + y + '" data-graded="' + graded + '" data-acc="' + acc + '"><td>' +
-      col[1] + "</td><td>" + esc(col[0]) + (run ? ' <span class="muted">(' + run + " running)</span>" : "") + "</td><td>" + y + "/" + graded +
+      col[1] + "</td><td>" + esc(col[0]) + (run ? ' <span class="muted">(' + run + " running)</span>" : "") + (extra ? ' <span class="muted">(' + esc(extra) + ")</span>" : "") + "</td><td>" + y + "/" + graded +
       "</td><td><b>" + acc + '</b><div class="bar" style="width:' + (graded ? (100 * y / graded) : 0) + '%"></div></td></tr>');
   });
   $("acc").tBodies[0].innerHTML = rows.join("") || '<tr><td colspan="4" class="muted">no graded node yet</td></tr>';
@@ -137,7 +146,7 @@ function renderStats() {
   const m = S.metrics || {};
   const g = S.grid;
   let failed = 0, cells = 0, done = 0;
-  for (const rc of g.cells) for (const cell of rc) { cells++; if (cell[0] === "f") failed++; if ("yndfk".includes(cell[0])) done++; }
+  for (const rc of g.cells) for (const cell of rc) { cells++; if (cell[0] === "f") failed++; if ("yndfkx".includes(cell[0])) done++; }
   const probDone = g.status.filter((s) => s != null).length;
   const ch = m.cache || {};
   const lookups = (ch.hits || 0) + (ch.misses || 0);
