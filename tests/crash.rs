@@ -296,6 +296,75 @@ fn a_killed_run_reads_at_once_as_interrupted_with_its_finished_problems() {
         .map(|x| x["graded"].as_u64().unwrap() as usize)
         .sum();
     assert_eq!(graded, graded_nodes, "{r}");
+
+    // `distill grade` regrades what finished, from the run directory
+    let out = p.run(&["grade", run.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let regraded = json(&run.join("results.regraded.json"));
+    assert_eq!(regraded["status"], "interrupted");
+    let done_nodes = regraded["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|q| q["samples"][0].as_object().unwrap().values())
+        .filter(|n| n["status"] == "done" && n["output"]["correct"].is_boolean())
+        .count();
+    assert_eq!(done_nodes, graded_nodes);
+
+    // `distill view` shows it (the page's snapshot: interrupted, every finished node)
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let snap = rt.block_on(async {
+        let (url, _task) = distill::dashboard::view_start(&run, "127.0.0.1", 0)
+            .await
+            .unwrap();
+        let body = reqwest::get(format!("{url}api/snapshot"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    });
+    let cells: Vec<String> = snap["grid"]["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter())
+        .map(|c| c[0].as_str().unwrap().to_string())
+        .collect();
+    let verdicts = cells.iter().filter(|c| *c == "y" || *c == "n").count();
+    assert_eq!(verdicts, graded_nodes, "{snap}");
+    assert!(snap.to_string().contains("interrupted"), "{snap}");
+
+    // `--load_initial_reasoning` imports its round-0 outputs into a new cache
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "pipelines/j.yaml",
+        "--no-progress",
+        "--cache",
+        "fresh",
+        "--load_initial_reasoning",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("imported"), "{}", text(&out));
+
+    // `distill runs` lists both: the killed one as interrupted
+    let out = p.run(&["runs"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let id = run.file_name().unwrap().to_str().unwrap();
+    let line = t
+        .lines()
+        .find(|l| l.contains(id))
+        .expect("the killed run is listed");
+    assert!(line.contains("interrupted") && line.contains("/8"), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.contains("complete") && l.contains("8/8")),
+        "{t}"
+    );
 }
 
 /// A run stopped by `signal` after `events` events, then finished in place with `--resume`:

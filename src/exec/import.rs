@@ -62,9 +62,10 @@ fn read(path: &Path) -> Result<Vec<Record>> {
                 .flatten()
                 .enumerate()
             {
+                // only what finished: a killed or stopped run has nodes that never ran
                 let Some(rec) = nodes.as_object().and_then(|m| {
                     m.values()
-                        .find(|r| r["kind"] == "reason" && r["round"] == 0)
+                        .find(|r| r["kind"] == "reason" && r["round"] == 0 && r["status"] == "done")
                 }) else {
                     continue;
                 };
