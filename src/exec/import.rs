@@ -35,21 +35,8 @@ fn as_text(v: Option<&Value>) -> Option<String> {
 }
 
 fn read(path: &Path) -> Result<Vec<Record>> {
-    // a killed run (or a run directory) reads through its journal
-    let v: Value = match crate::runfile::results_doc(path) {
-        Some(d) => d,
-        None => {
-            let file = if path.is_dir() {
-                crate::runfile::results_file(path)
-            } else {
-                path.to_path_buf()
-            };
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", file.display()))?;
-            serde_json::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", file.display()))?
-        }
-    };
+    // a run directory, a killed run's journal or a results file of either tool
+    let v: Value = crate::runfile::read_doc(path).map_err(anyhow::Error::msg)?;
     let mut out = Vec::new();
     if let Some(problems) = v.get("problems").and_then(|p| p.as_array()) {
         // distill's format: the round-0 reason node of every sample

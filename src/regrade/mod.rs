@@ -95,24 +95,7 @@ pub fn regrade_file(path: &Path, opts: &RegradeOptions) -> Result<RegradeReport,
         return Err(format!("rel_tol must be a finite number >= 0, got {t}"));
     }
     let shown = path.display();
-    // a killed run (or a run directory) reads through its journal
-    let mut doc = match crate::runfile::results_doc(path) {
-        Some(d) => d,
-        None => {
-            let file = if path.is_dir() {
-                crate::runfile::results_file(path)
-            } else {
-                path.to_path_buf()
-            };
-            let raw =
-                std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            let raw = String::from_utf8(raw).map_err(|_| {
-                format!("{shown} is not JSON (not UTF-8 text); expected a results.json file")
-            })?;
-            crate::original::parse_json(&raw)
-                .map_err(|e| format!("{shown} is not JSON ({e}); expected a results.json file"))?
-        }
-    };
+    let mut doc = crate::runfile::read_doc(path)?;
 
     let g = Grader {
         opts,

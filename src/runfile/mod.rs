@@ -287,6 +287,26 @@ pub fn results_file(dir: &Path) -> PathBuf {
     dir.join(RESULTS)
 }
 
+/// A run's results as one document, whatever `path` names: a run directory (ended: its
+/// results.json; killed or live: its journal), a results.jsonl, or a results file of
+/// either tool (Python's `NaN` read as null). Errors name the file and say what is wrong.
+pub fn read_doc(path: &Path) -> Result<Value, String> {
+    if let Some(d) = results_doc(path) {
+        return Ok(d);
+    }
+    let file = if path.is_dir() {
+        results_file(path)
+    } else {
+        path.to_path_buf()
+    };
+    let shown = file.display();
+    let raw = fs::read(&file).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let raw = String::from_utf8(raw)
+        .map_err(|_| format!("{shown} is not JSON (not UTF-8 text); expected a results.json file"))?;
+    crate::original::parse_json(&raw)
+        .map_err(|e| format!("{shown} is not JSON ({e}); expected a results.json file"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
