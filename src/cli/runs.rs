@@ -2,7 +2,7 @@
 //! [RESULTS_DIR]` (list runs: name, id, status, problems done/total, per-round accuracy,
 //! spend, start time). Both read run directories through `runfile`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -148,48 +148,39 @@ struct RunLine {
 fn describe(dir: &Path) -> Option<RunLine> {
     let cfg = read_config(dir).ok()?;
     let total = cfg["problems"]["selected"].as_array().map_or(0, Vec::len);
-    let lines = runfile::journal_lines(dir)?;
     let status = match runfile::liveness(dir) {
         Liveness::Live => "running".to_string(),
         Liveness::Ended(s) => s,
         Liveness::Killed => "interrupted".to_string(),
     };
-    // per round: right / attempts with a verdict
-    let mut rounds: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-    let mut done = 0;
-    for line in &lines.problems {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if v["status"] != "incomplete" {
-            done += 1;
-        }
-        for s in v["samples"].as_array().into_iter().flatten() {
-            for n in s.as_object().into_iter().flat_map(|m| m.values()) {
-                if let Some(c) = n["output"]["correct"].as_bool() {
-                    let r = rounds.entry(n["round"].as_u64().unwrap_or(0)).or_default();
-                    r.0 += u64::from(c);
-                    r.1 += 1;
-                }
+    // the report's own figures: accuracy over the attempts with a verdict, carried rounds
+    // included (one place computes them)
+    let run = crate::report::load_run(dir).ok()?;
+    let rep = crate::report::metrics::run_report(&run, None, 0, 0);
+    let accuracy = rep
+        .rounds
+        .iter()
+        .map(|r| {
+            let a = &r.per_round_accuracy;
+            if a.n == 0 {
+                "–".to_string()
+            } else {
+                format!("{:.0}%", 100.0 * a.value)
             }
-        }
-    }
-    let accuracy = rounds
-        .values()
-        .map(|(c, n)| format!("{:.0}%", 100.0 * *c as f64 / (*n).max(1) as f64))
+        })
         .collect::<Vec<_>>()
         .join(" ");
     let metrics: Value = std::fs::read_to_string(dir.join("metrics.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    let id = lines.run_id.unwrap_or_default();
+    let id = cfg["run_id"].as_str().unwrap_or_default().to_string();
     Some(RunLine {
-        name: lines.pipeline.unwrap_or_default(),
+        name: rep.pipeline.clone(),
         started: started_of(&id),
         id,
         status,
-        done,
+        done: rep.problems_finished,
         total,
         accuracy: if accuracy.is_empty() {
             "–".into()

@@ -301,8 +301,9 @@ pub fn read_doc(path: &Path) -> Result<Value, String> {
     };
     let shown = file.display();
     let raw = fs::read(&file).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let raw = String::from_utf8(raw)
-        .map_err(|_| format!("{shown} is not JSON (not UTF-8 text); expected a results.json file"))?;
+    let raw = String::from_utf8(raw).map_err(|_| {
+        format!("{shown} is not JSON (not UTF-8 text); expected a results.json file")
+    })?;
     crate::original::parse_json(&raw)
         .map_err(|e| format!("{shown} is not JSON ({e}); expected a results.json file"))
 }
