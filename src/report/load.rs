@@ -282,6 +282,19 @@ fn load_distill(doc: &Value, dir: &Path) -> Result<Run, String> {
                     || (grade_block && n["params"].get("graded") != Some(&Value::Bool(false))),
             )
         };
+        // graded nodes no record reached yet (a run stopped before a round began) still
+        // make their rounds, with every attempt not run
+        let expanded = cfg
+            .and_then(|c| c.get("expanded_nodes"))
+            .and_then(Value::as_array);
+        for n in expanded.into_iter().flatten() {
+            if let (Some(id), Some(kind)) = (n["id"].as_str(), n["kind"].as_str())
+                && allowed.contains(&kind)
+            {
+                let round = n["round"].as_u64().unwrap_or(0) as u32;
+                seen.entry(id.to_string()).or_insert((round, false, false));
+            }
+        }
         let any_graded = seen.values().any(|v| v.2);
         for (id, (round, any_done, any_graded_here)) in seen {
             let graded_node =
