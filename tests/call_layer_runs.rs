@@ -507,3 +507,52 @@ async fn plan_and_offline_runs_need_no_api_key() {
     let t = assert_exit(&output(keyless(&run)).await, 2);
     assert!(t.contains("FAKE_KEY"), "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_runs_and_plans_read_a_read_only_cache() {
+    let disk = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(disk.path())
+        .output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIP: cannot mount a tmpfs (not root?): {mounted:?}");
+        return;
+    }
+    let _unmount = Unmount(disk.path().to_path_buf());
+    let p = Project::new();
+    let server = FakeServer::start(fixed(ANSWER)).await;
+    // a continuation chain, so that a run would like to write a node entry
+    let more = ", params: {max_tokens: 20}, continuation: {max_continuations: 2}";
+    p.write(
+        "pipelines/ro.yaml",
+        &single("ro", &model(&server, more), ""),
+    );
+    let cache = disk.path().join("c");
+    let cache = cache.to_str().unwrap();
+    assert_exit(&run_pipeline(&p, "pipelines/ro.yaml", cache, &ONE).await, 0);
+    let sent = server.request_count();
+    // published read-only: chmod does not stop root, a read-only mount does
+    let ro = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(disk.path())
+        .status()
+        .unwrap();
+    assert!(ro.success());
+    let t = assert_exit(
+        &run_pipeline(
+            &p,
+            "pipelines/ro.yaml",
+            cache,
+            &["--offline", "--question_ids", "add-1"],
+        )
+        .await,
+        0,
+    );
+    assert!(!t.contains("cannot be written"), "{t}");
+    let mut plan = vec!["pipeline", "plan", "pipelines/ro.yaml", "--cache", cache];
+    plan.extend(ONE);
+    let t = assert_exit(&output(cmd(&p, &plan)).await, 0);
+    assert!(t.contains("in the cache: 1"), "{t}");
+    assert_eq!(server.request_count(), sent, "nothing was sent");
+}
