@@ -59,8 +59,13 @@ pub trait Listener: Send + Sync {
 struct Silent;
 impl Listener for Silent {}
 
-/// Why a call was not sent. The scheduler reads it by type, never by message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a call was not sent. The scheduler reads it by type, never by message; records
+/// carry it as the `reason` of a `not_run` node (`planned`, `interrupted`, `budget`,
+/// `offline_miss`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum NotSent {
     #[error("planned: this call is not in the cache")]
     Planned,

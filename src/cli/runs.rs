@@ -60,9 +60,9 @@ fn reload(dir: &Path, cfg: &Value) -> Result<(spec::Pipeline, usize), String> {
         .map(|l| l.problems)
         .unwrap_or_default()
         .iter()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|v| v["status"] != "incomplete")
-        .filter_map(|v| v["id"].as_str().map(str::to_string))
+        .filter_map(|line| runfile::records::ProblemRecord::parse(line).ok())
+        .filter(|p| p.status != runfile::records::ProblemStatus::Incomplete)
+        .map(|p| p.id)
         .collect();
     let before = p.problems.len();
     p.problems.retain(|q| !done.contains(&q.id));

@@ -76,7 +76,7 @@ impl Outcome {
         for s in rec.samples.iter().chain(std::iter::once(&rec.aggregates)) {
             for n in s.values() {
                 if let Some(r) = n.reason {
-                    *self.not_run.entry(r).or_default() += 1;
+                    *self.not_run.entry(r.reason()).or_default() += 1;
                 }
             }
         }
@@ -336,7 +336,7 @@ pub async fn schedule(
                     sink.node_done(op.problem.index, g.inst(i).sample, &r)?;
                 }
             }
-            let rec = record(&ctx, &g, &op, "incomplete");
+            let rec = record(&ctx, &g, &op, true);
             outcome.count_not_run(&rec);
             sink.problem_done(rec)?;
         }
@@ -541,17 +541,20 @@ fn finish(
     let op = open.get(&pid).expect("open");
     if op.left == 0 {
         let op = open.remove(&pid).expect("open");
-        let rec = record(ctx, g, &op, "ok");
-        if rec.status == "failed" {
+        let rec = record(ctx, g, &op, false);
+        if rec.status == crate::runfile::records::ProblemStatus::Failed {
             outcome
                 .failed
                 .push((rec.id.clone(), rec.error.clone().unwrap_or_default()));
-        } else if rec.status == "incomplete" {
+        } else if rec.status == crate::runfile::records::ProblemStatus::Incomplete {
             outcome.incomplete += 1;
         }
         outcome.count_not_run(&rec);
         outcome.problems_done += 1;
-        progress.problem_done(ctx, rec.status == "failed");
+        progress.problem_done(
+            ctx,
+            rec.status == crate::runfile::records::ProblemStatus::Failed,
+        );
         sink.problem_done(rec)?;
     }
     Ok(())
@@ -561,20 +564,21 @@ fn finish(
 /// node that never ran is `not_run: interrupted`).
 fn node_record(ctx: &RunCtx, g: &InstanceGraph, i: usize, st: &State, stopped: bool) -> NodeRecord {
     let node = &ctx.pipeline.nodes[g.inst(i).node];
+    use crate::runfile::records::NodeStatus;
     let mut reason = None;
     let (status, output, err, cached, ms) = match st {
-        State::Done(o, c, ms) => ("done", Some(o.clone()), None, *c, *ms),
+        State::Done(o, c, ms) => (NodeStatus::Done, Some(o.clone()), None, *c, *ms),
         State::Failed(f) if f.not_sent.is_some() => {
-            reason = f.not_sent.map(|n| n.reason());
-            ("not_run", None, Some(f.message.clone()), false, 0)
+            reason = f.not_sent;
+            (NodeStatus::NotRun, None, Some(f.message.clone()), false, 0)
         }
-        State::Failed(f) => ("failed", None, Some(f.message.clone()), false, 0),
-        State::Skipped(w) => ("skipped", None, Some(w.clone()), false, 0),
+        State::Failed(f) => (NodeStatus::Failed, None, Some(f.message.clone()), false, 0),
+        State::Skipped(w) => (NodeStatus::Skipped, None, Some(w.clone()), false, 0),
         State::Waiting(_) | State::Running => {
             if stopped {
-                reason = Some(NotSent::Interrupted.reason());
+                reason = Some(NotSent::Interrupted);
             }
-            ("not_run", None, None, false, 0)
+            (NodeStatus::NotRun, None, None, false, 0)
         }
     };
     NodeRecord {
@@ -590,7 +594,9 @@ fn node_record(ctx: &RunCtx, g: &InstanceGraph, i: usize, st: &State, stopped: b
     }
 }
 
-fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str) -> ProblemRecord {
+/// A problem's record; `stopped`: the run was interrupted while it was open.
+fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, stopped: bool) -> ProblemRecord {
+    use crate::runfile::records::{NodeStatus, ProblemStatus};
     let samples = ctx.pipeline.spec.samples.max(1) as usize;
     let mut per_sample: Vec<IndexMap<String, NodeRecord>> = vec![IndexMap::new(); samples];
     let mut aggregates = IndexMap::new();
@@ -599,9 +605,9 @@ fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str)
     for (i, st) in op.states.iter().enumerate() {
         let inst = g.inst(i);
         let node = &ctx.pipeline.nodes[inst.node];
-        let rec = node_record(ctx, g, i, st, base_status == "incomplete");
+        let rec = node_record(ctx, g, i, st, stopped);
         not_run |= rec.reason.is_some();
-        if rec.status == "failed" && error.is_none() {
+        if rec.status == NodeStatus::Failed && error.is_none() {
             error = Some(format!(
                 "{}: {}",
                 node.id,
@@ -617,10 +623,11 @@ fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, base_status: &'static str)
             }
         }
     }
-    let status = match (error.is_some(), not_run) {
-        (true, _) if base_status == "ok" => "failed",
-        (false, true) => "incomplete",
-        _ => base_status,
+    let status = match (error.is_some(), not_run || stopped) {
+        (_, true) if stopped => ProblemStatus::Incomplete,
+        (true, _) => ProblemStatus::Failed,
+        (false, true) => ProblemStatus::Incomplete,
+        (false, false) => ProblemStatus::Ok,
     };
     ProblemRecord {
         id: op.problem.id.clone(),

@@ -311,7 +311,7 @@ pub fn read_doc(path: &Path) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use records::{NodeRecord, ProblemRecord};
+    use records::{NodeRecord, NodeStatus, ProblemRecord, ProblemStatus};
 
     fn problem(id: &str, index: usize) -> crate::data::Problem {
         let mut fields = std::collections::BTreeMap::new();
@@ -330,7 +330,7 @@ mod tests {
             node: id.into(),
             kind: "reason".into(),
             round: 0,
-            status: "done",
+            status: NodeStatus::Done,
             cached: false,
             reason: None,
             output: None,
@@ -345,7 +345,7 @@ mod tests {
             index: p.index,
             question: "q".into(),
             answer: "1".into(),
-            status: "ok",
+            status: ProblemStatus::Ok,
             samples: vec![],
             aggregates: Default::default(),
             error: None,
@@ -404,6 +404,11 @@ mod tests {
         assert_eq!(r["run_id"], "r1");
         assert_eq!(r["problems"][0]["status"], "ok");
         assert_eq!(r["problems"][0]["samples"][0].as_object().unwrap().len(), 2);
+        // the records read back typed
+        let line = serde_json::to_string(&r["problems"][0]).unwrap();
+        let back = ProblemRecord::parse(&line).unwrap();
+        assert_eq!(back.status, ProblemStatus::Ok);
+        assert_eq!(back.samples[0]["a1"].status, NodeStatus::Done);
         assert!(
             problem_lines(dir.path()).is_none(),
             "an ended run reads results.json"

@@ -5,10 +5,34 @@
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::calls::Output;
+use crate::calls::{NotSent, Output};
+
+/// How a node instance ended (DESIGN.md's outcomes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    Done,
+    /// An error after sending.
+    Failed,
+    /// By `when:`.
+    Skipped,
+    /// Never ran; its record's `reason` says why.
+    NotRun,
+}
+
+/// How a problem ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemStatus {
+    Ok,
+    /// Some node failed.
+    Failed,
+    /// Some node was not run (budget, offline miss, interrupt).
+    Incomplete,
+}
 
 /// A line of events.jsonl (DESIGN.md).
 #[derive(Debug, Clone, Serialize)]
@@ -64,41 +88,48 @@ impl Event {
 }
 
 /// One node instance's record in results.json.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub node: String,
     pub kind: String,
     pub round: u32,
-    /// done | failed | skipped | not_run
-    pub status: &'static str,
+    pub status: NodeStatus,
+    #[serde(default)]
     pub cached: bool,
-    /// Why a `not_run` node did not run (`interrupted`, `budget`, `offline_miss`, …).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why a `not_run` node did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<NotSent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Arc<Output>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(default)]
     pub latency_ms: u64,
 }
 
 /// One problem's record in results.json.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProblemRecord {
     pub id: String,
     pub index: usize,
     pub question: String,
     pub answer: String,
-    /// ok | failed | incomplete
-    pub status: &'static str,
+    pub status: ProblemStatus,
     /// Per sample: node id → record, in pipeline order.
     pub samples: Vec<IndexMap<String, NodeRecord>>,
     /// Aggregating nodes (once per problem).
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub aggregates: IndexMap<String, NodeRecord>,
     /// The first failure, when any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl ProblemRecord {
+    /// Reads one problem line of results.json or of a journal's assembly.
+    pub fn parse(line: &str) -> Result<ProblemRecord, serde_json::Error> {
+        serde_json::from_str(line)
+    }
 }
 
 pub fn now() -> String {
