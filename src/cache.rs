@@ -137,6 +137,26 @@ impl Cache {
         })
     }
 
+    /// Checks that entries can be written (a run that may send needs it; a plan or an
+    /// offline run does not): creates and removes an empty file where entries go. A
+    /// read-only or forbidden directory fails here; a full disk only when an entry is
+    /// written (answers are then kept and the run ends with exit 1).
+    pub fn check_writable(&self) -> Result<()> {
+        let probe = self
+            .root
+            .join("objects")
+            .join("00")
+            .join(format!(".tmp-probe-{}", std::process::id()));
+        fs::File::create(&probe).with_context(|| {
+            format!(
+                "the cache directory {} cannot be written",
+                self.root.display()
+            )
+        })?;
+        let _ = fs::remove_file(&probe);
+        Ok(())
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -555,4 +555,11 @@ async fn offline_runs_and_plans_read_a_read_only_cache() {
     let t = assert_exit(&output(cmd(&p, &plan)).await, 0);
     assert!(t.contains("in the cache: 1"), "{t}");
     assert_eq!(server.request_count(), sent, "nothing was sent");
+    // a run that may send refuses a cache it cannot write, before any call (exit 2)
+    let t = assert_exit(
+        &run_pipeline(&p, "pipelines/ro.yaml", cache, &["--question_ids", "mul-1"]).await,
+        2,
+    );
+    assert!(t.contains("cannot be written"), "{t}");
+    assert_eq!(server.request_count(), sent, "nothing was sent");
 }

@@ -96,7 +96,15 @@ impl RunCtx {
     pub fn new(pipeline: Pipeline, opts: &RunOptions, mode: Mode) -> Result<Self> {
         let templates = Templates::compile(&pipeline.prompts)
             .map_err(|e| anyhow::anyhow!("prompt templates: {e:?}"))?;
-        let cache = Cache::open(&opts.cache_dir)?;
+        let cache = Cache::open(&opts.cache_dir).map_err(|e| InvalidInput(format!("{e:#}")))?;
+        // a run that may send must be able to keep what it pays for: refused before any call
+        if mode == Mode::Run && !opts.offline {
+            cache.check_writable().map_err(|e| {
+                InvalidInput(format!(
+                    "{e:#}: fix its permissions or free space, or pass --cache DIR (plan and --offline need no write access)"
+                ))
+            })?;
+        }
         let base_dir = crate::spec::model::tokenizer_base_dir(&pipeline.file).to_path_buf();
         let calls = Calls::new(Settings {
             models: &pipeline.spec.models,
