@@ -169,27 +169,27 @@ impl Finished {
             serde_json::to_vec_pretty(&metrics)?,
         )
         .context("writing metrics.json")?;
-        // the per-round table is the report's own (one place computes accuracy): the
-        // summary, report.md, report.json and the dashboard agree
-        let table = crate::report::compact_table(&self.dir)
-            .unwrap_or_else(|e| format!("(no per-round table: {e})"));
-        // the full report (intervals, plots) goes beside the results; the compact table
-        // stands in for it if it cannot be built
+        // the full report (intervals, plots) goes beside the results, and the per-round
+        // table printed here is the report's own (one load, one place computes accuracy):
+        // the summary, report.md, report.json and the dashboard agree
         let full = crate::report::ReportOptions {
             runs: vec![self.dir.clone()],
             ..Default::default()
         };
-        if let Err(e) = crate::report::report(&full) {
-            tracing::warn!("report: {e}");
-            let report = format!(
-                "# {} — run {}\n\n{}\n\n{}\n",
-                ctx.pipeline.spec.name,
-                self.run_id,
-                table,
-                summary_line(ctx)
-            );
-            std::fs::write(self.dir.join("report.md"), report).context("writing report.md")?;
-        }
+        let table = match crate::report::report_with_compact(&full) {
+            Ok((_, table)) => table,
+            Err(e) => {
+                tracing::warn!("report: {e}");
+                let report = format!(
+                    "# {} — run {}\n\n(no report: {e})\n\n{}\n",
+                    ctx.pipeline.spec.name,
+                    self.run_id,
+                    summary_line(ctx)
+                );
+                std::fs::write(self.dir.join("report.md"), report).context("writing report.md")?;
+                format!("(no per-round table: {e})")
+            }
+        };
         println!("{table}");
         println!("{}", summary_line(ctx));
         for (id, e) in outcome.failed.iter().take(20) {

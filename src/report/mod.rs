@@ -148,7 +148,14 @@ pub fn build(opts: &ReportOptions) -> Result<(Report, Vec<Run>), String> {
 
 /// Builds the report; returns the markdown (also written to out_dir/report.md).
 pub fn report(opts: &ReportOptions) -> Result<String, String> {
+    report_with_compact(opts).map(|(md, _)| md)
+}
+
+/// Writes the report like [`report`] and also returns the compact per-round table of its
+/// first run (the end-of-run summary: one load of the run, the same numbers).
+pub fn report_with_compact(opts: &ReportOptions) -> Result<(String, String), String> {
     let (rep, runs) = build(opts)?;
+    let compact = rep.runs.first().map(compact::compact).unwrap_or_default();
     let out_dir = match &opts.out_dir {
         Some(d) => d.clone(),
         None if runs.len() == 1 => runs[0]
@@ -170,7 +177,7 @@ pub fn report(opts: &ReportOptions) -> Result<String, String> {
     write("report.csv", csv::csv(&rep).as_bytes())?;
     let json = serde_json::to_vec_pretty(&table::json(&rep)).map_err(|e| e.to_string())?;
     write("report.json", &json)?;
-    Ok(md)
+    Ok((md, compact))
 }
 
 /// The compact per-round table printed at the end of a run (markdown), from a run directory

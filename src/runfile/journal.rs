@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use anyhow::Result;
 use serde_json::{Value, json};
 
 /// Where a line is: byte offset and length (newline excluded).
-type Span = (u64, usize);
+pub(super) type Span = (u64, usize);
 
 #[derive(Default)]
 struct Entry {
@@ -22,7 +22,9 @@ struct Entry {
     close: Option<Span>,
 }
 
-/// What one pass over the journal found.
+/// Where each problem's lines are: what one pass over the journal found, or what the writer
+/// noted as it wrote (so the end of a run needs no pass).
+#[derive(Default)]
 pub(super) struct Scan {
     pub header: Value,
     entries: BTreeMap<usize, Entry>,
@@ -36,8 +38,42 @@ struct Head {
     status: Option<String>,
 }
 
+/// A line's kind, for [`Scan::note`].
+pub(super) enum Rec {
+    Open,
+    Node,
+    Close,
+}
+
+impl Scan {
+    pub(super) fn new(header: Value) -> Scan {
+        Scan {
+            header,
+            ..Default::default()
+        }
+    }
+
+    /// Notes a line the writer appended for problem `index` at `span`.
+    pub(super) fn note(&mut self, rec: Rec, index: usize, span: Span) {
+        match rec {
+            Rec::Open => {
+                self.end = None;
+                self.entries.insert(
+                    index,
+                    Entry {
+                        open: Some(span),
+                        ..Default::default()
+                    },
+                );
+            }
+            Rec::Node => self.entries.entry(index).or_default().nodes.push(span),
+            Rec::Close => self.entries.entry(index).or_default().close = Some(span),
+        }
+    }
+}
+
 pub(super) fn scan(path: &Path) -> Result<Scan> {
-    let mut r = BufReader::new(File::open(path)?);
+    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut s = Scan {
         header: Value::Null,
         entries: BTreeMap::new(),
@@ -52,6 +88,11 @@ pub(super) fn scan(path: &Path) -> Result<Scan> {
         }
         let span = (at, line.trim_end().len());
         at += n;
+        // node lines are nearly all of it: placed by their prefix, never parsed whole
+        if let Some(i) = node_index(line.as_bytes()) {
+            s.entries.entry(i).or_default().nodes.push(span);
+            continue;
+        }
         let Ok(h) = serde_json::from_str::<Head>(&line) else {
             continue;
         };
@@ -77,10 +118,22 @@ pub(super) fn scan(path: &Path) -> Result<Scan> {
     Ok(s)
 }
 
+/// The problem index of a node line (`{"record":"node","index":N,…`), read from its prefix.
+fn node_index(line: &[u8]) -> Option<usize> {
+    const PREFIX: &[u8] = b"{\"record\":\"node\",\"index\":";
+    let rest = line.strip_prefix(PREFIX)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    // a complete line ends with `}`: a line cut by a kill is skipped
+    if digits == 0 || !line.trim_ascii_end().ends_with(b"}") {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 fn read_raw(f: &mut File, (start, len): Span) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
     let mut buf = vec![0; len];
-    f.seek(SeekFrom::Start(start))?;
-    f.read_exact(&mut buf)?;
+    f.read_exact_at(&mut buf, start)?;
     Ok(buf)
 }
 
@@ -216,9 +269,8 @@ pub(super) fn problems(path: &Path, s: &Scan) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// results.json from the journal, written problem by problem.
-pub(super) fn write_results(journal: &Path, out: &Path, status: &str) -> Result<()> {
-    let s = scan(journal)?;
+/// results.json from the journal, written problem by problem, at the places `s` notes.
+pub(super) fn write_results(journal: &Path, s: &Scan, out: &Path, status: &str) -> Result<()> {
     let mut f = File::open(journal)?;
     let mut w = std::io::BufWriter::new(File::create(out)?);
     write!(

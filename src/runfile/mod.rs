@@ -41,6 +41,9 @@ pub struct Journal {
     /// process dies, however it dies).
     _lock: File,
     run_id: String,
+    /// Where each problem's lines are, noted as they are written; and the file's length.
+    places: journal::Scan,
+    at: u64,
 }
 
 impl Journal {
@@ -57,16 +60,17 @@ impl Journal {
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .with_context(|| format!("locking {}", dir.join(LOCK).display()))?;
         let file = File::create(dir.join(JOURNAL)).context("creating results.jsonl")?;
+        let header = json!({"record": "run", "run_id": run_id, "pipeline": pipeline,
+                            "nodes": nodes, "samples": samples});
         let mut j = Journal {
             dir: dir.to_path_buf(),
             file,
             _lock: lock,
             run_id: run_id.to_string(),
+            places: journal::Scan::new(header.clone()),
+            at: 0,
         };
-        j.append(
-            &json!({"record": "run", "run_id": run_id, "pipeline": pipeline,
-                         "nodes": nodes, "samples": samples}),
-        )?;
+        j.append(&header)?;
         Ok(j)
     }
 
@@ -89,9 +93,12 @@ impl Journal {
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
+        let mut at = text.len() as u64;
         if !text.is_empty() && !text.ends_with(b"\n") {
             file.write_all(b"\n")?;
+            at += 1;
         }
+        let places = journal::scan(&path)?;
         let head = text
             .split(|b| *b == b'\n')
             .next()
@@ -104,6 +111,8 @@ impl Journal {
             file,
             _lock: lock,
             run_id: head["run_id"].as_str().unwrap_or_default().to_string(),
+            places,
+            at,
         })
     }
 
@@ -114,8 +123,10 @@ impl Journal {
 
     /// A problem starts (again, in a resumed run: its earlier lines no longer count).
     pub fn open(&mut self, p: &crate::data::Problem) -> Result<()> {
-        self.append(&json!({"record": "open", "index": p.index, "id": p.id,
-                            "question": p.question(), "answer": p.answer()}))
+        let span = self.append(&json!({"record": "open", "index": p.index, "id": p.id,
+                                       "question": p.question(), "answer": p.answer()}))?;
+        self.places.note(journal::Rec::Open, p.index, span);
+        Ok(())
     }
 
     /// A node instance of problem `index` ended.
@@ -133,30 +144,38 @@ impl Journal {
             #[serde(flatten)]
             r: &'a records::NodeRecord,
         }
-        self.append(&Line {
+        let span = self.append(&Line {
             record: "node",
             index,
             sample,
             r,
-        })
+        })?;
+        self.places.note(journal::Rec::Node, index, span);
+        Ok(())
     }
 
     /// A problem is done (its nodes are already in the journal).
     pub fn close(&mut self, p: &records::ProblemRecord) -> Result<()> {
-        self.append(
+        let span = self.append(
             &json!({"record": "close", "index": p.index, "status": p.status,
                             "error": p.error}),
-        )
+        )?;
+        self.places.note(journal::Rec::Close, p.index, span);
+        Ok(())
     }
 
     /// Appends one record as one line, written at once (no buffer: what finished is on disk
     /// as soon as the OS has it).
-    pub fn append<T: Serialize>(&mut self, record: &T) -> Result<()> {
+    /// Returns where the line is.
+    fn append<T: Serialize>(&mut self, record: &T) -> Result<journal::Span> {
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
         self.file
             .write_all(&line)
-            .context("appending to results.jsonl")
+            .context("appending to results.jsonl")?;
+        let span = (self.at, line.len() - 1);
+        self.at += line.len() as u64;
+        Ok(span)
     }
 
     /// Ends the journal with `status` and writes results.json from it, atomically.
@@ -164,7 +183,7 @@ impl Journal {
         self.append(&json!({"record": "end", "status": status}))?;
         let path = self.dir.join(RESULTS);
         let tmp = self.dir.join(".results.json.tmp");
-        journal::write_results(&self.dir.join(JOURNAL), &tmp, status)
+        journal::write_results(&self.dir.join(JOURNAL), &self.places, &tmp, status)
             .with_context(|| format!("writing {}", path.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
         Ok(())
