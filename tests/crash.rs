@@ -494,6 +494,20 @@ fn resume_refuses_a_changed_config_and_extra_arguments() {
     child.wait().unwrap();
     let dir = p.last_run("c");
     let d = dir.to_str().unwrap();
+    // a live run is refused (its process holds run.lock)
+    let mut live = p
+        .cmd()
+        .args(["pipeline", "run", "pipelines/c.yaml", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_events(&p, "c", 1, 4, &mut live);
+    let live_dir = p.last_run("c");
+    let out = p.run(&["pipeline", "run", "--resume", live_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("still running"), "{}", text(&out));
+    live.kill().unwrap();
+    live.wait().unwrap();
     let out = p.run(&["pipeline", "run", "pipelines/c.yaml", "--resume", d]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(

@@ -595,3 +595,22 @@ fn view_of_a_garbage_results_file_says_what_is_wrong_and_exits_2() {
     let t = text(&out);
     assert!(t.contains("results.json") && t.contains("not JSON"), "{t}");
 }
+
+#[test]
+fn progress_moves_from_the_first_model_node_not_the_first_finished_problem() {
+    let p = Project::new();
+    p.write("pipelines/g.yaml", &iterated("g", 4, &sim_model(5), ""));
+    // no terminal: a plain line every tenth of the model nodes (8 problems × 9 = 72)
+    let out = p.run(&["pipeline", "run", "pipelines/g.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("model nodes")).collect();
+    assert!(lines.len() >= 9, "{err}");
+    // the first lines come while no problem has finished (all advance together)
+    assert!(lines[0].starts_with("[7/72 model nodes · ETA"), "{err}");
+    assert!(lines[0].contains("0/8 problems"), "{err}");
+    assert!(
+        lines[0].contains("calls sent") && lines[0].contains("tokens"),
+        "{err}"
+    );
+}
