@@ -163,10 +163,6 @@ impl Cache {
 
     /// The file of an entry (its single-flight lock is this path + `.lock`).
     pub fn entry_path(&self, key: &Key) -> PathBuf {
-        self.path(key)
-    }
-
-    fn path(&self, key: &Key) -> PathBuf {
         self.root
             .join("objects")
             .join(&key.0[..2])
@@ -175,7 +171,7 @@ impl Cache {
 
     /// Reads and verifies an entry. A corrupt entry is a miss and is reported once.
     pub fn get<T: DeserializeOwned>(&self, key: &Key, kind: &str) -> Option<T> {
-        let path = self.path(key);
+        let path = self.entry_path(key);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) => {
@@ -295,7 +291,7 @@ impl Cache {
         let payload =
             serde_json::to_vec(&serde_json::json!({"key": key.0, "kind": kind, "value": value}))?;
         let compressed = compress(&payload)?;
-        let path = self.path(key);
+        let path = self.entry_path(key);
         let dir = path.parent().expect("has parent");
         let tmp = dir.join(format!(
             ".tmp-{}-{:x}",
@@ -316,7 +312,7 @@ impl Cache {
 
     /// Forgets an entry (a response that turned out unusable, e.g. an unreadable verdict).
     pub fn remove(&self, key: &Key) {
-        let _ = fs::remove_file(self.path(key));
+        let _ = fs::remove_file(self.entry_path(key));
     }
 
     /// Flushes the cache's files to disk once (called at the end of a run).
@@ -428,20 +424,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = Cache::open(dir.path()).unwrap();
         let k = Key::of(&json!({"x": 4}));
-        fs::create_dir_all(c.path(&k).join("inner")).unwrap();
+        fs::create_dir_all(c.entry_path(&k).join("inner")).unwrap();
         assert!(c.get::<Value>(&k, "call").is_none());
         assert_eq!(c.counters.corrupt.load(Ordering::Relaxed), 1);
-        assert!(!c.path(&k).exists(), "moved aside");
+        assert!(!c.entry_path(&k).exists(), "moved aside");
         assert_eq!(
             fs::read_dir(dir.path().join("quarantine")).unwrap().count(),
             1
         );
         // and the entry fetched again can be written, by either writer
-        fs::create_dir_all(c.path(&k)).unwrap();
+        fs::create_dir_all(c.entry_path(&k)).unwrap();
         c.put(&k, "call", &json!({"ok": true})).unwrap();
         assert_eq!(c.get::<Value>(&k, "call").unwrap()["ok"], true);
         let k2 = Key::of(&json!({"x": 5}));
-        fs::create_dir_all(c.path(&k2)).unwrap();
+        fs::create_dir_all(c.entry_path(&k2)).unwrap();
         let v = c.put_first(&k2, "call", json!({"n": 1}), |_| true).unwrap();
         assert_eq!(v["n"], 1);
         assert_eq!(c.get::<Value>(&k2, "call").unwrap()["n"], 1);
@@ -473,7 +469,7 @@ mod tests {
             3
         );
         assert_eq!(c.get::<Value>(&k, "call").unwrap()["n"], 3);
-        let leftovers = std::fs::read_dir(c.path(&k).parent().unwrap())
+        let leftovers = std::fs::read_dir(c.entry_path(&k).parent().unwrap())
             .unwrap()
             .filter(|e| {
                 e.as_ref()
@@ -495,7 +491,7 @@ mod tests {
         c.put(&k, "call", &json!({"text": "hello"})).unwrap();
         assert_eq!(c.get::<Value>(&k, "call").unwrap()["text"], "hello");
         assert!(c.get::<Value>(&k, "node").is_none(), "kind is checked");
-        let p = c.path(&k);
+        let p = c.entry_path(&k);
         let mut bytes = fs::read(&p).unwrap();
         let n = bytes.len();
         bytes[n - 3] ^= 0xff;
@@ -505,8 +501,8 @@ mod tests {
         // moved to another key's place: also a miss
         let k2 = Key::of(&json!({"x": 2}));
         c.put(&k, "call", &json!(1)).unwrap();
-        fs::create_dir_all(c.path(&k2).parent().unwrap()).unwrap();
-        fs::copy(c.path(&k), c.path(&k2)).unwrap();
+        fs::create_dir_all(c.entry_path(&k2).parent().unwrap()).unwrap();
+        fs::copy(c.entry_path(&k), c.entry_path(&k2)).unwrap();
         assert!(c.get::<Value>(&k2, "call").is_none());
     }
 }

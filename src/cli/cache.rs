@@ -38,38 +38,7 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
         }
         CacheCmd::Verify { c: a, delete } => {
             let Some(c) = open(&a.cache) else { return 2 };
-            let all = c.entries();
-            let (mut bad, mut partial) = (0, 0);
-            for (k, path) in &all {
-                let problem = match c.read_entry(k, path) {
-                    Err(e) => {
-                        bad += 1;
-                        format!("corrupt: {} ({e})", path.display())
-                    }
-                    // stored before the complete-answer rule: read as a miss, fetched again
-                    Ok((kind, value)) => match crate::calls::complete::stored(&kind, &value) {
-                        Ok(()) => continue,
-                        Err(why) => {
-                            partial += 1;
-                            format!("not an answer: {} ({kind} entry: {why})", path.display())
-                        }
-                    },
-                };
-                println!("{problem}");
-                if delete {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-            println!(
-                "{} entries checked, {bad} corrupt, {partial} not complete answers (misses when read){}",
-                all.len(),
-                if delete && bad + partial > 0 {
-                    " (deleted)"
-                } else {
-                    ""
-                }
-            );
-            if bad + partial > 0 { 1 } else { 0 }
+            verify(&c, delete)
         }
         CacheCmd::Gc { c: a, results, yes } => {
             let Some(c) = open(&a.cache) else { return 2 };
@@ -121,6 +90,43 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
             0
         }
     }
+}
+
+/// `cache verify`: every entry read and checked; corrupt ones and stored answers that break
+/// the complete-answer rule are listed (and deleted with `--delete`). Exit 1 when any.
+fn verify(c: &crate::cache::Cache, delete: bool) -> i32 {
+    let all = c.entries();
+    let (mut bad, mut partial) = (0, 0);
+    for (k, path) in &all {
+        let problem = match c.read_entry(k, path) {
+            Err(e) => {
+                bad += 1;
+                format!("corrupt: {} ({e})", path.display())
+            }
+            // stored before the complete-answer rule: read as a miss, fetched again
+            Ok((kind, value)) => match crate::calls::complete::stored(&kind, &value) {
+                Ok(()) => continue,
+                Err(why) => {
+                    partial += 1;
+                    format!("not an answer: {} ({kind} entry: {why})", path.display())
+                }
+            },
+        };
+        println!("{problem}");
+        if delete {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    println!(
+        "{} entries checked, {bad} corrupt, {partial} not complete answers (misses when read){}",
+        all.len(),
+        if delete && bad + partial > 0 {
+            " (deleted)"
+        } else {
+            ""
+        }
+    );
+    if bad + partial > 0 { 1 } else { 0 }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -4,6 +4,7 @@
 //! terminal progress in `progress`.
 
 pub mod import;
+mod instance;
 pub mod output;
 pub mod progress;
 pub mod scheduler;
@@ -256,6 +257,52 @@ impl RunSummary {
     }
 }
 
+/// Serves the live dashboard of a run about to start.
+async fn start_dashboard(
+    rc: &RunCtx,
+    opts: &RunOptions,
+    run_id: &str,
+    host: &str,
+    port: u16,
+) -> Result<crate::dashboard::Dashboard> {
+    let p = &rc.pipeline;
+    let problems = p
+        .problems
+        .iter()
+        .map(|q| (q.id.clone(), q.question().to_string()))
+        .collect();
+    let columns = p
+        .nodes
+        .iter()
+        .map(|n| (n.id.clone(), n.round, n.kind.clone()))
+        .collect();
+    let config = output::config_json(rc, opts, run_id);
+    let d = crate::dashboard::Dashboard::start(host, port, config, problems, columns)
+        .await
+        .map_err(InvalidInput)?;
+    eprintln!("dashboard: {}", d.url());
+    Ok(d)
+}
+
+/// Hands the run's end to the dashboard, which keeps serving a finished run until Ctrl-C.
+async fn dashboard_end(d: &crate::dashboard::Dashboard, summary: &RunSummary) {
+    let metrics = summary
+        .run_dir
+        .as_ref()
+        .and_then(|dir| std::fs::read(dir.join("metrics.json")).ok())
+        .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m).ok())
+        .unwrap_or_default();
+    d.metrics(&metrics);
+    d.finished(&serde_json::json!({"exit_code": summary.exit_code(), "failed": summary.failed_problems, "interrupted": summary.interrupted}));
+    if !summary.interrupted {
+        eprintln!(
+            "the run is over; the dashboard keeps serving at {} until Ctrl-C",
+            d.url()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Runs a validated pipeline and writes its run directory.
 pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let mut rc = RunCtx::new(pipeline, opts, Mode::Run)?;
@@ -272,23 +319,7 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         None => output::RunWriter::create(&rc, opts)?,
     };
     if let Some((host, port)) = &opts.dashboard {
-        let p = &rc.pipeline;
-        let problems = p
-            .problems
-            .iter()
-            .map(|q| (q.id.clone(), q.question().to_string()))
-            .collect();
-        let columns = p
-            .nodes
-            .iter()
-            .map(|n| (n.id.clone(), n.round, n.kind.clone()))
-            .collect();
-        let config = output::config_json(&rc, opts, &out.run_id);
-        let d = crate::dashboard::Dashboard::start(host, *port, config, problems, columns)
-            .await
-            .map_err(InvalidInput)?;
-        eprintln!("dashboard: {}", d.url());
-        rc.dashboard = Some(d);
+        rc.dashboard = Some(start_dashboard(&rc, opts, &out.run_id, host, *port).await?);
     }
     let ctx = Arc::new(rc);
     ctx.calls.set_keys_file(out.keys_file()?);
@@ -341,26 +372,7 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     ctx.calls.cache.sync();
     let summary = out.finish(&ctx, &outcome)?;
     if let Some(d) = &ctx.dashboard {
-        let metrics = std::fs::read(
-            summary
-                .run_dir
-                .as_ref()
-                .expect("a run dir")
-                .join("metrics.json"),
-        )
-        .ok();
-        let metrics: serde_json::Value = metrics
-            .and_then(|m| serde_json::from_slice(&m).ok())
-            .unwrap_or_default();
-        d.metrics(&metrics);
-        d.finished(&serde_json::json!({"exit_code": summary.exit_code(), "failed": summary.failed_problems, "interrupted": summary.interrupted}));
-        if !summary.interrupted {
-            eprintln!(
-                "the run is over; the dashboard keeps serving at {} until Ctrl-C",
-                d.url()
-            );
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        dashboard_end(d, &summary).await;
     }
     Ok(summary)
 }

@@ -12,13 +12,12 @@ use std::time::Instant;
 
 use anyhow::Result;
 use futures_util::FutureExt;
-use indexmap::IndexMap;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
 use super::RunCtx;
+use super::instance::{Failure, Open, State, node_record, record};
 use super::progress::Progress;
-use crate::calls::NotSent;
 use crate::data::Problem;
 use crate::graph::{self, InstanceGraph};
 use crate::nodes::{self, NodeCx, NodeKind, Output};
@@ -54,23 +53,6 @@ pub struct Outcome {
     pub problems_done: usize,
 }
 
-/// Why a node failed: an error, or a call that was not sent (typed, so that a plan's
-/// misses propagate as planned, not as failures).
-#[derive(Debug, Clone)]
-struct Failure {
-    message: String,
-    not_sent: Option<NotSent>,
-}
-
-impl Failure {
-    fn of(e: &anyhow::Error) -> Failure {
-        Failure {
-            message: format!("{e:#}"),
-            not_sent: e.downcast_ref::<NotSent>().copied(),
-        }
-    }
-}
-
 impl Outcome {
     fn count_not_run(&mut self, rec: &ProblemRecord) {
         for s in rec.samples.iter().chain(std::iter::once(&rec.aggregates)) {
@@ -81,20 +63,6 @@ impl Outcome {
             }
         }
     }
-}
-
-enum State {
-    Waiting(usize),
-    Running,
-    Done(Arc<Output>, bool, u64),
-    Skipped(String),
-    Failed(Failure),
-}
-
-struct Open {
-    problem: Arc<Problem>,
-    states: Vec<State>,
-    left: usize,
 }
 
 type TaskResult = (usize, usize, Result<crate::nodes::Produced>, u64);
@@ -156,23 +124,8 @@ pub async fn schedule(
     loop {
         // once stopped, no new problem is opened
         while open.len() < window && next < problems.len() && !ctx.stop_new_calls() {
-            let states: Vec<State> = (0..g.len())
-                .map(|i| State::Waiting(g.deps[i].len()))
-                .collect();
-            for i in 0..g.len() {
-                if g.deps[i].is_empty() {
-                    ready.push(&g, next, i);
-                }
-            }
             sink.problem_open(&problems[next])?;
-            open.insert(
-                next,
-                Open {
-                    problem: problems[next].clone(),
-                    states,
-                    left: g.len(),
-                },
-            );
+            open.insert(next, open_problem(&g, &problems[next], next, &mut ready));
             next += 1;
         }
         // dispatch: every node that needs no call slot, then model nodes in priority order
@@ -242,23 +195,7 @@ pub async fn schedule(
             let (tctx, kind, problem) = (ctx.clone(), kinds[node_ix].clone(), op.problem.clone());
             tasks.spawn(async move {
                 let t = Instant::now();
-                let node = &tctx.pipeline.nodes[node_ix];
-                let cx: NodeCx<'_> = tctx.node_cx(node, &problem, sample.unwrap_or(0), &upstream);
-                // a panic in one node fails that node, not the run
-                let r = match std::panic::AssertUnwindSafe(kind.run(&cx))
-                    .catch_unwind()
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(p) => Err(anyhow::anyhow!(
-                        "internal error in node `{}`: {}",
-                        node.id,
-                        p.downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| p.downcast_ref::<String>().cloned())
-                            .unwrap_or_default()
-                    )),
-                };
+                let r = run_node(&tctx, kind, &problem, node_ix, sample, &upstream).await;
                 (pid, i, r, t.elapsed().as_millis() as u64)
             });
         }
@@ -342,6 +279,49 @@ pub async fn schedule(
         }
     }
     Ok(outcome)
+}
+
+/// A problem's instances, all waiting; those without inputs are ready.
+fn open_problem(g: &InstanceGraph, problem: &Arc<Problem>, pid: usize, ready: &mut Ready) -> Open {
+    for i in 0..g.len() {
+        if g.deps[i].is_empty() {
+            ready.push(g, pid, i);
+        }
+    }
+    Open {
+        problem: problem.clone(),
+        states: (0..g.len())
+            .map(|i| State::Waiting(g.deps[i].len()))
+            .collect(),
+        left: g.len(),
+    }
+}
+
+/// Runs one node instance; a panic in it fails that node, not the run.
+async fn run_node(
+    ctx: &RunCtx,
+    kind: Arc<dyn NodeKind>,
+    problem: &Problem,
+    node_ix: usize,
+    sample: Option<u32>,
+    upstream: &HashMap<String, Arc<Output>>,
+) -> Result<crate::nodes::Produced> {
+    let node = &ctx.pipeline.nodes[node_ix];
+    let cx: NodeCx<'_> = ctx.node_cx(node, problem, sample.unwrap_or(0), upstream);
+    match std::panic::AssertUnwindSafe(kind.run(&cx))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(p) => Err(anyhow::anyhow!(
+            "internal error in node `{}`: {}",
+            node.id,
+            p.downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default()
+        )),
+    }
 }
 
 /// What woke the scheduler.
@@ -508,29 +488,7 @@ fn finish(
             let into_aggregate = g.inst(d).sample.is_none() && g.inst(i).sample.is_some();
             if (failed || skipped) && !into_aggregate {
                 // the first upstream failure or skip decides; its other deps no longer matter
-                let s = if failed {
-                    let not_sent = match &op.states[i] {
-                        State::Failed(f) => f.not_sent,
-                        _ => None,
-                    };
-                    State::Failed(match not_sent {
-                        Some(NotSent::Planned) => Failure {
-                            message: format!("{} (upstream `{}`)", NotSent::Planned, node.id),
-                            not_sent,
-                        },
-                        // what was not sent stops its dependents for the same reason
-                        Some(ns) => Failure {
-                            message: format!("not run: upstream `{}` was not sent ({ns})", node.id),
-                            not_sent,
-                        },
-                        None => Failure {
-                            message: format!("not run: upstream `{}` failed", node.id),
-                            not_sent: None,
-                        },
-                    })
-                } else {
-                    State::Skipped(format!("upstream `{}` was skipped", node.id))
-                };
+                let s = op.states[i].inherited(&node.id);
                 op.states[d] = State::Waiting(usize::MAX);
                 stack.push((d, s));
             } else if *n == 0 {
@@ -558,87 +516,6 @@ fn finish(
         sink.problem_done(rec)?;
     }
     Ok(())
-}
-
-/// The record of node instance `i` in state `st` (`stopped`: the run was interrupted, so a
-/// node that never ran is `not_run: interrupted`).
-fn node_record(ctx: &RunCtx, g: &InstanceGraph, i: usize, st: &State, stopped: bool) -> NodeRecord {
-    let node = &ctx.pipeline.nodes[g.inst(i).node];
-    use crate::runfile::records::NodeStatus;
-    let mut reason = None;
-    let (status, output, err, cached, ms) = match st {
-        State::Done(o, c, ms) => (NodeStatus::Done, Some(o.clone()), None, *c, *ms),
-        State::Failed(f) if f.not_sent.is_some() => {
-            reason = f.not_sent;
-            (NodeStatus::NotRun, None, Some(f.message.clone()), false, 0)
-        }
-        State::Failed(f) => (NodeStatus::Failed, None, Some(f.message.clone()), false, 0),
-        State::Skipped(w) => (NodeStatus::Skipped, None, Some(w.clone()), false, 0),
-        State::Waiting(_) | State::Running => {
-            if stopped {
-                reason = Some(NotSent::Interrupted);
-            }
-            (NodeStatus::NotRun, None, None, false, 0)
-        }
-    };
-    NodeRecord {
-        node: node.id.clone(),
-        kind: node.kind.clone(),
-        round: node.round,
-        status,
-        cached,
-        reason,
-        output,
-        error: err,
-        latency_ms: ms,
-    }
-}
-
-/// A problem's record; `stopped`: the run was interrupted while it was open.
-fn record(ctx: &RunCtx, g: &InstanceGraph, op: &Open, stopped: bool) -> ProblemRecord {
-    use crate::runfile::records::{NodeStatus, ProblemStatus};
-    let samples = ctx.pipeline.spec.samples.max(1) as usize;
-    let mut per_sample: Vec<IndexMap<String, NodeRecord>> = vec![IndexMap::new(); samples];
-    let mut aggregates = IndexMap::new();
-    let mut error = None;
-    let mut not_run = false;
-    for (i, st) in op.states.iter().enumerate() {
-        let inst = g.inst(i);
-        let node = &ctx.pipeline.nodes[inst.node];
-        let rec = node_record(ctx, g, i, st, stopped);
-        not_run |= rec.reason.is_some();
-        if rec.status == NodeStatus::Failed && error.is_none() {
-            error = Some(format!(
-                "{}: {}",
-                node.id,
-                rec.error.clone().unwrap_or_default()
-            ));
-        }
-        match inst.sample {
-            Some(s) => {
-                per_sample[s as usize].insert(node.id.clone(), rec);
-            }
-            None => {
-                aggregates.insert(node.id.clone(), rec);
-            }
-        }
-    }
-    let status = match (error.is_some(), not_run || stopped) {
-        (_, true) if stopped => ProblemStatus::Incomplete,
-        (true, _) => ProblemStatus::Failed,
-        (false, true) => ProblemStatus::Incomplete,
-        (false, false) => ProblemStatus::Ok,
-    };
-    ProblemRecord {
-        id: op.problem.id.clone(),
-        index: op.problem.index,
-        question: op.problem.question().to_string(),
-        answer: op.problem.answer().to_string(),
-        status,
-        samples: per_sample,
-        aggregates,
-        error,
-    }
 }
 
 /// Used by tests and plans: a quiet sink that keeps everything in memory.
