@@ -13,7 +13,6 @@ pub mod grade;
 pub mod graph;
 pub mod llm;
 pub mod nodes;
-pub mod original;
 pub mod regrade;
 pub mod report;
 pub mod runfile;

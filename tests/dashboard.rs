@@ -537,11 +537,17 @@ async fn view_reads_the_original_tools_results_and_a_cut_short_run() {
     let g = &snap["grid"];
     assert_eq!(
         g["cols"],
-        json!([["iteration_0", 0, "reason"], ["iteration_1", 1, "reason"]])
+        json!([
+            ["iteration_0", 0, "reason"],
+            ["summary_1", 1, "summarize"],
+            ["iteration_1", 1, "reason"]
+        ])
     );
     assert_eq!(g["cells"][0][0][0], "n");
-    assert_eq!(g["cells"][0][1][0], "y");
-    assert_eq!(g["status"], json!(["ok", "failed"]));
+    assert_eq!(g["cells"][0][2][0], "y");
+    // b was recorded as an error: not run, not wrong
+    assert_eq!(g["status"], json!(["ok", "incomplete"]));
+    assert_eq!(g["cells"][1][0][0], "x");
     let a = get_json(&format!("{url}api/attempt?p=a&s=0&n=iteration_0")).await;
     assert_eq!(a["record"]["output"]["summary"], "tried");
     assert_eq!(a["truth"], "33");
@@ -574,7 +580,7 @@ async fn view_reads_the_original_tools_results_and_a_cut_short_run() {
     assert_eq!(g["status"], json!(["ok", null]));
     assert_eq!(g["cells"][1][0], json!(["y", 0, "4", 1]));
     assert_eq!(snap["retries"], 1);
-    assert_eq!(snap["summary"]["status"], "incomplete");
+    assert_eq!(snap["summary"]["status"], "truncated");
 
     // not a run directory
     assert!(

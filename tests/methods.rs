@@ -355,9 +355,9 @@ fn imports_initial_reasoning_and_rejects_bad_files() {
         ),
         (
             r#"{"results": [{"problem_id": "add-1", "iterations": [{"iteration": 0, "reasoning": null, "answer": "42"}]}]}"#,
-            "`add-1` (sample 0): no reasoning",
+            "`add-1` (sample 0, node `iteration_0`): no text to import",
         ),
-        (r#"{"something": 1}"#, "neither distill's"),
+        (r#"{"something": 1}"#, "not a recognized results file"),
         ("not json", "not JSON"),
     ];
     let before = p.runs("im").len();

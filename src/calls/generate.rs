@@ -255,6 +255,9 @@ impl Calls {
         {
             return Ok(self.served_by_node_entry(model, e.output, info));
         }
+        if let Some(rec) = self.imports().and_then(|i| i.lookup(site)) {
+            return self.imported(model, rec, &prompt, site, &node_key, info);
+        }
         let base = spec.param_map();
         let max_total = spec.continuation.max_total_tokens;
         let mut chain = Chain::default();
@@ -313,6 +316,50 @@ impl Calls {
         self.record(model, &info);
         // priced now, never cached: a price changed later applies to reruns
         out.insert("cost_usd".into(), json!(spec.price.cost(&info.usage)));
+        Ok(Generated { output: out, info })
+    }
+
+    /// A node answered by an earlier run's record: written as its node entry (a plan only
+    /// counts it), so it is a cache hit from then on.
+    fn imported(
+        &self,
+        model: &Model,
+        rec: &super::imports::Imported,
+        prompt: &Prompt,
+        site: &Site<'_>,
+        node_key: &Key,
+        mut info: CallInfo,
+    ) -> Result<Generated> {
+        use super::imports::Imported;
+        let Imported::Answer {
+            text,
+            reasoning,
+            finish_reason,
+            usage,
+        } = rec
+        else {
+            return Err(NotSent::RecordedError.into());
+        };
+        let source = self.imports().map_or("", |i| i.source.as_str());
+        let chain = Chain {
+            text: text.clone(),
+            reasoning: reasoning.clone().unwrap_or_default(),
+            finish_reasons: vec![finish_reason.clone()],
+            model_id: Some(format!("imported:{source}")),
+            seed: None,
+        };
+        let mut out = chain.outputs(prompt, site.round, &model.spec.model);
+        info.usage = usage.unwrap_or_default();
+        out.insert("usage".into(), serde_json::to_value(info.usage)?);
+        if self.mode != Mode::Plan
+            && let Err(e) = self.store_node_entry(node_key, &out)
+        {
+            self.cache_write_failed(&e);
+        }
+        self.stats.imported.fetch_add(1, Ordering::Relaxed);
+        info.cached = true;
+        self.record(model, &info);
+        out.insert("cost_usd".into(), json!(model.spec.price.cost(&info.usage)));
         Ok(Generated { output: out, info })
     }
 

@@ -10,6 +10,7 @@
 pub mod complete;
 pub mod flight;
 mod generate;
+pub mod imports;
 mod params;
 pub mod redact;
 pub mod tokenizer;
@@ -77,6 +78,10 @@ pub enum NotSent {
         "offline: no cache entry for this call (run without --offline / ENABLE_API_CALLS=0 to make it)"
     )]
     OfflineMiss,
+    /// Not a call distill held back: the record imported from an earlier run (the original
+    /// tool's) was written there as an error, so there is no answer to count.
+    #[error("recorded as an error by the run it was read from")]
+    RecordedError,
 }
 
 impl NotSent {
@@ -87,6 +92,7 @@ impl NotSent {
             NotSent::Interrupted => "interrupted",
             NotSent::Budget => "budget",
             NotSent::OfflineMiss => "offline_miss",
+            NotSent::RecordedError => "recorded_error",
         }
     }
 }
@@ -128,6 +134,8 @@ pub struct Stats {
     pub planned_cost_micro: AtomicU64,
     /// Answers that arrived but could not be written to the cache.
     pub uncached: AtomicU64,
+    /// Node calls answered by an imported record.
+    pub imported: AtomicU64,
 }
 
 fn load(a: &AtomicU64) -> u64 {
@@ -173,6 +181,8 @@ pub struct Calls {
     pub redactor: redact::Redactor,
     /// The first failed cache write (path and OS error), reported once.
     cache_failure: Mutex<Option<String>>,
+    /// Answers of an earlier run, for the calls that miss the cache (`imports`).
+    imports: OnceLock<Arc<imports::Imports>>,
 }
 
 impl Calls {
@@ -214,7 +224,17 @@ impl Calls {
             keys_out: Mutex::new(None),
             redactor: redact::Redactor::new(keys),
             cache_failure: Mutex::new(None),
+            imports: OnceLock::new(),
         })
+    }
+
+    /// Sets the answers imported from an earlier run (once).
+    pub fn set_imports(&self, i: Arc<imports::Imports>) {
+        let _ = self.imports.set(i);
+    }
+
+    pub fn imports(&self) -> Option<&imports::Imports> {
+        self.imports.get().map(Arc::as_ref)
     }
 
     /// Sets who hears about started calls, retries and streamed text (once).

@@ -149,6 +149,13 @@ struct LoadArgs {
     index_range: Option<String>,
 }
 
+/// `--results_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ResultsFormat {
+    Distill,
+    Original,
+}
+
 #[derive(Args, Clone)]
 struct RunArgs {
     #[command(flatten)]
@@ -183,9 +190,21 @@ struct RunArgs {
     /// Dashboard address; anything but loopback exposes the run to the network (a warning is printed).
     #[arg(long = "dashboard_host", default_value = "127.0.0.1")]
     dashboard_host: String,
-    /// Import round-0 outputs from an earlier results.json (distill's or the original tool's) into the cache.
+    /// Import round-0 outputs from an earlier run (distill's or the original tool's) into the cache.
     #[arg(long = "load_initial_reasoning", value_name = "RESULTS.json")]
     load_initial_reasoning: Option<PathBuf>,
+    /// Import every round (reasoning, summaries) of an earlier run (distill's or the original
+    /// tool's) into the cache under this pipeline's keys; with --offline, reproduce its table.
+    #[arg(
+        long = "load_run",
+        visible_alias = "load-run",
+        value_name = "RESULTS.json"
+    )]
+    load_run: Option<PathBuf>,
+    /// `original` also writes results.original.json in the original tool's schema (for its
+    /// analysis scripts); distill's own files are always written.
+    #[arg(long = "results_format", value_enum, default_value = "distill")]
+    results_format: ResultsFormat,
     /// Stop sending new calls once this run's spend reaches USD (calls in flight finish; all is saved).
     #[arg(long = "max_cost", value_name = "USD")]
     max_cost: Option<f64>,
@@ -427,6 +446,8 @@ fn run_options(a: &RunArgs) -> RunOptions {
         progress: !a.no_progress,
         max_cost: a.max_cost,
         load_initial_reasoning: a.load_initial_reasoning.clone(),
+        load_run: a.load_run.clone(),
+        original_results: a.results_format == ResultsFormat::Original,
         dashboard: a
             .dashboard
             .then(|| (a.dashboard_host.clone(), a.dashboard_port.unwrap_or(8080))),

@@ -56,11 +56,9 @@ fn reload(dir: &Path, cfg: &Value) -> Result<(spec::Pipeline, usize), String> {
     }
     // problems with a finished record are kept; the rest (not started, or stopped open)
     // run again, their finished calls from the cache
-    let done: HashSet<String> = runfile::journal_lines(dir)
-        .map(|l| l.problems)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|line| runfile::records::ProblemRecord::parse(line).ok())
+    let done: HashSet<String> = runfile::open(dir)?
+        .problems(runfile::Texts::Lengths)
+        .flatten()
         .filter(|p| p.status != runfile::records::ProblemStatus::Incomplete)
         .map(|p| p.id)
         .collect();

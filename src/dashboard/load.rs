@@ -1,8 +1,7 @@
-//! Reading a finished run directory for `distill view`: distill's `results.json` (also one
-//! cut short by a crash: its problems are one per line), `events.jsonl` (for problems with no
-//! record yet), `config.json` and `metrics.json`; or the original Python tool's
-//! `results.json` (iterated `iterations[]` or pass@k `solutions[]`), converted to distill's
-//! record shape so the page shows both the same way.
+//! Reading a run directory for `distill view`, through `runfile`'s one reader (distill's
+//! results or journal, or the original tool's results.json through its adapter, so the page
+//! shows both the same way), with `events.jsonl` (for problems with no record yet),
+//! `config.json` and `metrics.json`.
 
 use std::path::Path;
 
@@ -10,102 +9,8 @@ use serde_json::{Value, json};
 
 use super::state::State;
 
-use crate::original::TEXT_KEYS;
-use crate::original::TRUTH_KEYS;
-use crate::original::text_of as scalar;
-
-fn read_json(path: &Path) -> Option<Value> {
-    let raw = std::fs::read_to_string(path).ok()?;
-    parse_lenient(&raw)
-}
-
-/// JSON, with Python's `NaN`/`Infinity` outside strings read as `null`.
-fn parse_lenient(raw: &str) -> Option<Value> {
-    crate::original::parse_json(raw).ok()
-}
-
-/// The problems of a distill results.json that was not closed (one problem per line).
-fn partial_problems(raw: &str) -> Vec<Value> {
-    raw.lines()
-        .filter_map(|l| {
-            let l = l.trim().trim_end_matches(',');
-            l.starts_with('{')
-                .then(|| serde_json::from_str::<Value>(l).ok())
-                .flatten()
-                .filter(|v| v.get("samples").is_some())
-        })
-        .collect()
-}
-
-fn truthy(v: Option<&Value>) -> Value {
-    match v {
-        Some(Value::Bool(b)) => json!(b),
-        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => json!(true),
-            "false" | "0" | "no" => json!(false),
-            _ => Value::Null,
-        },
-        Some(Value::Number(n)) => json!(n.as_f64().is_some_and(|x| x != 0.0)),
-        _ => Value::Null,
-    }
-}
-
-/// One original iteration or solution as a distill node record.
-fn original_node(node: &str, round: u32, rec: &Value) -> Value {
-    let text = TEXT_KEYS
-        .iter()
-        .find_map(|k| rec.get(*k).and_then(Value::as_str));
-    let error = scalar(rec.get("error"));
-    let mut output = json!({
-        "text": text,
-        "answer": rec.get("answer").cloned().unwrap_or(Value::Null),
-        "correct": truthy(rec.get("correct")),
-        "finish_reason": rec.get("finish_reason").cloned().unwrap_or(Value::Null),
-        "usage": rec.get("token_usage").or_else(|| rec.get("usage")).cloned().unwrap_or(Value::Null),
-    });
-    for k in ["summary", "prompt"] {
-        if let Some(v) = rec.get(k).filter(|v| !v.is_null()) {
-            output[k] = v.clone();
-        }
-    }
-    json!({
-        "node": node, "kind": "reason", "round": round,
-        "status": if error.is_some() { "failed" } else { "done" },
-        "cached": false,
-        "output": if error.is_some() { Value::Null } else { output },
-        "error": error,
-    })
-}
-
-/// An original results entry as a distill problem record.
-fn original_record(i: usize, r: &Value) -> Value {
-    let id = scalar(r.get("problem_id"))
-        .or_else(|| scalar(r.get("id")))
-        .unwrap_or_else(|| format!("#{i}"));
-    let truth = TRUTH_KEYS.iter().find_map(|k| scalar(r.get(*k)));
-    let question = scalar(r.get("question")).or_else(|| scalar(r.get("problem")));
-    let mut samples = Vec::new();
-    if let Some(its) = r["iterations"].as_array() {
-        let mut nodes = serde_json::Map::new();
-        for (k, it) in its.iter().enumerate() {
-            let round = it["iteration"].as_u64().map_or(k as u32, |x| x as u32);
-            let node = format!("iteration_{round}");
-            nodes.insert(node.clone(), original_node(&node, round, it));
-        }
-        samples.push(Value::Object(nodes));
-    }
-    if let Some(sols) = r["solutions"].as_array() {
-        for s in sols {
-            samples.push(json!({"solution": original_node("solution", 0, s)}));
-        }
-    }
-    let error = scalar(r.get("error"));
-    json!({
-        "id": id, "index": i, "question": question, "answer": truth,
-        "status": if error.is_some() { "failed" } else { "ok" },
-        "samples": samples, "error": error,
-    })
-}
+use crate::runfile::original::text_of as scalar;
+use crate::runfile::{RunFile, Texts};
 
 /// The columns of a run from its config's expanded nodes.
 fn columns(config: &Value) -> Vec<(String, u32, String)> {
@@ -128,85 +33,68 @@ pub fn load_run(dir: &Path) -> Result<State, String> {
     if !dir.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
-    let results_path = dir.join("results.json");
     let events_path = dir.join("events.jsonl");
-    if !results_path.is_file() && !events_path.is_file() {
+    if !dir.join(crate::runfile::RESULTS).is_file()
+        && !dir.join(crate::runfile::JOURNAL).is_file()
+        && !events_path.is_file()
+    {
         return Err(format!(
-            "{} has no results.json or events.jsonl",
+            "{} has no results.json, results.jsonl or events.jsonl: not a run directory",
             dir.display()
         ));
     }
-    let mut config = read_json(&dir.join("config.json")).unwrap_or(Value::Null);
-    // a killed (or live) run has only its journal
-    if let Some(l) = crate::runfile::problem_lines(dir) {
-        return Ok(from_journal(dir, config, l, &events_path));
+    let rf = crate::runfile::open(dir)?;
+    let (records, bad) = rf.readable(Texts::Full);
+    if let Some(u) = bad.first() {
+        if records.is_empty() {
+            return Err(format!(
+                "{}: no record can be read (record {}: {}); point `distill view` at a run directory distill or the original tool wrote",
+                rf.file.display(),
+                u.line,
+                u.error
+            ));
+        }
+        eprintln!(
+            "warning: {}: {} record(s) cannot be read and are not shown (record {}: {})",
+            rf.file.display(),
+            bad.len(),
+            u.line,
+            u.error
+        );
     }
-    let raw = std::fs::read_to_string(&results_path).unwrap_or_default();
-    let doc = parse_lenient(&raw);
-    let mut status = doc
-        .as_ref()
-        .and_then(|d| d["status"].as_str())
-        .unwrap_or("incomplete")
-        .to_string();
-    let records: Vec<Value> = match &doc {
-        Some(d) if d["problems"].is_array() => {
-            d["problems"].as_array().cloned().unwrap_or_default()
-        }
-        Some(d) if d.is_array() || d["results"].is_array() => {
-            let list = if d.is_array() { d } else { &d["results"] };
-            if config.is_null() {
-                config = json!({
-                    "format": "original",
-                    "experiment_name": d["experiment_name"],
-                    "config": d["config"],
-                });
-            }
-            status = "complete".into();
-            list.as_array()
-                .into_iter()
-                .flatten()
-                .enumerate()
-                .map(|(i, r)| original_record(i, r))
-                .collect()
-        }
-        Some(_) => {
-            return Err(format!(
-                "{} is not a results file distill knows",
-                results_path.display()
-            ));
-        }
-        None if raw.is_empty() => Vec::new(),
-        // distill's own file cut short by a crash: its header, then a problem per line
-        None if raw.trim_start().starts_with("{") && raw.contains("\"run_id\"") => {
-            partial_problems(&raw)
-        }
-        None => {
-            let why = crate::original::parse_json(&raw)
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            return Err(format!(
-                "{} is not a results file distill can read (not JSON: {why}); point `distill view` at a run directory distill or the original tool wrote",
-                results_path.display()
-            ));
-        }
-    };
-    Ok(fill(dir, config, &records, &events_path, &status))
+    let records: Vec<Value> = records
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect();
+    let config = config_of(&rf);
+    Ok(fill(
+        config,
+        &records,
+        &events_path,
+        &rf.status,
+        rf.metrics(),
+    ))
 }
 
-/// The page of a run known only by its journal (`runfile`): status `interrupted` when it
-/// was killed, `running` while it goes on.
-fn from_journal(dir: &Path, config: Value, l: crate::runfile::Lines, events_path: &Path) -> State {
-    let records: Vec<Value> = l
-        .problems
-        .iter()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect();
-    fill(dir, config, &records, events_path, &l.status)
+/// The run's config.json; for the original tool's file, what it recorded about itself.
+fn config_of(rf: &RunFile) -> Value {
+    match rf.original() {
+        Some(o) => rf.config().unwrap_or_else(|| {
+            json!({"format": "original", "experiment_name": o.experiment_name,
+                   "config": o.config})
+        }),
+        None => rf.config().unwrap_or(Value::Null),
+    }
 }
 
 /// The dashboard state of a run's records, events and metrics.
-fn fill(dir: &Path, config: Value, records: &[Value], events_path: &Path, status: &str) -> State {
+fn fill(
+    config: Value,
+    records: &[Value],
+    events_path: &Path,
+    status: &str,
+    metrics: Option<Value>,
+) -> State {
     let problems: Vec<(String, String)> = config["problems"]["selected"]
         .as_array()
         .into_iter()
@@ -231,7 +119,7 @@ fn fill(dir: &Path, config: Value, records: &[Value], events_path: &Path, status
             state.replay_event(&e, done);
         }
     }
-    if let Some(m) = read_json(&dir.join("metrics.json")) {
+    if let Some(m) = metrics {
         state.set_metrics(&m);
     }
     state.finish(&json!({"status": status, "problems": records.len()}));

@@ -1,173 +1,166 @@
-//! `--load_initial_reasoning FILE`: imports round-0 outputs of an earlier run — distill's
-//! results.json or the original tool's (`results[].iterations[0]`, or `results[].solutions[]`
-//! as samples) — into the cache as node entries under the keys this pipeline's round-0
-//! `reason` nodes would use, so those nodes are cache hits. The file is checked first: every
-//! record must name a problem of the selected set whose question and answer match, and carry
-//! its reasoning text; any violation is an error naming the problem (the original tool
-//! imported a missing reasoning as None and silently wrecked runs).
+//! Importing an earlier run's answers: `--load_run FILE` (every round: reasoning, summaries,
+//! continuations) and `--load_initial_reasoning FILE` (round-0 `reason` outputs only). The
+//! file is any run `runfile` reads — distill's or the original tool's. Its records become
+//! the call layer's import table (`calls::imports`): a node call that misses the cache is
+//! answered by the record of the same problem, sample, kind and round and written under
+//! this pipeline's own key. The file is checked first: every record must name a problem of
+//! the problem set whose question and answer match, and carry its text; any violation is an
+//! error naming the problem (the original tool imported a missing reasoning as None and
+//! silently wrecked runs). Records the earlier run wrote as errors are skipped and counted
+//! (`not_run: recorded_error` in this run). After the run, `import.json` in the run directory
+//! says what came from where, and every verdict that differs from the recorded one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
-use super::RunCtx;
-use crate::calls::split_reasoning;
-use crate::nodes::Output;
+use crate::calls::NotSent;
+use crate::calls::imports::{Imported, Imports};
+use crate::llm::Usage;
+use crate::runfile::records::{NodeRecord, NodeStatus, ProblemRecord};
+use crate::spec::Pipeline;
 
-/// One imported round-0 output.
-struct Record {
-    problem: String,
-    sample: u32,
-    question: Option<String>,
-    answer: Option<String>,
-    text: Option<String>,
-    finish_reason: String,
+/// Which records of the file to import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `--load_initial_reasoning`: the round-0 `reason` outputs.
+    Round0,
+    /// `--load_run`: every node record with a model's text.
+    All,
 }
 
-fn as_text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+impl Scope {
+    pub fn flag(self) -> &'static str {
+        match self {
+            Scope::Round0 => "--load_initial_reasoning",
+            Scope::All => "--load_run",
+        }
     }
 }
 
-fn read(path: &Path) -> Result<Vec<Record>> {
-    // a run directory, a killed run's journal or a results file of either tool
-    let v: Value = crate::runfile::read_doc(path).map_err(anyhow::Error::msg)?;
-    let mut out = Vec::new();
-    if let Some(problems) = v.get("problems").and_then(|p| p.as_array()) {
-        // distill's format: the round-0 reason node of every sample
-        for p in problems {
-            let id = as_text(p.get("id")).unwrap_or_default();
-            for (s, nodes) in p
-                .get("samples")
-                .and_then(|s| s.as_array())
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                // only what finished: a killed or stopped run has nodes that never ran
-                let Some(rec) = nodes.as_object().and_then(|m| {
-                    m.values()
-                        .find(|r| r["kind"] == "reason" && r["round"] == 0 && r["status"] == "done")
-                }) else {
+/// What an import brought, for the run's manifest.
+#[derive(Debug)]
+pub struct Loaded {
+    pub flag: &'static str,
+    pub source: String,
+    pub format: &'static str,
+    pub imports: std::sync::Arc<Imports>,
+    /// Problems the file recorded as errors.
+    pub recorded_errors: Vec<String>,
+    /// (problem, sample, round) → the recorded verdict of its graded attempt.
+    verdicts: HashMap<(String, u32, u32), bool>,
+}
+
+/// The node kinds whose records hold a model's text to import.
+const IMPORTED_KINDS: &[&str] = &["reason", "continue", "summarize"];
+
+fn wanted(n: &NodeRecord, scope: Scope) -> bool {
+    match scope {
+        Scope::Round0 => n.kind == "reason" && n.round == 0,
+        Scope::All => IMPORTED_KINDS.contains(&n.kind.as_str()),
+    }
+}
+
+fn output_text(n: &NodeRecord, key: &str) -> Option<String> {
+    crate::runfile::original::text_of(n.output.as_deref().and_then(|o| o.get(key)))
+}
+
+fn answer(n: &NodeRecord) -> Imported {
+    let o = n.output.as_deref();
+    Imported::Answer {
+        text: output_text(n, "text").unwrap_or_default(),
+        reasoning: output_text(n, "reasoning").filter(|r| !r.is_empty()),
+        finish_reason: output_text(n, "finish_reason").unwrap_or_else(|| "unreported".into()),
+        usage: o
+            .and_then(|o| o.get("usage"))
+            .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok()),
+    }
+}
+
+/// Checks one problem's record against the problem set; the errors found.
+fn check(p: &ProblemRecord, pipeline: &Pipeline, errors: &mut Vec<String>) {
+    let Some(q) = pipeline.problem_set.problems.iter().find(|q| q.id == p.id) else {
+        errors.push(format!(
+            "problem `{}` is not in {}",
+            p.id,
+            pipeline.problems_path.display()
+        ));
+        return;
+    };
+    if !p.question.is_empty() && p.question.trim() != q.question().trim() {
+        errors.push(format!(
+            "problem `{}`: its question differs from the problem set's",
+            p.id
+        ));
+    }
+    if !p.answer.is_empty() && p.answer.trim() != q.answer().trim() {
+        errors.push(format!(
+            "problem `{}`: its answer `{}` differs from the problem set's `{}`",
+            p.id,
+            p.answer,
+            q.answer()
+        ));
+    }
+}
+
+/// Reads and checks `path`; the import table for the run.
+pub fn load(pipeline: &Pipeline, path: &Path, scope: Scope) -> Result<Loaded> {
+    let flag = scope.flag();
+    let rf = crate::runfile::open(path).map_err(anyhow::Error::msg)?;
+    let (problems, bad) = rf.readable(crate::runfile::Texts::Full);
+    if let Some(u) = bad.first() {
+        bail!(
+            "{}: {} record(s) cannot be read (record {}: {}); fix or remove them",
+            rf.file.display(),
+            bad.len(),
+            u.line,
+            u.error
+        );
+    }
+    let mut imports = Imports::new(path.display().to_string());
+    let (mut errors, mut recorded_errors, mut verdicts) = (Vec::new(), Vec::new(), HashMap::new());
+    for p in &problems {
+        let mut recorded_error = false;
+        let mut problem_errors = Vec::new();
+        for (s, nodes) in p.samples.iter().enumerate() {
+            let s = s as u32;
+            for n in nodes.values().filter(|n| wanted(n, scope)) {
+                match n.status {
+                    NodeStatus::Done => {}
+                    NodeStatus::NotRun if n.reason == Some(NotSent::RecordedError) => {
+                        recorded_error = true;
+                        let e = n.error.clone().unwrap_or_default();
+                        imports.insert(&p.id, s, &n.kind, n.round, Imported::RecordedError(e));
+                        continue;
+                    }
+                    // only what finished: a killed or stopped run has nodes that never ran
+                    _ => continue,
+                }
+                if output_text(n, "text").is_none_or(|t| t.trim().is_empty()) {
+                    problem_errors.push(format!(
+                        "problem `{}` (sample {s}, node `{}`): no text to import",
+                        p.id, n.node
+                    ));
                     continue;
-                };
-                out.push(Record {
-                    problem: id.clone(),
-                    sample: s as u32,
-                    question: as_text(p.get("question")),
-                    answer: as_text(p.get("answer")),
-                    text: as_text(rec.pointer("/output/text")),
-                    finish_reason: as_text(rec.pointer("/output/finish_reason"))
-                        .unwrap_or_else(|| "stop".into()),
-                });
+                }
+                if let Some(c) = n
+                    .output
+                    .as_deref()
+                    .and_then(|o| o.get("correct")?.as_bool())
+                {
+                    verdicts.insert((p.id.clone(), s, n.round), c);
+                }
+                imports.insert(&p.id, s, &n.kind, n.round, answer(n));
             }
         }
-        return Ok(out);
-    }
-    let Some(results) = v.get("results").and_then(|r| r.as_array()) else {
-        bail!(
-            "{}: neither distill's results.json (`problems`) nor the original tool's (`results`)",
-            path.display()
-        );
-    };
-    for r in results {
-        let id = as_text(r.get("problem_id"))
-            .or_else(|| as_text(r.get("id")))
-            .unwrap_or_default();
-        let truth = crate::original::TRUTH_KEYS
-            .iter()
-            .find_map(|k| as_text(r.get(*k)));
-        let question = as_text(r.get("question"));
-        let rows: Vec<&Value> = if let Some(its) = r.get("iterations").and_then(|i| i.as_array()) {
-            its.iter()
-                .filter(|i| i.get("iteration").and_then(|n| n.as_u64()) == Some(0))
-                .take(1)
-                .collect()
-        } else if let Some(sols) = r.get("solutions").and_then(|s| s.as_array()) {
-            sols.iter().collect()
+        if recorded_error {
+            recorded_errors.push(p.id.clone());
         } else {
-            bail!(
-                "{}: problem `{id}` has neither `iterations` nor `solutions`",
-                path.display()
-            );
-        };
-        if rows.is_empty() {
-            bail!("{}: problem `{id}` has no iteration 0", path.display());
+            check(p, pipeline, &mut problem_errors);
         }
-        for (s, row) in rows.into_iter().enumerate() {
-            out.push(Record {
-                problem: id.clone(),
-                sample: s as u32,
-                question: question.clone(),
-                answer: truth.clone(),
-                text: crate::original::TEXT_KEYS
-                    .iter()
-                    .find_map(|k| as_text(row.get(*k))),
-                finish_reason: as_text(row.get("finish_reason")).unwrap_or_else(|| "stop".into()),
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Checks and imports; returns how many node entries were written.
-pub fn import_initial_reasoning(ctx: &RunCtx, path: &Path) -> Result<usize> {
-    let records = read(path)?;
-    let p = &ctx.pipeline;
-    let by_id: HashMap<&str, &crate::data::Problem> = p
-        .problem_set
-        .problems
-        .iter()
-        .map(|q| (q.id.as_str(), q))
-        .collect();
-    let selected: HashMap<&str, &crate::data::Problem> =
-        p.problems.iter().map(|q| (q.id.as_str(), q)).collect();
-    let round0: Vec<&crate::spec::Node> = p
-        .nodes
-        .iter()
-        .filter(|n| n.kind == "reason" && n.round == 0 && n.deps().is_empty())
-        .collect();
-    if round0.is_empty() {
-        bail!("the pipeline has no round-0 `reason` node without inputs to import into");
-    }
-    let mut errors = Vec::new();
-    for r in &records {
-        let Some(q) = by_id.get(r.problem.as_str()) else {
-            errors.push(format!(
-                "problem `{}` is not in {}",
-                r.problem,
-                p.problems_path.display()
-            ));
-            continue;
-        };
-        if let Some(qt) = &r.question
-            && qt.trim() != q.question().trim()
-        {
-            errors.push(format!(
-                "problem `{}`: its question differs from the problem set's",
-                r.problem
-            ));
-        }
-        if let Some(a) = &r.answer
-            && a.trim() != q.answer().trim()
-        {
-            errors.push(format!(
-                "problem `{}`: its answer `{a}` differs from the problem set's `{}`",
-                r.problem,
-                q.answer()
-            ));
-        }
-        if r.text.as_deref().is_none_or(|t| t.trim().is_empty()) {
-            errors.push(format!(
-                "problem `{}` (sample {}): no reasoning text to import",
-                r.problem, r.sample
-            ));
-        }
+        errors.extend(problem_errors);
     }
     if !errors.is_empty() {
         bail!(
@@ -177,43 +170,89 @@ pub fn import_initial_reasoning(ctx: &RunCtx, path: &Path) -> Result<usize> {
             errors.join("\n  ")
         );
     }
-    let mut written = 0;
-    let upstream = HashMap::new();
-    for r in &records {
-        let Some(problem) = selected.get(r.problem.as_str()) else {
-            continue;
-        };
-        if r.sample >= p.spec.samples {
-            continue;
-        }
-        for node in &round0 {
-            let cx = ctx.node_cx(node, problem, r.sample, &upstream);
-            let prompt = crate::nodes::reason::prompt_of(&cx)?;
-            let model = node.model.as_deref().expect("validated");
-            let (_, key) = ctx
-                .calls
-                .node_key(&cx.site(), model, &prompt, &json!(null))?;
-            let text = r.text.clone().unwrap_or_default();
-            let (reasoning, answer_text) = split_reasoning(&text, None);
-            let mut out = Output::new();
-            out.insert("prompt".into(), json!(prompt.full_text()));
-            out.insert("text".into(), json!(text));
-            out.insert("reasoning".into(), json!(reasoning));
-            out.insert("answer_text".into(), json!(answer_text));
-            out.insert("finish_reason".into(), json!(r.finish_reason));
-            out.insert("finish_reasons".into(), json!([r.finish_reason]));
-            out.insert(
-                "usage".into(),
-                serde_json::to_value(crate::llm::Usage::default())?,
-            );
-            out.insert("round".into(), json!(0));
-            out.insert(
-                "model".into(),
-                json!(format!("imported:{}", path.display())),
-            );
-            ctx.calls.store_node_entry(&key, &out)?;
-            written += 1;
+    if imports.answers() == 0 {
+        bail!(
+            "{}: no finished record to import ({} problem record(s){}); point {flag} at a run that finished some",
+            rf.file.display(),
+            problems.len(),
+            match recorded_errors.len() {
+                0 => String::new(),
+                n => format!(", {n} written as errors"),
+            }
+        );
+    }
+    Ok(Loaded {
+        flag,
+        source: path.display().to_string(),
+        format: rf.format.label(),
+        imports: std::sync::Arc::new(imports),
+        recorded_errors,
+        verdicts,
+    })
+}
+
+/// Writes `import.json` into the run directory: the source, what was used by kind and
+/// round, the recorded errors (`not_run: recorded_error` here), and every verdict of this
+/// run that differs from the recorded one (also printed).
+pub fn write_manifest(dir: &Path, l: &Loaded) -> Result<()> {
+    let mut differ = Vec::new();
+    if let Ok(rf) = crate::runfile::open(dir) {
+        for p in rf.problems(crate::runfile::Texts::Lengths).flatten() {
+            for (s, nodes) in p.samples.iter().enumerate() {
+                for n in nodes.values().filter(|n| n.kind == "reason") {
+                    let now = n
+                        .output
+                        .as_deref()
+                        .and_then(|o| o.get("correct")?.as_bool());
+                    let was = l.verdicts.get(&(p.id.clone(), s as u32, n.round));
+                    if let (Some(now), Some(&was)) = (now, was)
+                        && now != was
+                    {
+                        differ.push(json!({"problem": p.id, "sample": s, "round": n.round,
+                                           "recorded": was, "now": now}));
+                    }
+                }
+            }
         }
     }
-    Ok(written)
+    for d in &differ {
+        eprintln!(
+            "regraded: problem `{}` sample {} round {}: recorded {}, now {}",
+            d["problem"].as_str().unwrap_or(""),
+            d["sample"],
+            d["round"],
+            verdict_word(&d["recorded"]),
+            verdict_word(&d["now"])
+        );
+    }
+    let used: BTreeMap<String, usize> = l
+        .imports
+        .used()
+        .into_iter()
+        .map(|((kind, round), n)| (format!("{kind} round {round}"), n))
+        .collect();
+    let manifest = json!({
+        "flag": l.flag,
+        "source": l.source,
+        "format": l.format,
+        "records": l.imports.len(),
+        "used": used,
+        "recorded_errors": l.recorded_errors.iter()
+            .map(|id| json!({"problem": id, "status": "not_run", "reason": "recorded_error"}))
+            .collect::<Vec<_>>(),
+        "verdicts_differ": differ,
+    });
+    crate::atomic::write_atomically(
+        &dir.join("import.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+fn verdict_word(v: &Value) -> &'static str {
+    if v.as_bool() == Some(true) {
+        "right"
+    } else {
+        "wrong"
+    }
 }

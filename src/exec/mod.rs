@@ -49,8 +49,12 @@ pub struct RunOptions {
     pub progress: bool,
     /// Stop sending new calls once this run's spend reaches this many dollars.
     pub max_cost: Option<f64>,
-    /// Import round-0 outputs from an earlier results.json before running.
+    /// Import round-0 outputs from an earlier run (`--load_initial_reasoning`).
     pub load_initial_reasoning: Option<PathBuf>,
+    /// Import every round of an earlier run (`--load_run`).
+    pub load_run: Option<PathBuf>,
+    /// Also write the results in the original tool's schema (`--results_format original`).
+    pub original_results: bool,
     /// Serve a live dashboard on (host, port).
     pub dashboard: Option<(String, u16)>,
     /// How the pipeline was loaded (recorded in config.json for `--resume`).
@@ -69,6 +73,8 @@ pub struct RunCtx {
     pub started: Instant,
     /// The live dashboard (`--dashboard`).
     pub dashboard: Option<crate::dashboard::Dashboard>,
+    /// What `--load_run` / `--load_initial_reasoning` brought (its table is in `calls`).
+    pub import: Option<import::Loaded>,
 }
 
 /// The models some node of the pipeline calls (only those need a provider and a key).
@@ -91,6 +97,38 @@ fn used_models(pipeline: &Pipeline) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+/// The import table of `--load_run` or `--load_initial_reasoning` (one of them), checked.
+fn load_import(p: &Pipeline, opts: &RunOptions) -> Result<Option<import::Loaded>> {
+    let (file, scope) = match (&opts.load_run, &opts.load_initial_reasoning) {
+        (Some(_), Some(_)) => {
+            return Err(InvalidInput(
+                "--load_run imports every round, --load_initial_reasoning round 0 only: give one of them".into(),
+            )
+            .into());
+        }
+        (Some(f), None) => (f, import::Scope::All),
+        (None, Some(f)) => (f, import::Scope::Round0),
+        (None, None) => return Ok(None),
+    };
+    let l = import::load(p, file, scope)
+        .map_err(|e| InvalidInput(format!("{} {e:#}", scope.flag())))?;
+    eprintln!(
+        "importing {} record(s) from {} ({}){}",
+        l.imports.len(),
+        file.display(),
+        l.format,
+        if l.recorded_errors.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} problem(s) it recorded as errors are not run",
+                l.recorded_errors.len()
+            )
+        }
+    );
+    Ok(Some(l))
 }
 
 impl RunCtx {
@@ -121,6 +159,10 @@ impl RunCtx {
             base_dir: &base_dir,
         })
         .map_err(|e| InvalidInput(format!("{e:#}")))?;
+        let import = load_import(&pipeline, opts)?;
+        if let Some(l) = &import {
+            calls.set_imports(l.imports.clone());
+        }
         Ok(RunCtx {
             pipeline,
             templates,
@@ -128,6 +170,7 @@ impl RunCtx {
             calls,
             started: Instant::now(),
             dashboard: None,
+            import,
         })
     }
 
@@ -303,20 +346,31 @@ async fn dashboard_end(d: &crate::dashboard::Dashboard, summary: &RunSummary) {
     }
 }
 
+/// `--results_format original`: results.original.json beside results.json (a failure is a
+/// warning: distill's own files are written).
+fn write_original_results(dir: &std::path::Path, name: &str) {
+    let config = std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .map(|c| c["pipeline"].clone())
+        .unwrap_or_default();
+    match crate::runfile::original_out::write(dir, name, config) {
+        Ok(f) => eprintln!("original-format results: {}", f.display()),
+        Err(e) => eprintln!("warning: writing the original-format results: {e}"),
+    }
+}
+
 /// Runs a validated pipeline and writes its run directory.
 pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let mut rc = RunCtx::new(pipeline, opts, Mode::Run)?;
-    if let Some(f) = &opts.load_initial_reasoning {
-        let n = import::import_initial_reasoning(&rc, f)
-            .map_err(|e| InvalidInput(format!("--load_initial_reasoning {e:#}")))?;
-        eprintln!(
-            "imported {n} round-0 output(s) from {} into the cache",
-            f.display()
-        );
-    }
     let mut out = match &opts.resume {
         Some(dir) => output::RunWriter::reopen(dir).map_err(|e| InvalidInput(format!("{e:#}")))?,
-        None => output::RunWriter::create(&rc, opts)?,
+        // before any call: a results root that cannot hold a run directory is bad input
+        None => output::RunWriter::create(&rc, opts).map_err(|e| {
+            InvalidInput(format!(
+                "{e:#}: pass --results DIR with a directory distill can write (nothing was run)"
+            ))
+        })?,
     };
     if let Some((host, port)) = &opts.dashboard {
         rc.dashboard = Some(start_dashboard(&rc, opts, &out.run_id, host, *port).await?);
@@ -371,6 +425,17 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     };
     ctx.calls.cache.sync();
     let summary = out.finish(&ctx, &outcome)?;
+    if let (Some(l), Some(dir)) = (&ctx.import, &summary.run_dir)
+        && let Err(e) = import::write_manifest(dir, l)
+    {
+        eprintln!(
+            "warning: writing {}: {e:#}",
+            dir.join("import.json").display()
+        );
+    }
+    if let (true, Some(dir)) = (opts.original_results, &summary.run_dir) {
+        write_original_results(dir, &ctx.pipeline.spec.name);
+    }
     if let Some(d) = &ctx.dashboard {
         dashboard_end(d, &summary).await;
     }

@@ -78,8 +78,9 @@ impl RunWriter {
             .with_context(|| format!("creating run directory {}", dir.display()))?;
         let cfg = config_json(ctx, opts, &run_id);
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)
-            .context("writing config.json")?;
-        let events = File::create(dir.join("events.jsonl")).context("creating events.jsonl")?;
+            .with_context(|| format!("writing {}", dir.join("config.json").display()))?;
+        let events = File::create(dir.join("events.jsonl"))
+            .with_context(|| format!("creating {}", dir.join("events.jsonl").display()))?;
         let nodes: Vec<String> = ctx.pipeline.nodes.iter().map(|n| n.id.clone()).collect();
         let journal = crate::runfile::Journal::create(
             &dir,
@@ -100,7 +101,7 @@ impl RunWriter {
             .create(true)
             .append(true)
             .open(dir.join("events.jsonl"))
-            .context("opening events.jsonl")?;
+            .with_context(|| format!("opening {}", dir.join("events.jsonl").display()))?;
         Ok(Self::with(dir.to_path_buf(), run_id, events, journal))
     }
 
@@ -120,7 +121,7 @@ impl RunWriter {
             .create(true)
             .append(true)
             .open(self.dir.join("cache_keys.txt"))
-            .context("opening cache_keys.txt")?;
+            .with_context(|| format!("opening {}", self.dir.join("cache_keys.txt").display()))?;
         Ok(BufWriter::new(f))
     }
 
@@ -186,7 +187,8 @@ impl Finished {
                     self.run_id,
                     summary_line(ctx)
                 );
-                std::fs::write(self.dir.join("report.md"), report).context("writing report.md")?;
+                std::fs::write(self.dir.join("report.md"), report)
+                    .with_context(|| format!("writing {}", self.dir.join("report.md").display()))?;
                 format!("(no per-round table: {e})")
             }
         };
@@ -237,14 +239,10 @@ impl Finished {
 
 /// What a `not_run` reason means, for the end-of-run summary.
 fn not_run_text(reason: &str) -> String {
-    let what = match reason {
-        "budget" => "not sent: this run's spend reached --max_cost",
-        "interrupted" => "interrupted before they were sent",
-        "offline_miss" => "not in the cache (--offline / ENABLE_API_CALLS=0)",
-        "planned" => "to be made",
-        other => other,
-    };
-    format!("{reason} ({what})")
+    match serde_json::from_value::<crate::calls::NotSent>(serde_json::json!(reason)) {
+        Ok(r) => format!("{reason} ({r})"),
+        Err(_) => reason.to_string(),
+    }
 }
 
 fn summary_line(ctx: &RunCtx) -> String {
@@ -256,8 +254,12 @@ fn summary_line(ctx: &RunCtx) -> String {
     } else {
         String::new()
     };
+    let imported = match g(&st.imported) {
+        0 => String::new(),
+        n => format!(" ({n} imported now)"),
+    };
     format!(
-        "calls: {} sent, {} from call cache, {} model nodes from node cache · tokens: {} prompt / {} completion{estimated} · spend ${:.4} (experiment total ${:.4}) · wall {:.2} s",
+        "calls: {} sent, {} from call cache, {} model nodes from node cache{imported} · tokens: {} prompt / {} completion{estimated} · spend ${:.4} (experiment total ${:.4}) · wall {:.2} s",
         g(&st.calls),
         g(&st.call_hits),
         g(&st.node_hits),
@@ -286,6 +288,7 @@ pub fn metrics_json(ctx: &RunCtx, outcome: &Outcome, problems_written: usize) ->
         "single_flight_waits": g(&st.flight_waits),
         "call_cache_hits": g(&st.call_hits),
         "node_cache_hits": g(&st.node_hits),
+        "imported_nodes": g(&st.imported),
         "tokens": {"prompt": g(&st.prompt_tokens), "completion": g(&st.completion_tokens), "reasoning": g(&st.reasoning_tokens)},
         "spent_tokens": {"prompt": g(&st.spent_prompt_tokens), "completion": g(&st.spent_completion_tokens)},
         "spend_usd": g(&st.spend_micro_usd) as f64 / 1e6,
@@ -303,7 +306,7 @@ impl Sink for RunWriter {
         // one write per event: a crash loses nothing that finished
         self.events
             .write_all(&line)
-            .context("appending to events.jsonl")
+            .with_context(|| format!("appending to {}", self.dir.join("events.jsonl").display()))
     }
 
     fn problem_open(&mut self, p: &crate::data::Problem) -> Result<()> {

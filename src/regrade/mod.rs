@@ -76,9 +76,9 @@ pub struct RegradeReport {
     pub new_correct: usize,
 }
 
-use crate::original::TEXT_KEYS;
-use crate::original::TRUTH_KEYS;
-pub(super) use crate::original::verdict;
+use crate::runfile::original::TEXT_KEYS;
+use crate::runfile::original::TRUTH_KEYS;
+pub(super) use crate::runfile::original::verdict;
 
 /// Reads `path`, regrades, writes the regraded file (default: beside the input,
 /// `<stem>.regraded.json`; written to a temp file then renamed), returns the report.
@@ -95,7 +95,11 @@ pub fn regrade_file(path: &Path, opts: &RegradeOptions) -> Result<RegradeReport,
         return Err(format!("rel_tol must be a finite number >= 0, got {t}"));
     }
     let shown = path.display();
-    let mut doc = crate::runfile::read_doc(path)?;
+    let rf = crate::runfile::open(path)?;
+    let mut doc = match rf.distill_doc() {
+        Some(d) => d?,
+        None => rf.into_original().map(|o| o.into_doc()).unwrap_or_default(),
+    };
 
     let g = Grader {
         opts,

@@ -445,8 +445,12 @@ fn stop_note(
         let r: Vec<&str> = total.not_run_reasons.keys().map(String::as_str).collect();
         r.join(", ")
     };
+    let only_recorded =
+        !stopped && not_started == 0 && total.not_run_reasons.keys().all(|r| r == "recorded_error");
     let head = if run.status == "running" {
         "IN PROGRESS"
+    } else if only_recorded {
+        "RECORDED ERRORS"
     } else {
         "STOPPED EARLY"
     };
@@ -467,7 +471,41 @@ fn stop_note(
     if !total.not_run_reasons.is_empty() {
         s.push_str(&format!(" ({})", reasons_text(&total.not_run_reasons)));
     }
+    if total.not_run_reasons.contains_key("recorded_error") {
+        s.push_str(&recorded_errors_note(run));
+    }
     Some(s)
+}
+
+/// How the imported run's own figure differs: the original tool counted the records it
+/// wrote as errors as wrong answers, so its per-round share is over every row.
+fn recorded_errors_note(run: &Run) -> String {
+    let shares: Vec<String> = (0..run.rounds.len())
+        .map(|i| {
+            let (mut right, mut n) = (0usize, 0usize);
+            for a in run
+                .problems
+                .iter()
+                .flat_map(|p| p.samples.iter().filter_map(|s| s.get(i)))
+            {
+                let recorded = a.reason.as_deref() == Some("recorded_error");
+                if a.verdict().is_some() || recorded {
+                    n += 1;
+                    right += usize::from(a.verdict() == Some(true));
+                }
+            }
+            if n == 0 {
+                "–".into()
+            } else {
+                format!("{:.1}% ({right}/{n})", 100.0 * right as f64 / n as f64)
+            }
+        })
+        .collect();
+    format!(
+        ". Records the imported run wrote as errors have no answer: not run here and left out \
+         of the accuracy; counted as wrong, as the original tool counted them, round by round: {}",
+        shares.join(", ")
+    )
 }
 
 /// Each run against the first, at each one's last round, on the problems they share that have

@@ -11,21 +11,21 @@
 //! selected is marked STOPPED EARLY in every header. Wilson 95% intervals for proportions and
 //! a seeded paired bootstrap over problems for differences.
 //!
-//! Files: `load.rs` (distill's results into the model), `files.rs` (reading results files
-//! line by line), `legacy.rs` (the original tool's format, lenient JSON, problem-set columns),
+//! Files: `load.rs` (the model), `records.rs` (a run's typed records, read by `runfile` for
+//! either tool, into the model), `columns.rs` (problem-set columns for grouping),
 //! `stats.rs` (Wilson, bootstrap, pass@k, majority), `metrics.rs` (the numbers), `passk.rs`
 //! (pass@k, majority@k), `problems.rs` (outcome classes, failed and not-run problems),
 //! `table.rs` (markdown, JSON), `csv.rs`, `compact.rs` (the end-of-run table), `plot.rs` (SVG).
 
+mod columns;
 pub mod compact;
 pub mod csv;
-mod files;
-pub mod legacy;
 pub mod load;
 pub mod metrics;
 pub mod passk;
 pub mod plot;
 pub mod problems;
+mod records;
 pub mod stats;
 pub mod table;
 

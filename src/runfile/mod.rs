@@ -14,12 +14,19 @@
 //! - `run.lock`: held (`flock`) by the live run. No end record and a free lock mean the run
 //!   was killed: it reads as `interrupted`, every node that finished counted.
 //!
-//! Readers ask [`problem_lines`] / [`journal_lines`] for a run's problems as JSON lines.
-//! What does not belong here: what a report or dashboard does with them.
+//! Readers (`distill report`, `view`, `grade`, `runs`, `--resume`, the importers) open any of
+//! these, or a results file of either tool, with [`open`] (`read.rs`): one streamed reader of
+//! typed records; the original tool's files come through its one adapter (`original.rs`).
+//! What does not belong here: what a report or dashboard does with the records.
 
 pub mod config;
 mod journal;
+pub mod original;
+pub mod original_out;
+pub mod read;
 pub mod records;
+
+pub use read::{Format, RunFile, Texts, Unreadable, open};
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
@@ -56,10 +63,12 @@ impl Journal {
         nodes: &[String],
         samples: u32,
     ) -> Result<Journal> {
-        let lock = File::create(dir.join(LOCK)).context("creating run.lock")?;
+        let lock = File::create(dir.join(LOCK))
+            .with_context(|| format!("creating {}", dir.join(LOCK).display()))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .with_context(|| format!("locking {}", dir.join(LOCK).display()))?;
-        let file = File::create(dir.join(JOURNAL)).context("creating results.jsonl")?;
+        let file = File::create(dir.join(JOURNAL))
+            .with_context(|| format!("creating {}", dir.join(JOURNAL).display()))?;
         let header = json!({"record": "run", "run_id": run_id, "pipeline": pipeline,
                             "nodes": nodes, "samples": samples});
         let mut j = Journal {
@@ -78,7 +87,8 @@ impl Journal {
     /// (an error when the run is still live) and appends from the end. A cut last line is
     /// ended first so that the next record starts a line of its own.
     pub fn reopen(dir: &Path) -> Result<Journal> {
-        let lock = File::create(dir.join(LOCK)).context("opening run.lock")?;
+        let lock = File::create(dir.join(LOCK))
+            .with_context(|| format!("opening {}", dir.join(LOCK).display()))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
             |_| {
                 anyhow::anyhow!(
@@ -172,7 +182,7 @@ impl Journal {
         line.push(b'\n');
         self.file
             .write_all(&line)
-            .context("appending to results.jsonl")?;
+            .with_context(|| format!("appending to {}", self.dir.join(JOURNAL).display()))?;
         let span = (self.at, line.len() - 1);
         self.at += line.len() as u64;
         Ok(span)
@@ -244,22 +254,9 @@ pub struct Lines {
     pub file: PathBuf,
 }
 
-/// The problem records a run directory holds, from its journal whether or not the run
-/// ended (None without a journal: a run directory of an older distill).
-pub fn journal_lines(dir: &Path) -> Option<Lines> {
-    read_journal(dir)
-}
-
-/// The journal of a run directory that has no results.json (a killed or live run), or None
-/// when there is none (an ended run: read its results.json; or an older run directory).
-pub fn problem_lines(dir: &Path) -> Option<Lines> {
-    if dir.join(RESULTS).is_file() {
-        return None;
-    }
-    read_journal(dir)
-}
-
-fn read_journal(dir: &Path) -> Option<Lines> {
+/// A run directory's journal, assembled into problem records (whether or not the run
+/// ended); None without one (a run directory of an older distill).
+fn journal_lines(dir: &Path) -> Option<Lines> {
     let file = dir.join(JOURNAL);
     let scan = journal::scan(&file).ok()?;
     let problems = journal::problems(&file, &scan).ok()?;
@@ -277,53 +274,15 @@ fn read_journal(dir: &Path) -> Option<Lines> {
     })
 }
 
-/// A run's results as one document in results.json's shape, for readers that take a file
-/// (`distill grade`, `--load_initial_reasoning`): `path` may be a run directory or its
-/// results.jsonl; None when results.json is the file to read (an ended run, or a path to a
-/// results file of either tool).
-pub fn results_doc(path: &Path) -> Option<Value> {
-    let dir = if path.is_dir() {
-        path
-    } else if path.file_name().is_some_and(|n| n == JOURNAL) {
-        path.parent()?
-    } else {
-        return None;
-    };
-    let l = problem_lines(dir)?;
-    let problems: Vec<Value> = l
-        .problems
-        .iter()
-        .filter_map(|p| serde_json::from_str(p).ok())
-        .collect();
-    Some(
-        json!({"run_id": l.run_id, "pipeline": l.pipeline, "problems": problems,
-                "status": l.status}),
-    )
-}
-
-/// The results file a run directory names for readers: results.json once the run ended.
-pub fn results_file(dir: &Path) -> PathBuf {
-    dir.join(RESULTS)
-}
-
-/// A run's results as one document, whatever `path` names: a run directory (ended: its
-/// results.json; killed or live: its journal), a results.jsonl, or a results file of
-/// either tool (Python's `NaN` read as null). Errors name the file and say what is wrong.
-pub fn read_doc(path: &Path) -> Result<Value, String> {
-    if let Some(d) = results_doc(path) {
-        return Ok(d);
-    }
-    let file = if path.is_dir() {
-        results_file(path)
-    } else {
-        path.to_path_buf()
-    };
+/// A results file of either tool as one document (Python's `NaN` read as null). Errors
+/// name the file and say what is wrong.
+fn read_doc(file: &Path) -> Result<Value, String> {
     let shown = file.display();
-    let raw = fs::read(&file).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let raw = fs::read(file).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let raw = String::from_utf8(raw).map_err(|_| {
         format!("{shown} is not JSON (not UTF-8 text); expected a results.json file")
     })?;
-    crate::original::parse_json(&raw)
+    crate::runfile::original::parse_json(&raw)
         .map_err(|e| format!("{shown} is not JSON ({e}); expected a results.json file"))
 }
 
@@ -384,7 +343,7 @@ mod tests {
         j.node(0, Some(0), &node("a0")).unwrap();
         j.close(&closed(&pb)).unwrap();
         assert_eq!(liveness(dir.path()), Liveness::Live);
-        assert_eq!(problem_lines(dir.path()).unwrap().status, "running");
+        assert_eq!(open(dir.path()).unwrap().status, "running");
         // a kill: the lock goes with the process, a half line may be left
         drop(j);
         let mut f = fs::OpenOptions::new()
@@ -392,15 +351,13 @@ mod tests {
             .open(dir.path().join(JOURNAL))
             .unwrap();
         f.write_all(b"{\"record\":\"node\",\"ind").unwrap();
-        let l = problem_lines(dir.path()).unwrap();
+        let l = open(dir.path()).unwrap();
         assert_eq!(l.status, "interrupted");
         assert_eq!(l.run_id.as_deref(), Some("r1"));
         assert_eq!(liveness(dir.path()), Liveness::Killed);
-        let v: Vec<Value> = l
-            .problems
-            .iter()
-            .map(|p| serde_json::from_str(p).unwrap())
-            .collect();
+        let (v, bad) = l.readable(Texts::Full);
+        assert!(bad.is_empty());
+        let v: Vec<Value> = v.iter().map(|p| serde_json::to_value(p).unwrap()).collect();
         assert_eq!(v.len(), 2);
         // CSV order; a finished node of an open problem is kept, the problem incomplete
         assert_eq!(v[0]["id"], "a");
@@ -428,8 +385,9 @@ mod tests {
         let back = ProblemRecord::parse(&line).unwrap();
         assert_eq!(back.status, ProblemStatus::Ok);
         assert_eq!(back.samples[0]["a1"].status, NodeStatus::Done);
-        assert!(
-            problem_lines(dir.path()).is_none(),
+        assert_eq!(
+            open(dir.path()).unwrap().file,
+            dir.path().join(RESULTS),
             "an ended run reads results.json"
         );
         assert_eq!(liveness(dir.path()), Liveness::Ended("complete".into()));

@@ -110,9 +110,13 @@ pub struct NodeRecord {
 /// One problem's record in results.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProblemRecord {
+    #[serde(deserialize_with = "text")]
     pub id: String,
+    #[serde(default)]
     pub index: usize,
+    #[serde(default, deserialize_with = "text")]
     pub question: String,
+    #[serde(default, deserialize_with = "text")]
     pub answer: String,
     pub status: ProblemStatus,
     /// Per sample: node id → record, in pipeline order.
@@ -130,6 +134,15 @@ impl ProblemRecord {
     pub fn parse(line: &str) -> Result<ProblemRecord, serde_json::Error> {
         serde_json::from_str(line)
     }
+}
+
+/// A text field that older or hand-written files hold as a number (`"answer": 204`).
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    })
 }
 
 pub fn now() -> String {

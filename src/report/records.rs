@@ -1,0 +1,421 @@
+//! From a run's typed records (`runfile`, distill's or the original tool's through its
+//! adapter) to the report's model: which nodes are graded rounds, each attempt's state, the
+//! usage and cost of every round, the vote records.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::load::{Attempt, Problem, RoundUsage, Run, State, UNRECORDED_REASON, VoteRecord};
+use crate::calls::Output;
+use crate::runfile::records::{NodeRecord, NodeStatus, ProblemRecord, ProblemStatus};
+use crate::runfile::{Format, RunFile, Texts};
+
+/// The node kinds whose records are graded attempts (a pipeline that grades only with
+/// `grade` nodes has those instead).
+const ATTEMPT_KINDS: &[&str] = &["reason", "continue"];
+
+fn graded_done(n: &NodeRecord) -> bool {
+    output(n).is_some_and(|o| o.get("correct").is_some_and(Value::is_boolean))
+}
+
+fn output(n: &NodeRecord) -> Option<&Output> {
+    n.output.as_deref()
+}
+
+/// Node id → round of the graded nodes of `kinds`, from the records and, for rounds no
+/// record reached yet (a run stopped before a round began), from config.json.
+fn graded_nodes(rf: &RunFile, cfg: Option<&Value>, kinds: &[&str]) -> BTreeMap<String, u32> {
+    let mut seen: BTreeMap<String, (u32, bool, bool)> = BTreeMap::new(); // round, any done, any graded
+    for p in rf.problems(Texts::Lengths).flatten() {
+        for n in p.samples.iter().flat_map(|s| s.values()) {
+            if !kinds.contains(&n.kind.as_str()) {
+                continue;
+            }
+            let e = seen
+                .entry(n.node.clone())
+                .or_insert((n.round, false, false));
+            e.1 |= n.status == NodeStatus::Done;
+            e.2 |= graded_done(n);
+        }
+    }
+    let config_says = |id: &str| -> Option<bool> {
+        let nodes = cfg?.get("expanded_nodes")?.as_array()?;
+        let n = nodes.iter().find(|n| n["id"] == id)?;
+        let grade_block = cfg?
+            .get("pipeline")?
+            .get("grade")
+            .is_some_and(|g| !g.is_null());
+        Some(
+            n["kind"] == "grade"
+                || (grade_block && n["params"].get("graded") != Some(&Value::Bool(false))),
+        )
+    };
+    let expanded = cfg
+        .and_then(|c| c.get("expanded_nodes"))
+        .and_then(Value::as_array);
+    for n in expanded.into_iter().flatten() {
+        if let (Some(id), Some(kind)) = (n["id"].as_str(), n["kind"].as_str())
+            && kinds.contains(&kind)
+        {
+            let round = n["round"].as_u64().unwrap_or(0) as u32;
+            seen.entry(id.to_string()).or_insert((round, false, false));
+        }
+    }
+    let any_graded = seen.values().any(|v| v.2);
+    seen.into_iter()
+        .filter(|(id, (_, any_done, here))| {
+            *here || (!any_done && any_graded && config_says(id).unwrap_or(true))
+        })
+        .map(|(id, (round, _, _))| (id, round))
+        .collect()
+}
+
+/// A run's records as the report's model (its label and path are the caller's).
+pub fn run_of(rf: &RunFile) -> Result<Run, String> {
+    let config = rf.config().filter(|_| rf.format == Format::Distill);
+    let cfg = config.as_ref();
+    let mut warnings = Vec::new();
+    let mut graded = graded_nodes(rf, cfg, ATTEMPT_KINDS);
+    if graded.is_empty() {
+        graded = graded_nodes(rf, cfg, &["grade"]);
+    }
+    let mut rounds: BTreeSet<u32> = graded.values().copied().collect();
+    if let Some(o) = rf.original() {
+        rounds.extend(o.rounds());
+        if o.lacks_iteration_tokens() {
+            warnings.push(
+                "the original iterated format has no per-iteration token counts: tokens are shown as 0"
+                    .into(),
+            );
+        }
+    }
+    let rounds: Vec<u32> = rounds.into_iter().collect();
+    if rounds.is_empty() {
+        warnings.push("no graded node: accuracy needs a `grade:` block or grade nodes".into());
+    }
+    let prices = prices(cfg);
+    let cfg_samples = cfg
+        .and_then(|c| c["pipeline"]["samples"].as_u64())
+        .map(|n| n as usize);
+    let samples = rf
+        .problems(Texts::Lengths)
+        .flatten()
+        .map(|p| p.samples.len())
+        .max()
+        .unwrap_or(0)
+        .max(cfg_samples.unwrap_or(1))
+        .max(1);
+
+    let status = rf.status.clone();
+    let shape = Shape {
+        graded: &graded,
+        rounds: &rounds,
+        samples,
+        prices: &prices,
+        original: rf.original().is_some(),
+    };
+    let mut problems = Vec::new();
+    let mut ids_seen = BTreeSet::new();
+    let mut unreadable = Vec::new();
+    for p in rf.problems(Texts::Lengths) {
+        match p {
+            Ok(p) => {
+                ids_seen.insert(p.id.clone());
+                problems.push(problem(&p, &shape));
+            }
+            Err(u) => unreadable.push(u),
+        }
+    }
+    if let Some(u) = unreadable.first() {
+        warnings.push(format!(
+            "{} record(s) of {} could not be read and are left out (record {}: {})",
+            unreadable.len(),
+            rf.file.display(),
+            u.line,
+            u.error
+        ));
+    }
+    // selected but never written: the run was interrupted (or crashed) before them
+    if let Some(sel) = cfg.and_then(|c| c["problems"]["selected"].as_array()) {
+        let missing: Vec<String> = sel
+            .iter()
+            .filter_map(|v| v.as_str())
+            .filter(|id| !ids_seen.contains(*id))
+            .map(String::from)
+            .collect();
+        if !missing.is_empty() {
+            warnings.push(format!(
+                "{} selected problem(s) have no record (the run stopped before they finished): not run, left out of the accuracy",
+                missing.len()
+            ));
+        }
+        // a live run has not reached them yet; any other run stopped before them
+        let reason = if status == "running" {
+            "pending"
+        } else {
+            "interrupted"
+        };
+        for id in missing {
+            problems.push(super::load::missing_problem(
+                &id,
+                samples,
+                rounds.len(),
+                reason,
+            ));
+        }
+    }
+    let simulated = cfg
+        .and_then(|c| c["provenance"]["simulated_models"].as_array())
+        .is_some_and(|a| !a.is_empty());
+    let mut run = Run {
+        label: String::new(),
+        path: rf.file.clone(),
+        format: rf.format.label().into(),
+        pipeline: rf.pipeline.clone().unwrap_or_default(),
+        run_id: rf.run_id.clone().unwrap_or_default(),
+        status,
+        simulated,
+        rounds,
+        samples,
+        problems,
+        warnings,
+    };
+    if let Some(o) = rf.original() {
+        if let Some(path) = o.config["data_path"].as_str() {
+            super::columns::attach(&mut run, path, &[]);
+        }
+    } else if let Some(path) = cfg.and_then(|c| c["problems"]["path"].as_str()) {
+        let pipeline_file = cfg.and_then(|c| c["pipeline_file"].as_str()).unwrap_or("");
+        super::columns::attach(&mut run, path, &[&rf.dir, Path::new(pipeline_file)]);
+    }
+    Ok(run)
+}
+
+/// What every problem of a run is read against.
+struct Shape<'a> {
+    graded: &'a BTreeMap<String, u32>,
+    rounds: &'a [u32],
+    samples: usize,
+    prices: &'a HashMap<String, (f64, f64)>,
+    /// The original tool's file: its consensus is its own vote.
+    original: bool,
+}
+
+/// "provider:model" → price per million tokens (input, output), for models with `price:` set.
+fn prices(cfg: Option<&Value>) -> HashMap<String, (f64, f64)> {
+    let mut out = HashMap::new();
+    let Some(models) = cfg.and_then(|c| c["pipeline"]["models"].as_object()) else {
+        return out;
+    };
+    for m in models.values() {
+        let (Some(p), Some(name)) = (m.get("price"), m["model"].as_str()) else {
+            continue;
+        };
+        let f = |k: &str| p.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        let provider = m["provider"].as_str().unwrap_or("");
+        out.insert(
+            format!("{provider}:{name}"),
+            (f("input_per_m"), f("output_per_m")),
+        );
+    }
+    out
+}
+
+fn usage_of(o: &Output) -> (u64, u64) {
+    let u = o.get("usage");
+    let g = |k: &str| {
+        u.and_then(|u| u.get(k))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    (g("prompt_tokens"), g("completion_tokens"))
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    crate::runfile::original::text_of(v)
+}
+
+/// Adds one node's tokens and cost to its round's usage.
+fn add_usage(u: &mut RoundUsage, o: &Output, prices: &HashMap<String, (f64, f64)>) {
+    let (pt, ct) = usage_of(o);
+    u.prompt_tokens += pt;
+    u.completion_tokens += ct;
+    u.estimated |= o
+        .get("usage")
+        .and_then(|u| u.get("estimated"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if pt + ct > 0 || o.contains_key("cost_usd") {
+        // distill records each node's cost; older results are priced by model
+        let model = o.get("model").and_then(Value::as_str).unwrap_or("");
+        let cost = o.get("cost_usd").and_then(Value::as_f64).or_else(|| {
+            prices
+                .get(model)
+                .map(|(i, o)| (pt as f64 * i + ct as f64 * o) / 1e6)
+        });
+        u.cost_usd = u.cost_usd.zip(cost).map(|(a, b)| a + b);
+    }
+}
+
+fn problem(p: &ProblemRecord, sh: &Shape) -> Problem {
+    let rounds = sh.rounds;
+    let mut columns = BTreeMap::new();
+    for (k, v) in [("question", &p.question), ("answer", &p.answer)] {
+        if !v.is_empty() {
+            columns.insert(k.to_string(), v.clone());
+        }
+    }
+    columns.insert("id".into(), p.id.clone());
+    let slot = |r: u32| -> usize {
+        // usage of a round without a graded node goes to the next graded round (or the last)
+        rounds
+            .iter()
+            .position(|&g| g >= r)
+            .unwrap_or(rounds.len().saturating_sub(1))
+    };
+    let mut usage = vec![
+        RoundUsage {
+            // the original tool's files say nothing of cost unless they recorded one
+            cost_usd: (!sh.original).then_some(0.0),
+            ..Default::default()
+        };
+        rounds.len()
+    ];
+    let mut samples = Vec::new();
+    for si in 0..sh.samples {
+        let mut by_round: Vec<Option<&NodeRecord>> = vec![None; rounds.len()];
+        for (nid, n) in p.samples.get(si).into_iter().flatten() {
+            if let (Some(o), false) = (output(n), rounds.is_empty()) {
+                let u = &mut usage[slot(n.round)];
+                if sh.original && u.cost_usd.is_none() && o.contains_key("cost_usd") {
+                    u.cost_usd = Some(0.0);
+                }
+                add_usage(u, o, sh.prices);
+            }
+            let r = sh.graded.get(nid).copied().or_else(|| {
+                // the original tool's files name their attempts by kind, not by a pipeline
+                (sh.original && n.kind == "reason").then_some(n.round)
+            });
+            if let Some(r) = r {
+                let i = rounds.iter().position(|&x| x == r).unwrap_or(0);
+                by_round[i] = Some(n); // several graded nodes in one round: the last wins
+            }
+        }
+        samples.push(attempts(p, &by_round));
+    }
+    let votes = p
+        .aggregates
+        .iter()
+        .filter(|(_, n)| n.kind == "vote")
+        .map(|(nid, n)| vote(nid, n, sh))
+        .collect();
+    Problem {
+        id: p.id.clone(),
+        status: status_name(p.status).into(),
+        error: p.error.clone(),
+        columns,
+        samples,
+        usage,
+        votes,
+    }
+}
+
+fn status_name(s: ProblemStatus) -> &'static str {
+    match s {
+        ProblemStatus::Ok => "ok",
+        ProblemStatus::Failed => "failed",
+        ProblemStatus::Incomplete => "incomplete",
+    }
+}
+
+/// One sample's attempts, one per round.
+fn attempts(p: &ProblemRecord, by_round: &[Option<&NodeRecord>]) -> Vec<Attempt> {
+    let mut out: Vec<Attempt> = Vec::with_capacity(by_round.len());
+    for n in by_round {
+        let prev = out.last();
+        let a = match n {
+            None => match p.status {
+                ProblemStatus::Ok => Attempt::carry(prev, State::Missing),
+                ProblemStatus::Incomplete => {
+                    Attempt::not_run("no record", Some("no record of this round".into()))
+                }
+                ProblemStatus::Failed => {
+                    Attempt::failed(p.error.clone().or(Some("no record of this round".into())))
+                }
+            },
+            Some(n) => match n.status {
+                NodeStatus::Done => done_attempt(output(n)),
+                NodeStatus::Skipped => Attempt::carry(prev, State::Carried),
+                NodeStatus::Failed => {
+                    Attempt::failed(n.error.clone().or(Some(format!("node {} failed", n.node))))
+                }
+                NodeStatus::NotRun => Attempt::not_run(
+                    n.reason.map_or(UNRECORDED_REASON, |r| r.reason()),
+                    n.error.clone().or(Some(format!("node {} not run", n.node))),
+                ),
+            },
+        };
+        out.push(a);
+    }
+    out
+}
+
+fn vote(nid: &str, n: &NodeRecord, sh: &Shape) -> VoteRecord {
+    let o = output(n);
+    let pass_at = o
+        .and_then(|o| o.get("pass_at"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let status = serde_json::to_value(n.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    VoteRecord {
+        source: if sh.original {
+            "original tool's consensus_correct".into()
+        } else {
+            format!("vote node `{nid}`")
+        },
+        status,
+        round: n.round,
+        n: o.and_then(|o| o.get("n"))
+            .and_then(Value::as_u64)
+            .unwrap_or(sh.samples as u64),
+        correct: o.and_then(|o| o.get("correct")).and_then(Value::as_bool),
+        pass_at,
+    }
+}
+
+fn done_attempt(o: Option<&Output>) -> Attempt {
+    let Some(o) = o else {
+        return Attempt::failed(Some("done without output".into()));
+    };
+    Attempt {
+        state: State::Done,
+        correct: o.get("correct").and_then(Value::as_bool).unwrap_or(false),
+        answer: text(o.get("answer")),
+        finish_reason: text(o.get("finish_reason")),
+        reasoning_chars: o
+            .get("reasoning_chars")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+            .or_else(|| {
+                o.get("reasoning")
+                    .and_then(Value::as_str)
+                    .map(|r| r.chars().count())
+            }),
+        completion_tokens: o
+            .get("usage")
+            .and_then(|u| u.get("completion_tokens"))
+            .and_then(Value::as_u64),
+        error: None,
+        reason: None,
+    }
+}

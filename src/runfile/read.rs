@@ -1,0 +1,339 @@
+//! The one reader of a run's records, whatever wrote them: a run directory (ended: its
+//! results.json; killed or live: its journal), a results.jsonl, distill's results.json (one
+//! problem a line, streamed, again at each pass, so a report of any size holds one problem at
+//! a time; or pretty-printed, by `distill grade`) or the original tool's results file
+//! (through [`Original`]). Every record comes out typed ([`ProblemRecord`]); `distill report`,
+//! `view`, `grade`, `--resume` and the importers read through it.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::original::{self, Original};
+use super::records::ProblemRecord;
+use super::{JOURNAL, RESULTS};
+
+/// Who wrote the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Distill,
+    Original(original::Kind),
+}
+
+impl Format {
+    /// As reports name it: `distill`, `original (iterated)`, `original (pass@k)`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Distill => "distill",
+            Format::Original(original::Kind::Iterated) => "original (iterated)",
+            Format::Original(original::Kind::PassK) => "original (pass@k)",
+        }
+    }
+}
+
+/// What of each node output's long texts a reader keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Texts {
+    /// Everything.
+    Full,
+    /// Only the reasoning's length (`reasoning_chars`): what a report needs.
+    Lengths,
+}
+
+/// A record that could not be read: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub line: usize,
+    pub error: String,
+}
+
+/// A run's records, opened.
+pub struct RunFile {
+    pub format: Format,
+    /// The file the records come from.
+    pub file: PathBuf,
+    /// The folder that holds it (a run directory's config.json and metrics.json).
+    pub dir: PathBuf,
+    pub run_id: Option<String>,
+    pub pipeline: Option<String>,
+    /// `complete`, `interrupted` (also a killed run), `running` (a live run), `truncated`
+    /// (a results.json of an older distill cut short by a crash).
+    pub status: String,
+    source: Source,
+}
+
+enum Source {
+    Journal(Vec<String>),
+    Lines,
+    Doc(Vec<Value>),
+    Original(Box<Original>),
+}
+
+/// Opens whatever `path` names. Errors name the file and say what is wrong.
+pub fn open(path: &Path) -> Result<RunFile, String> {
+    let dir_of = |f: &Path| f.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let journal_dir = if path.is_dir() && !path.join(RESULTS).is_file() {
+        Some(path.to_path_buf())
+    } else if path.file_name().is_some_and(|n| n == JOURNAL) {
+        Some(dir_of(path))
+    } else {
+        None
+    };
+    if let Some(dir) = journal_dir {
+        let l = super::journal_lines(&dir).ok_or_else(|| {
+            format!(
+                "{} has no results.json and no readable {JOURNAL}: not a run directory distill wrote",
+                dir.display()
+            )
+        })?;
+        return Ok(RunFile {
+            format: Format::Distill,
+            dir,
+            run_id: l.run_id,
+            pipeline: l.pipeline,
+            status: l.status,
+            file: l.file,
+            source: Source::Journal(l.problems),
+        });
+    }
+    let file = if path.is_dir() {
+        path.join(RESULTS)
+    } else {
+        path.to_path_buf()
+    };
+    let dir = dir_of(&file);
+    if let Some((run_id, pipeline, status)) = line_layout(&file) {
+        return Ok(RunFile {
+            format: Format::Distill,
+            file,
+            dir,
+            run_id,
+            pipeline,
+            status,
+            source: Source::Lines,
+        });
+    }
+    let doc = super::read_doc(&file)?;
+    if let Some(problems) = doc.get("problems").and_then(Value::as_array) {
+        let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+        return Ok(RunFile {
+            format: Format::Distill,
+            run_id: text("run_id"),
+            pipeline: text("pipeline"),
+            status: text("status").unwrap_or_else(|| "unknown".into()),
+            source: Source::Doc(problems.clone()),
+            file,
+            dir,
+        });
+    }
+    match Original::from_doc(doc) {
+        Some(o) => Ok(RunFile {
+            format: Format::Original(o.kind),
+            run_id: None,
+            pipeline: o.experiment_name.clone(),
+            status: "complete".into(),
+            source: Source::Original(Box::new(o)),
+            file,
+            dir,
+        }),
+        None => Err(format!(
+            "{}: not a recognized results file; expected distill's results.json (\"problems\": \
+             [...]) or the original tool's (\"results\": [{{\"iterations\" | \"solutions\": \
+             [...]}}]): point at a run directory distill or the original tool wrote",
+            file.display()
+        )),
+    }
+}
+
+/// distill's results.json laid out one problem a line (as distill writes it): its run id,
+/// pipeline and status (`truncated` when a crash cut it short). None for any other layout.
+fn line_layout(file: &Path) -> Option<(Option<String>, Option<String>, String)> {
+    let f = File::open(file).ok()?;
+    let mut lines = BufReader::new(f).lines();
+    if lines.next()?.ok()?.trim() != "{" {
+        return None;
+    }
+    let (mut run_id, mut pipeline, mut status, mut problems) = (None, None, None, 0usize);
+    for line in lines {
+        let line = line.ok()?;
+        // as distill writes it: nothing indented (a pretty-printed file indents)
+        let l = line.trim_end().trim_end_matches(',');
+        let field = |name: &str| {
+            let rest = l.strip_prefix(&format!("\"{name}\": "))?;
+            serde_json::from_str::<Value>(rest)
+                .ok()?
+                .as_str()
+                .map(str::to_string)
+        };
+        if let Some(v) = field("run_id") {
+            run_id = Some(v);
+        } else if let Some(v) = field("pipeline") {
+            pipeline = Some(v);
+        } else if let Some(v) = field("status") {
+            status = Some(v);
+        } else if l.starts_with('{') {
+            problems += 1;
+        }
+    }
+    run_id.as_ref()?;
+    if problems == 0 && status.is_some() {
+        // complete, but not a problem a line (pretty-printed): read whole
+        return None;
+    }
+    Some((
+        run_id,
+        pipeline,
+        status.unwrap_or_else(|| "truncated".into()),
+    ))
+}
+
+impl RunFile {
+    /// The original tool's file, when it is one.
+    pub fn original(&self) -> Option<&Original> {
+        match &self.source {
+            Source::Original(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The original tool's file as it was read, when it is one.
+    pub fn into_original(self) -> Option<Original> {
+        match self.source {
+            Source::Original(o) => Some(*o),
+            _ => None,
+        }
+    }
+
+    /// Its records in problem order, read afresh at each call; a record that cannot be read
+    /// is an `Err` naming its line (a line cut by a crash, a record of another shape).
+    pub fn problems(
+        &self,
+        texts: Texts,
+    ) -> Box<dyn Iterator<Item = Result<ProblemRecord, Unreadable>> + '_> {
+        let parse = move |line: usize, text: &str| {
+            let mut r = ProblemRecord::parse(text).map_err(|e| Unreadable {
+                line,
+                error: e.to_string(),
+            })?;
+            if texts == Texts::Lengths {
+                slim(&mut r);
+            }
+            Ok(r)
+        };
+        match &self.source {
+            Source::Journal(lines) => {
+                Box::new(lines.iter().enumerate().map(move |(i, l)| parse(i + 1, l)))
+            }
+            Source::Lines => {
+                let Ok(f) = File::open(&self.file) else {
+                    return Box::new(std::iter::empty());
+                };
+                Box::new(
+                    BufReader::new(f)
+                        .lines()
+                        .enumerate()
+                        .skip(1)
+                        .map_while(|(i, l)| Some((i, l.ok()?)))
+                        .filter_map(move |(i, l)| {
+                            let t = l.trim_end().trim_end_matches(',');
+                            t.starts_with('{').then(|| parse(i + 1, t))
+                        }),
+                )
+            }
+            Source::Doc(problems) => Box::new(problems.iter().enumerate().map(move |(i, p)| {
+                let mut r: ProblemRecord =
+                    serde_json::from_value(p.clone()).map_err(|e| Unreadable {
+                        line: i + 1,
+                        error: format!("problem {}: {e}", i + 1),
+                    })?;
+                if texts == Texts::Lengths {
+                    slim(&mut r);
+                }
+                Ok(r)
+            })),
+            Source::Original(o) => Box::new(o.records().map(move |mut r| {
+                if texts == Texts::Lengths {
+                    slim(&mut r);
+                }
+                Ok(r)
+            })),
+        }
+    }
+
+    /// Its records, skipping the unreadable ones (counted in the second value).
+    pub fn readable(&self, texts: Texts) -> (Vec<ProblemRecord>, Vec<Unreadable>) {
+        let mut bad = Vec::new();
+        let good = self
+            .problems(texts)
+            .filter_map(|r| r.map_err(|e| bad.push(e)).ok())
+            .collect();
+        (good, bad)
+    }
+
+    /// The run's config.json (a run distill wrote), when it has one.
+    pub fn config(&self) -> Option<Value> {
+        let raw = std::fs::read_to_string(self.dir.join("config.json")).ok()?;
+        serde_json::from_str(&raw).ok()
+    }
+
+    /// The run's metrics.json, when it has one.
+    pub fn metrics(&self) -> Option<Value> {
+        let raw = std::fs::read_to_string(self.dir.join("metrics.json")).ok()?;
+        original::parse_json(&raw).ok()
+    }
+
+    /// distill's records as one document in results.json's shape (`distill grade` rewrites
+    /// it); None for the original tool's file.
+    pub fn distill_doc(&self) -> Option<Result<Value, String>> {
+        if self.original().is_some() {
+            return None;
+        }
+        let mut problems = Vec::new();
+        for r in self.problems(Texts::Full) {
+            match r {
+                Ok(p) => problems.push(serde_json::to_value(p).map_err(|e| e.to_string())),
+                Err(u) => {
+                    return Some(Err(format!(
+                        "{}: record {} cannot be read: {}",
+                        self.file.display(),
+                        u.line,
+                        u.error
+                    )));
+                }
+            }
+        }
+        Some(
+            problems
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map(|p| {
+                    json!({"run_id": self.run_id, "pipeline": self.pipeline, "problems": p,
+                           "status": self.status})
+                }),
+        )
+    }
+}
+
+/// Drops the long texts of every node output of a record, keeping the reasoning's length
+/// as `reasoning_chars`.
+fn slim(p: &mut ProblemRecord) {
+    let nodes = p
+        .samples
+        .iter_mut()
+        .flat_map(|s| s.values_mut())
+        .chain(p.aggregates.values_mut());
+    for n in nodes {
+        let Some(o) = n.output.as_mut() else { continue };
+        let o = Arc::make_mut(o);
+        if let Some(r) = o.get("reasoning").and_then(Value::as_str) {
+            let chars = r.chars().count();
+            o.insert("reasoning_chars".into(), chars.into());
+        }
+        for k in ["text", "reasoning", "prompt", "answer_text", "new_text"] {
+            o.remove(k);
+        }
+    }
+}

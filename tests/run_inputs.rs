@@ -1,0 +1,54 @@
+//! Where a run writes, checked before any call: a `--results` root that cannot hold a run
+//! directory is bad input (exit 2, naming the path, nothing run), like a `--cache` that
+//! cannot be written.
+
+mod common;
+
+use common::{Project, text};
+
+#[test]
+fn a_results_root_that_is_a_file_is_refused_before_any_call() {
+    let p = Project::new();
+    p.write(
+        "pipelines/q.yaml",
+        &common::iterated("q", 1, &common::sim_model(0), ""),
+    );
+    p.write("afile", "not a directory");
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "pipelines/q.yaml",
+        "--no-progress",
+        "--results",
+        "afile",
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("afile") && t.contains("--results DIR"), "{t}");
+    let entries = walk(&p.path().join("cache").join("objects"));
+    assert_eq!(entries, 0, "no call was made: {t}");
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "pipelines/q.yaml",
+        "--no-progress",
+        "--cache",
+        "afile",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("afile"), "{}", text(&out));
+}
+
+fn walk(d: &std::path::Path) -> usize {
+    std::fs::read_dir(d).map_or(0, |rd| {
+        rd.flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    walk(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
