@@ -21,7 +21,7 @@ use super::{Binding, Diag, Node, Ref, when};
 /// round arithmetic never overflows.
 const MAX_ROUND: u32 = 100_000;
 
-const COMMON: [&str; 8] = [
+pub const COMMON: [&str; 8] = [
     "kind", "model", "prompt", "input", "vars", "when", "after", "round",
 ];
 
@@ -418,6 +418,7 @@ fn resolve_raw(
         when_text,
         after,
         params,
+        typed: None,
         template_refs: Vec::new(),
         path: raw.path.clone(),
     })
