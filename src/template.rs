@@ -20,8 +20,10 @@ pub struct Templates {
 }
 
 impl Templates {
-    /// Compiles every prompt; errors are `(name, message)`.
-    pub fn compile(prompts: &BTreeMap<String, String>) -> Result<Self, Vec<(String, String)>> {
+    /// Compiles every prompt; errors are `(name, line, message)`.
+    pub fn compile(
+        prompts: &BTreeMap<String, String>,
+    ) -> Result<Self, Vec<(String, Option<usize>, String)>> {
         let mut hb = Handlebars::new();
         hb.register_escape_fn(no_escape);
         hb.set_strict_mode(true);
@@ -30,7 +32,8 @@ impl Templates {
         let mut errs = Vec::new();
         for (name, text) in prompts {
             if let Err(e) = hb.register_template_string(name, text) {
-                errs.push((name.clone(), e.to_string()));
+                let reason = e.reason().to_string();
+                errs.push((name.clone(), e.pos().map(|(l, _)| l), reason));
             }
         }
         if errs.is_empty() {

@@ -55,8 +55,8 @@ enum Cmd {
         /// Seed of the paired bootstrap.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Bootstrap resamples.
-        #[arg(long, default_value_t = 2000)]
+        /// Bootstrap resamples (0 to 100000; 0: no bootstrap).
+        #[arg(long, default_value_t = 2000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_BOOTSTRAP))]
         bootstrap: usize,
     },
     /// Fetch public benchmarks into data/ (`pull`) or show what can be pulled (`list`).
@@ -153,8 +153,8 @@ struct LoadArgs {
 struct RunArgs {
     #[command(flatten)]
     load: LoadArgs,
-    /// Model calls in flight across the whole run (a model's max_in_flight may be lower).
-    #[arg(long, default_value_t = 4)]
+    /// Model calls in flight across the whole run, 1 to 4096 (a model's max_in_flight may be lower).
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_CONCURRENCY))]
     concurrency: usize,
     /// Never call a model: a cache miss fails that node (also ENABLE_API_CALLS=0).
     #[arg(long)]
@@ -187,7 +187,7 @@ struct RunArgs {
     #[arg(long = "load_initial_reasoning", value_name = "RESULTS.json")]
     load_initial_reasoning: Option<PathBuf>,
     /// Stop sending new calls once this run's spend reaches USD (calls in flight finish; all is saved).
-    #[arg(long = "max_cost", value_name = "USD")]
+    #[arg(long = "max_cost", value_name = "USD", value_parser = parse_max_cost)]
     max_cost: Option<f64>,
     /// Finish a stopped run in place (same id and directory), sending only what is not
     /// finished; takes no pipeline file, --set or filters: the run's own config is used.
@@ -222,6 +222,25 @@ pub(crate) enum CacheCmd {
 pub(crate) struct CacheArgs {
     #[arg(long, env = "DISTILL_CACHE", default_value = "cache")]
     cache: PathBuf,
+}
+
+/// Most calls in flight (`--concurrency`).
+const MAX_CONCURRENCY: u64 = 4096;
+/// Most bootstrap resamples (`report --bootstrap`).
+const MAX_BOOTSTRAP: u64 = 100_000;
+
+/// `--max_cost`: dollars, a finite number of at least 0.
+fn parse_max_cost(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of dollars (e.g. --max_cost 5)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!(
+            "`{s}` is not a budget: give a number of dollars of at least 0 (e.g. --max_cost 5)"
+        ));
+    }
+    Ok(v)
 }
 
 /// Runs the CLI and returns the process exit code.

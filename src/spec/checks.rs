@@ -285,24 +285,18 @@ fn prompt_and_variables(
         );
         return;
     };
-    let file = prompt_file(cx, &prompt).display().to_string();
-    let scan = match template::scan(&text) {
-        Ok(s) => s,
-        Err((line, e)) => {
-            diags.push(
-                Diag::new(&file, Some(line), format!("prompt `{prompt}`: {e}"))
-                    .hint("simplify the template"),
-            );
-            return;
-        }
-    };
-    for (partial, line) in &scan.partials {
-        if read_prompt(partial, cx, prompts).is_none() {
-            diags.push(
-                Diag::at(&at(cx, n, "prompt"), format!("node `{}`: prompt `{prompt}` ({file}:{line}) includes the partial `{{{{> {partial}}}}}`, which does not exist (looked for {})", n.base, prompt_file(cx, partial).display()))
-                    .hint("a partial is another prompt file under prompts/, named without .hbs"),
-            );
-        }
+    let _ = text;
+    let mut scans = Vec::new();
+    let mut stack = Vec::new();
+    if let Err(e) = walk_partials(&prompt, cx, prompts, &mut stack, &mut scans) {
+        diags.push(
+            Diag::at(
+                &at(cx, n, "prompt"),
+                format!("node `{}`: prompt `{prompt}`: {}", n.base, e.0),
+            )
+            .hint(e.1),
+        );
+        return;
     }
     let mut provided: HashSet<&str> = ["problem", "round", "sample"].into();
     let columns = cx.columns.unwrap_or_default();
@@ -314,7 +308,10 @@ fn prompt_and_variables(
     let var_names: Vec<String> = n.vars.iter().map(|(k, _)| k.clone()).collect();
     provided.extend(var_names.iter().map(|s| s.as_str()));
     let here = at(cx, n, "prompt");
-    for v in &scan.vars {
+    let vars = scans
+        .iter()
+        .flat_map(|(file, scan)| scan.vars.iter().map(move |v| (file, v)));
+    for (file, v) in vars {
         let (root, field) = (&v.root, &v.field);
         let tloc = format!("{file}:{}", v.line);
         if root == "problem" {
@@ -352,6 +349,71 @@ fn prompt_and_variables(
         diags.push(Diag::at(&here, format!("node `{}`: prompt `{prompt}` ({tloc}) uses `{{{{{root}}}}}`, which neither a problem column, a `vars:` entry nor a node provides", n.base))
             .hint(format!("{}available here: {}; add it under `vars:` (e.g. `vars: {{{root}: all.summary}}`)", did_you_mean(root, avail.iter().copied()), avail.join(", "))));
     }
+}
+
+/// Deepest chain of partials (`{{> a}}` in a prompt, `{{> b}}` in `a`, …).
+pub const MAX_PARTIAL_DEPTH: usize = 8;
+
+/// Scans prompt `name` and, depth first, every partial it includes: (file shown, scan)
+/// per template, or (message, hint) for a missing partial, a loop or too deep a chain.
+fn walk_partials(
+    name: &str,
+    cx: &NodeCx,
+    prompts: &mut Prompts,
+    stack: &mut Vec<String>,
+    out: &mut Vec<(String, template::Scan)>,
+) -> Result<(), (String, String)> {
+    let file = prompt_file(cx, name).display().to_string();
+    let text = read_prompt(name, cx, prompts).ok_or_else(|| {
+        (
+            format!(
+                "the partial `{{{{> {name}}}}}` (in {}) does not exist (looked for {file})",
+                stack
+                    .last()
+                    .map(|s| prompt_file(cx, s).display().to_string())
+                    .unwrap_or_default()
+            ),
+            "a partial is another prompt file under prompts/, named without .hbs".to_string(),
+        )
+    })?;
+    let scan = template::scan(&text).map_err(|(line, e)| {
+        (
+            format!("{file}:{line}: {e}"),
+            "split the template into partials or flatten its blocks".to_string(),
+        )
+    })?;
+    stack.push(name.to_string());
+    if stack.len() > MAX_PARTIAL_DEPTH {
+        return Err((
+            format!(
+                "partials nest deeper than {MAX_PARTIAL_DEPTH}: {}",
+                stack.join(" > ")
+            ),
+            "include fewer levels of partials".into(),
+        ));
+    }
+    let partials = scan.partials.clone();
+    out.push((file.clone(), scan));
+    for (p, line) in partials {
+        if stack.contains(&p) {
+            return Err((
+                format!(
+                    "{file}:{line}: `{{{{> {p}}}}}` includes itself ({} > {p})",
+                    stack.join(" > ")
+                ),
+                "a partial cannot include a template that includes it".into(),
+            ));
+        }
+        walk_partials(&p, cx, prompts, stack, out).map_err(|(m, h)| {
+            if m.starts_with("the partial") {
+                (format!("{file}:{line}: {m}"), h)
+            } else {
+                (m, h)
+            }
+        })?;
+    }
+    stack.pop();
+    Ok(())
 }
 
 fn prompt_file(cx: &NodeCx, name: &str) -> PathBuf {

@@ -391,7 +391,7 @@ fn resolve_raw(
                     locs.find(&raw.path)
                 };
                 diags.push(
-                    Diag::at(&loc, format!("bad `when:` condition `{t}`: {e}"))
+                    Diag::at(&loc, format!("bad `when:` condition `{}`: {e}", shorten(t)))
                         .hint("e.g. `when: not previous.attempt.correct`; see README: conditions"),
                 );
             }
@@ -422,6 +422,15 @@ fn resolve_raw(
         template_refs: Vec::new(),
         path: raw.path.clone(),
     })
+}
+
+/// A condition as quoted in a message: at most 80 characters.
+fn shorten(t: &str) -> String {
+    if t.chars().count() <= 80 {
+        t.to_string()
+    } else {
+        format!("{}…", t.chars().take(80).collect::<String>())
+    }
 }
 
 #[cfg(test)]

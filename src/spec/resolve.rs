@@ -371,12 +371,12 @@ fn templates(prompts: &BTreeMap<String, String>, dir: &Path, diags: &mut Vec<Dia
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if let Err(es) = crate::template::Templates::compile(&ok) {
-        for (name, e) in es {
+        for (name, line, e) in es {
             diags.push(
                 Diag::new(
                     &dir.join(format!("{name}.hbs")).display().to_string(),
-                    None,
-                    format!("template does not compile: {e}"),
+                    line,
+                    format!("template `{name}` does not compile: {e}"),
                 )
                 .hint("check that every {{#block}} has its {{/block}} and every {{ has its }}"),
             );
