@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod cache;
 mod plan;
@@ -75,10 +75,10 @@ enum Cmd {
     Grade {
         /// The results file.
         file: PathBuf,
-        /// Extractor: boxed, multiple_choice, final_answer, last_number or regex:PATTERN.
+        /// Extractor (help made from the extractor table).
         #[arg(long, default_value = "boxed")]
         extract: String,
-        /// Comparison: exact, numeric, math or mc.
+        /// Comparison (help made from the comparison table).
         #[arg(long, default_value = "math")]
         grader: String,
         /// Relative tolerance for numeric comparisons.
@@ -243,9 +243,36 @@ fn parse_max_cost(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// The command line, its help texts of named choices made from their tables.
+fn command() -> clap::Command {
+    use crate::grade::{Compare, Extractor, Named};
+    let graders: Vec<&str> = Compare::names()
+        .into_iter()
+        .filter(|n| *n != "llm_judge")
+        .collect();
+    Cli::command().mut_subcommand("grade", |c| {
+        c.mut_arg("extract", |a| {
+            a.help(format!(
+                "Extractor: {}, or regex:PATTERN",
+                Extractor::names()
+                    .into_iter()
+                    .filter(|n| *n != "regex")
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+        .mut_arg("grader", |a| {
+            a.help(format!("Comparison: {}", graders.join(", ")))
+        })
+    })
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -327,25 +354,35 @@ fn regrade(
     no_fallback: bool,
     out: Option<PathBuf>,
 ) -> i32 {
-    use crate::grade::{Compare, Extractor};
+    use crate::grade::{Compare, Extractor, Named};
     let extract = match extract.split_once(':') {
         Some(("regex", pat)) => Ok(Extractor::Regex(pat.to_string())),
-        _ => serde_json::from_value::<Extractor>(serde_json::json!(if extract == "mc" {
-            "multiple_choice"
-        } else {
-            extract
-        })),
+        _ => Extractor::parse_name(extract),
     };
-    let Ok(extract) = extract else {
-        eprintln!(
-            "error: --extract must be boxed, multiple_choice, final_answer, last_number or regex:PATTERN"
-        );
+    let extract = match extract.and_then(|e| crate::grade::check_extractor(&e).map(|()| e)) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: --extract: {e}");
+            return 2;
+        }
+    };
+    let compare = match Compare::parse_name(grader) {
+        Ok(Compare::LlmJudge) => {
+            eprintln!(
+                "error: --grader llm_judge needs a model call; `distill grade` regrades without calls"
+            );
+            return 2;
+        }
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --grader: {e}");
+            return 2;
+        }
+    };
+    if let Some(e) = crate::nodes::grade::check_rel_tol(rel_tol) {
+        eprintln!("error: --rel_tol: {e}");
         return 2;
-    };
-    let Ok(compare) = serde_json::from_value::<Compare>(serde_json::json!(grader)) else {
-        eprintln!("error: --grader must be exact, numeric, math or mc");
-        return 2;
-    };
+    }
     let opts = crate::regrade::RegradeOptions {
         extract,
         compare,

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use super::load::LocMap;
 use super::{Diag, Node, PipelineSpec};
 use crate::calls::tokenizer::Tokenizer;
-use crate::llm::PROVIDERS;
 
 /// One named model of a pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,13 +250,20 @@ pub(super) fn check_models(
         {
             diags.push(Diag::at(&at("tokenizer"), format!("model `{name}`: {e:#}")));
         }
-        if !PROVIDERS.contains(&m.provider.as_str()) {
+        if crate::llm::provider(&m.provider).is_none() {
             diags.push(
                 Diag::at(
                     &at("provider"),
                     format!("model `{name}`: unknown provider `{}`", m.provider),
                 )
-                .hint(format!("providers: {}", PROVIDERS.join(", "))),
+                .hint({
+                    let names = crate::llm::provider_names();
+                    format!(
+                        "{}providers: {}",
+                        crate::nodes::params::did_you_mean(&m.provider, names.iter().copied()),
+                        names.join(", ")
+                    )
+                }),
             );
         }
         if m.provider == "openai-compatible" && m.base_url.is_none() {
