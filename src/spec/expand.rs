@@ -239,6 +239,13 @@ fn resolve_ref(text: &str, raw: &Raw, ids: &BTreeSet<String>) -> Result<Binding,
                 ));
             }
             let id = format!("{name}_{}", raw.round.saturating_sub(1));
+            if !in_body {
+                let body: Vec<&str> = raw.body.iter().flatten().map(String::as_str).collect();
+                return Err(format!(
+                    "`{text}`: there is no node `{name}` in this repeat body{}",
+                    near(name, body)
+                ));
+            }
             if raw.round == 0 || !ids.contains(&id) {
                 return Err(format!(
                     "`{text}` in round {} needs a node `{id}`, which does not exist",
@@ -262,8 +269,13 @@ fn resolve_ref(text: &str, raw: &Raw, ids: &BTreeSet<String>) -> Result<Binding,
                 })
                 .collect();
             if refs.is_empty() {
+                let bases: BTreeSet<&str> = ids
+                    .iter()
+                    .map(|i| i.rsplit_once('_').map_or(i.as_str(), |(b, _)| b))
+                    .collect();
                 return Err(format!(
-                    "`{text}` matches no node (it looks for `{name}_0`, `{name}_1`, …)"
+                    "`{text}` matches no node (it looks for `{name}_0`, `{name}_1`, …){}",
+                    near(name, bases)
                 ));
             }
             Ok(Binding::List(refs))
@@ -275,7 +287,12 @@ fn resolve_ref(text: &str, raw: &Raw, ids: &BTreeSet<String>) -> Result<Binding,
                 name.to_string()
             };
             if !ids.contains(&id) {
-                return Err(format!("`{text}`: there is no node `{id}`"));
+                let mut names: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+                names.extend(raw.body.iter().flatten().map(String::as_str));
+                return Err(format!(
+                    "`{text}`: there is no node `{id}`{}",
+                    near(name, names)
+                ));
             }
             if id == raw.id {
                 return Err(format!("`{text}`: a node cannot use its own output"));
@@ -422,6 +439,14 @@ fn resolve_raw(
         template_refs: Vec::new(),
         path: raw.path.clone(),
     })
+}
+
+/// "; did you mean `x`?" for a misspelled node name, or nothing.
+fn near<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    let all: Vec<&str> = names.into_iter().collect();
+    crate::grade::names::nearest(name, &all)
+        .map(|n| format!("; did you mean `{n}`?"))
+        .unwrap_or_default()
 }
 
 /// A condition as quoted in a message: at most 80 characters.

@@ -248,7 +248,11 @@ pub(super) fn check_models(
         if let Some(t) = &m.tokenizer
             && let Err(e) = Tokenizer::load(Some(t), tokenizer_base_dir(pipeline_file))
         {
-            diags.push(Diag::at(&at("tokenizer"), format!("model `{name}`: {e:#}")));
+            diags.push(
+                Diag::at(&at("tokenizer"), format!("model `{name}`: {e:#}")).hint(
+                    "`tokenizer:` is cl100k, o200k or the path of a Hugging Face tokenizer.json (relative to the pipeline's folder)",
+                ),
+            );
         }
         if crate::llm::provider(&m.provider).is_none() {
             diags.push(
