@@ -14,6 +14,7 @@ pub mod extract;
 pub mod grade;
 pub mod params;
 pub mod reason;
+pub mod score;
 pub mod summarize;
 pub mod tokens;
 pub mod vote;
@@ -306,6 +307,7 @@ pub fn registry() -> Vec<Arc<dyn NodeKind>> {
         entry(grade::Grade),
         entry(continue_::Continue),
         entry(vote::Vote),
+        entry(score::Score),
     ]
 }
 
@@ -357,6 +359,17 @@ pub fn graded_answer_field(kind_name: &str) -> Option<&'static str> {
         Graded::ByGradeBlock { answer_field } => Some(answer_field),
         _ => None,
     }
+}
+
+/// The per-sample kinds that give their own verdict (a `grade` node), which the report
+/// counts when no node is graded by the `grade:` block.
+pub fn own_verdict_kinds() -> Vec<&'static str> {
+    registry()
+        .iter()
+        .map(|k| k.info())
+        .filter(|i| i.graded == Graded::Always && !i.aggregate)
+        .map(|i| i.name)
+        .collect()
 }
 
 /// Whether this node's output will have `answer` and `correct`.
