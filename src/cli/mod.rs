@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod cache;
-mod plan;
+pub mod plan;
 mod runs;
 
 use crate::data::Filters;
