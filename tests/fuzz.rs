@@ -313,7 +313,7 @@ impl Fuzz {
             opts.filters.index_range = Some(format!("{a}-{b}"));
         }
         self.figures.validate += 1;
-        let plan_now = self.figures.validate % 8 == 0;
+        let plan_now = self.figures.validate.is_multiple_of(8);
         let cache = self.project.join("cache");
         let results = self.project.join("results");
         let rt = &self.rt;
