@@ -322,9 +322,11 @@ pub fn calls_model(node: &crate::spec::Node) -> bool {
     !summarize::without_model(node)
 }
 
+static KINDS: std::sync::LazyLock<Vec<Arc<dyn NodeKind>>> = std::sync::LazyLock::new(registry);
+
 /// Looks a kind up by name.
 pub fn kind(name: &str) -> Option<Arc<dyn NodeKind>> {
-    registry().into_iter().find(|k| k.info().name == name)
+    KINDS.iter().find(|k| k.info().name == name).cloned()
 }
 
 pub fn kind_names() -> Vec<&'static str> {
@@ -333,7 +335,7 @@ pub fn kind_names() -> Vec<&'static str> {
 
 /// The info of a kind by name.
 pub fn info(name: &str) -> Option<&'static KindInfo> {
-    kind(name).map(|k| k.info())
+    KINDS.iter().map(|k| k.info()).find(|i| i.name == name)
 }
 
 /// Whether nodes of this kind carry a verdict (`correct`) when the pipeline grades (for the

@@ -21,6 +21,10 @@ use super::{Binding, Diag, Node, Ref, when};
 /// round arithmetic never overflows.
 const MAX_ROUND: u32 = 100_000;
 
+/// Most rounds of one `repeat:` block (a graph of thousands of nodes per problem, each
+/// reading every earlier round, is far past any experiment and slow to check).
+pub const MAX_REPEAT: u32 = 1_000;
+
 pub const COMMON: [&str; 8] = [
     "kind", "model", "prompt", "input", "vars", "when", "after", "round",
 ];
@@ -142,12 +146,15 @@ fn expand_block(
     let n = obj
         .get("repeat")
         .and_then(|v| v.as_u64())
-        .filter(|&n| n <= MAX_ROUND as u64);
+        .filter(|&n| n <= u64::from(MAX_REPEAT));
     let Some(n) = n else {
-        diags.push(Diag::at(
-            &locs.find(&format!("{path}.repeat")),
-            format!("`repeat:` must be a whole number of rounds, at most {MAX_ROUND}"),
-        ));
+        diags.push(
+            Diag::at(
+                &locs.find(&format!("{path}.repeat")),
+                format!("`repeat:` must be a whole number of rounds from 0 to {MAX_REPEAT}"),
+            )
+            .hint("e.g. `repeat: 4` (the paper's rounds)"),
+        );
         return;
     };
     let start = match obj.get("start") {
