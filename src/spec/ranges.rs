@@ -102,14 +102,14 @@ pub(super) fn check_ranges(name: &str, m: &ModelSpec, locs: &LocMap, diags: &mut
             key: "price.input_per_m",
             value: Some(m.price.input_per_m),
             lo: 0.0,
-            hi: 10_000.0,
+            hi: 1_000_000.0,
             what: "dollars per million tokens",
         },
         Range {
             key: "price.output_per_m",
             value: Some(m.price.output_per_m),
             lo: 0.0,
-            hi: 10_000.0,
+            hi: 1_000_000.0,
             what: "dollars per million tokens",
         },
         Range {
