@@ -7,9 +7,10 @@
 
 use anyhow::Result;
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{KindInfo, Need, NodeCx, NodeKind, Produced};
+use super::{FieldError, Graded, Kind, KindInfo, Need, NodeCx, Produced};
 use crate::calls::split_reasoning;
 use crate::llm::{Message, Prompt};
 
@@ -32,13 +33,32 @@ static INFO: KindInfo = KindInfo {
         "answer",
         "correct",
     ],
-    params: &["suffix", "system", "graded"],
+    params: &[
+        ("suffix", "the text appended after the cut (default `Wait`)"),
+        ("system", "a system message (text)"),
+        (
+            "graded",
+            "true (default) or false: false leaves this node out of the grade: block",
+        ),
+    ],
     model: Need::Required,
     prompt: Need::Required,
     input: Need::Required,
     template_vars: &[],
     aggregate: false,
+    graded: Graded::ByGradeBlock {
+        answer_field: "new_text",
+    },
 };
+
+/// The fields of a `continue` node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Params {
+    pub suffix: Option<String>,
+    pub system: Option<String>,
+    pub graded: Option<bool>,
+}
 
 /// The partial answer to continue from.
 pub fn cut_and_suffix(text: &str, suffix: &str) -> String {
@@ -49,13 +69,31 @@ pub fn cut_and_suffix(text: &str, suffix: &str) -> String {
 }
 
 #[async_trait]
-impl NodeKind for Continue {
+impl Kind for Continue {
+    type Params = Params;
+
     fn info(&self) -> &'static KindInfo {
         &INFO
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
-        let suffix = cx.param_str("suffix").unwrap_or("Wait");
+    fn check(
+        &self,
+        p: &Params,
+        _: &crate::spec::Node,
+        _: &crate::spec::PipelineSpec,
+    ) -> Vec<FieldError> {
+        match &p.suffix {
+            Some(s) if s.is_empty() => vec![(
+                "suffix".into(),
+                "`suffix:` is empty".into(),
+                Some("give the text to append, e.g. `suffix: Wait`, or leave the field out".into()),
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    async fn run(&self, cx: &NodeCx<'_>, p: &Params) -> Result<Produced> {
+        let suffix = p.suffix.as_deref().unwrap_or("Wait");
         let previous = cx.input_str("text").unwrap_or_default();
         let partial = cut_and_suffix(&previous, suffix);
         let user = cx.templates.render(
@@ -63,10 +101,10 @@ impl NodeKind for Continue {
             &cx.template_data(Map::new()),
         )?;
         let mut msgs = Vec::new();
-        if let Some(s) = cx.param_str("system") {
+        if let Some(s) = &p.system {
             msgs.push(Message {
                 role: "system".into(),
-                content: s.to_string(),
+                content: s.clone(),
             });
         }
         msgs.push(Message {
@@ -93,13 +131,7 @@ impl NodeKind for Continue {
         out.insert("new_text".into(), Value::String(new_text));
         out.insert("reasoning".into(), Value::String(reasoning));
         out.insert("answer_text".into(), Value::String(answer_text));
-        let graded = cx
-            .node
-            .params
-            .get("graded")
-            .and_then(|g| g.as_bool())
-            .unwrap_or(true);
-        if let (true, Some(g)) = (graded, cx.pipeline().grade()) {
+        if let (true, Some(g)) = (p.graded.unwrap_or(true), cx.pipeline().grade()) {
             super::grade::attach_grade_from(cx, g, &mut out, "new_text").await?;
         }
         Ok(Produced {

@@ -12,10 +12,6 @@ use crate::calls::Output;
 use crate::runfile::records::{NodeRecord, NodeStatus, ProblemRecord, ProblemStatus};
 use crate::runfile::{Format, RunFile, Texts};
 
-/// The node kinds whose records are graded attempts (a pipeline that grades only with
-/// `grade` nodes has those instead).
-const ATTEMPT_KINDS: &[&str] = &["reason", "continue"];
-
 fn graded_done(n: &NodeRecord) -> bool {
     output(n).is_some_and(|o| o.get("correct").is_some_and(Value::is_boolean))
 }
@@ -77,9 +73,11 @@ pub fn run_of(rf: &RunFile) -> Result<Run, String> {
     let config = rf.config().filter(|_| rf.format == Format::Distill);
     let cfg = config.as_ref();
     let mut warnings = Vec::new();
-    let mut graded = graded_nodes(rf, cfg, ATTEMPT_KINDS);
+    // the attempts graded by the `grade:` block; a pipeline that grades only with nodes
+    // that give their own verdict (`grade`) has those instead
+    let mut graded = graded_nodes(rf, cfg, &crate::nodes::block_graded_kinds());
     if graded.is_empty() {
-        graded = graded_nodes(rf, cfg, &["grade"]);
+        graded = graded_nodes(rf, cfg, &crate::nodes::own_verdict_kinds());
     }
     let mut rounds: BTreeSet<u32> = graded.values().copied().collect();
     if let Some(o) = rf.original() {

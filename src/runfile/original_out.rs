@@ -31,15 +31,12 @@ fn by_round(
     nodes: &indexmap::IndexMap<String, NodeRecord>,
 ) -> (BTreeMap<u32, &NodeRecord>, BTreeMap<u32, &NodeRecord>) {
     let (mut attempts, mut summaries) = (BTreeMap::new(), BTreeMap::new());
+    let graded = crate::nodes::block_graded_kinds();
     for n in nodes.values().filter(|n| n.status == NodeStatus::Done) {
-        match n.kind.as_str() {
-            "reason" | "continue" if out(n, "correct").is_boolean() => {
-                attempts.insert(n.round, n);
-            }
-            "summarize" => {
-                summaries.insert(n.round, n);
-            }
-            _ => {}
+        if graded.contains(&n.kind.as_str()) && out(n, "correct").is_boolean() {
+            attempts.insert(n.round, n);
+        } else if n.kind == "summarize" {
+            summaries.insert(n.round, n);
         }
     }
     (attempts, summaries)

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use super::load::LocMap;
 use super::{Diag, Node, PipelineSpec};
 use crate::calls::tokenizer::Tokenizer;
-use crate::llm::PROVIDERS;
 
 /// One named model of a pipeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +67,10 @@ pub struct ModelSpec {
     /// Settings of the `sim` provider.
     #[serde(default)]
     pub sim: SimSettings,
+    /// Largest response text (content plus reasoning) accepted from one call, in bytes
+    /// (default 8 MiB): a longer answer is an error, never stored whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
     /// Tokenizer used to estimate usage when the server reports none: `cl100k` (default,
     /// approximate), `o200k`, or a path to a Hugging Face tokenizer.json (relative to the
     /// pipeline file's folder).
@@ -205,6 +208,12 @@ impl Price {
 }
 
 impl ModelSpec {
+    /// The cap on one response's text, in bytes.
+    pub fn response_cap(&self) -> usize {
+        self.max_response_bytes
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES) as usize
+    }
+
     /// The sampling parameters as the ordered map that is sent and hashed (`extra` merged in).
     pub fn param_map(&self) -> BTreeMap<String, serde_json::Value> {
         let mut map: BTreeMap<String, serde_json::Value> = match serde_json::to_value(&self.params)
@@ -239,15 +248,26 @@ pub(super) fn check_models(
         if let Some(t) = &m.tokenizer
             && let Err(e) = Tokenizer::load(Some(t), tokenizer_base_dir(pipeline_file))
         {
-            diags.push(Diag::at(&at("tokenizer"), format!("model `{name}`: {e:#}")));
+            diags.push(
+                Diag::at(&at("tokenizer"), format!("model `{name}`: {e:#}")).hint(
+                    "`tokenizer:` is cl100k, o200k or the path of a Hugging Face tokenizer.json (relative to the pipeline's folder)",
+                ),
+            );
         }
-        if !PROVIDERS.contains(&m.provider.as_str()) {
+        if crate::llm::provider(&m.provider).is_none() {
             diags.push(
                 Diag::at(
                     &at("provider"),
                     format!("model `{name}`: unknown provider `{}`", m.provider),
                 )
-                .hint(format!("providers: {}", PROVIDERS.join(", "))),
+                .hint({
+                    let names = crate::llm::provider_names();
+                    format!(
+                        "{}providers: {}",
+                        crate::nodes::params::did_you_mean(&m.provider, names.iter().copied()),
+                        names.join(", ")
+                    )
+                }),
             );
         }
         if m.provider == "openai-compatible" && m.base_url.is_none() {
@@ -281,12 +301,7 @@ pub(super) fn check_models(
                 ),
             ));
         }
-        if m.max_in_flight == Some(0) {
-            diags.push(Diag::at(
-                &at("max_in_flight"),
-                "`max_in_flight` must be at least 1",
-            ));
-        }
+        super::ranges::check_ranges(name, m, locs, diags);
         let sim_numbers = [
             ("latency_ms", m.sim.latency_ms),
             ("jitter_ms", m.sim.jitter_ms),
@@ -314,6 +329,16 @@ pub(super) fn check_models(
         }
     }
 }
+
+/// Most continuation calls after the first (a server that always answers `length` costs at
+/// most this many calls per node).
+pub const MAX_CONTINUATIONS: u32 = 100;
+
+/// Largest `max_tokens` / `max_total_tokens`.
+pub const MAX_TOKENS: u64 = 10_000_000;
+
+/// Default cap on one response's text (content plus reasoning), in bytes.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 8 << 20;
 
 /// Warnings about how the nodes use the models: `samples: N` (N > 1) with a model at
 /// temperature 0 set explicitly (in `params` or `extra`), where every sample will likely get
