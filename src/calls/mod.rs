@@ -154,6 +154,8 @@ pub struct Settings<'a> {
     pub max_cost: Option<f64>,
     /// The folder of the pipeline file (relative `tokenizer:` paths resolve against it).
     pub base_dir: &'a Path,
+    /// The pipeline's `sample_offset`, added to the sample index in keys and seeds.
+    pub sample_offset: u32,
 }
 
 /// The call layer of one run.
@@ -173,6 +175,8 @@ pub struct Calls {
     pub redactor: redact::Redactor,
     /// The first failed cache write (path and OS error), reported once.
     cache_failure: Mutex<Option<String>>,
+    /// Added to a site's sample index wherever it decides a response (keys, seeds, `sim`).
+    pub sample_offset: u32,
 }
 
 impl Calls {
@@ -214,7 +218,13 @@ impl Calls {
             keys_out: Mutex::new(None),
             redactor: redact::Redactor::new(keys),
             cache_failure: Mutex::new(None),
+            sample_offset: s.sample_offset,
         })
+    }
+
+    /// The tokenizer of a model this run uses (its `tokenizer:` setting, cl100k by default).
+    pub fn tokenizer_of(&self, model: &str) -> Option<&tokenizer::Tokenizer> {
+        self.models.get(model).map(|m| &m.tokenizer)
     }
 
     /// Sets who hears about started calls, retries and streamed text (once).

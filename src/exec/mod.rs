@@ -119,6 +119,7 @@ impl RunCtx {
             concurrency: opts.concurrency,
             max_cost: opts.max_cost,
             base_dir: &base_dir,
+            sample_offset: pipeline.spec.sample_offset,
         })
         .map_err(|e| InvalidInput(format!("{e:#}")))?;
         Ok(RunCtx {

@@ -25,6 +25,10 @@ pub fn answer_part(text: &str) -> &str {
 }
 
 pub fn extract(ex: &Extractor, text: &str, opts: &ExtractOptions) -> Option<String> {
+    if *ex == Extractor::OriginalDefault {
+        // the original read the whole text, thinking included, with no answer-part preference
+        return extract_in(ex, text);
+    }
     let part = answer_part(text);
     if let Some(a) = extract_in(ex, part) {
         return Some(a);
@@ -41,6 +45,7 @@ fn extract_in(ex: &Extractor, s: &str) -> Option<String> {
         Extractor::MultipleChoice => last_choice(s),
         Extractor::FinalAnswer => final_answer_line(s),
         Extractor::LastNumber => last_number(s),
+        Extractor::OriginalDefault => original_default(s),
         Extractor::Regex(p) => last_regex_match(&compile(p).ok()?, s),
     }?;
     let r = r.trim();
@@ -235,6 +240,25 @@ static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
 
 /// The last number in the text (opt-in only; `1,000` kept whole; a `-` glued to a preceding
 /// word or digit is a hyphen, not a sign).
+static PAREN_INT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\\(\s*(\d+)\s*\\\)").expect("static regex"));
+static WHOLE_INT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b\d+\b").expect("static regex"));
+
+/// The original tool's `default`: the last `\boxed{..}`, else the last `\(N\)` with N a
+/// whole number, else the last whole number in the text.
+pub fn original_default(s: &str) -> Option<String> {
+    if let Some(b) = last_boxed(s) {
+        return Some(b);
+    }
+    if let Some(c) = PAREN_INT.captures_iter(s).last() {
+        return Some(c[1].to_string());
+    }
+    WHOLE_INT
+        .find_iter(s)
+        .last()
+        .map(|m| m.as_str().to_string())
+}
+
 pub fn last_number(s: &str) -> Option<String> {
     let m = NUMBER.find_iter(s).last()?;
     let t = m.as_str();
@@ -348,6 +372,24 @@ mod tests {
             Some("\\frac{1}{2}")
         );
         assert_eq!(ex(&fa, "no"), None);
+    }
+
+    #[test]
+    fn original_default_prefers_boxed_then_paren_then_last_integer() {
+        let o = ExtractOptions::default();
+        let d = Extractor::OriginalDefault;
+        assert_eq!(ex(&d, "so 12 \\boxed{7} then 9").as_deref(), Some("7"));
+        assert_eq!(ex(&d, "is \\( 42 \\) not 5").as_deref(), Some("42"));
+        assert_eq!(
+            ex(&d, "tried 3, then 1,000 and x2 or 17.").as_deref(),
+            Some("17")
+        );
+        assert_eq!(ex(&d, "no digits"), None);
+        // the whole text counts, thinking included: a boxed answer inside it beats a later number
+        assert_eq!(
+            extract(&d, "\\boxed{5}</think> I said 6", &o).as_deref(),
+            Some("5")
+        );
     }
 
     #[test]

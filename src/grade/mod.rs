@@ -35,6 +35,9 @@ pub enum Extractor {
     MultipleChoice,
     FinalAnswer,
     LastNumber,
+    /// The original tool's `default` extractor, over the whole text: the last `\boxed{}`,
+    /// else the last `\(N\)`, else the last whole number.
+    OriginalDefault,
     Regex(String),
 }
 
@@ -267,6 +270,7 @@ mod tests {
             Extractor::MultipleChoice,
             Extractor::FinalAnswer,
             Extractor::LastNumber,
+            Extractor::OriginalDefault,
             Extractor::Regex("Answer: (\\d+)".into()),
         ];
         let q = "Pick (A) 1 (B) 2";

@@ -3,7 +3,8 @@
 //! suffix), and asks the model to go on from there in one call — on a completions endpoint
 //! the chat format leaves that partial assistant turn open. Its `text` is the whole grown
 //! context (cut text + suffix + continuation), so the next round continues from it; `new_text`
-//! is what this call added, and the answer is read from it.
+//! is what this call added, and the answer is read from it. With `append_if_tag_missing: false`
+//! an input without `</think>` fails the node (the original tool's default).
 
 use anyhow::Result;
 use async_trait::async_trait;
@@ -32,7 +33,7 @@ static INFO: KindInfo = KindInfo {
         "answer",
         "correct",
     ],
-    params: &["suffix", "system", "graded"],
+    params: &["suffix", "system", "graded", "append_if_tag_missing"],
     model: Need::Required,
     prompt: Need::Required,
     input: Need::Required,
@@ -57,6 +58,17 @@ impl NodeKind for Continue {
     async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
         let suffix = cx.param_str("suffix").unwrap_or("Wait");
         let previous = cx.input_str("text").unwrap_or_default();
+        let append = cx
+            .node
+            .params
+            .get("append_if_tag_missing")
+            .and_then(|b| b.as_bool())
+            .unwrap_or(true);
+        if !append && !previous.contains("</think>") {
+            anyhow::bail!(
+                "the previous attempt's text has no `</think>` to cut at; set `append_if_tag_missing: true` to append a newline and `{suffix}` instead"
+            );
+        }
         let partial = cut_and_suffix(&previous, suffix);
         let user = cx.templates.render(
             cx.node.prompt.as_deref().expect("validated"),

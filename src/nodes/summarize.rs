@@ -53,6 +53,8 @@ static INFO: KindInfo = KindInfo {
         "tokenizer",
         "chunk_words",
         "overlap_words",
+        "chunk_separator",
+        "ellipsis",
     ],
     model: Need::Required,
     prompt: Need::Required,
@@ -83,10 +85,12 @@ pub fn without_model(node: &crate::spec::Node) -> bool {
             .is_some_and(|s| !matches!(s, "llm" | "chunked"))
 }
 
-/// The text of the input to summarize.
-pub fn trace_of(cx: &NodeCx<'_>) -> String {
+/// The text of the input to summarize. With `fallback_full_text: false` an input without
+/// that field (an attempt with no `</think>`, for `reasoning`) fails the node, as the original
+/// tool stops on a trace without `</think>` unless `allow_fallback` is set.
+pub fn trace_of(cx: &NodeCx<'_>) -> Result<String> {
     let Some(input) = cx.input() else {
-        return String::new();
+        return Ok(String::new());
     };
     let field = cx.param_str("field").unwrap_or("reasoning");
     let fallback = cx
@@ -103,10 +107,12 @@ pub fn trace_of(cx: &NodeCx<'_>) -> String {
             .to_string()
     };
     let t = get(field);
-    if t.trim().is_empty() && fallback {
-        get("text")
-    } else {
-        t
+    match (t.trim().is_empty(), fallback) {
+        (true, true) => Ok(get("text")),
+        (true, false) => Err(anyhow!(
+            "the input has no `{field}` to summarize (for `reasoning`: its text has no `</think>`); set `fallback_full_text: true` to summarize its whole text instead"
+        )),
+        _ => Ok(t),
     }
 }
 
@@ -178,14 +184,33 @@ impl NodeKind for Summarize {
                 return v;
             }
         };
-        for (name, default) in [
-            ("k", DEFAULT_K),
-            ("chunk_words", 1000),
-            ("overlap_words", 1),
-        ] {
+        for (name, default) in [("k", DEFAULT_K), ("chunk_words", 1000)] {
             if let Err(e) = uint(node, name, default) {
                 v.push((name.into(), e));
             }
+        }
+        if let Some(o) = node.params.get("overlap_words")
+            && o.as_u64().is_none()
+        {
+            v.push((
+                "overlap_words".into(),
+                "`overlap_words:` must be a whole number (0 for none)".into(),
+            ));
+        }
+        for name in ["ellipsis"] {
+            if node.params.get(name).is_some_and(|b| !b.is_boolean()) {
+                v.push((name.into(), format!("`{name}:` must be true or false")));
+            }
+        }
+        if node
+            .params
+            .get("chunk_separator")
+            .is_some_and(|b| !b.is_string())
+        {
+            v.push((
+                "chunk_separator".into(),
+                "`chunk_separator:` must be text".into(),
+            ));
         }
         if let Some(t) = node.params.get("tokenizer")
             && !t.as_str().is_some_and(|t| tokens::TOKENIZERS.contains(&t))
@@ -210,15 +235,27 @@ impl NodeKind for Summarize {
     async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
         let strategy = cx.param_str("strategy").unwrap_or("llm");
         let k = uint(cx.node, "k", DEFAULT_K).map_err(anyhow::Error::msg)? as usize;
-        let tok_name = cx.param_str("tokenizer").unwrap_or("cl100k_base");
-        let bpe =
-            tokens::tokenizer(tok_name).ok_or_else(|| anyhow!("unknown tokenizer `{tok_name}`"))?;
-        let trace = trace_of(cx);
+        let tok = tokenizer_for(cx)?;
+        let trace = trace_of(cx)?;
+        let ellipsis = cx
+            .node
+            .params
+            .get("ellipsis")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         let token_out = |text: String, n: usize| {
             let mut o = plain(cx, strategy, text);
-            o.insert("tokenizer".into(), json!(tok_name));
+            o.insert("tokenizer".into(), json!(tok.name()));
             o.insert("tokens".into(), json!(n));
             o
+        };
+        let keep = |pick: Pick| -> Result<(String, usize)> {
+            let (t, n, cut) = tokens::keep_with(&tok, &trace, k, pick)?;
+            Ok(match (ellipsis && cut, pick) {
+                (true, Pick::First) => (format!("{t}..."), n),
+                (true, Pick::Last) => (format!("...{t}"), n),
+                _ => (t, n),
+            })
         };
         match strategy {
             "first_k" | "last_k" | "random_k" => {
@@ -229,10 +266,10 @@ impl NodeKind for Summarize {
                         cx.pipeline().spec.seed,
                         &cx.problem.id,
                         cx.node.round,
-                        cx.sample,
+                        cx.sample + cx.pipeline().spec.sample_offset,
                     )),
                 };
-                let (t, n) = tokens::keep_tokens(bpe, &trace, k, pick);
+                let (t, n) = keep(pick)?;
                 Ok(token_out(t, n).into())
             }
             "post_think" => {
@@ -242,11 +279,11 @@ impl NodeKind for Summarize {
                     .map(|i| full[i + "</think>".len()..].trim().to_string());
                 match after.filter(|a| !a.is_empty()) {
                     Some(a) => {
-                        let n = tokens::count(bpe, &a);
+                        let n = tok.count(&a) as usize;
                         Ok(token_out(a, n).into())
                     }
                     None => {
-                        let (t, n) = tokens::keep_tokens(bpe, &trace, k, Pick::Last);
+                        let (t, n) = keep(Pick::Last)?;
                         Ok(token_out(t, n).into())
                     }
                 }
@@ -264,7 +301,7 @@ impl NodeKind for Summarize {
                     Some(a) => format!("The answer is {a}."),
                     None => "No answer found.".to_string(),
                 };
-                let n = tokens::count(bpe, &t);
+                let n = tok.count(&t) as usize;
                 Ok(token_out(t, n).into())
             }
             "chunked" => self.chunked(cx, &trace).await,
@@ -273,6 +310,26 @@ impl NodeKind for Summarize {
                     .await
             }
         }
+    }
+}
+
+/// The tokenizer of the token strategies: the node's `tokenizer:` when set, else the
+/// `tokenizer:` of the model that wrote the input (cl100k_base when it has none).
+fn tokenizer_for(cx: &NodeCx<'_>) -> Result<crate::calls::tokenizer::Tokenizer> {
+    use crate::calls::tokenizer::Tokenizer;
+    if let Some(name) = cx.param_str("tokenizer") {
+        return Tokenizer::load(Some(name), std::path::Path::new("."));
+    }
+    let producer = cx
+        .node
+        .input
+        .as_ref()
+        .and_then(|r| cx.pipeline().node(&r.node))
+        .and_then(|n| n.model.as_deref())
+        .and_then(|m| cx.calls.tokenizer_of(m));
+    match producer {
+        Some(t) => Ok(t.clone()),
+        None => Tokenizer::load(None, std::path::Path::new(".")),
     }
 }
 
@@ -320,7 +377,12 @@ impl Summarize {
 
     async fn chunked(&self, cx: &NodeCx<'_>, trace: &str) -> Result<Produced> {
         let size = uint(cx.node, "chunk_words", 1000).map_err(anyhow::Error::msg)? as usize;
-        let overlap = uint(cx.node, "overlap_words", 100).map_err(anyhow::Error::msg)? as usize;
+        let overlap = cx
+            .node
+            .params
+            .get("overlap_words")
+            .and_then(|o| o.as_u64())
+            .unwrap_or(100) as usize;
         let parts = chunks(trace, size, overlap);
         let count = parts.len();
         let calls = parts.into_iter().enumerate().map(|(i, part)| {
@@ -350,7 +412,7 @@ impl Summarize {
             .iter()
             .map(|o| o.get("text").and_then(|t| t.as_str()).unwrap_or(""))
             .collect::<Vec<_>>()
-            .join("\n\n");
+            .join(cx.param_str("chunk_separator").unwrap_or("\n\n"));
         let mut out = plain(cx, "chunked", text);
         out.insert("usage".into(), serde_json::to_value(usage)?);
         out.insert("chunks".into(), json!(count));

@@ -35,7 +35,7 @@ pub fn resolve_path(rel: &str, pipeline_file: &Path) -> PathBuf {
 }
 
 pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
-    let (mut tree, mut locs) = load::load_file(path).map_err(|d| vec![d])?;
+    let (mut tree, mut locs, preloaded, notes) = load_any(path)?;
     let mut diags = Vec::new();
     for s in &opts.sets {
         if let Err(d) = load::apply_set(&mut tree, &mut locs, s) {
@@ -112,7 +112,7 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
     let (mut nodes, mut expand_errors) = expand::expand_partial(&spec.nodes, &locs);
     diags.append(&mut expand_errors);
     let prompts_dir = resolve_path(spec.prompts_dir.as_deref().unwrap_or("prompts"), path);
-    let mut prompts = BTreeMap::new();
+    let mut prompts = preloaded;
     let columns: Vec<String> = problem_set
         .as_ref()
         .map(|s| s.columns.clone())
@@ -207,7 +207,7 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         .map(|id| by_id.remove(id).expect("node"))
         .collect();
     let problem_set = problem_set.expect("loaded");
-    let mut warnings = Vec::new();
+    let mut warnings = notes;
     for group in data::duplicate_questions(&problems) {
         warnings.push(format!(
             "{}: problems {} have the same question; they share cache entries (use `samples:` for independent draws)",
@@ -227,6 +227,53 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         prompts,
         warnings,
     })
+}
+
+/// A pipeline tree, its locations, prompts already known (name → text) and notes: from a
+/// distill pipeline file, or converted from the original tool's flat config (`migrate`).
+type Loaded = (Value, LocMap, BTreeMap<String, String>, Vec<String>);
+
+fn load_any(path: &Path) -> Result<Loaded, Vec<Diag>> {
+    let shown = path.display().to_string();
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Ok((tree, _)) = load::parse_yaml(&text, &shown)
+        && crate::migrate::is_flat(&tree)
+    {
+        return match crate::migrate::convert(path, &text, tree) {
+            Ok(c) => {
+                let mut locs = LocMap::default();
+                locs.root_file = shown.clone();
+                for (p, line) in &c.lines {
+                    locs.map_insert(
+                        p,
+                        load::Loc {
+                            file: shown.clone(),
+                            line: Some(*line),
+                        },
+                    );
+                }
+                let notes = c
+                    .notes
+                    .iter()
+                    .map(|n| format!("{shown}: converted from the original tool's format: {n}"))
+                    .collect();
+                Ok((c.tree, locs, c.prompts, notes))
+            }
+            Err(f) => Err(f
+                .issues
+                .into_iter()
+                .map(|i| {
+                    let d = Diag::new(&shown, i.line, i.message);
+                    match i.hint {
+                        Some(h) => d.hint(h),
+                        None => d,
+                    }
+                })
+                .collect()),
+        };
+    }
+    let (tree, locs) = load::load_file(path).map_err(|d| vec![d])?;
+    Ok((tree, locs, BTreeMap::new(), Vec::new()))
 }
 
 fn sorted(mut d: Vec<Diag>) -> Vec<Diag> {
