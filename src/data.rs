@@ -1,4 +1,4 @@
-//! Problem sets: reading an `id,question,solution,answer` CSV (extra columns kept), applying
+//! Problem sets: reading an `id,question,answer` CSV (`solution` and extra columns kept), applying
 //! the selection filters (`question_ids`, `exclude_question_ids`, `index_range`) with the
 //! rules of DESIGN.md, and noticing rows that repeat a question. It does not fetch data.
 
@@ -50,7 +50,8 @@ pub struct Filters {
     pub index_range: Option<String>,
 }
 
-pub const REQUIRED_COLUMNS: [&str; 4] = ["id", "question", "solution", "answer"];
+/// Columns every problem set has; `solution` is optional (templates that use it need it).
+pub const REQUIRED_COLUMNS: [&str; 3] = ["id", "question", "answer"];
 
 /// Reads a problem CSV. Errors name the file and the line.
 pub fn load(path: &Path) -> Result<ProblemSet, String> {
@@ -71,7 +72,7 @@ pub fn load(path: &Path) -> Result<ProblemSet, String> {
         .collect();
     if !missing.is_empty() {
         return Err(format!(
-            "{}:1: missing column(s) {}; a problem set needs the header `id,question,solution,answer` (extra columns are kept)",
+            "{}:1: missing column(s) {}; a problem set needs the header `id,question,answer` (`solution` and extra columns are optional and kept)",
             path.display(),
             missing.join(", ")
         ));
@@ -193,6 +194,19 @@ pub fn duplicate_questions(problems: &[Problem]) -> Vec<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_solution_column_is_optional() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("p.csv");
+        std::fs::write(&f, "id,question,answer\na,What is 1+1?,2\n").unwrap();
+        let s = load(&f).unwrap();
+        assert_eq!(s.columns, ["id", "question", "answer"]);
+        assert_eq!(s.problems[0].fields["answer"], "2");
+        std::fs::write(&f, "id,question\na,q\n").unwrap();
+        let e = load(&f).unwrap_err();
+        assert!(e.contains("missing column(s) answer"), "{e}");
+    }
 
     fn set(n: usize) -> ProblemSet {
         ProblemSet {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod cache;
+mod convert;
 mod plan;
 mod runs;
 
@@ -123,6 +124,17 @@ enum PipelineCmd {
     },
     /// Dry run: nodes and calls per problem, calls already cached, calls to make, tokens.
     Plan(RunArgs),
+    /// Write the original tool's flat experiment configs (config/experiments/*.yaml) as
+    /// distill pipelines plus .hbs prompts, validate them, and warn about configs that would
+    /// share every cache key.
+    Convert {
+        /// The original tool's config files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Folder for the pipelines (<stem>.yaml) and their prompts (prompts/…).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -513,6 +525,10 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
                     }
                 }
             }
+        }
+        PipelineCmd::Convert { files, out } => {
+            init_tracing(false);
+            convert::run(&files, &out)
         }
         PipelineCmd::Plan(a) => {
             init_tracing(a.verbose);

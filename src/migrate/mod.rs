@@ -226,9 +226,38 @@ pub fn identical_keys(all: &[Converted]) -> Vec<Vec<PathBuf>> {
     groups.into_values().filter(|g| g.len() > 1).collect()
 }
 
+/// The output stem of each config: its file stem, prefixed with its folder's name when two
+/// configs share a stem (config/experiments/gpqa/x.yaml and …/archive/x.yaml).
+pub fn output_stems(sources: &[PathBuf]) -> Vec<String> {
+    let stem = |p: &Path| {
+        sanitize(
+            &p.file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_else(|| "converted".into()),
+        )
+    };
+    let stems: Vec<String> = sources.iter().map(|p| stem(p)).collect();
+    sources
+        .iter()
+        .zip(&stems)
+        .map(|(p, s)| {
+            if stems.iter().filter(|o| *o == s).count() > 1 {
+                let dir = p
+                    .parent()
+                    .and_then(|d| d.file_name())
+                    .map(|d| sanitize(&d.to_string_lossy()))
+                    .unwrap_or_default();
+                format!("{dir}_{s}")
+            } else {
+                s.clone()
+            }
+        })
+        .collect()
+}
+
 /// Writes `c` as `<out>/<stem>.yaml` and its prompts under `<out>/prompts/`. The problem
 /// path is written relative to `out` when it can be. Returns the pipeline file.
-pub fn write(c: &Converted, out: &Path) -> anyhow::Result<PathBuf> {
+pub fn write(c: &Converted, out: &Path, stem: &str) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut tree = c.tree.clone();
@@ -245,12 +274,7 @@ pub fn write(c: &Converted, out: &Path) -> anyhow::Result<PathBuf> {
         crate::atomic::write_atomically(&file, text.as_bytes())
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))?;
     }
-    let stem = c
-        .source
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "converted".into());
-    let file = out.join(format!("{}.yaml", sanitize(&stem)));
+    let file = out.join(format!("{stem}.yaml"));
     let mut text = format!(
         "# Converted by `distill pipeline convert` from the original tool's config\n# {}\n",
         c.source.display()

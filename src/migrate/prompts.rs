@@ -4,6 +4,8 @@
 //! `{reasoning}` and `{summaries}` placeholders (plain `str.replace` in the original) into
 //! handlebars. Nothing else in a template is special: a literal `{{` is escaped.
 
+#[cfg(test)]
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -87,8 +89,10 @@ pub fn to_handlebars(template: &str, vars: &[(&str, &str)]) -> String {
 }
 
 /// Handlebars for the accumulated summaries.
+/// (The empty comment keeps handlebars from treating the `{{#each}}` line as standalone and
+/// eating its newline.)
 pub const SUMMARIES: &str =
-    "{{#each summaries}}\n\nATTEMPT {{@index}} SUMMARY:\n{{this.text}}{{/each}}";
+    "{{#each summaries}}{{!}}\n\nATTEMPT {{@index}} SUMMARY:\n{{this.text}}{{/each}}";
 
 /// Which placeholders a template of each original prompt type may use.
 pub fn vars_of(kind: &str) -> Vec<(&'static str, &'static str)> {
@@ -109,6 +113,37 @@ mod tests {
         let h = to_handlebars(t, &vars_of("improved"));
         assert!(h.starts_with("Solve {{question}} in \\boxed{} \\{{x}}"));
         assert!(h.contains("ATTEMPT {{@index}} SUMMARY"));
+    }
+
+    /// What the original sent: `str.replace` of each placeholder, with the summaries
+    /// accumulated as "\n\nATTEMPT i SUMMARY:\n<text>".
+    fn original_render(t: &str, q: &str, summaries: &[&str]) -> String {
+        let acc: String = summaries
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("\n\nATTEMPT {i} SUMMARY:\n{s}"))
+            .collect();
+        t.replace("{question}", q).replace("{summaries}", &acc)
+    }
+
+    #[test]
+    fn rendering_matches_the_originals_text_exactly() {
+        let t = "Solve {question} in \\boxed{}.\n\nHere are summaries:\n{summaries}\n\nBased on them, {{go}}.\n";
+        let h = to_handlebars(t, &vars_of("improved"));
+        let prompts = BTreeMap::from([("p".to_string(), h)]);
+        let tpl = crate::template::Templates::compile(&prompts).unwrap();
+        for sums in [vec![], vec!["first"], vec!["first", "second\nline"]] {
+            let data = serde_json::json!({
+                "question": "Q<1>",
+                "summaries": sums.iter().map(|s| serde_json::json!({"text": s})).collect::<Vec<_>>(),
+            });
+            assert_eq!(
+                tpl.render("p", &data).unwrap(),
+                original_render(t, "Q<1>", &sums),
+                "{} summaries",
+                sums.len()
+            );
+        }
     }
 
     #[test]
