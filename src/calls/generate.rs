@@ -84,7 +84,7 @@ pub fn chat(system: Option<String>, user: String) -> Prompt {
 /// The answer so far as the assistant's partial message: a separate reasoning field
 /// (`reasoning_content`) goes back inline as the `<think>` part, open while the model was
 /// still thinking (no content yet), closed once content began.
-fn partial_answer(reasoning: &str, text: &str) -> String {
+pub fn partial_answer(reasoning: &str, text: &str) -> String {
     if reasoning.is_empty() || text.contains("<think>") {
         return text.to_string();
     }

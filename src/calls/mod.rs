@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::Result;
 use tokio::sync::Semaphore;
 
-pub use generate::{CallInfo, Generated, chat, split_reasoning};
+pub use generate::{CallInfo, Generated, chat, partial_answer, split_reasoning};
 pub use params::sample_seed;
 
 use crate::cache::Cache;

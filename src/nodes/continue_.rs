@@ -57,7 +57,13 @@ impl NodeKind for Continue {
 
     async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
         let suffix = cx.param_str("suffix").unwrap_or("Wait");
-        let previous = cx.input_str("text").unwrap_or_default();
+        let mut previous = cx.input_str("text").unwrap_or_default();
+        // an attempt whose server put the thinking in `reasoning_content` (a chat endpoint)
+        // has it back inline, so the cut lands inside it as with a raw completion
+        let reasoning = cx.input_str("reasoning").unwrap_or_default();
+        if !previous.contains("</think>") && !reasoning.is_empty() {
+            previous = crate::calls::partial_answer(&reasoning, &previous);
+        }
         let append = cx
             .node
             .params
