@@ -42,7 +42,8 @@ pub fn extract(ex: &Extractor, text: &str, opts: &ExtractOptions) -> Option<Stri
 fn extract_in(ex: &Extractor, s: &str) -> Option<String> {
     let r = match ex {
         Extractor::Boxed => last_boxed(s),
-        Extractor::MultipleChoice => last_choice(s),
+        // no letter at all: the last boxed text, which `compare: mc` maps to its option
+        Extractor::MultipleChoice => last_choice(s).or_else(|| last_boxed(s)),
         Extractor::FinalAnswer => final_answer_line(s),
         Extractor::LastNumber => last_number(s),
         Extractor::OriginalDefault => original_default(s),
@@ -184,14 +185,50 @@ pub fn last_choice(s: &str) -> Option<String> {
             consider(m.start(), l);
         }
     }
-    let trimmed = s.trim_end();
-    if let Some(last) = trimmed.lines().last()
-        && let Some(l) = bare_letter(last)
+    for c in FINAL_COLON
+        .captures_iter(s)
+        .chain(CORRECT_LOWER.captures_iter(s))
     {
-        consider(trimmed.len() - last.len(), l);
+        if let (Some(m), Some(l)) = (c.get(0), c[1].chars().next()) {
+            consider(m.start(), l.to_ascii_uppercase());
+        }
+    }
+    let trimmed = s.trim_end();
+    if let Some(last) = trimmed.lines().last() {
+        let pos = trimmed.len() - last.len();
+        if let Some(l) = bare_letter(last) {
+            consider(pos, l);
+        } else if restates_option(last)
+            && let Some(l) = as_letter(last)
+        {
+            // a last line that restates an option: `(B) 11`
+            consider(pos, l);
+        }
     }
     best.map(|(_, l)| l.to_string())
 }
+
+/// `(B) 11`, `**(C) 10^-4 eV**`: a parenthesized letter and a short option text (at most four
+/// words), not a sentence that starts by mentioning an option.
+fn restates_option(line: &str) -> bool {
+    let t = line.trim().trim_matches('*').trim();
+    let Some(rest) = t.strip_prefix('(').and_then(|r| r.get(2..)) else {
+        return false;
+    };
+    t.as_bytes().get(2) == Some(&b')') && rest.split_whitespace().count() <= 4 && rest.len() <= 40
+}
+
+/// `Final: **(B)**`, `Final: B` (a `Final:` label, not `Final Answer`, which the statement
+/// pattern covers).
+static FINAL_COLON: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:\bfinal)\s*[:：]\s*\**\s*\(?([A-J])\)?\**(?:[\s.!]|$)").expect("static regex")
+});
+/// `the correct answer is b` with a lower-case letter ending the sentence (a lone lower-case
+/// letter after a plain `answer is` may be a variable, so only `correct answer|option|choice`).
+static CORRECT_LOWER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?im)\bcorrect\s+(?:answer|option|choice)\s+is\s*[:：]?\s*\(?([a-j])\)?[ \t]*[.!]?[ \t]*$")
+        .expect("static regex")
+});
 
 static FINAL_ANSWER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)final\s+answer(?:\s+is)?\s*\**\s*[:：]?\s*\**").expect("static regex")

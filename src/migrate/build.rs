@@ -122,9 +122,16 @@ pub fn build(f: &mut Flat, inp: &Inputs<'_>) -> Built {
         _ => summarize_nodes(&mut b, &mut models, inp),
     };
     tree.insert("models".into(), Value::Object(models));
+    // the original compared the extracted string exactly; for choice letters `mc` is the
+    // same comparison and also credits a boxed option text (`\boxed{11}` where (B) is 11)
+    let compare = if extractor == "multiple_choice" {
+        "mc"
+    } else {
+        "exact"
+    };
     tree.insert(
         "grade".into(),
-        json!({"extract": extractor, "compare": "exact"}),
+        json!({"extract": extractor, "compare": compare}),
     );
     b.at("grade", "answer_extractor");
     tree.insert("nodes".into(), Value::Object(nodes));
