@@ -1,8 +1,12 @@
-//! Problem sets: reading an `id,question,answer` CSV (`solution` and extra columns kept), applying
-//! the selection filters (`question_ids`, `exclude_question_ids`, `index_range`) with the
-//! rules of DESIGN.md, and noticing rows that repeat a question. It does not fetch data.
+//! Problem sets: reading an `id,question,answer` CSV (`solution` and extra columns kept) in one
+//! streamed pass, applying the selection filters (`question_ids`, `exclude_question_ids`,
+//! `index_range`) with the rules of DESIGN.md, and noticing rows that repeat a question.
+//! Rows the filters leave out keep only `id`, `question` and `answer` (what an import checks
+//! records against), so a large file with `--index_range 0-9` holds ten whole rows. Also the
+//! size-capped reading of small text inputs (prompt files). It does not fetch data.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -53,62 +57,189 @@ pub struct Filters {
 /// Columns every problem set has; `solution` is optional (templates that use it need it).
 pub const REQUIRED_COLUMNS: [&str; 3] = ["id", "question", "answer"];
 
-/// Reads a problem CSV. Errors name the file and the line.
-pub fn load(path: &Path) -> Result<ProblemSet, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let file_hash = blake3::hash(&bytes).to_hex().to_string();
+/// Why a problem set did not load: the file could not be read (fix the path), or its
+/// content is wrong (fix the file; the message names its line).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadError {
+    Unreadable(String),
+    Content(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Unreadable(m) | LoadError::Content(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl From<LoadError> for String {
+    fn from(e: LoadError) -> String {
+        e.to_string()
+    }
+}
+
+/// Largest prompt file read (a template, not a corpus).
+pub const MAX_PROMPT_BYTES: u64 = 4 << 20;
+
+/// Reads a UTF-8 text file of at most `max` bytes.
+pub fn read_text_capped(path: &Path, max: u64) -> Result<String, String> {
+    let f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut s = String::new();
+    f.take(max + 1)
+        .read_to_string(&mut s)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if s.len() as u64 > max {
+        return Err(format!("{} is larger than {max} bytes", path.display()));
+    }
+    Ok(s)
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Reads a problem CSV, every row whole. Errors name the file and the line.
+pub fn load(path: &Path) -> Result<ProblemSet, LoadError> {
+    load_keeping(path, &|_, _| true)
+}
+
+/// Reads a problem CSV for these filters: the rows they may select whole, the others as
+/// `id`, `question` and `answer` only.
+pub fn load_for(path: &Path, f: &Filters) -> Result<ProblemSet, LoadError> {
+    let range = f.index_range.as_deref().and_then(|r| parse_range(r).ok());
+    let ids: Option<HashSet<&str>> = f
+        .question_ids
+        .as_ref()
+        .map(|v| v.iter().map(String::as_str).collect());
+    let ex: HashSet<&str> = f
+        .exclude_question_ids
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    load_keeping(path, &|index, id| {
+        !ex.contains(id)
+            && ids.as_ref().is_none_or(|s| s.contains(id))
+            && range.is_none_or(|(a, b)| (a..=b).contains(&index))
+    })
+}
+
+const SLIM: [&str; 3] = ["id", "question", "answer"];
+
+fn load_keeping(path: &Path, keep: &dyn Fn(usize, &str) -> bool) -> Result<ProblemSet, LoadError> {
+    let shown = path.display();
+    let file = std::fs::File::open(path)
+        .map_err(|e| LoadError::Unreadable(format!("cannot read {shown}: {e}")))?;
+    let mut hashing = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 16, file),
+        hasher: blake3::Hasher::new(),
+    };
+    let content = LoadError::Content;
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(false)
-        .from_reader(bytes.as_slice());
+        .from_reader(&mut hashing);
     let headers = rdr
         .headers()
-        .map_err(|e| format!("{}: bad CSV header: {e}", path.display()))?
+        .map_err(|e| content(format!("{shown}:1: bad CSV header: {e}")))?
         .clone();
     let columns: Vec<String> = headers.iter().map(|h| h.trim().to_string()).collect();
+    let mut seen_cols = HashSet::new();
+    for c in &columns {
+        if c.is_empty() {
+            return Err(content(format!(
+                "{shown}:1: the header has an empty column name; name every column"
+            )));
+        }
+        if !seen_cols.insert(c.as_str()) {
+            return Err(content(format!(
+                "{shown}:1: column `{c}` appears twice in the header; rename or remove one (a row would keep only one of the values)"
+            )));
+        }
+    }
     let missing: Vec<&str> = REQUIRED_COLUMNS
         .iter()
         .copied()
         .filter(|c| !columns.iter().any(|h| h == c))
         .collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "{}:1: missing column(s) {}; a problem set needs the header `id,question,answer` (`solution` and extra columns are optional and kept)",
-            path.display(),
+        return Err(content(format!(
+            "{shown}:1: missing column(s) {}; a problem set needs the header `id,question,answer` (`solution` and extra columns are optional and kept)",
             missing.join(", ")
-        ));
+        )));
     }
+    let id_col = columns.iter().position(|c| c == "id").expect("checked");
+    let q_col = columns
+        .iter()
+        .position(|c| c == "question")
+        .expect("checked");
     let mut problems = Vec::new();
     let mut seen_ids = HashSet::new();
-    for (index, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| {
-            let line = e.position().map(|p| p.line()).unwrap_or(0);
-            format!("{}:{line}: bad CSV row: {e}", path.display())
-        })?;
+    let mut rec = csv::StringRecord::new();
+    let mut index = 0;
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                return Err(content(format!(
+                    "{shown}:{line}: bad CSV row: {e}; every row needs {} fields, quoted when it holds a comma, quote or newline",
+                    columns.len()
+                )));
+            }
+        }
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        let fields: BTreeMap<String, String> = columns
-            .iter()
-            .cloned()
-            .zip(rec.iter().map(|s| s.to_string()))
-            .collect();
-        let id = fields["id"].trim().to_string();
+        let id = rec.get(id_col).unwrap_or("").trim().to_string();
         if id.is_empty() {
-            return Err(format!("{}:{line}: empty id", path.display()));
+            return Err(content(format!(
+                "{shown}:{line}: empty id; give every row an id"
+            )));
         }
         if !seen_ids.insert(id.clone()) {
-            return Err(format!(
-                "{}:{line}: duplicate id `{id}`; ids must be unique",
-                path.display()
-            ));
+            return Err(content(format!(
+                "{shown}:{line}: duplicate id `{id}`; ids must be unique"
+            )));
         }
+        if rec.get(q_col).unwrap_or("").trim().is_empty() {
+            return Err(content(format!(
+                "{shown}:{line}: problem `{id}` has an empty question; fill it in or remove the row"
+            )));
+        }
+        let whole = keep(index, &id);
+        let fields: BTreeMap<String, String> = columns
+            .iter()
+            .zip(rec.iter())
+            .filter(|(c, _)| whole || SLIM.contains(&c.as_str()))
+            .map(|(c, v)| (c.clone(), v.to_string()))
+            .collect();
         problems.push(Problem { index, id, fields });
+        index += 1;
     }
+    drop(rdr);
+    // the hash covers the whole file, also what the CSV reader did not need to read
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .map_err(|e| LoadError::Unreadable(format!("cannot read {shown}: {e}")))?;
     if problems.is_empty() {
-        return Err(format!("{}: no rows", path.display()));
+        return Err(content(format!(
+            "{shown}: no rows; add at least one problem under the header"
+        )));
     }
     Ok(ProblemSet {
         columns,
         problems,
-        file_hash,
+        file_hash: hashing.hasher.finalize().to_hex().to_string(),
     })
 }
 
@@ -205,7 +336,7 @@ mod tests {
         assert_eq!(s.problems[0].fields["answer"], "2");
         std::fs::write(&f, "id,question\na,q\n").unwrap();
         let e = load(&f).unwrap_err();
-        assert!(e.contains("missing column(s) answer"), "{e}");
+        assert!(e.to_string().contains("missing column(s) answer"), "{e}");
     }
 
     fn set(n: usize) -> ProblemSet {

@@ -1,7 +1,10 @@
 //! Prompt templates: one handlebars registry (HTML escaping off, because prompts contain
 //! `<think>` and `<`; strict mode on, so a missing variable is an error, never an empty
-//! string), the `inc` helper for 1-based labels, and a scan of the variables a template uses
-//! so that `resolve` can check them against problem columns and upstream nodes at load time.
+//! string), the `inc` helper for 1-based labels, and a scan of the variables and partials a
+//! template uses, with their lines, so that validation can check them against problem
+//! columns, upstream nodes and prompt files at load time. The scan also bounds nesting
+//! (blocks and subexpressions, [`MAX_NESTING`]) before handlebars' recursive parser sees a
+//! template.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,8 +20,10 @@ pub struct Templates {
 }
 
 impl Templates {
-    /// Compiles every prompt; errors are `(name, message)`.
-    pub fn compile(prompts: &BTreeMap<String, String>) -> Result<Self, Vec<(String, String)>> {
+    /// Compiles every prompt; errors are `(name, line, message)`.
+    pub fn compile(
+        prompts: &BTreeMap<String, String>,
+    ) -> Result<Self, Vec<(String, Option<usize>, String)>> {
         let mut hb = Handlebars::new();
         hb.register_escape_fn(no_escape);
         hb.set_strict_mode(true);
@@ -27,7 +32,8 @@ impl Templates {
         let mut errs = Vec::new();
         for (name, text) in prompts {
             if let Err(e) = hb.register_template_string(name, text) {
-                errs.push((name.clone(), e.to_string()));
+                let reason = e.reason().to_string();
+                errs.push((name.clone(), e.pos().map(|(l, _)| l), reason));
             }
         }
         if errs.is_empty() {
@@ -44,6 +50,90 @@ impl Templates {
     }
 }
 
+/// Deepest nesting of blocks (`{{#if}}…{{/if}}`) or subexpressions (`(f (g x))`) a
+/// template may have.
+pub const MAX_NESTING: usize = 32;
+
+/// One variable a template reads: its root name, the first field after it, its line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Var {
+    pub root: String,
+    pub field: Option<String>,
+    pub line: usize,
+}
+
+/// What a template uses.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Root variables read outside `#each` / `#with` blocks (first occurrence of each).
+    pub vars: Vec<Var>,
+    /// Partials included (`{{> name}}`), with their lines.
+    pub partials: Vec<(String, usize)>,
+}
+
+/// Scans a template; `Err((line, message))` when it nests deeper than [`MAX_NESTING`].
+pub fn scan(text: &str) -> Result<Scan, (usize, String)> {
+    let line_of = |pos: usize| text[..pos].bytes().filter(|&b| b == b'\n').count() + 1;
+    let mut blocks = 0usize;
+    let mut i = 0;
+    let bytes = text.as_bytes();
+    while i + 1 < bytes.len() {
+        if bytes[i] == b'{' && bytes[i + 1] == b'{' {
+            let rest = &text[i + 2..];
+            let body = rest.trim_start_matches(['{', '~', ' ']);
+            if body.starts_with('#') || body.starts_with('^') && !body.starts_with("^}") {
+                blocks += 1;
+            } else if body.starts_with('/') {
+                blocks = blocks.saturating_sub(1);
+            }
+            let end = rest.find("}}").unwrap_or(rest.len());
+            let mut parens = 0usize;
+            for c in rest[..end].chars() {
+                match c {
+                    '(' => parens += 1,
+                    ')' => parens = parens.saturating_sub(1),
+                    _ => {}
+                }
+                if parens > MAX_NESTING {
+                    return Err((
+                        line_of(i),
+                        format!("subexpressions nest deeper than {MAX_NESTING}"),
+                    ));
+                }
+            }
+            if blocks > MAX_NESTING {
+                return Err((line_of(i), format!("blocks nest deeper than {MAX_NESTING}")));
+            }
+            i += 2 + end;
+        } else {
+            i += 1;
+        }
+    }
+    let mut out = Scan::default();
+    let mut seen = BTreeSet::new();
+    for (root, field, pos) in variables(text) {
+        if seen.insert((root.clone(), field.clone())) {
+            out.vars.push(Var {
+                root,
+                field,
+                line: line_of(pos),
+            });
+        }
+    }
+    let re = regex::Regex::new(r"\{\{~?\s*>\s*([^\s}~]+)").expect("static regex");
+    for c in re.captures_iter(text) {
+        let m = c.get(1).expect("group");
+        let name = m
+            .as_str()
+            .trim_matches(|c| c == '"' || c == '\'')
+            .to_string();
+        if !out.partials.iter().any(|(n, _)| *n == name) {
+            out.partials.push((name, line_of(m.start())));
+        }
+    }
+    Ok(out)
+}
+
 const HELPERS: [&str; 12] = [
     "if", "unless", "each", "with", "lookup", "else", "inc", "add", "eq", "ne", "len", "log",
 ];
@@ -51,12 +141,21 @@ const HELPERS: [&str; 12] = [
 /// The root variable names a template reads outside of `#each` / `#with` blocks (inside
 /// them, only `../` and `@root.` paths are checked), with the first field after each.
 pub fn root_variables(text: &str) -> BTreeSet<(String, Option<String>)> {
+    variables(text)
+        .into_iter()
+        .map(|(r, f, _)| (r, f))
+        .collect()
+}
+
+/// Root variables with the byte position of their mustache.
+fn variables(text: &str) -> Vec<(String, Option<String>, usize)> {
     let re =
         regex::Regex::new(r"\{\{\{?~?\s*([#/^!>]?)\s*([^}]*?)~?\s*\}?\}\}").expect("static regex");
-    let mut out = BTreeSet::new();
+    let mut out = Vec::new();
     let mut depth_scoped = 0usize; // depth of each/with blocks
     let mut stack: Vec<bool> = Vec::new();
     for c in re.captures_iter(text) {
+        let pos = c.get(0).map(|m| m.start()).unwrap_or(0);
         let sigil = c.get(1).map(|m| m.as_str()).unwrap_or("");
         let body = c.get(2).map(|m| m.as_str()).unwrap_or("");
         if sigil == "!" || body.starts_with('!') {
@@ -118,7 +217,7 @@ pub fn root_variables(text: &str) -> BTreeSet<(String, Option<String>)> {
             if root.is_empty() {
                 continue;
             }
-            out.insert((root, segs.next().map(|s| s.to_string())));
+            out.push((root, segs.next().map(|s| s.to_string()), pos));
         }
         if (sigil == "#" || sigil == "^") && stack.last() == Some(&true) {
             depth_scoped += 1;
@@ -150,6 +249,27 @@ mod tests {
                 ("summaries".to_string(), None),
             ]
         );
+    }
+
+    #[test]
+    fn scan_names_lines_partials_and_bounds_nesting() {
+        let s = scan("a\n{{question}}\n{{> common/head}}\n{{problem.level}}").unwrap();
+        assert_eq!(
+            s.vars[0],
+            Var {
+                root: "question".into(),
+                field: None,
+                line: 2
+            }
+        );
+        assert_eq!(s.vars[1].line, 4);
+        assert_eq!(s.partials, vec![("common/head".to_string(), 3)]);
+        let deep = "{{#if a}}".repeat(40) + &"{{/if}}".repeat(40);
+        assert!(scan(&deep).unwrap_err().1.contains("nest deeper"));
+        let ok = "{{#if a}}".repeat(10) + &"{{/if}}".repeat(10);
+        assert!(scan(&ok).is_ok());
+        let parens = format!("{{{{inc {}1{}}}}}", "(".repeat(50), ")".repeat(50));
+        assert!(scan(&parens).is_err());
     }
 
     #[test]

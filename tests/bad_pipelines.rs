@@ -21,7 +21,7 @@ fn corpus() -> Vec<Case> {
     let n = |body: &str| format!("{HEAD}nodes:\n{body}");
     vec![
         ("unknown kind", n("  a: {kind: reasonn, model: m, prompt: reason/default}\n"), "unknown kind `reasonn`", Some(6), vec![]),
-        ("unknown node field", n("  a: {kind: reason, model: m, prompt: reason/default, temprature: 1}\n"), "unknown field `temprature` for kind `reason`", Some(6), vec![]),
+        ("unknown node field", n("  a: {kind: reason, model: m, prompt: reason/default, temprature: 1}\n"), "unknown field `temprature`", Some(6), vec![]),
         ("unknown top-level field", format!("{HEAD}colour: red\nnodes:\n  a: {{kind: reason, model: m, prompt: reason/default}}\n"), "unknown field `colour`", Some(5), vec![]),
         ("unknown sampling parameter", "name: bad\nproblems: {path: data/arithmetic.csv}\nmodels:\n  m:\n    provider: sim\n    params: {temprature: 0.6}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "unknown field `temprature`", Some(6), vec![]),
         ("wrong type", "name: bad\nproblems: {path: data/arithmetic.csv}\nsamples: many\nmodels:\n  m: {provider: sim}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "`samples`", Some(3), vec![]),
@@ -49,7 +49,7 @@ fn corpus() -> Vec<Case> {
         ("range and ids together", "name: bad\nproblems: {path: data/arithmetic.csv, index_range: 0-2, question_ids: [add-1]}\nmodels:\n  m: {provider: sim}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "exclude each other", Some(2), vec![]),
         ("filters select nothing", n("  a: {kind: reason, model: m, prompt: reason/default}\n"), "select no problem", None, vec!["--index_range", "0-0", "--exclude_question_ids", "add-1"]),
         ("bad --set", n("  a: {kind: reason, model: m, prompt: reason/default}\n"), "is not PATH=VALUE", None, vec!["--set", "samples"]),
-        ("--set makes it invalid", n("  a: {kind: reason, model: m, prompt: reason/default}\n"), "`samples:` must be at least 1", None, vec!["--set", "samples=0"]),
+        ("--set makes it invalid", n("  a: {kind: reason, model: m, prompt: reason/default}\n"), "`samples: 0` is out of range", None, vec!["--set", "samples=0"]),
         ("invalid yaml", "name: bad\nproblems: {path: data/arithmetic.csv\nnodes: {}\n".into(), "invalid YAML", None, vec![]),
         ("extends a missing file", "extends: base.yaml\nname: x\n".into(), "no such file", Some(1), vec![]),
         ("bad node name", n("  \"a b\": {kind: reason, model: m, prompt: reason/default}\n"), "may only use letters", Some(6), vec![]),
@@ -57,7 +57,7 @@ fn corpus() -> Vec<Case> {
                 ("when on an aggregating node", "name: bad\nproblems: {path: data/arithmetic.csv}\nsamples: 3\nmodels:\n  m: {provider: sim}\ngrade: {extract: boxed}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n  v: {kind: vote, input: a, when: \"a.correct\"}\n".into(), "runs once over all samples", Some(9), vec![]),
         ("ungraded answer referenced", n("  a: {kind: reason, model: m, prompt: reason/default}\n  b: {kind: reason, model: m, prompt: reason/default, when: \"not a.correct\"}\n"), "`a` is not graded", Some(7), vec![]),
         ("unknown truth column", n("  a: {kind: reason, model: m, prompt: reason/default}\n  e: {kind: extract, input: a}\n  g: {kind: grade, input: e, truth_column: anwser}\n"), "no column `anwser`", Some(8), vec![]),
-        ("negative tolerance", format!("{HEAD}grade: {{extract: boxed, compare: numeric, rel_tol: -1}}\nnodes:\n  a: {{kind: reason, model: m, prompt: reason/default}}\n"), "`rel_tol` must be", Some(5), vec![]),
+        ("negative tolerance", format!("{HEAD}grade: {{extract: boxed, compare: numeric, rel_tol: -1}}\nnodes:\n  a: {{kind: reason, model: m, prompt: reason/default}}\n"), "`rel_tol: -1` is out of range", Some(5), vec![]),
         ("absurd sim latency", n("  a: {kind: reason, model: m, prompt: reason/default}\n"), "`sim.latency_ms` must be", None, vec!["--set", "models.m.sim.latency_ms=1e300"]),
         ("round overflow", n("  a: {kind: reason, model: m, prompt: reason/default}\n  r:\n    repeat: 2\n    start: 4294967295\n    body:\n      b: {kind: reason, model: m, prompt: reason/default}\n"), "`start:` must be", Some(9), vec![]),
         ("zero max_in_flight", "name: bad\nproblems: {path: data/arithmetic.csv}\nmodels:\n  m: {provider: sim, max_in_flight: 0}\nnodes:\n  a: {kind: reason, model: m, prompt: reason/default}\n".into(), "max_in_flight", Some(4), vec![]),

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod cache;
 mod convert;
@@ -56,8 +56,8 @@ enum Cmd {
         /// Seed of the paired bootstrap.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Bootstrap resamples.
-        #[arg(long, default_value_t = 2000)]
+        /// Bootstrap resamples (0 to 100000; 0: no bootstrap).
+        #[arg(long, default_value_t = 2000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_BOOTSTRAP))]
         bootstrap: usize,
     },
     /// Fetch public benchmarks into data/ (`pull`) or show what can be pulled (`list`).
@@ -76,10 +76,10 @@ enum Cmd {
     Grade {
         /// The results file.
         file: PathBuf,
-        /// Extractor: boxed, multiple_choice, final_answer, last_number or regex:PATTERN.
+        /// Extractor (help made from the extractor table).
         #[arg(long, default_value = "boxed")]
         extract: String,
-        /// Comparison: exact, numeric, math or mc.
+        /// Comparison (help made from the comparison table).
         #[arg(long, default_value = "math")]
         grader: String,
         /// Relative tolerance for numeric comparisons.
@@ -165,8 +165,8 @@ struct LoadArgs {
 struct RunArgs {
     #[command(flatten)]
     load: LoadArgs,
-    /// Model calls in flight across the whole run (a model's max_in_flight may be lower).
-    #[arg(long, default_value_t = 4)]
+    /// Model calls in flight across the whole run, 1 to 4096 (a model's max_in_flight may be lower).
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_CONCURRENCY))]
     concurrency: usize,
     /// Never call a model: a cache miss fails that node (also ENABLE_API_CALLS=0).
     #[arg(long)]
@@ -199,7 +199,7 @@ struct RunArgs {
     #[arg(long = "load_initial_reasoning", value_name = "RESULTS.json")]
     load_initial_reasoning: Option<PathBuf>,
     /// Stop sending new calls once this run's spend reaches USD (calls in flight finish; all is saved).
-    #[arg(long = "max_cost", value_name = "USD")]
+    #[arg(long = "max_cost", value_name = "USD", value_parser = parse_max_cost)]
     max_cost: Option<f64>,
     /// Finish a stopped run in place (same id and directory), sending only what is not
     /// finished; takes no pipeline file, --set or filters: the run's own config is used.
@@ -236,9 +236,55 @@ pub(crate) struct CacheArgs {
     cache: PathBuf,
 }
 
+/// Most calls in flight (`--concurrency`).
+const MAX_CONCURRENCY: u64 = 4096;
+/// Most bootstrap resamples (`report --bootstrap`).
+const MAX_BOOTSTRAP: u64 = 100_000;
+
+/// `--max_cost`: dollars, a finite number of at least 0.
+fn parse_max_cost(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of dollars (e.g. --max_cost 5)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!(
+            "`{s}` is not a budget: give a number of dollars of at least 0 (e.g. --max_cost 5)"
+        ));
+    }
+    Ok(v)
+}
+
+/// The command line, its help texts of named choices made from their tables.
+fn command() -> clap::Command {
+    use crate::grade::{Compare, Extractor, Named};
+    let graders: Vec<&str> = Compare::names()
+        .into_iter()
+        .filter(|n| *n != "llm_judge")
+        .collect();
+    Cli::command().mut_subcommand("grade", |c| {
+        c.mut_arg("extract", |a| {
+            a.help(format!(
+                "Extractor: {}, or regex:PATTERN",
+                Extractor::names()
+                    .into_iter()
+                    .filter(|n| *n != "regex")
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+        .mut_arg("grader", |a| {
+            a.help(format!("Comparison: {}", graders.join(", ")))
+        })
+    })
+}
+
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -320,25 +366,35 @@ fn regrade(
     no_fallback: bool,
     out: Option<PathBuf>,
 ) -> i32 {
-    use crate::grade::{Compare, Extractor};
+    use crate::grade::{Compare, Extractor, Named};
     let extract = match extract.split_once(':') {
         Some(("regex", pat)) => Ok(Extractor::Regex(pat.to_string())),
-        _ => serde_json::from_value::<Extractor>(serde_json::json!(if extract == "mc" {
-            "multiple_choice"
-        } else {
-            extract
-        })),
+        _ => Extractor::parse_name(extract),
     };
-    let Ok(extract) = extract else {
-        eprintln!(
-            "error: --extract must be boxed, multiple_choice, final_answer, last_number or regex:PATTERN"
-        );
+    let extract = match extract.and_then(|e| crate::grade::check_extractor(&e).map(|()| e)) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: --extract: {e}");
+            return 2;
+        }
+    };
+    let compare = match Compare::parse_name(grader) {
+        Ok(Compare::LlmJudge) => {
+            eprintln!(
+                "error: --grader llm_judge needs a model call; `distill grade` regrades without calls"
+            );
+            return 2;
+        }
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --grader: {e}");
+            return 2;
+        }
+    };
+    if let Some(e) = crate::nodes::grade::check_rel_tol(rel_tol) {
+        eprintln!("error: --rel_tol: {e}");
         return 2;
-    };
-    let Ok(compare) = serde_json::from_value::<Compare>(serde_json::json!(grader)) else {
-        eprintln!("error: --grader must be exact, numeric, math or mc");
-        return 2;
-    };
+    }
     let opts = crate::regrade::RegradeOptions {
         extract,
         compare,

@@ -18,16 +18,18 @@ mod eval;
 mod expr;
 mod extract;
 mod judge;
+pub mod names;
 mod normalize;
 
 use serde::{Deserialize, Serialize};
+
+pub use names::Named;
 
 pub use judge::{JUDGE_PROMPT, parse_judge_verdict};
 
 /// How an answer is pulled out of a model's text. In YAML: `extract: boxed`, `extract: multiple_choice`,
 /// `extract: final_answer`, `extract: last_number`, or `extract: {regex: "Answer: (\\d+)"}` (first capture group, last match).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Extractor {
     /// The default.
     #[default]
@@ -39,6 +41,115 @@ pub enum Extractor {
     /// else the last `\(N\)`, else the last whole number.
     OriginalDefault,
     Regex(String),
+}
+
+/// The extractors' names (`regex` takes a pattern: `{regex: "…"}` in YAML, `regex:PATTERN`
+/// on the command line), each with what it does.
+pub const EXTRACTORS: &[(&str, &str)] = &[
+    ("boxed", "the last \\boxed{…}"),
+    (
+        "multiple_choice",
+        "the last option letter (A-J) stated, else the last boxed text (for compare: mc)",
+    ),
+    ("final_answer", "the text after the last \"Final answer:\""),
+    ("last_number", "the last number"),
+    (
+        "original_default",
+        "the original tool's default: the last \\boxed{…}, else the last \\(N\\), else the last whole number, over the whole text",
+    ),
+    ("regex", "the first group of the last match of a pattern"),
+];
+
+impl Extractor {
+    pub fn names() -> Vec<&'static str> {
+        EXTRACTORS.iter().map(|(n, _)| *n).collect()
+    }
+    /// "boxed, multiple_choice, …, {regex: …}" for hints.
+    pub fn list() -> String {
+        Self::names()
+            .iter()
+            .map(|n| {
+                if *n == "regex" {
+                    "{regex: \"…\"}".to_string()
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Extractor::Boxed => "boxed",
+            Extractor::MultipleChoice => "multiple_choice",
+            Extractor::FinalAnswer => "final_answer",
+            Extractor::LastNumber => "last_number",
+            Extractor::OriginalDefault => "original_default",
+            Extractor::Regex(_) => "regex",
+        }
+    }
+    /// A pattern-less extractor by name (`mc` is accepted for `multiple_choice`).
+    pub fn parse_name(name: &str) -> Result<Extractor, String> {
+        let e = match name {
+            "boxed" => Extractor::Boxed,
+            "multiple_choice" | "mc" => Extractor::MultipleChoice,
+            "final_answer" => Extractor::FinalAnswer,
+            "last_number" => Extractor::LastNumber,
+            "original_default" => Extractor::OriginalDefault,
+            "regex" => return Err("`regex` takes a pattern: `{regex: \"Answer: (\\d+)\"}` (on the command line `regex:PATTERN`)".into()),
+            _ => return Err(names::unknown("extractor", name, &Self::names())),
+        };
+        debug_assert_eq!(
+            e.name(),
+            if name == "mc" {
+                "multiple_choice"
+            } else {
+                name
+            }
+        );
+        Ok(e)
+    }
+}
+
+impl Serialize for Extractor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Extractor::Regex(p) => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("regex", p)?;
+                m.end()
+            }
+            e => s.serialize_str(e.name()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Extractor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Extractor::parse_name(&s).map_err(D::Error::custom),
+            serde_json::Value::Object(m) if m.len() == 1 => match m.iter().next() {
+                Some((k, serde_json::Value::String(p))) if k == "regex" => {
+                    Ok(Extractor::Regex(p.clone()))
+                }
+                Some((k, _)) if k == "regex" => {
+                    Err(D::Error::custom("`regex:` takes a pattern text"))
+                }
+                Some((k, _)) => Err(D::Error::custom(names::unknown(
+                    "extractor",
+                    k,
+                    &Self::names(),
+                ))),
+                None => unreachable!("one entry"),
+            },
+            other => Err(D::Error::custom(format!(
+                "an extractor is a name or {{regex: \"…\"}}, not {other}; extractors: {}",
+                Self::list()
+            ))),
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -71,8 +182,7 @@ pub fn check_extractor(ex: &Extractor) -> Result<(), String> {
 }
 
 /// How an extracted answer is compared to the truth. In YAML: `compare: exact|numeric|math|mc|llm_judge`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compare {
     #[default]
     Exact,
@@ -81,6 +191,34 @@ pub enum Compare {
     Mc,
     LlmJudge,
 }
+
+impl Named for Compare {
+    const WHAT: &'static str = "comparison";
+    const ALL: &'static [(Self, &'static str, &'static str)] = &[
+        (Compare::Exact, "exact", "the same text after trimming"),
+        (
+            Compare::Numeric,
+            "numeric",
+            "the same number (within rel_tol)",
+        ),
+        (
+            Compare::Math,
+            "math",
+            "mathematically equivalent (LaTeX normalized, exact rationals)",
+        ),
+        (
+            Compare::Mc,
+            "mc",
+            "the same multiple-choice option (letter or option text)",
+        ),
+        (
+            Compare::LlmJudge,
+            "llm_judge",
+            "a judge model decides (judge_model:)",
+        ),
+    ];
+}
+crate::named_serde!(Compare);
 
 /// What a comparison may use beyond the two answers.
 #[derive(Debug, Clone, Default)]

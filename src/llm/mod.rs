@@ -155,27 +155,85 @@ pub trait Provider: Send + Sync {
     ) -> std::result::Result<CallResponse, CallError>;
 }
 
+/// One `provider:` a model may name: its default base URL and API-key variable (none for
+/// `sim`; `openai-compatible` takes both from the model), and whether it speaks the OpenAI
+/// API. The one list from which validation, errors, hints and the client's defaults come.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderInfo {
+    pub name: &'static str,
+    pub base_url: Option<&'static str>,
+    pub key_env: Option<&'static str>,
+    pub openai_compatible: bool,
+}
+
+const fn remote(name: &'static str, url: &'static str, key: &'static str) -> ProviderInfo {
+    ProviderInfo {
+        name,
+        base_url: Some(url),
+        key_env: Some(key),
+        openai_compatible: true,
+    }
+}
+
 /// Every `provider:` a model may name.
-pub const PROVIDERS: [&str; 7] = [
-    "sim",
-    "openai",
-    "fireworks",
-    "together",
-    "deepseek",
-    "openrouter",
-    "openai-compatible",
+pub const PROVIDERS: &[ProviderInfo] = &[
+    ProviderInfo {
+        name: "sim",
+        base_url: None,
+        key_env: None,
+        openai_compatible: false,
+    },
+    remote("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+    remote(
+        "fireworks",
+        "https://api.fireworks.ai/inference/v1",
+        "FIREWORKS_API_KEY",
+    ),
+    remote(
+        "together",
+        "https://api.together.xyz/v1",
+        "TOGETHER_API_KEY",
+    ),
+    remote(
+        "deepseek",
+        "https://api.deepseek.com/v1",
+        "DEEPSEEK_API_KEY",
+    ),
+    remote(
+        "openrouter",
+        "https://openrouter.ai/api/v1",
+        "OPENROUTER_API_KEY",
+    ),
+    ProviderInfo {
+        name: "openai-compatible",
+        base_url: None,
+        key_env: None,
+        openai_compatible: true,
+    },
 ];
+
+/// The provider of that name.
+pub fn provider(name: &str) -> Option<&'static ProviderInfo> {
+    PROVIDERS.iter().find(|p| p.name == name)
+}
+
+/// Every provider name, in order.
+pub fn provider_names() -> Vec<&'static str> {
+    PROVIDERS.iter().map(|p| p.name).collect()
+}
 
 /// Builds the provider for one model spec. `need_key`: false when the run will not send
 /// (a plan, `--offline`): an API key is needed only to send.
 pub fn build_provider(spec: &ModelSpec, need_key: bool) -> Result<Arc<dyn Provider>> {
-    match spec.provider.as_str() {
-        "sim" => Ok(Arc::new(sim::SimProvider::new(spec.sim.clone()))),
-        "openai" | "fireworks" | "together" | "deepseek" | "openrouter" | "openai-compatible" => {
+    match provider(&spec.provider) {
+        Some(p) if p.openai_compatible => {
             Ok(Arc::new(openai::OpenAiProvider::new_for(spec, need_key)?))
         }
-        other => anyhow::bail!(
-            "provider `{other}` is not available (known: sim, openai, fireworks, together, deepseek, openrouter, openai-compatible)"
+        Some(_) => Ok(Arc::new(sim::SimProvider::new(spec.sim.clone()))),
+        None => anyhow::bail!(
+            "provider `{}` is not available (known: {})",
+            spec.provider,
+            provider_names().join(", ")
         ),
     }
 }

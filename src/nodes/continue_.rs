@@ -8,9 +8,10 @@
 
 use anyhow::Result;
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{KindInfo, Need, NodeCx, NodeKind, Produced};
+use super::{FieldError, Graded, Kind, KindInfo, Need, NodeCx, Produced};
 use crate::calls::split_reasoning;
 use crate::llm::{Message, Prompt};
 
@@ -33,13 +34,37 @@ static INFO: KindInfo = KindInfo {
         "answer",
         "correct",
     ],
-    params: &["suffix", "system", "graded", "append_if_tag_missing"],
+    params: &[
+        ("suffix", "the text appended after the cut (default `Wait`)"),
+        ("system", "a system message (text)"),
+        (
+            "graded",
+            "true (default) or false: false leaves this node out of the grade: block",
+        ),
+        (
+            "append_if_tag_missing",
+            "true (default) or false: false fails the node when the input has no `</think>` to cut at",
+        ),
+    ],
     model: Need::Required,
     prompt: Need::Required,
     input: Need::Required,
     template_vars: &[],
     aggregate: false,
+    graded: Graded::ByGradeBlock {
+        answer_field: "new_text",
+    },
 };
+
+/// The fields of a `continue` node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Params {
+    pub suffix: Option<String>,
+    pub system: Option<String>,
+    pub graded: Option<bool>,
+    pub append_if_tag_missing: Option<bool>,
+}
 
 /// The partial answer to continue from.
 pub fn cut_and_suffix(text: &str, suffix: &str) -> String {
@@ -50,13 +75,31 @@ pub fn cut_and_suffix(text: &str, suffix: &str) -> String {
 }
 
 #[async_trait]
-impl NodeKind for Continue {
+impl Kind for Continue {
+    type Params = Params;
+
     fn info(&self) -> &'static KindInfo {
         &INFO
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
-        let suffix = cx.param_str("suffix").unwrap_or("Wait");
+    fn check(
+        &self,
+        p: &Params,
+        _: &crate::spec::Node,
+        _: &crate::spec::PipelineSpec,
+    ) -> Vec<FieldError> {
+        match &p.suffix {
+            Some(s) if s.is_empty() => vec![(
+                "suffix".into(),
+                "`suffix:` is empty".into(),
+                Some("give the text to append, e.g. `suffix: Wait`, or leave the field out".into()),
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    async fn run(&self, cx: &NodeCx<'_>, p: &Params) -> Result<Produced> {
+        let suffix = p.suffix.as_deref().unwrap_or("Wait");
         let mut previous = cx.input_str("text").unwrap_or_default();
         // an attempt whose server put the thinking in `reasoning_content` (a chat endpoint)
         // has it back inline, so the cut lands inside it as with a raw completion
@@ -64,13 +107,7 @@ impl NodeKind for Continue {
         if !previous.contains("</think>") && !reasoning.is_empty() {
             previous = crate::calls::partial_answer(&reasoning, &previous);
         }
-        let append = cx
-            .node
-            .params
-            .get("append_if_tag_missing")
-            .and_then(|b| b.as_bool())
-            .unwrap_or(true);
-        if !append && !previous.contains("</think>") {
+        if p.append_if_tag_missing == Some(false) && !previous.contains("</think>") {
             anyhow::bail!(
                 "the previous attempt's text has no `</think>` to cut at; set `append_if_tag_missing: true` to append a newline and `{suffix}` instead"
             );
@@ -81,10 +118,10 @@ impl NodeKind for Continue {
             &cx.template_data(Map::new()),
         )?;
         let mut msgs = Vec::new();
-        if let Some(s) = cx.param_str("system") {
+        if let Some(s) = &p.system {
             msgs.push(Message {
                 role: "system".into(),
-                content: s.to_string(),
+                content: s.clone(),
             });
         }
         msgs.push(Message {
@@ -111,13 +148,7 @@ impl NodeKind for Continue {
         out.insert("new_text".into(), Value::String(new_text));
         out.insert("reasoning".into(), Value::String(reasoning));
         out.insert("answer_text".into(), Value::String(answer_text));
-        let graded = cx
-            .node
-            .params
-            .get("graded")
-            .and_then(|g| g.as_bool())
-            .unwrap_or(true);
-        if let (true, Some(g)) = (graded, cx.pipeline().grade()) {
+        if let (true, Some(g)) = (p.graded.unwrap_or(true), cx.pipeline().grade()) {
             super::grade::attach_grade_from(cx, g, &mut out, "new_text").await?;
         }
         Ok(Produced {

@@ -4,9 +4,10 @@
 
 use anyhow::Result;
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{KindInfo, Need, NodeCx, NodeKind, Output, Produced};
+use super::{FieldError, Graded, Kind, KindInfo, Need, NodeCx, Output, Produced};
 use crate::grade::{ExtractOptions, Extractor};
 
 pub struct Extract;
@@ -15,41 +16,56 @@ static INFO: KindInfo = KindInfo {
     name: "extract",
     summary: "extracts an answer from an upstream text",
     provides: &["answer", "round"],
-    params: &["extract", "field", "fallback_full_text"],
+    params: &[
+        (
+            "extract",
+            "the extractor: boxed (default), multiple_choice, final_answer, last_number or {regex: \"…\"}",
+        ),
+        ("field", "the input's output field to read (default `text`)"),
+        (
+            "fallback_full_text",
+            "true (default) or false: look in the whole text when the part after </think> has no answer",
+        ),
+    ],
     model: Need::Never,
     prompt: Need::Never,
     input: Need::Required,
     template_vars: &[],
     aggregate: false,
+    graded: Graded::No,
 };
 
-pub fn extractor_of(node: &crate::spec::Node) -> Result<Extractor, String> {
-    match node.params.get("extract") {
-        None => Ok(Extractor::default()),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("bad `extract:` ({e}); use boxed, multiple_choice, final_answer, last_number or {{regex: …}}")),
-    }
+/// The fields of an `extract` node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Params {
+    pub extract: Extractor,
+    pub field: Option<String>,
+    pub fallback_full_text: Option<bool>,
 }
 
 #[async_trait]
-impl NodeKind for Extract {
+impl Kind for Extract {
+    type Params = Params;
+
     fn info(&self) -> &'static KindInfo {
         &INFO
     }
 
     fn check(
         &self,
-        node: &crate::spec::Node,
-        _p: &crate::spec::PipelineSpec,
-    ) -> Vec<(String, String)> {
-        match extractor_of(node).and_then(|e| crate::grade::check_extractor(&e)) {
+        p: &Params,
+        _: &crate::spec::Node,
+        _: &crate::spec::PipelineSpec,
+    ) -> Vec<FieldError> {
+        match crate::grade::check_extractor(&p.extract) {
             Ok(()) => Vec::new(),
-            Err(e) => vec![("extract".into(), e)],
+            Err(e) => vec![("extract".into(), e, None)],
         }
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
-        let ex = extractor_of(cx.node).map_err(anyhow::Error::msg)?;
-        let field = cx.param_str("field").unwrap_or("text");
+    async fn run(&self, cx: &NodeCx<'_>, p: &Params) -> Result<Produced> {
+        let field = p.field.as_deref().unwrap_or("text");
         let input = cx.input();
         let text = input
             .as_ref()
@@ -57,18 +73,13 @@ impl NodeKind for Extract {
             .and_then(|v| v.as_str())
             .unwrap_or("");
         let mut opts = ExtractOptions::default();
-        if let Some(f) = cx
-            .node
-            .params
-            .get("fallback_full_text")
-            .and_then(|v| v.as_bool())
-        {
+        if let Some(f) = p.fallback_full_text {
             opts.fallback_full_text = f;
         }
         let mut out = Output::new();
         out.insert(
             "answer".into(),
-            crate::grade::extract(&ex, text, &opts)
+            crate::grade::extract(&p.extract, text, &opts)
                 .map(Value::String)
                 .unwrap_or(Value::Null),
         );

@@ -4,10 +4,11 @@
 
 use anyhow::{Result, bail};
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{KindInfo, Need, NodeCx, NodeKind, Output, Produced};
-use crate::grade::{Compare, GradeContext};
+use super::{FieldError, Graded, Kind, KindInfo, Need, NodeCx, Output, Produced};
+use crate::grade::{Compare, GradeContext, Named};
 use crate::spec::GradeSpec;
 
 pub struct Grade;
@@ -16,21 +17,46 @@ static INFO: KindInfo = KindInfo {
     name: "grade",
     summary: "grades an upstream answer against the problem's answer column",
     provides: &["answer", "correct", "round"],
-    params: &["compare", "rel_tol", "truth_column", "judge_model"],
+    params: &[
+        (
+            "compare",
+            "the comparison: exact (default), numeric, math, mc or llm_judge",
+        ),
+        (
+            "rel_tol",
+            "relative tolerance of numeric comparisons: a number from 0 to 1",
+        ),
+        (
+            "truth_column",
+            "the problem-set column holding the truth (default `answer`)",
+        ),
+        (
+            "judge_model",
+            "for compare: llm_judge, the judging model (one of `models:`)",
+        ),
+    ],
     model: Need::Never,
     prompt: Need::Never,
     input: Need::Required,
     template_vars: &[],
     aggregate: false,
+    graded: Graded::Always,
 };
 
-fn compare_of(node: &crate::spec::Node) -> Result<Compare, String> {
-    match node.params.get("compare") {
-        None => Ok(Compare::default()),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-            format!("bad `compare:` ({e}); use exact, numeric, math, mc or llm_judge")
-        }),
-    }
+/// The fields of a `grade` node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Params {
+    pub compare: Compare,
+    pub rel_tol: Option<f64>,
+    pub truth_column: Option<String>,
+    pub judge_model: Option<String>,
+}
+
+/// The range of `rel_tol` (here and in the `grade:` block).
+pub fn check_rel_tol(t: Option<f64>) -> Option<String> {
+    t.filter(|t| !(t.is_finite() && (0.0..=1.0).contains(t)))
+        .map(|t| format!("`rel_tol: {t}` is out of range: it must be a number from 0 to 1"))
 }
 
 /// Grades `answer` (None = no answer = wrong) against the truth.
@@ -59,11 +85,10 @@ pub fn verdict(
 
 /// Asks the judge model whether `answer` matches the truth; the verdict is parsed strictly
 /// (an unparseable verdict is an error, never a pass).
-async fn judge(cx: &NodeCx<'_>, judge_model: &str, answer: &str) -> Result<bool> {
+async fn judge(cx: &NodeCx<'_>, judge_model: &str, answer: &str, truth: &str) -> Result<bool> {
     let mut hb = handlebars::Handlebars::new();
     hb.register_escape_fn(handlebars::no_escape);
-    let data =
-        json!({"question": cx.problem.question(), "truth": cx.problem.answer(), "answer": answer});
+    let data = json!({"question": cx.problem.question(), "truth": truth, "answer": answer});
     let prompt = hb.render_template(crate::grade::JUDGE_PROMPT, &data)?;
     let g = cx
         .generate(
@@ -104,7 +129,7 @@ pub async fn attach_grade_from(
         .to_string();
     let answer = crate::grade::extract(&g.extract, &text, &g.extract_options());
     let correct = match (&answer, g.compare, g.judge_model.as_deref()) {
-        (Some(a), Compare::LlmJudge, Some(m)) => judge(cx, m, a).await?,
+        (Some(a), Compare::LlmJudge, Some(m)) => judge(cx, m, a, cx.problem.answer()).await?,
         _ => verdict(
             g.compare,
             answer.as_deref(),
@@ -122,63 +147,72 @@ pub async fn attach_grade_from(
 }
 
 #[async_trait]
-impl NodeKind for Grade {
+impl Kind for Grade {
+    type Params = Params;
+
     fn info(&self) -> &'static KindInfo {
         &INFO
     }
 
     fn check(
         &self,
-        node: &crate::spec::Node,
-        p: &crate::spec::PipelineSpec,
-    ) -> Vec<(String, String)> {
+        p: &Params,
+        _: &crate::spec::Node,
+        spec: &crate::spec::PipelineSpec,
+    ) -> Vec<FieldError> {
         let mut v = Vec::new();
-        if let Some(t) = node.params.get("rel_tol")
-            && !t.as_f64().is_some_and(|t| t.is_finite() && t >= 0.0)
-        {
-            v.push((
-                "rel_tol".into(),
-                "`rel_tol` must be a number of at least 0".into(),
-            ));
+        if let Some(e) = check_rel_tol(p.rel_tol) {
+            v.push(("rel_tol".into(), e, Some("e.g. `rel_tol: 1e-6`".into())));
         }
-        match compare_of(node) {
-            Err(e) => v.push(("compare".into(), e)),
-            Ok(Compare::LlmJudge) => {
-                match node.params.get("judge_model").and_then(|m| m.as_str()) {
-                    None => v.push((
-                        "compare".into(),
-                        "`compare: llm_judge` needs `judge_model:` (one of `models:`)".into(),
-                    )),
-                    Some(m) if !p.models.contains_key(m) => {
-                        v.push(("judge_model".into(), format!("unknown model `{m}`")))
-                    }
-                    Some(_) => {}
-                }
-            }
-            Ok(_) => {}
+        let models = || spec.models.keys().map(String::as_str);
+        match (&p.judge_model, p.compare) {
+            (None, Compare::LlmJudge) => v.push((
+                "compare".into(),
+                "`compare: llm_judge` needs `judge_model:`".into(),
+                Some(format!(
+                    "name one of `models:`: {}",
+                    models().collect::<Vec<_>>().join(", ")
+                )),
+            )),
+            (Some(m), _) if !spec.models.contains_key(m) => v.push((
+                "judge_model".into(),
+                format!("unknown model `{m}`"),
+                Some(format!(
+                    "{}models: {}",
+                    super::params::did_you_mean(m, models()),
+                    models().collect::<Vec<_>>().join(", ")
+                )),
+            )),
+            (Some(_), c) if c != Compare::LlmJudge => v.push((
+                "judge_model".into(),
+                format!(
+                    "`judge_model:` is only used by `compare: llm_judge`, not `{}`",
+                    c.name()
+                ),
+                Some("remove it, or set `compare: llm_judge`".into()),
+            )),
+            _ => {}
         }
         v
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
-        let cmp = compare_of(cx.node).map_err(anyhow::Error::msg)?;
+    async fn run(&self, cx: &NodeCx<'_>, p: &Params) -> Result<Produced> {
         let input = cx.input();
         let answer = input
             .as_ref()
             .and_then(|i| i.get("answer"))
             .and_then(|v| v.as_str())
             .map(|s| s.to_string());
-        let col = cx.param_str("truth_column").unwrap_or("answer");
+        let col = p.truth_column.as_deref().unwrap_or("answer");
         let truth = cx.problem.fields.get(col).map(|s| s.as_str()).unwrap_or("");
-        let rel_tol = cx.node.params.get("rel_tol").and_then(|v| v.as_f64());
-        let correct = match (&answer, cx.param_str("judge_model")) {
-            (Some(a), Some(m)) if cmp == Compare::LlmJudge => judge(cx, m, a).await?,
+        let correct = match (&answer, p.judge_model.as_deref()) {
+            (Some(a), Some(m)) if p.compare == Compare::LlmJudge => judge(cx, m, a, truth).await?,
             _ => verdict(
-                cmp,
+                p.compare,
                 answer.as_deref(),
                 truth,
                 cx.problem.question(),
-                rel_tol,
+                p.rel_tol,
             )?,
         };
         let mut out = Output::new();

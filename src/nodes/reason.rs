@@ -4,9 +4,10 @@
 
 use anyhow::Result;
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{Map, json};
 
-use super::{KindInfo, Need, NodeCx, NodeKind, Produced};
+use super::{Graded, Kind, KindInfo, Need, NodeCx, Produced};
 use crate::calls::chat;
 use crate::llm::Prompt;
 
@@ -29,13 +30,30 @@ static INFO: KindInfo = KindInfo {
         "answer",
         "correct",
     ],
-    params: &["system", "graded"],
+    params: &[
+        ("system", "a system message (text)"),
+        (
+            "graded",
+            "true (default) or false: false leaves this node out of the grade: block",
+        ),
+    ],
     model: Need::Required,
     prompt: Need::Required,
     input: Need::Optional,
     template_vars: &[],
     aggregate: false,
+    graded: Graded::ByGradeBlock {
+        answer_field: "text",
+    },
 };
+
+/// The fields of a `reason` node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Params {
+    pub system: Option<String>,
+    pub graded: Option<bool>,
+}
 
 /// The messages a reason node sends (also how an import finds its cache key).
 pub fn prompt_of(cx: &NodeCx<'_>) -> Result<Prompt> {
@@ -48,37 +66,20 @@ pub fn prompt_of(cx: &NodeCx<'_>) -> Result<Prompt> {
 }
 
 #[async_trait]
-impl NodeKind for Reason {
+impl Kind for Reason {
+    type Params = Params;
+
     fn info(&self) -> &'static KindInfo {
         &INFO
     }
 
-    fn check(
-        &self,
-        node: &crate::spec::Node,
-        _p: &crate::spec::PipelineSpec,
-    ) -> Vec<(String, String)> {
-        let mut v = Vec::new();
-        if node.params.get("system").is_some_and(|s| !s.is_string()) {
-            v.push(("system".into(), "`system:` must be a text".into()));
-        }
-        if node.params.get("graded").is_some_and(|s| !s.is_boolean()) {
-            v.push(("graded".into(), "`graded:` must be true or false".into()));
-        }
-        v
-    }
-
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
+    async fn run(&self, cx: &NodeCx<'_>, p: &Params) -> Result<Produced> {
         let model = cx.node.model.as_deref().expect("validated");
         let g = cx.generate(model, prompt_of(cx)?, json!(null)).await?;
         let mut out = g.output;
-        let graded = cx
-            .node
-            .params
-            .get("graded")
-            .and_then(|g| g.as_bool())
-            .unwrap_or(true);
-        if graded && let Some(g) = cx.pipeline().grade() {
+        if p.graded.unwrap_or(true)
+            && let Some(g) = cx.pipeline().grade()
+        {
             super::grade::attach_grade(cx, g, &mut out).await?;
         }
         Ok(Produced {

@@ -16,11 +16,13 @@
 use anyhow::{Result, anyhow};
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::tokens::{self, Pick};
-use super::{KindInfo, Need, NodeCx, NodeKind, Output, Produced};
+use super::{FieldError, Graded, Kind, KindInfo, Need, NodeCx, Output, Produced};
 use crate::calls::{chat, split_reasoning};
+use crate::grade::Named;
 use crate::llm::Usage;
 
 pub struct Summarize;
@@ -44,34 +46,123 @@ static INFO: KindInfo = KindInfo {
         "chunks",
     ],
     params: &[
-        "strategy",
-        "field",
-        "fallback_full_text",
-        "keep_after_think",
-        "system",
-        "k",
-        "tokenizer",
-        "chunk_words",
-        "overlap_words",
-        "chunk_separator",
-        "ellipsis",
+        (
+            "strategy",
+            "llm (default), chunked, first_k, last_k, random_k, post_think or answer_only",
+        ),
+        (
+            "field",
+            "the input's output field to summarize (default `reasoning`)",
+        ),
+        (
+            "fallback_full_text",
+            "true (default) or false: use the input's `text` when `field` is empty",
+        ),
+        (
+            "keep_after_think",
+            "true (default) or false: keep only the summarizer's text after its own </think>",
+        ),
+        ("system", "a system message (text)"),
+        (
+            "k",
+            "tokens kept by first_k, last_k, random_k and post_think: a whole number from 1 to 1000000 (default 404)",
+        ),
+        (
+            "tokenizer",
+            "the tokenizer of token strategies: cl100k_base or o200k_base (default: the `tokenizer:` of the model that wrote the input, else cl100k_base)",
+        ),
+        (
+            "chunk_words",
+            "words per chunk of `chunked`: a whole number from 1 to 1000000 (default 1000)",
+        ),
+        (
+            "overlap_words",
+            "words shared by neighbouring chunks: from 0 to below chunk_words (default 100)",
+        ),
+        (
+            "chunk_separator",
+            "the text between chunk summaries (default two newlines)",
+        ),
+        (
+            "ellipsis",
+            "true or false (default): `...` after a cut first_k, before a cut last_k / post_think fallback",
+        ),
     ],
     model: Need::Required,
     prompt: Need::Required,
     input: Need::Required,
     template_vars: &["trace", "chunk_index", "chunk_count"],
     aggregate: false,
+    graded: Graded::No,
 };
 
-pub const STRATEGIES: [&str; 7] = [
-    "llm",
-    "chunked",
-    "first_k",
-    "last_k",
-    "random_k",
-    "post_think",
-    "answer_only",
-];
+/// A summary strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    #[default]
+    Llm,
+    Chunked,
+    FirstK,
+    LastK,
+    RandomK,
+    PostThink,
+    AnswerOnly,
+}
+
+impl Named for Strategy {
+    const WHAT: &'static str = "strategy";
+    const ALL: &'static [(Self, &'static str, &'static str)] = &[
+        (Strategy::Llm, "llm", "the node's prompt sent to its model"),
+        (
+            Strategy::Chunked,
+            "chunked",
+            "map-reduce over word chunks, each summarized by the prompt",
+        ),
+        (
+            Strategy::FirstK,
+            "first_k",
+            "the first k tokens of the trace",
+        ),
+        (Strategy::LastK, "last_k", "the last k tokens of the trace"),
+        (
+            Strategy::RandomK,
+            "random_k",
+            "a seeded random k tokens, kept in order",
+        ),
+        (
+            Strategy::PostThink,
+            "post_think",
+            "the attempt's text after its last </think> (else last_k)",
+        ),
+        (Strategy::AnswerOnly, "answer_only", "\"The answer is X.\""),
+    ];
+}
+crate::named_serde!(Strategy);
+
+impl Strategy {
+    /// Whether the strategy calls the node's model (and so needs `model:` and `prompt:`).
+    pub fn calls_model(self) -> bool {
+        matches!(self, Strategy::Llm | Strategy::Chunked)
+    }
+}
+
+/// The fields of a `summarize` node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Params {
+    pub strategy: Strategy,
+    pub field: Option<String>,
+    pub fallback_full_text: Option<bool>,
+    pub keep_after_think: Option<bool>,
+    pub system: Option<String>,
+    pub k: Option<u64>,
+    pub tokenizer: Option<String>,
+    pub chunk_words: Option<u64>,
+    pub overlap_words: Option<u64>,
+    pub chunk_separator: Option<String>,
+    pub ellipsis: Option<bool>,
+}
+
 pub const DEFAULT_K: u64 = 404;
 
 /// Whether a summarize node uses a strategy without a model call (first/last/random-k,
@@ -82,7 +173,8 @@ pub fn without_model(node: &crate::spec::Node) -> bool {
             .params
             .get("strategy")
             .and_then(|s| s.as_str())
-            .is_some_and(|s| !matches!(s, "llm" | "chunked"))
+            .and_then(|s| Strategy::parse_name(s).ok())
+            .is_some_and(|s| !s.calls_model())
 }
 
 /// The text of the input to summarize. With `fallback_full_text: false` an input without
@@ -113,16 +205,6 @@ pub fn trace_of(cx: &NodeCx<'_>) -> Result<String> {
             "the input has no `{field}` to summarize (for `reasoning`: its text has no `</think>`); set `fallback_full_text: true` to summarize its whole text instead"
         )),
         _ => Ok(t),
-    }
-}
-
-fn uint(node: &crate::spec::Node, name: &str, default: u64) -> Result<u64, String> {
-    match node.params.get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .as_u64()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("`{name}:` must be a positive whole number")),
     }
 }
 
@@ -159,90 +241,71 @@ fn plain(cx: &NodeCx<'_>, strategy: &str, text: String) -> Output {
 }
 
 #[async_trait]
-impl NodeKind for Summarize {
+impl Kind for Summarize {
+    type Params = Params;
+
     fn info(&self) -> &'static KindInfo {
         &INFO
     }
 
     fn check(
         &self,
+        p: &Params,
         node: &crate::spec::Node,
-        _p: &crate::spec::PipelineSpec,
-    ) -> Vec<(String, String)> {
+        _: &crate::spec::PipelineSpec,
+    ) -> Vec<FieldError> {
         let mut v = Vec::new();
-        let strategy = match node.params.get("strategy") {
-            None => "llm".to_string(),
-            Some(Value::String(s)) if STRATEGIES.contains(&s.as_str()) => s.clone(),
-            Some(s) => {
+        let range = |name: &str, val: Option<u64>, lo: u64, hi: u64, v: &mut Vec<FieldError>| {
+            if let Some(x) = val
+                && !(lo..=hi).contains(&x)
+            {
                 v.push((
-                    "strategy".into(),
+                    name.into(),
                     format!(
-                        "unknown strategy {s}; strategies: {}",
-                        STRATEGIES.join(", ")
+                        "`{name}: {x}` is out of range: it must be a whole number from {lo} to {hi}"
                     ),
+                    INFO.params
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(n, d)| format!("`{n}`: {d}")),
                 ));
-                return v;
             }
         };
-        for (name, default) in [("k", DEFAULT_K), ("chunk_words", 1000)] {
-            if let Err(e) = uint(node, name, default) {
-                v.push((name.into(), e));
-            }
-        }
-        if let Some(o) = node.params.get("overlap_words")
-            && o.as_u64().is_none()
-        {
-            v.push((
-                "overlap_words".into(),
-                "`overlap_words:` must be a whole number (0 for none)".into(),
-            ));
-        }
-        for name in ["ellipsis"] {
-            if node.params.get(name).is_some_and(|b| !b.is_boolean()) {
-                v.push((name.into(), format!("`{name}:` must be true or false")));
-            }
-        }
-        if node
-            .params
-            .get("chunk_separator")
-            .is_some_and(|b| !b.is_string())
-        {
-            v.push((
-                "chunk_separator".into(),
-                "`chunk_separator:` must be text".into(),
-            ));
-        }
-        if let Some(t) = node.params.get("tokenizer")
-            && !t.as_str().is_some_and(|t| tokens::TOKENIZERS.contains(&t))
+        range("k", p.k, 1, 1_000_000, &mut v);
+        range("chunk_words", p.chunk_words, 1, 1_000_000, &mut v);
+        let chunk = p.chunk_words.unwrap_or(1000);
+        range(
+            "overlap_words",
+            p.overlap_words,
+            0,
+            chunk.saturating_sub(1),
+            &mut v,
+        );
+        if let Some(t) = &p.tokenizer
+            && !tokens::TOKENIZERS.contains(&t.as_str())
         {
             v.push((
                 "tokenizer".into(),
-                format!(
-                    "unknown tokenizer {t}; tokenizers: {}",
-                    tokens::TOKENIZERS.join(", ")
-                ),
+                crate::grade::names::unknown("tokenizer", t, &tokens::TOKENIZERS),
+                None,
             ));
         }
-        if matches!(strategy.as_str(), "llm" | "chunked") && node.model.is_none() {
+        if p.strategy.calls_model() && node.model.is_none() {
             v.push((
                 "strategy".into(),
-                format!("strategy `{strategy}` needs `model:` and `prompt:`"),
+                format!("strategy `{}` needs `model:` and `prompt:`", p.strategy.name()),
+                Some("add them, or pick a strategy without a model: first_k, last_k, random_k, post_think, answer_only".into()),
             ));
         }
         v
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
-        let strategy = cx.param_str("strategy").unwrap_or("llm");
-        let k = uint(cx.node, "k", DEFAULT_K).map_err(anyhow::Error::msg)? as usize;
-        let tok = tokenizer_for(cx)?;
+    async fn run(&self, cx: &NodeCx<'_>, p: &Params) -> Result<Produced> {
+        let strategy = p.strategy.name();
+        let k = p.k.unwrap_or(DEFAULT_K) as usize;
+        let tok = tokenizer_for(cx, p)?;
         let trace = trace_of(cx)?;
-        let ellipsis = cx
-            .node
-            .params
-            .get("ellipsis")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
+        let ellipsis = p.ellipsis.unwrap_or(false);
         let token_out = |text: String, n: usize| {
             let mut o = plain(cx, strategy, text);
             o.insert("tokenizer".into(), json!(tok.name()));
@@ -304,9 +367,9 @@ impl NodeKind for Summarize {
                 let n = tok.count(&t) as usize;
                 Ok(token_out(t, n).into())
             }
-            "chunked" => self.chunked(cx, &trace).await,
+            "chunked" => self.chunked(cx, p, &trace).await,
             _ => {
-                self.llm(cx, trace, Map::new(), json!({"strategy": "llm"}))
+                self.llm(cx, p, trace, Map::new(), json!({"strategy": "llm"}))
                     .await
             }
         }
@@ -315,9 +378,9 @@ impl NodeKind for Summarize {
 
 /// The tokenizer of the token strategies: the node's `tokenizer:` when set, else the
 /// `tokenizer:` of the model that wrote the input (cl100k_base when it has none).
-fn tokenizer_for(cx: &NodeCx<'_>) -> Result<crate::calls::tokenizer::Tokenizer> {
+fn tokenizer_for(cx: &NodeCx<'_>, p: &Params) -> Result<crate::calls::tokenizer::Tokenizer> {
     use crate::calls::tokenizer::Tokenizer;
-    if let Some(name) = cx.param_str("tokenizer") {
+    if let Some(name) = &p.tokenizer {
         return Tokenizer::load(Some(name), std::path::Path::new("."));
     }
     let producer = cx
@@ -338,6 +401,7 @@ impl Summarize {
     async fn llm(
         &self,
         cx: &NodeCx<'_>,
+        p: &Params,
         trace: String,
         mut extra: Map<String, Value>,
         key_extra: Value,
@@ -349,17 +413,12 @@ impl Summarize {
             cx.node.prompt.as_deref().expect("validated"),
             &cx.template_data(extra),
         )?;
-        let system = cx.param_str("system").map(|s| s.to_string());
         let model = cx.node.model.as_deref().expect("validated");
-        let g = cx.generate(model, chat(system, user), key_extra).await?;
+        let g = cx
+            .generate(model, chat(p.system.clone(), user), key_extra)
+            .await?;
         let mut out = g.output;
-        let keep_after = cx
-            .node
-            .params
-            .get("keep_after_think")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(true);
-        if keep_after {
+        if p.keep_after_think.unwrap_or(true) {
             let text = out
                 .get("text")
                 .and_then(|t| t.as_str())
@@ -375,14 +434,12 @@ impl Summarize {
         })
     }
 
-    async fn chunked(&self, cx: &NodeCx<'_>, trace: &str) -> Result<Produced> {
-        let size = uint(cx.node, "chunk_words", 1000).map_err(anyhow::Error::msg)? as usize;
-        let overlap = cx
-            .node
-            .params
-            .get("overlap_words")
-            .and_then(|o| o.as_u64())
-            .unwrap_or(100) as usize;
+    async fn chunked(&self, cx: &NodeCx<'_>, p: &Params, trace: &str) -> Result<Produced> {
+        let size = p.chunk_words.unwrap_or(1000) as usize;
+        let overlap = p
+            .overlap_words
+            .unwrap_or(100)
+            .min(p.chunk_words.unwrap_or(1000).saturating_sub(1)) as usize;
         let parts = chunks(trace, size, overlap);
         let count = parts.len();
         let calls = parts.into_iter().enumerate().map(|(i, part)| {
@@ -391,6 +448,7 @@ impl Summarize {
             extra.insert("chunk_count".into(), json!(count));
             self.llm(
                 cx,
+                p,
                 part,
                 extra,
                 json!({"strategy": "chunked", "chunk": i, "of": count}),
@@ -412,7 +470,7 @@ impl Summarize {
             .iter()
             .map(|o| o.get("text").and_then(|t| t.as_str()).unwrap_or(""))
             .collect::<Vec<_>>()
-            .join(cx.param_str("chunk_separator").unwrap_or("\n\n"));
+            .join(p.chunk_separator.as_deref().unwrap_or("\n\n"));
         let mut out = plain(cx, "chunked", text);
         out.insert("usage".into(), serde_json::to_value(usage)?);
         out.insert("chunks".into(), json!(count));

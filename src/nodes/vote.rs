@@ -7,9 +7,10 @@
 
 use anyhow::{Result, bail};
 use async_trait::async_trait;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{KindInfo, Need, NodeCx, NodeKind, Output, Produced};
+use super::{FieldError, Graded, Kind, KindInfo, Need, NodeCx, Output, Produced};
 use crate::grade::{Compare, GradeContext};
 
 pub struct Vote;
@@ -29,13 +30,49 @@ static INFO: KindInfo = KindInfo {
         "answers",
         "round",
     ],
-    params: &["compare", "k"],
+    params: &[
+        (
+            "compare",
+            "how answers are grouped: exact, numeric, math or mc (default: the grade block's, else exact)",
+        ),
+        (
+            "k",
+            "pass@k for k (a whole number from 1 to 10000, or a list of them; default 1; k above `samples:` is left out)",
+        ),
+    ],
     model: Need::Never,
     prompt: Need::Never,
     input: Need::Required,
     template_vars: &[],
     aggregate: true,
+    graded: Graded::Always,
 };
+
+/// `k:` — one number or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Ks {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+/// The fields of a `vote` node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Params {
+    pub compare: Option<Compare>,
+    pub k: Option<Ks>,
+}
+
+impl Params {
+    pub fn ks(&self) -> Vec<u64> {
+        match &self.k {
+            None => vec![1],
+            Some(Ks::One(k)) => vec![*k],
+            Some(Ks::Many(v)) => v.clone(),
+        }
+    }
+}
 
 /// Unbiased pass@k estimator (Chen et al. 2021): 1 − C(n−c, k)/C(n, k), computed as a product.
 pub fn pass_at_k(n: u64, c: u64, k: u64) -> f64 {
@@ -69,62 +106,51 @@ pub fn majority(
     groups.into_iter().rev().max_by_key(|(_, n)| *n)
 }
 
-fn ks(node: &crate::spec::Node) -> Result<Vec<u64>, String> {
-    match node.params.get("k") {
-        None => Ok(vec![1]),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .filter(|&k| k > 0)
-            .map(|k| vec![k])
-            .ok_or_else(|| "`k:` must be a positive whole number or a list of them".into()),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| {
-                v.as_u64().filter(|&k| k > 0).ok_or_else(|| {
-                    "`k:` must be a positive whole number or a list of them".to_string()
-                })
-            })
-            .collect(),
-        Some(_) => Err("`k:` must be a positive whole number or a list of them".into()),
-    }
-}
-
 #[async_trait]
-impl NodeKind for Vote {
+impl Kind for Vote {
+    type Params = Params;
+
     fn info(&self) -> &'static KindInfo {
         &INFO
     }
 
     fn check(
         &self,
-        node: &crate::spec::Node,
-        _p: &crate::spec::PipelineSpec,
-    ) -> Vec<(String, String)> {
+        p: &Params,
+        _: &crate::spec::Node,
+        spec: &crate::spec::PipelineSpec,
+    ) -> Vec<FieldError> {
         let mut v = Vec::new();
-        if let Err(e) = ks(node) {
-            v.push(("k".into(), e));
+        let n = u64::from(spec.samples.max(1));
+        let ks = p.ks();
+        let max = u64::from(crate::spec::MAX_SAMPLES);
+        if ks.is_empty() || ks.iter().any(|&k| k == 0 || k > max) {
+            v.push((
+                "k".into(),
+                format!("`k:` must be whole numbers from 1 to {max}, got {ks:?}"),
+                Some(format!(
+                    "e.g. `k: [1, {n}]` (a k above `samples:` is left out of pass@k)"
+                )),
+            ));
         }
-        if let Some(c) = node.params.get("compare")
-            && serde_json::from_value::<Compare>(c.clone())
-                .ok()
-                .is_none_or(|c| c == Compare::LlmJudge)
-        {
+        if p.compare == Some(Compare::LlmJudge) {
             v.push((
                 "compare".into(),
-                "`compare:` must be exact, numeric, math or mc".into(),
+                "`compare:` of a vote must be exact, numeric, math or mc (a vote groups answers without a judge)".into(),
+                None,
             ));
         }
         v
     }
 
-    async fn run(&self, cx: &NodeCx<'_>) -> Result<Produced> {
+    async fn run(&self, cx: &NodeCx<'_>, p: &Params) -> Result<Produced> {
         let Some(input) = &cx.node.input else {
             bail!("vote needs `input:`")
         };
         let samples = cx.pipeline().spec.samples.max(1);
         let grade = cx.pipeline().grade();
-        let cmp = match cx.node.params.get("compare") {
-            Some(c) => serde_json::from_value(c.clone())?,
+        let cmp = match p.compare {
+            Some(c) => c,
             None => grade
                 .map(|g| g.compare)
                 .filter(|c| *c != Compare::LlmJudge)
@@ -157,7 +183,7 @@ impl NodeKind for Vote {
         let truth = cx.problem.answer();
         let correct = winner.as_ref().is_some_and(|(a, _)| same(a, truth));
         let mut pass = Map::new();
-        for k in ks(cx.node).map_err(anyhow::Error::msg)? {
+        for k in p.ks() {
             if k <= n {
                 pass.insert(k.to_string(), json!(pass_at_k(n, correct_count, k)));
             }

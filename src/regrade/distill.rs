@@ -167,11 +167,7 @@ fn has_reason_records(p: &Map<String, Value>) -> bool {
 /// The text a finished graded record's answer is read from: `output.text` of a `reason`
 /// node, `output.new_text` of a `continue` node (its answer is read from the new text).
 fn reason_text(rec: &Value) -> Option<&str> {
-    let field = match rec.get("kind").and_then(Value::as_str) {
-        Some("reason") => "text",
-        Some("continue") => "new_text",
-        _ => return None,
-    };
+    let field = crate::nodes::graded_answer_field(rec.get("kind").and_then(Value::as_str)?)?;
     if rec.get("status").and_then(Value::as_str) != Some("done") {
         return None;
     }

@@ -305,7 +305,7 @@ fn load_distill(doc: &Value, dir: &Path) -> Result<Run, String> {
         }
         graded
     };
-    let mut graded = kinds_for(&["reason", "continue"]);
+    let mut graded = kinds_for(&crate::nodes::block_graded_kinds());
     if graded.is_empty() {
         graded = kinds_for(&["grade"]);
     }

@@ -21,7 +21,7 @@ use super::{Binding, Diag, Node, Ref, when};
 /// round arithmetic never overflows.
 const MAX_ROUND: u32 = 100_000;
 
-const COMMON: [&str; 8] = [
+pub const COMMON: [&str; 8] = [
     "kind", "model", "prompt", "input", "vars", "when", "after", "round",
 ];
 
@@ -391,7 +391,7 @@ fn resolve_raw(
                     locs.find(&raw.path)
                 };
                 diags.push(
-                    Diag::at(&loc, format!("bad `when:` condition `{t}`: {e}"))
+                    Diag::at(&loc, format!("bad `when:` condition `{}`: {e}", shorten(t)))
                         .hint("e.g. `when: not previous.attempt.correct`; see README: conditions"),
                 );
             }
@@ -418,9 +418,19 @@ fn resolve_raw(
         when_text,
         after,
         params,
+        typed: None,
         template_refs: Vec::new(),
         path: raw.path.clone(),
     })
+}
+
+/// A condition as quoted in a message: at most 80 characters.
+fn shorten(t: &str) -> String {
+    if t.chars().count() <= 80 {
+        t.to_string()
+    } else {
+        format!("{}…", t.chars().take(80).collect::<String>())
+    }
 }
 
 #[cfg(test)]

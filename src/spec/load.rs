@@ -58,12 +58,13 @@ pub fn parse_yaml(text: &str, file: &str) -> Result<(Value, LocMap), Diag> {
     let value: Value = serde_saphyr::from_str(text).map_err(|e| {
         let msg = e.to_string();
         let line = first_line_number(&msg);
-        Diag::new(
-            file,
-            line,
-            format!("invalid YAML: {}", msg.lines().next().unwrap_or("")),
-        )
-        .hint("check indentation and quoting near that line")
+        let first = msg.lines().next().unwrap_or("");
+        if first.contains("recursion limit") || first.contains("Depth {") {
+            return Diag::new(file, line, "invalid YAML: it nests deeper than 64 levels")
+                .hint("a pipeline needs only a few levels of nesting; flatten that value");
+        }
+        Diag::new(file, line, format!("invalid YAML: {first}"))
+            .hint("check indentation and quoting near that line")
     })?;
     if !value.is_object() {
         return Err(Diag::new(
@@ -239,22 +240,34 @@ pub fn merge(base: &mut Value, over: Value) {
     }
 }
 
-/// Applies one `PATH=VALUE` override. VALUE is read as YAML (`0.8`, `true`, `[a, b]`, text).
+/// Whether segment `i` of a `--set` path names an entry of a user-named map (a model, a
+/// node, a node of a repeat body), which a `--set` may change but not create.
+fn names_an_entry(segs: &[&str], i: usize) -> bool {
+    matches!((segs.first(), i), (Some(&"models" | &"nodes"), 1))
+        || (segs.first() == Some(&"nodes") && segs.get(2) == Some(&"body") && i == 3)
+}
+
+/// Applies one `PATH=VALUE` override. VALUE is read as YAML (`0.8`, `true`, `[a, b]`, text);
+/// `null` removes the field. Any field of the schema may be set, present in the file or not,
+/// but a path may not create a model or a node (a typo would otherwise add an unused one).
 pub fn apply_set(root: &mut Value, locs: &mut LocMap, assignment: &str) -> Result<(), Diag> {
-    let cli = "command line";
+    let cli = format!("--set {assignment}");
     let Some((path, raw)) = assignment.split_once('=') else {
-        return Err(
-            Diag::new(cli, None, format!("--set `{assignment}` is not PATH=VALUE"))
-                .hint("e.g. --set models.reasoner.params.temperature=0.8"),
-        );
+        return Err(Diag::new(
+            &cli,
+            None,
+            format!("--set `{assignment}` is not PATH=VALUE"),
+        )
+        .hint("e.g. --set models.reasoner.params.temperature=0.8"));
     };
     let path = path.trim();
     if path.is_empty() || path.split('.').any(|s| s.is_empty()) {
         return Err(Diag::new(
-            cli,
+            &cli,
             None,
             format!("--set `{assignment}`: empty path segment"),
-        ));
+        )
+        .hint("a path is dot-separated field names, e.g. models.reasoner.params.temperature"));
     }
     let value: Value = if raw.trim().is_empty() {
         Value::String(String::new())
@@ -269,26 +282,60 @@ pub fn apply_set(root: &mut Value, locs: &mut LocMap, assignment: &str) -> Resul
             Value::Object(m) => m,
             other => {
                 return Err(Diag::new(
-                    cli,
+                    &cli,
                     None,
                     format!(
                         "--set {path}: `{}` is {}, not a mapping",
                         segs[..i].join("."),
                         kind_name(other)
                     ),
-                ));
+                )
+                .hint(format!(
+                    "set `{}` itself, or a field of a mapping",
+                    segs[..i].join(".")
+                )));
             }
         };
+        if names_an_entry(&segs, i) && !map.contains_key(*seg) {
+            let existing: Vec<&str> = map.keys().map(String::as_str).collect();
+            let what = if segs[0] == "models" { "model" } else { "node" };
+            let near = crate::grade::names::nearest(seg, &existing)
+                .map(|n| {
+                    format!(
+                        "did you mean `{}`? ",
+                        segs[..i]
+                            .iter()
+                            .chain([&n])
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    )
+                })
+                .unwrap_or_default();
+            return Err(Diag::new(
+                &cli,
+                None,
+                format!("--set {path}: there is no {what} `{seg}` in `{}`; a --set may change a {what} but not create one", segs[..i].join(".")),
+            )
+            .hint(format!("{near}{what}s: {}; add a new {what} in the pipeline file", existing.join(", "))));
+        }
         if last {
-            map.insert(seg.to_string(), value);
+            if value.is_null() {
+                map.remove(*seg);
+            } else {
+                map.insert(seg.to_string(), value);
+            }
             locs.insert(
                 path.to_string(),
                 Loc {
-                    file: format!("--set {assignment}"),
+                    file: cli.clone(),
                     line: None,
                 },
             );
             return Ok(());
+        }
+        if value.is_null() && !map.contains_key(*seg) {
+            return Ok(()); // removing what is not there
         }
         cur = map
             .entry(seg.to_string())
@@ -343,5 +390,33 @@ mod tests {
         assert_eq!(v["models"]["r"]["params"]["temperature"], 0.8);
         assert_eq!(v["problems"]["question_ids"], serde_json::json!(["a", "b"]));
         assert!(apply_set(&mut v, &mut l, "models.r.params.temperature.x=1").is_err());
+    }
+
+    #[test]
+    fn set_may_not_create_models_or_nodes_and_null_removes() {
+        let mut v = serde_json::json!({"models": {"reasoner": {"price": {"input_per_m": 1}}},
+            "nodes": {"a": {"kind": "reason"}, "rounds": {"repeat": 2, "body": {"summary": {}}}}});
+        let mut l = LocMap::default();
+        let e = apply_set(&mut v, &mut l, "models.reasner.model=x").unwrap_err();
+        assert!(e.message.contains("no model `reasner`"), "{e}");
+        assert!(
+            e.hint
+                .as_deref()
+                .unwrap()
+                .contains("did you mean `models.reasoner`?"),
+            "{e}"
+        );
+        assert_eq!(e.file, "--set models.reasner.model=x");
+        assert!(apply_set(&mut v, &mut l, "nodes.b.kind=reason").is_err());
+        assert!(apply_set(&mut v, &mut l, "nodes.rounds.body.sumary.k=3").is_err());
+        apply_set(&mut v, &mut l, "nodes.rounds.body.summary.k=3").unwrap();
+        apply_set(&mut v, &mut l, "models.reasoner.params.seed=1").unwrap();
+        assert_eq!(v["models"]["reasoner"]["params"]["seed"], 1);
+        apply_set(&mut v, &mut l, "models.reasoner.price=null").unwrap();
+        apply_set(&mut v, &mut l, "nodes.rounds=null").unwrap();
+        apply_set(&mut v, &mut l, "models.reasoner.sim.latency_ms=null").unwrap();
+        assert!(v["models"]["reasoner"].get("price").is_none());
+        assert!(v["models"]["reasoner"].get("sim").is_none());
+        assert!(v["nodes"].get("rounds").is_none());
     }
 }

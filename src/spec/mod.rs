@@ -2,6 +2,7 @@
 //! loading reports, and `load`, which turns a file (+ `--set` overrides + CLI filters) into a
 //! validated, expanded `Pipeline` or every error found. Running it is `exec`'s job.
 
+pub mod checks;
 pub mod expand;
 pub mod load;
 pub mod model;
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 use crate::data::{Filters, Problem, ProblemSet};
 use crate::grade::{Compare, ExtractOptions, Extractor};
 pub use model::ModelSpec;
+pub use resolve::MAX_SAMPLES;
 
 /// One problem found while loading: where, what, and what to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,8 +184,11 @@ pub struct Node {
     pub when: Option<when::Cond>,
     pub when_text: Option<String>,
     pub after: Vec<String>,
-    /// Kind-specific fields (strategy, k, extract, compare, …).
+    /// Kind-specific fields (strategy, k, extract, compare, …), as written.
     pub params: Map<String, Value>,
+    /// The same, parsed by validation into the kind's typed `Params`.
+    #[serde(skip)]
+    pub typed: Option<crate::nodes::TypedParams>,
     /// Upstream nodes referenced directly in the prompt template.
     pub template_refs: Vec<String>,
     /// Key path in the YAML tree, for error locations.

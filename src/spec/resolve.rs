@@ -1,20 +1,25 @@
-//! From a pipeline file to a runnable `Pipeline`: loads the tree (`load`), applies `--set`
-//! and CLI filters, decodes the typed top level, loads the problem set and prompts, expands
-//! the nodes (`expand`) and checks everything a run needs — kinds and their fields, models,
-//! prompt files and template variables, edges and output fields, cycles — collecting every
-//! error with its file and line before anything runs.
+//! From a pipeline file to a runnable `Pipeline`, as a sequence of named steps that each
+//! collect their errors (in the manner of Vector's topology checks): `tree` (the file,
+//! `extends`, `--set`, CLI filters), `known_keys` (every unknown key of the typed sections,
+//! at once, with the nearest valid name), `decode`, the pipeline checks of [`SPEC_CHECKS`]
+//! (name, samples, nodes, prompts folder, models, the grade block), `problems` (the problem
+//! set and its filters), `expand`, the node checks of `checks::NODE_CHECKS`, `templates`
+//! (they compile) and `acyclic`. Nothing runs until every step passed; all errors are
+//! reported together, sorted by file and line.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use petgraph::graph::DiGraph;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::checks::{self, NodeFacts};
 use super::load::{self, LocMap};
-use super::{Binding, Diag, LoadOptions, Node, Pipeline, PipelineSpec, Ref, expand};
-use crate::data;
-use crate::nodes::{self, Need};
-use crate::template;
+use super::model::{Continuation, ModelSpec, Price, SamplingParams, SimSettings};
+use super::{Diag, GradeSpec, LoadOptions, Node, Pipeline, PipelineSpec, ProblemsSpec, expand};
+use crate::data::{self, Problem, ProblemSet};
+use crate::nodes::params::{did_you_mean, field_names};
 
 /// Resolves a path written in a pipeline: as given when absolute or present relative to the
 /// working directory, else relative to the pipeline file's folder or the nearest folder above
@@ -35,169 +40,42 @@ pub fn resolve_path(rel: &str, pipeline_file: &Path) -> PathBuf {
 }
 
 pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
-    let (mut tree, mut locs, preloaded, notes) = load_any(path)?;
+    let (tree, locs, preloaded, notes) = tree(path, opts)?;
+    known_keys(&tree, &locs)?;
+    let spec = decode(&tree, &locs)?;
     let mut diags = Vec::new();
-    for s in &opts.sets {
-        if let Err(d) = load::apply_set(&mut tree, &mut locs, s) {
-            diags.push(d);
-        }
+    for (_, check) in SPEC_CHECKS {
+        check(&spec, &locs, path, &mut diags);
     }
-    apply_cli_filters(&mut tree, &mut locs, opts);
-    if !diags.is_empty() {
-        return Err(diags);
-    }
-    let spec: PipelineSpec = match serde_path_to_error::deserialize(tree.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            let p = e.path().to_string();
-            let p = if p == "." { String::new() } else { p };
-            let inner = e.into_inner().to_string();
-            let hint = if inner.contains("unknown field") {
-                "remove or rename the field; see README: pipeline format"
-            } else if inner.contains("missing field") {
-                "add the field; see README: pipeline format"
-            } else {
-                "see README: pipeline format"
-            };
-            return Err(vec![
-                Diag::at(&locs.find(&p), format!("`{p}`: {inner}")).hint(hint),
-            ]);
-        }
-    };
-    if spec.samples == 0 {
-        diags.push(Diag::at(
-            &locs.find("samples"),
-            "`samples:` must be at least 1",
-        ));
-    }
-    super::model::check_models(&spec, &locs, path, &mut diags);
-
-    // problem set
     let problems_path = resolve_path(&spec.problems.path, path);
-    let mut problem_set = None;
-    let mut problems = Vec::new();
-    match data::load(&problems_path) {
-        Err(e) => {
-            let mut d = Diag::at(&locs.find("problems.path"), e);
-            let stem = problems_path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("")
-                .replace('_', "-");
-            let pullable = crate::datasets::registry::names()
-                .into_iter()
-                .find(|n| *n == stem);
-            d = match pullable {
-                Some(name) if !problems_path.exists() => d.hint(format!(
-                    "this problem set is not shipped with distill: fetch it with `distill data pull {name}`, or point elsewhere with --set problems.path=PATH"
-                )),
-                _ => d.hint("set `problems.path` (relative to the working directory or the project) or pass --set problems.path=PATH"),
-            };
-            diags.push(d);
-        }
-        Ok(set) => {
-            match data::select(&set, &spec.problems.filters()) {
-                Ok(p) => problems = p,
-                Err(es) => {
-                    for e in es {
-                        diags.push(Diag::at(&locs.find("problems"), e).hint("filters use 0-based inclusive index_range a-b, or ids from the CSV's id column"));
-                    }
-                }
-            }
-            problem_set = Some(set);
-        }
-    }
-
-    // nodes
+    let problems = problems(&spec, &problems_path, &locs, &mut diags);
     let (mut nodes, mut expand_errors) = expand::expand_partial(&spec.nodes, &locs);
     diags.append(&mut expand_errors);
     let prompts_dir = resolve_path(spec.prompts_dir.as_deref().unwrap_or("prompts"), path);
-    let mut prompts = preloaded;
-    let columns: Vec<String> = problem_set
-        .as_ref()
-        .map(|s| s.columns.clone())
-        .unwrap_or_default();
-    let kinds: HashMap<String, &'static nodes::KindInfo> = nodes::registry()
-        .iter()
-        .map(|k| (k.info().name.to_string(), k.info()))
-        .collect();
-    // node id → (kind, graded: whether `answer` / `correct` exist on a reason/continue node)
-    let node_kind: HashMap<String, (String, bool)> = nodes
+    let facts = nodes
         .iter()
         .map(|n| {
-            let graded = spec.grade.is_some()
-                && n.params.get("graded").and_then(|g| g.as_bool()) != Some(false);
-            (n.id.clone(), (n.kind.clone(), graded))
+            let f = NodeFacts {
+                kind: n.kind.clone(),
+                base: n.base.clone(),
+                graded: crate::nodes::node_graded(n, &spec),
+            };
+            (n.id.clone(), f)
         })
         .collect();
-    for n in &mut nodes {
-        check_node(
-            n,
-            &spec,
-            &locs,
-            &kinds,
-            &node_kind,
-            &columns,
-            problem_set.is_some(),
-            &prompts_dir,
-            &mut prompts,
-            &mut diags,
-        );
-    }
-    if let Some(g) = &spec.grade
-        && g.rel_tol.is_some_and(|t| !(t.is_finite() && t >= 0.0))
-    {
-        diags.push(Diag::at(
-            &locs.find("grade.rel_tol"),
-            "`rel_tol` must be a number of at least 0",
-        ));
-    }
-    if let Some(g) = &spec.grade {
-        if let Err(e) = crate::grade::check_extractor(&g.extract) {
-            diags.push(Diag::at(&locs.find("grade.extract"), e));
-        }
-        if g.compare == crate::grade::Compare::LlmJudge {
-            match &g.judge_model {
-                None => diags.push(
-                    Diag::at(
-                        &locs.find("grade"),
-                        "`compare: llm_judge` needs `judge_model:`",
-                    )
-                    .hint("name one of `models:`"),
-                ),
-                Some(m) if !spec.models.contains_key(m) => diags.push(Diag::at(
-                    &locs.find("grade.judge_model"),
-                    format!("unknown model `{m}`"),
-                )),
-                _ => {}
-            }
-        }
-    }
-    if let Err(es) = template::Templates::compile(&prompts) {
-        for (name, e) in es {
-            diags.push(Diag::new(
-                &prompts_dir
-                    .join(format!("{name}.hbs"))
-                    .display()
-                    .to_string(),
-                None,
-                format!("template does not compile: {e}"),
-            ));
-        }
-    }
-    let order = match topo_order(&nodes) {
-        Ok(o) => o,
-        Err(cycle) => {
-            let first = cycle.split(", ").next().unwrap_or_default();
-            let n = nodes
-                .iter()
-                .find(|n| n.id == first)
-                .expect("cycle node exists");
-            diags.push(Diag::at(&locs.find(&n.path), format!("the graph has a cycle through nodes {cycle}"))
-                .hint("a node cannot depend, directly or through others, on itself; check input/vars/when/after and template references"));
-            Vec::new()
-        }
+    let cx = checks::NodeCx {
+        spec: &spec,
+        locs: &locs,
+        columns: problems.as_ref().map(|(set, _)| set.columns.as_slice()),
+        prompts_dir: prompts_dir.clone(),
+        nodes: facts,
     };
+    let mut prompts = preloaded;
+    for n in &mut nodes {
+        checks::check_node(n, &cx, &mut prompts, &mut diags);
+    }
+    templates(&prompts, &prompts_dir, &mut diags);
+    let order = acyclic(&nodes, &locs, &mut diags);
     if !diags.is_empty() {
         return Err(sorted(diags));
     }
@@ -206,7 +84,7 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         .iter()
         .map(|id| by_id.remove(id).expect("node"))
         .collect();
-    let problem_set = problem_set.expect("loaded");
+    let (problem_set, problems) = problems.expect("loaded");
     let mut warnings = notes;
     for group in data::duplicate_questions(&problems) {
         warnings.push(format!(
@@ -227,6 +105,23 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         prompts,
         warnings,
     })
+}
+
+/// The merged tree: the file and its bases, every `--set` (all their errors), the filters.
+fn tree(path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diag>> {
+    let (mut tree, mut locs, preloaded, notes) = load_any(path)?;
+    let mut diags = Vec::new();
+    for s in &opts.sets {
+        if let Err(d) = load::apply_set(&mut tree, &mut locs, s) {
+            diags.push(d);
+        }
+    }
+    apply_cli_filters(&mut tree, &mut locs, opts);
+    if diags.is_empty() {
+        Ok((tree, locs, preloaded, notes))
+    } else {
+        Err(diags)
+    }
 }
 
 /// A pipeline tree, its locations, prompts already known (name → text) and notes: from a
@@ -276,6 +171,284 @@ fn load_any(path: &Path) -> Result<Loaded, Vec<Diag>> {
     Ok((tree, locs, BTreeMap::new(), Vec::new()))
 }
 
+/// Every key of the typed sections that their struct does not have, all at once.
+fn known_keys(tree: &Value, locs: &LocMap) -> Result<(), Vec<Diag>> {
+    let mut diags = Vec::new();
+    let mut check = |path: &str, v: Option<&Value>, fields: &[&str]| {
+        let Some(m) = v.and_then(|v| v.as_object()) else {
+            return;
+        };
+        for k in m.keys().filter(|k| !fields.contains(&k.as_str())) {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            let shown = if path.is_empty() {
+                "the pipeline"
+            } else {
+                path
+            };
+            diags.push(
+                Diag::at(&locs.find(&p), format!("unknown field `{k}` in {shown}")).hint(format!(
+                    "{}fields here: {}; see README: pipeline format",
+                    did_you_mean(k, fields.iter().copied()),
+                    fields.join(", ")
+                )),
+            );
+        }
+    };
+    check("", Some(tree), names::<PipelineSpec>());
+    check("problems", tree.get("problems"), names::<ProblemsSpec>());
+    check("grade", tree.get("grade"), names::<GradeSpec>());
+    if let Some(models) = tree.get("models").and_then(|m| m.as_object()) {
+        for (name, m) in models {
+            let p = format!("models.{name}");
+            check(&p, Some(m), names::<ModelSpec>());
+            check(
+                &format!("{p}.params"),
+                m.get("params"),
+                names::<SamplingParams>(),
+            );
+            check(
+                &format!("{p}.continuation"),
+                m.get("continuation"),
+                names::<Continuation>(),
+            );
+            check(&format!("{p}.price"), m.get("price"), names::<Price>());
+            check(&format!("{p}.sim"), m.get("sim"), names::<SimSettings>());
+        }
+    }
+    if diags.is_empty() { Ok(()) } else { Err(diags) }
+}
+
+fn names<T: DeserializeOwned>() -> &'static [&'static str] {
+    field_names::<T>()
+}
+
+/// The typed top level (the first type error; unknown keys were reported before).
+fn decode(tree: &Value, locs: &LocMap) -> Result<PipelineSpec, Vec<Diag>> {
+    serde_path_to_error::deserialize(tree.clone()).map_err(|e| {
+        let p = e.path().to_string();
+        let p = if p == "." { String::new() } else { p };
+        let inner = e.into_inner().to_string();
+        let hint = if inner.contains("missing field") {
+            "add the field; see README: pipeline format"
+        } else {
+            "see README: pipeline format"
+        };
+        vec![Diag::at(&locs.find(&p), format!("`{p}`: {inner}")).hint(hint)]
+    })
+}
+
+type SpecCheck = fn(&PipelineSpec, &LocMap, &Path, &mut Vec<Diag>);
+
+/// The checks of the pipeline's own settings, in order.
+pub const SPEC_CHECKS: &[(&str, SpecCheck)] = &[
+    ("name", check_name),
+    ("samples", check_samples),
+    ("nodes_not_empty", check_nodes_not_empty),
+    ("prompts_dir_exists", check_prompts_dir),
+    ("models", super::model::check_models),
+    ("grade_block", check_grade_block),
+];
+
+/// Most samples per problem.
+pub const MAX_SAMPLES: u32 = 10_000;
+
+/// `name` becomes a folder under `--results`: one safe path component.
+fn check_name(spec: &PipelineSpec, locs: &LocMap, _: &Path, diags: &mut Vec<Diag>) {
+    if let Err(e) = safe_component(&spec.name) {
+        diags.push(
+            Diag::at(&locs.find("name"), format!("`name: {:?}` {e}", spec.name))
+                .hint("the name is the folder of its runs under --results: use letters, digits, `-`, `_` or `.`, e.g. `name: iterated-aime`"),
+        );
+    }
+}
+
+/// Why `s` cannot be one path component, if it cannot.
+pub fn safe_component(s: &str) -> Result<(), &'static str> {
+    if s.trim().is_empty() {
+        return Err("is empty");
+    }
+    if s.len() > 200 {
+        return Err("is longer than 200 bytes");
+    }
+    if s.contains(['/', '\\']) {
+        return Err("contains a path separator");
+    }
+    if s == "." || s == ".." {
+        return Err("is a relative path, not a name");
+    }
+    if s.chars().any(|c| c.is_control()) {
+        return Err("contains a control character");
+    }
+    if s != s.trim() {
+        return Err("starts or ends with a space");
+    }
+    Ok(())
+}
+
+fn check_samples(spec: &PipelineSpec, locs: &LocMap, _: &Path, diags: &mut Vec<Diag>) {
+    if !(1..=MAX_SAMPLES).contains(&spec.samples) {
+        diags.push(
+            Diag::at(
+                &locs.find("samples"),
+                format!(
+                    "`samples: {}` is out of range: it must be a whole number from 1 to {MAX_SAMPLES}",
+                    spec.samples
+                ),
+            )
+            .hint("`samples:` is the number of independent draws of the whole graph per problem"),
+        );
+    }
+}
+
+fn check_nodes_not_empty(spec: &PipelineSpec, locs: &LocMap, _: &Path, diags: &mut Vec<Diag>) {
+    if spec.nodes.is_empty() {
+        diags.push(
+            Diag::at(&locs.find("nodes"), "`nodes:` is empty: nothing would run").hint(
+                "add a node, e.g. `attempt_0: {kind: reason, model: NAME, prompt: reason/default}`",
+            ),
+        );
+    }
+}
+
+fn check_prompts_dir(spec: &PipelineSpec, locs: &LocMap, file: &Path, diags: &mut Vec<Diag>) {
+    let Some(d) = &spec.prompts_dir else { return };
+    let dir = resolve_path(d, file);
+    if !dir.is_dir() {
+        diags.push(
+            Diag::at(
+                &locs.find("prompts_dir"),
+                format!("`prompts_dir: {d}`: no such folder ({})", dir.display()),
+            )
+            .hint("a path in a pipeline resolves against the file's folder, its ancestors, then the working directory"),
+        );
+    }
+}
+
+fn check_grade_block(spec: &PipelineSpec, locs: &LocMap, _: &Path, diags: &mut Vec<Diag>) {
+    let Some(g) = &spec.grade else { return };
+    if let Some(e) = crate::nodes::grade::check_rel_tol(g.rel_tol) {
+        diags.push(Diag::at(&locs.find("grade.rel_tol"), e).hint("e.g. `rel_tol: 1e-6`"));
+    }
+    if let Err(e) = crate::grade::check_extractor(&g.extract) {
+        diags.push(Diag::at(&locs.find("grade.extract"), e));
+    }
+    let models = || spec.models.keys().map(String::as_str);
+    let list = || models().collect::<Vec<_>>().join(", ");
+    match (&g.judge_model, g.compare == crate::grade::Compare::LlmJudge) {
+        (None, true) => diags.push(
+            Diag::at(
+                &locs.find("grade"),
+                "`compare: llm_judge` needs `judge_model:`",
+            )
+            .hint(format!("name one of `models:`: {}", list())),
+        ),
+        (Some(m), _) if !spec.models.contains_key(m) => diags.push(
+            Diag::at(
+                &locs.find("grade.judge_model"),
+                format!("unknown model `{m}`"),
+            )
+            .hint(format!("{}models: {}", did_you_mean(m, models()), list())),
+        ),
+        (Some(_), false) => diags.push(
+            Diag::at(
+                &locs.find("grade.judge_model"),
+                "`judge_model:` is only used by `compare: llm_judge`",
+            )
+            .hint("remove it, or set `compare: llm_judge`"),
+        ),
+        _ => {}
+    }
+}
+
+/// The problem set, read for the filters, and the selected problems.
+fn problems(
+    spec: &PipelineSpec,
+    path: &Path,
+    locs: &LocMap,
+    diags: &mut Vec<Diag>,
+) -> Option<(ProblemSet, Vec<Problem>)> {
+    let filters = spec.problems.filters();
+    let set = match data::load_for(path, &filters) {
+        Ok(set) => set,
+        Err(data::LoadError::Content(e)) => {
+            // the CSV names its own file and line; `problems.path` is not the problem
+            diags.push(Diag::at(&locs.find("problems.path"), e));
+            return None;
+        }
+        Err(data::LoadError::Unreadable(e)) => {
+            diags.push(Diag::at(&locs.find("problems.path"), e).hint(missing_set_hint(path)));
+            return None;
+        }
+    };
+    match data::select(&set, &filters) {
+        Ok(p) => Some((set, p)),
+        Err(es) => {
+            for e in es {
+                diags.push(Diag::at(&locs.find("problems"), e).hint("filters use 0-based inclusive index_range a-b, or ids from the CSV's id column"));
+            }
+            None
+        }
+    }
+}
+
+fn missing_set_hint(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("")
+        .replace('_', "-");
+    match crate::datasets::registry::names().into_iter().find(|n| *n == stem) {
+        Some(name) if !path.exists() => format!(
+            "this problem set is not shipped with distill: fetch it with `distill data pull {name}`, or point elsewhere with --set problems.path=PATH"
+        ),
+        _ => "set `problems.path` (relative to the working directory or the project) or pass --set problems.path=PATH".into(),
+    }
+}
+
+/// Every prompt read compiles (templates that failed their scan are reported already and
+/// are not handed to the compiler).
+fn templates(prompts: &BTreeMap<String, String>, dir: &Path, diags: &mut Vec<Diag>) {
+    let ok: BTreeMap<String, String> = prompts
+        .iter()
+        .filter(|(_, t)| crate::template::scan(t).is_ok())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Err(es) = crate::template::Templates::compile(&ok) {
+        for (name, line, e) in es {
+            diags.push(
+                Diag::new(
+                    &dir.join(format!("{name}.hbs")).display().to_string(),
+                    line,
+                    format!("template `{name}` does not compile: {e}"),
+                )
+                .hint("check that every {{#block}} has its {{/block}} and every {{ has its }}"),
+            );
+        }
+    }
+}
+
+/// A topological order, or an error naming the nodes of a cycle.
+fn acyclic(nodes: &[Node], locs: &LocMap, diags: &mut Vec<Diag>) -> Vec<String> {
+    match topo_order(nodes) {
+        Ok(o) => o,
+        Err(cycle) => {
+            let first = cycle.split(", ").next().unwrap_or_default();
+            let loc = nodes
+                .iter()
+                .find(|n| n.id == first)
+                .map(|n| locs.find(&n.path))
+                .unwrap_or_else(|| locs.find("nodes"));
+            diags.push(Diag::at(&loc, format!("the graph has a cycle through nodes {cycle}"))
+                .hint("a node cannot depend, directly or through others, on itself; check input/vars/when/after and template references"));
+            Vec::new()
+        }
+    }
+}
+
 fn sorted(mut d: Vec<Diag>) -> Vec<Diag> {
     d.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     d.dedup();
@@ -309,212 +482,6 @@ fn apply_cli_filters(tree: &mut Value, locs: &mut LocMap, opts: &LoadOptions) {
     if let Some(ex) = &f.exclude_question_ids {
         p.insert("exclude_question_ids".into(), serde_json::json!(ex));
         locs.map_insert("problems.exclude_question_ids", cli);
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn check_node(
-    n: &mut Node,
-    spec: &PipelineSpec,
-    locs: &LocMap,
-    kinds: &HashMap<String, &'static nodes::KindInfo>,
-    node_kind: &HashMap<String, (String, bool)>,
-    columns: &[String],
-    have_columns: bool,
-    prompts_dir: &Path,
-    prompts: &mut BTreeMap<String, String>,
-    diags: &mut Vec<Diag>,
-) {
-    let at = |k: &str| locs.find(&format!("{}.{k}", n.path));
-    let Some(info) = kinds.get(&n.kind) else {
-        diags.push(
-            Diag::at(
-                &at("kind"),
-                format!("node `{}`: unknown kind `{}`", n.base, n.kind),
-            )
-            .hint(format!("kinds: {}", nodes::kind_names().join(", "))),
-        );
-        return;
-    };
-    for k in n.params.keys() {
-        if !info.params.contains(&k.as_str()) {
-            let allowed = if info.params.is_empty() {
-                "none".to_string()
-            } else {
-                info.params.join(", ")
-            };
-            diags.push(Diag::at(&at(k), format!("node `{}`: unknown field `{k}` for kind `{}`", n.base, n.kind))
-                .hint(format!("common fields: kind, model, prompt, input, vars, when, after, round; `{}` also takes: {allowed}", n.kind)));
-        }
-    }
-    for (what, need, present) in [
-        ("model", info.model, n.model.is_some()),
-        ("prompt", info.prompt, n.prompt.is_some()),
-        ("input", info.input, n.input.is_some()),
-    ] {
-        let waived = (what == "prompt" || what == "model") && kind_needs_no_prompt(n);
-        if need == Need::Required && !present && !waived {
-            diags.push(Diag::at(
-                &locs.find(&n.path),
-                format!("node `{}` (kind `{}`) needs `{what}:`", n.base, n.kind),
-            ));
-        }
-        if need == Need::Never && present {
-            diags.push(Diag::at(
-                &at(what),
-                format!("node `{}`: kind `{}` takes no `{what}:`", n.base, n.kind),
-            ));
-        }
-    }
-    if let Some(m) = &n.model
-        && !spec.models.contains_key(m)
-    {
-        diags.push(
-            Diag::at(
-                &at("model"),
-                format!("node `{}`: unknown model `{m}`", n.base),
-            )
-            .hint(format!(
-                "models: {}",
-                spec.models.keys().cloned().collect::<Vec<_>>().join(", ")
-            )),
-        );
-    }
-    if info.aggregate && n.when.is_some() {
-        diags.push(
-            Diag::at(&at("when"), format!("node `{}`: kind `{}` runs once over all samples; `when:` cannot read one sample's output", n.base, n.kind))
-                .hint("put the condition on the per-sample nodes instead"),
-        );
-    }
-    if let Some(col) = n.params.get("truth_column").and_then(|c| c.as_str())
-        && have_columns
-        && !columns.iter().any(|c| c == col)
-    {
-        diags.push(
-            Diag::at(
-                &at("truth_column"),
-                format!("node `{}`: the problem set has no column `{col}`", n.base),
-            )
-            .hint(format!("columns: {}", columns.join(", "))),
-        );
-    }
-    let kind = nodes::kind(&n.kind).expect("known");
-    for (field, msg) in kind.check(n, spec) {
-        diags.push(Diag::at(&at(&field), format!("node `{}`: {msg}", n.base)));
-    }
-    // output fields of references
-    let mut refs: Vec<(String, &Ref)> = Vec::new();
-    if let Some(r) = &n.input {
-        refs.push(("input".into(), r));
-    }
-    for (k, b) in &n.vars {
-        match b {
-            Binding::One(r) => refs.push((format!("vars.{k}"), r)),
-            Binding::List(rs) => refs.extend(rs.iter().map(|r| (format!("vars.{k}"), r))),
-        }
-    }
-    if let Some(c) = &n.when {
-        refs.extend(c.refs().into_iter().map(|r| ("when".to_string(), r)));
-    }
-    let mut seen = HashSet::new();
-    for (field, r) in refs {
-        if let Some(f) = &r.field {
-            if !seen.insert((r.node.clone(), f.clone())) {
-                continue;
-            }
-            check_field(&r.node, f, node_kind, kinds, &at(&field), &n.base, diags);
-        }
-    }
-    // prompt file and its variables
-    let Some(prompt) = n.prompt.clone() else {
-        return;
-    };
-    let file = prompts_dir.join(format!("{prompt}.hbs"));
-    let text = match prompts.get(&prompt) {
-        Some(t) => t.clone(),
-        None => match std::fs::read_to_string(&file) {
-            Ok(t) => {
-                prompts.insert(prompt.clone(), t.clone());
-                t
-            }
-            Err(_) => {
-                diags.push(Diag::at(&at("prompt"), format!("node `{}`: prompt `{prompt}` not found (looked for {})", n.base, file.display()))
-                    .hint("prompts are handlebars files under prompts/, named without the .hbs extension"));
-                return;
-            }
-        },
-    };
-    let mut provided: HashSet<&str> = ["problem", "round", "sample"].into();
-    provided.extend(columns.iter().map(|s| s.as_str()));
-    provided.extend(info.template_vars.iter().copied());
-    if n.input.is_some() {
-        provided.insert("input");
-    }
-    let var_names: Vec<String> = n.vars.iter().map(|(k, _)| k.clone()).collect();
-    provided.extend(var_names.iter().map(|s| s.as_str()));
-    for (root, field) in template::root_variables(&text) {
-        if provided.contains(root.as_str()) {
-            continue;
-        }
-        if node_kind.contains_key(&root) && root != n.id {
-            if let Some(f) = &field {
-                check_field(&root, f, node_kind, kinds, &at("prompt"), &n.base, diags);
-            }
-            if !n.template_refs.contains(&root) {
-                n.template_refs.push(root);
-            }
-            continue;
-        }
-        if !have_columns {
-            continue;
-        }
-        let mut avail: Vec<&str> = provided.iter().copied().collect();
-        avail.sort();
-        diags.push(Diag::at(&at("prompt"), format!("node `{}`: prompt `{prompt}` uses `{{{{{root}}}}}`, which neither a problem column, a `vars:` entry nor a node provides", n.base))
-            .hint(format!("available here: {}; add it under `vars:` (e.g. `vars: {{{root}: all.summary}}`)", avail.join(", "))));
-    }
-}
-
-/// Summaries with a non-LLM strategy need neither model nor prompt.
-fn kind_needs_no_prompt(n: &Node) -> bool {
-    nodes::summarize::without_model(n)
-}
-
-fn check_field(
-    node: &str,
-    field: &str,
-    node_kind: &HashMap<String, (String, bool)>,
-    kinds: &HashMap<String, &'static nodes::KindInfo>,
-    loc: &load::Loc,
-    base: &str,
-    diags: &mut Vec<Diag>,
-) {
-    let Some(((_, graded), k)) = node_kind
-        .get(node)
-        .and_then(|e| Some((e, kinds.get(&e.0)?)))
-    else {
-        return;
-    };
-    let by_grading =
-        matches!(k.name, "reason" | "continue") && ["answer", "correct"].contains(&field);
-    if by_grading && !graded {
-        diags.push(
-            Diag::at(loc, format!("node `{base}`: `{node}.{field}` does not exist: `{node}` is not graded"))
-                .hint("add a pipeline `grade:` block (e.g. `grade: {extract: boxed, compare: math}`), or drop `graded: false`"),
-        );
-        return;
-    }
-    if !k.provides.contains(&field) {
-        diags.push(
-            Diag::at(
-                loc,
-                format!(
-                    "node `{base}`: `{node}.{field}` — kind `{}` provides no field `{field}`",
-                    k.name
-                ),
-            )
-            .hint(format!("`{}` provides: {}", k.name, k.provides.join(", "))),
-        );
     }
 }
 

@@ -10,7 +10,9 @@
 //! ```
 //! A `ref` is `node.field` (in a repeat body also `previous.node.field`); alone it tests
 //! truthiness (false, null, 0 and "" are false). References resolve through a callback so
-//! that repeat expansion can map `previous.attempt` to `attempt_3`.
+//! that repeat expansion can map `previous.attempt` to `attempt_3`. Parentheses and `not`
+//! nest at most [`MAX_DEPTH`] deep (the parser recurses), and a condition is at most
+//! [`MAX_LEN`] characters.
 
 use serde_json::Value;
 
@@ -117,9 +119,15 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// Deepest nesting of `(` and `not` in a condition.
+pub const MAX_DEPTH: usize = 64;
+/// Longest condition, in characters.
+pub const MAX_LEN: usize = 10_000;
+
 struct P<'a> {
     toks: Vec<Tok>,
     pos: usize,
+    depth: usize,
     resolve: &'a dyn Fn(&str) -> Result<Ref, String>,
 }
 
@@ -152,6 +160,17 @@ impl P<'_> {
         })
     }
     fn unary(&mut self) -> Result<Cond, String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!(
+                "parentheses and `not` nest deeper than {MAX_DEPTH}; simplify the condition"
+            ));
+        }
+        let r = self.unary_inner();
+        self.depth -= 1;
+        r
+    }
+    fn unary_inner(&mut self) -> Result<Cond, String> {
         match self.toks.get(self.pos).cloned() {
             Some(Tok::Word(w)) if w == "not" => {
                 self.pos += 1;
@@ -197,10 +216,14 @@ impl P<'_> {
 
 /// Parses a condition; `resolve` maps each reference text to a node output.
 pub fn parse(text: &str, resolve: &dyn Fn(&str) -> Result<Ref, String>) -> Result<Cond, String> {
+    if text.chars().count() > MAX_LEN {
+        return Err(format!("a condition is at most {MAX_LEN} characters"));
+    }
     let toks = lex(text)?;
     let mut p = P {
         toks,
         pos: 0,
+        depth: 0,
         resolve,
     };
     let c = p.expr()?;
@@ -213,6 +236,16 @@ pub fn parse(text: &str, resolve: &dyn Fn(&str) -> Result<Ref, String>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}a.correct{}", "(".repeat(4000), ")".repeat(4000));
+        assert!(parse(&deep, &r).unwrap_err().contains("nest deeper"));
+        let nots = format!("{}a.correct", "not ".repeat(2000));
+        assert!(parse(&nots, &r).unwrap_err().contains("nest deeper"));
+        let ok = format!("{}a.correct{}", "(".repeat(20), ")".repeat(20));
+        assert!(parse(&ok, &r).is_ok());
+    }
 
     fn r(s: &str) -> Result<Ref, String> {
         let (n, f) = s.split_once('.').ok_or("no field")?;

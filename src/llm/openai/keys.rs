@@ -14,35 +14,21 @@ pub struct ProviderDefaults {
 
 /// The defaults of a provider name, or `None` if it is not an OpenAI-compatible one.
 pub fn defaults(provider: &str) -> Option<ProviderDefaults> {
-    let (base_url, key_env) = match provider {
-        "openai" => ("https://api.openai.com/v1", "OPENAI_API_KEY"),
-        "fireworks" => ("https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
-        "together" => ("https://api.together.xyz/v1", "TOGETHER_API_KEY"),
-        "deepseek" => ("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
-        "openrouter" => ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
-        "openai-compatible" => {
-            return Some(ProviderDefaults {
-                base_url: None,
-                key_env: None,
-            });
-        }
-        _ => return None,
-    };
+    let p = crate::llm::provider(provider).filter(|p| p.openai_compatible)?;
     Some(ProviderDefaults {
-        base_url: Some(base_url),
-        key_env: Some(key_env),
+        base_url: p.base_url,
+        key_env: p.key_env,
     })
 }
 
 /// Names of the OpenAI-compatible providers.
-pub const PROVIDERS: &[&str] = &[
-    "openai",
-    "fireworks",
-    "together",
-    "deepseek",
-    "openrouter",
-    "openai-compatible",
-];
+pub fn openai_compatible() -> Vec<&'static str> {
+    crate::llm::PROVIDERS
+        .iter()
+        .filter(|p| p.openai_compatible)
+        .map(|p| p.name)
+        .collect()
+}
 
 /// Where to send and with which key.
 pub struct Resolved {
@@ -64,7 +50,7 @@ pub fn resolve_for(spec: &ModelSpec, need_key: bool) -> Result<Resolved, String>
         format!(
             "provider `{}` is not an OpenAI-compatible provider (known: {})",
             spec.provider,
-            PROVIDERS.join(", ")
+            openai_compatible().join(", ")
         )
     })?;
     let base_url = spec

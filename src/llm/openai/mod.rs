@@ -26,7 +26,7 @@ use crate::spec::model::{Endpoint, ModelSpec};
 use limits::Limits;
 use retry::{AttemptError, RetryTiming, classify_status, classify_transport};
 
-pub use keys::PROVIDERS;
+pub use keys::openai_compatible;
 
 /// What to do about a server that cuts streams (named in the warning and the final error).
 pub const CUT_HINT: &str = "Known server-side fixes: llama-cpp-python interrupts a stream whenever another request arrives unless started with `--interrupt_requests False`; llama.cpp's llama-server needs `--parallel N` slots for N requests at once; behind a proxy (LiteLLM) check the upstream server. Or set `max_in_flight: 1` or `stream: false` on the model.";
@@ -52,6 +52,8 @@ pub struct OpenAiProvider {
     limits: Arc<Limits>,
     /// Set once the first cut stream lowered the in-flight limit (one warning per model).
     cut_warned: std::sync::atomic::AtomicBool,
+    /// Largest answer text accepted (`max_response_bytes`).
+    response_cap: usize,
 }
 
 impl fmt::Debug for OpenAiProvider {
@@ -145,6 +147,7 @@ impl OpenAiProvider {
             key_env: resolved.key_env,
             limits: Limits::new(spec.rpm, spec.tpm, spec.max_in_flight),
             cut_warned: std::sync::atomic::AtomicBool::new(false),
+            response_cap: spec.response_cap(),
         })
     }
 
@@ -315,10 +318,10 @@ impl OpenAiProvider {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.starts_with("text/event-stream"));
             if is_sse {
-                sse::read_stream(resp, ctx.observer).await
+                sse::read_stream(resp, ctx.observer, self.response_cap).await
             } else {
-                let text = resp.text().await.map_err(|e| classify_transport(&e))?;
-                sse::parse_body(&text, ctx.observer)
+                let text = sse::read_body(resp, self.response_cap).await?;
+                sse::parse_body(&text, ctx.observer, self.response_cap)
             }
         };
         let answer = tokio::time::timeout(self.timeout, exchange)

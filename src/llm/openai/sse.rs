@@ -9,7 +9,10 @@
 //!   as `unreported` (a whole body cannot have been cut in transit);
 //! - an `error` object (or `"object": "error"`) inside a 200 is an error.
 //!
-//! Usage is `None` when the server sent none (the call layer estimates it).
+//! Usage is `None` when the server sent none (the call layer estimates it). An answer whose
+//! text (content plus reasoning) passes the model's `max_response_bytes`, or whose bytes on
+//! the wire pass [`wire_cap`] of it, is an error that is not retried: nothing that large
+//! is held or stored.
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::StreamExt;
@@ -31,17 +34,73 @@ pub struct Answer {
 /// The finish reason recorded for a whole (non-streamed) answer whose server named none.
 pub const UNREPORTED: &str = "unreported";
 
+/// Bytes on the wire allowed for an answer of at most `cap` bytes of text (JSON framing,
+/// escapes and per-chunk envelopes included).
+pub fn wire_cap(cap: usize) -> usize {
+    cap.saturating_mul(8).saturating_add(1 << 20)
+}
+
+/// The error for an answer past the cap.
+pub fn too_large(cap: usize, what: &str) -> AttemptError {
+    AttemptError::fatal(format!(
+        "the answer's {what} is larger than max_response_bytes ({cap} bytes); nothing of it was kept. Lower `params.max_tokens`, or raise the model's `max_response_bytes:`"
+    ))
+}
+
+/// Why the byte stream of a response stopped.
+#[derive(Debug)]
+enum Wire {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+impl std::fmt::Display for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wire::Transport(e) => write!(f, "{e}"),
+            Wire::TooLarge => write!(f, "too large"),
+        }
+    }
+}
+
+/// Reads a non-streamed body of at most `wire_cap(cap)` bytes.
+pub async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<String, AttemptError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify_transport(&e))? {
+        if buf.len() + chunk.len() > wire_cap(cap) {
+            return Err(too_large(cap, "body"));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// Reads an SSE response to its end. Every content or reasoning piece goes to `observer`.
 pub async fn read_stream(
     resp: reqwest::Response,
     observer: &dyn CallObserver,
+    cap: usize,
 ) -> Result<Answer, AttemptError> {
-    let mut events = resp.bytes_stream().eventsource();
+    let mut seen = 0usize;
+    let limit = wire_cap(cap);
+    let bytes = resp.bytes_stream().map(move |c| match c {
+        Err(e) => Err(Wire::Transport(e)),
+        Ok(b) => {
+            seen += b.len();
+            if seen > limit {
+                Err(Wire::TooLarge)
+            } else {
+                Ok(b)
+            }
+        }
+    });
+    let mut events = bytes.eventsource();
     let mut ans = Answer::default();
     let mut done = false;
     while let Some(ev) = events.next().await {
         let ev = ev.map_err(|e| match e {
-            EventStreamError::Transport(t) => classify_transport(&t),
+            EventStreamError::Transport(Wire::Transport(t)) => classify_transport(&t),
+            EventStreamError::Transport(Wire::TooLarge) => too_large(cap, "stream"),
             other => AttemptError::retryable(format!("malformed event stream: {other}")),
         })?;
         let data = ev.data.trim();
@@ -65,6 +124,9 @@ pub async fn read_stream(
             return Err(body_error(&v));
         }
         apply(&mut ans, &v, true, observer);
+        if ans.text.len() + ans.reasoning.as_ref().map_or(0, String::len) > cap {
+            return Err(too_large(cap, "text"));
+        }
     }
     if ans.finish_reason.is_none() {
         let how = if done {
@@ -82,7 +144,11 @@ pub async fn read_stream(
 }
 
 /// Parses a non-streamed JSON body. The whole content and reasoning go to `observer` once.
-pub fn parse_body(body: &str, observer: &dyn CallObserver) -> Result<Answer, AttemptError> {
+pub fn parse_body(
+    body: &str,
+    observer: &dyn CallObserver,
+    cap: usize,
+) -> Result<Answer, AttemptError> {
     let v: Value = serde_json::from_str(body).map_err(|e| {
         AttemptError::retryable(format!(
             "malformed or truncated JSON body ({e}): {}",
@@ -104,6 +170,9 @@ pub fn parse_body(body: &str, observer: &dyn CallObserver) -> Result<Answer, Att
     }
     let mut ans = Answer::default();
     apply(&mut ans, &v, false, observer);
+    if ans.text.len() + ans.reasoning.as_ref().map_or(0, String::len) > cap {
+        return Err(too_large(cap, "text"));
+    }
     if ans.finish_reason.is_none() {
         if ans.text.is_empty() && ans.reasoning.as_deref().unwrap_or("").is_empty() {
             return Err(AttemptError::retryable(format!(
