@@ -94,7 +94,7 @@ fn write_and_check(c: &Converted, out: &Path, stem: &str) -> Result<String, Vec<
         p.problems.len(),
         p.spec.samples
     );
-    for n in &c.notes {
+    for n in c.notes.iter().chain(&c.ignored) {
         line.push_str(&format!("\n  note: {n}"));
     }
     Ok(line)

@@ -28,6 +28,8 @@ pub struct Built {
     pub tree: Value,
     pub lines: Vec<(String, usize)>,
     pub notes: Vec<String>,
+    /// Keys without effect here (shown by `convert`, not on every run).
+    pub ignored: Vec<String>,
 }
 
 /// Fireworks' per-request ceiling in the original client (`MAX_TOKENS_PER_REQUEST`).
@@ -106,11 +108,11 @@ pub fn build(f: &mut Flat, inp: &Inputs<'_>) -> Built {
         tree.insert("dashboard_port".into(), json!(p));
         b.at("dashboard_port", "dashboard_port");
     }
-    for (k, why) in super::flat::IGNORED_KEYS {
-        if b.f.has(k) {
-            b.notes.push(format!("`{k}` has no effect here: {why}"));
-        }
-    }
+    let ignored: Vec<String> = super::flat::IGNORED_KEYS
+        .iter()
+        .filter(|(k, _)| b.f.has(k))
+        .map(|(k, why)| format!("`{k}` has no effect here: {why}"))
+        .collect();
 
     let mut models = Map::new();
     let reasoner = reasoner_model(&mut b, kind);
@@ -139,6 +141,7 @@ pub fn build(f: &mut Flat, inp: &Inputs<'_>) -> Built {
         tree: Value::Object(tree),
         lines: b.lines,
         notes: b.notes,
+        ignored,
     }
 }
 

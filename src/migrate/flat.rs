@@ -117,6 +117,8 @@ pub struct Flat {
     pub values: BTreeMap<String, Value>,
     pub lines: BTreeMap<String, usize>,
     pub issues: Vec<Issue>,
+    /// What reading the keys noticed that is not an error.
+    pub notes: Vec<String>,
 }
 
 /// Whether a YAML tree is the original tool's flat format rather than a distill pipeline.
@@ -155,6 +157,7 @@ impl Flat {
             values,
             lines,
             issues,
+            notes: Vec::new(),
         }
     }
 
@@ -258,24 +261,10 @@ fn unknown_hint(k: &str) -> String {
 
 /// Closeness of a typo: at most two edits apart (after removing `_`), or a long prefix.
 fn strsim_close(a: &str, b: &str) -> bool {
-    let na: Vec<char> = a.replace('_', "").to_lowercase().chars().collect();
-    let nb: Vec<char> = b.replace('_', "").to_lowercase().chars().collect();
+    let na = a.replace('_', "").to_lowercase();
+    let nb = b.replace('_', "").to_lowercase();
     let prefix = na.len() > 5 && (nb.starts_with(&na) || na.starts_with(&nb));
-    prefix || edits(&na, &nb) <= 2
-}
-
-/// Levenshtein distance.
-fn edits(a: &[char], b: &[char]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    prefix || strsim::levenshtein(&na, &nb) <= 2
 }
 
 /// Lines of the top-level keys and of the keys one level under a top-level mapping.

@@ -30,6 +30,8 @@ pub struct Converted {
     pub prompts: BTreeMap<String, String>,
     /// What the conversion chose where distill differs from the original.
     pub notes: Vec<String>,
+    /// Keys without effect in distill (results_dir, save_intermediate, …).
+    pub ignored: Vec<String>,
 }
 
 /// Every issue of a config that cannot be converted.
@@ -79,14 +81,15 @@ pub fn convert(path: &Path, text: &str, tree: Value) -> Result<Converted, Failed
     };
     let built = build::build(&mut f, &inputs);
     if !f.issues.is_empty() {
-        let mut issues = f.issues;
+        let mut issues = std::mem::take(&mut f.issues);
         issues.sort_by_key(|i| i.line.unwrap_or(0));
         return Err(Failed {
             source: path.to_path_buf(),
             issues,
         });
     }
-    let mut notes = built.notes;
+    let mut notes = f.notes;
+    notes.extend(built.notes);
     if offset > 0 {
         notes.push(format!(
             "seed {offset} (from the name): sample_offset {offset} keeps its draws apart from the other seeds' in the cache"
@@ -98,6 +101,7 @@ pub fn convert(path: &Path, text: &str, tree: Value) -> Result<Converted, Failed
         lines: built.lines,
         prompts: prompt_texts,
         notes,
+        ignored: built.ignored,
     })
 }
 
@@ -120,6 +124,11 @@ fn prompt_of(
         .map(|s| s.trim().to_string());
     if let Some(v) = version {
         let line = f.line(&format!("prompts.{kind}")).or(f.line("prompts"));
+        if f.has(&format!("{kind}_prompt_template")) {
+            f.notes.push(format!(
+                "`{kind}_prompt_template` is not used: `prompts.{kind}: {v}` replaces it, as in the original (which loads prompt versions after the config)"
+            ));
+        }
         let Some(dir) = &co.prompts else {
             f.issues.push(
                 Issue::new(line, format!("`prompts.{kind}: {v}` names a prompt version, but no config/prompts/ folder is above {}", path.display()))
@@ -279,7 +288,7 @@ pub fn write(c: &Converted, out: &Path, stem: &str) -> anyhow::Result<PathBuf> {
         "# Converted by `distill pipeline convert` from the original tool's config\n# {}\n",
         c.source.display()
     );
-    for n in &c.notes {
+    for n in c.notes.iter().chain(&c.ignored) {
         text.push_str(&format!("# note: {n}\n"));
     }
     text.push_str(&serde_saphyr::to_string(&tree).context("serializing the pipeline")?);
@@ -320,6 +329,94 @@ mod tests {
         assert_eq!(seed_suffix(Path::new("x.yaml"), None), 0);
         let n = serde_json::json!("exp_seed_0_fresh");
         assert_eq!(seed_suffix(Path::new("x.yaml"), Some(&n)), 0);
+    }
+
+    fn convert_text(dir: &Path, text: &str) -> Result<Converted, Failed> {
+        let file = dir.join("config/experiments/x.yaml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(dir.join("config/prompts")).unwrap();
+        std::fs::write(
+            dir.join("config/prompts/reasoning.yaml"),
+            "aime:\n  template: \"From file: {question}\"\n",
+        )
+        .unwrap();
+        std::fs::write(&file, text).unwrap();
+        let tree: Value = serde_saphyr::from_str(text).unwrap();
+        convert(&file, text, tree)
+    }
+
+    const PASS: &str = "experiment_name: p\ndata_path: ./data/x.csv\nexperiment_type: pass_k\npass_k_iterations: 4\nreasoning_model: accounts/fireworks/models/qwq-32b\nmax_tokens: 100\ntemperature: 0.6\ntop_p: 0.95\ntop_k: 40\npresence_penalty: 0\nfrequency_penalty: 0\n";
+
+    #[test]
+    fn an_inline_prompt_is_used_unless_a_version_replaces_it() {
+        let d = tempfile::tempdir().unwrap();
+        let text =
+            format!("{PASS}reasoning_prompt_template: \"Solve {{question}} in \\\\boxed{{}}\"\n");
+        let c = convert_text(d.path(), &text).unwrap();
+        assert_eq!(
+            c.prompts["inline/x/reasoning"],
+            "Solve {{question}} in \\boxed{}"
+        );
+        assert_eq!(c.tree["nodes"]["attempt_0"]["prompt"], "inline/x/reasoning");
+        assert_eq!(c.tree["samples"], 4);
+        assert_eq!(c.tree["nodes"]["vote"]["k"], serde_json::json!([1, 4]));
+        assert_eq!(
+            c.tree["problems"]["path"],
+            d.path().join("data/x.csv").display().to_string()
+        );
+        // QwQ on Fireworks: raw completions with its chat format; pass@k without
+        // enable_continuation makes one call per sample
+        assert_eq!(c.tree["models"]["reasoner"]["chat_format"], "qwq");
+        assert_eq!(
+            c.tree["models"]["reasoner"]["continuation"]["max_continuations"],
+            0
+        );
+
+        let both = format!("{text}prompts:\n  reasoning: aime\n");
+        let c = convert_text(d.path(), &both).unwrap();
+        assert_eq!(
+            c.tree["nodes"]["attempt_0"]["prompt"],
+            "original/reasoning/aime"
+        );
+        assert_eq!(
+            c.prompts["original/reasoning/aime"],
+            "From file: {{question}}"
+        );
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("`reasoning_prompt_template` is not used"))
+        );
+    }
+
+    #[test]
+    fn summarize_defaults_follow_the_original() {
+        let d = tempfile::tempdir().unwrap();
+        let text = PASS.replace("experiment_type: pass_k", "experiment_type: summarize")
+            + "reasoning_prompt_template: \"{question}\"\nimproved_prompt_template: \"{question} {summaries}\"\nsummarize_prompt_template: \"{reasoning}\"\nsummary_max_tokens: 50\n";
+        let c = convert_text(d.path(), &text).unwrap();
+        let t = &c.tree;
+        // max_iterations 1, stop once correct, self summarizer keeping its post-think text
+        assert_eq!(t["nodes"]["rounds"]["repeat"], 1);
+        assert_eq!(t["nodes"]["rounds"]["when"], "not previous.attempt.correct");
+        let s = &t["nodes"]["rounds"]["body"]["summary"];
+        assert_eq!(s["keep_after_think"], true);
+        assert_eq!(s["fallback_full_text"], false);
+        assert_eq!(
+            t["models"]["summarizer"]["model"],
+            "accounts/fireworks/models/qwq-32b"
+        );
+        assert_eq!(t["models"]["summarizer"]["params"]["max_tokens"], 50);
+        assert_eq!(t["models"]["summarizer"]["params"]["temperature"], 0.6);
+        assert_eq!(
+            t["models"]["summarizer"]["continuation"]["max_continuations"],
+            16
+        );
+        assert_eq!(
+            t["models"]["reasoner"]["continuation"]["max_total_tokens"],
+            24576
+        );
+        assert_eq!(t["grade"]["extract"], "original_default");
     }
 
     #[test]
