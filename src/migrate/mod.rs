@@ -122,9 +122,21 @@ fn prompt_of(
         .and_then(|p| p.get(kind))
         .and_then(|v| v.as_str())
         .map(|s| s.trim().to_string());
+    let inline_key = format!("{kind}_prompt_template");
     if let Some(v) = version {
         let line = f.line(&format!("prompts.{kind}")).or(f.line("prompts"));
-        if f.has(&format!("{kind}_prompt_template")) {
+        let found = co
+            .prompts
+            .as_ref()
+            .is_some_and(|d| prompts::read_version(d, kind, &v).is_ok());
+        if !found && f.has(&inline_key) {
+            // a recorded run's config carries the loaded text next to the version's name
+            f.notes.push(format!(
+                "`prompts.{kind}: {v}` is not in a config/prompts/ folder here: the config's own `{inline_key}` is used"
+            ));
+            return inline_prompt(f, path, kind, &inline_key, out);
+        }
+        if f.has(&inline_key) {
             f.notes.push(format!(
                 "`{kind}_prompt_template` is not used: `prompts.{kind}: {v}` replaces it, as in the original (which loads prompt versions after the config)"
             ));
@@ -150,8 +162,18 @@ fn prompt_of(
             }
         };
     }
-    let inline_key = format!("{kind}_prompt_template");
-    let t = f.str(&inline_key)?;
+    inline_prompt(f, path, kind, &inline_key, out)
+}
+
+fn inline_prompt(
+    f: &mut flat::Flat,
+    path: &Path,
+    kind: &str,
+    inline_key: &str,
+    out: &mut BTreeMap<String, String>,
+) -> Option<String> {
+    let vars = prompts::vars_of(kind);
+    let t = f.str(inline_key)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().to_string())
@@ -387,6 +409,21 @@ mod tests {
                 .iter()
                 .any(|n| n.contains("`reasoning_prompt_template` is not used"))
         );
+    }
+
+    #[test]
+    fn a_recorded_config_without_a_checkout_uses_its_own_templates() {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("results/run/results.json");
+        let tree = serde_json::json!({
+            "experiment_name": "r", "data_path": "./data/x.csv", "reasoning_model": "accounts/fireworks/models/qwq-32b",
+            "max_tokens": 10, "temperature": 0.6, "top_p": 0.9, "top_k": 4, "presence_penalty": 0.0,
+            "frequency_penalty": 0.0, "experiment_type": "pass_k", "pass_k_iterations": 2,
+            "prompts": {"reasoning": "aime"}, "reasoning_prompt_template": "Loaded: {question}",
+        });
+        let c = convert(&file, "", tree).unwrap();
+        assert_eq!(c.prompts["inline/results/reasoning"], "Loaded: {{question}}");
+        assert!(c.notes.iter().any(|n| n.contains("is not in a config/prompts/ folder")));
     }
 
     #[test]
