@@ -7,6 +7,7 @@
 //! template.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
 
 use handlebars::{Handlebars, handlebars_helper, no_escape};
 use serde_json::Value;
@@ -120,8 +121,9 @@ pub fn scan(text: &str) -> Result<Scan, (usize, String)> {
             });
         }
     }
-    let re = regex::Regex::new(r"\{\{~?\s*>\s*([^\s}~]+)").expect("static regex");
-    for c in re.captures_iter(text) {
+    static PARTIAL: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"\{\{~?\s*>\s*([^\s}~]+)").expect("static regex"));
+    for c in PARTIAL.captures_iter(text) {
         let m = c.get(1).expect("group");
         let name = m
             .as_str()
@@ -149,8 +151,10 @@ pub fn root_variables(text: &str) -> BTreeSet<(String, Option<String>)> {
 
 /// Root variables with the byte position of their mustache.
 fn variables(text: &str) -> Vec<(String, Option<String>, usize)> {
-    let re =
-        regex::Regex::new(r"\{\{\{?~?\s*([#/^!>]?)\s*([^}]*?)~?\s*\}?\}\}").expect("static regex");
+    static MUSTACHE: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"\{\{\{?~?\s*([#/^!>]?)\s*([^}]*?)~?\s*\}?\}\}").expect("static regex")
+    });
+    let re = &*MUSTACHE;
     let mut out = Vec::new();
     let mut depth_scoped = 0usize; // depth of each/with blocks
     let mut stack: Vec<bool> = Vec::new();

@@ -366,15 +366,47 @@ fn the_original_run_options_work_on_a_flat_config() {
             .unwrap()
     };
     let f = "config/experiments/tiny.yaml";
-    let o = run(&["pipeline", "plan", f, "--question_ids", "p1", "--parallel", "--concurrency", "16"]);
+    let o = run(&[
+        "pipeline",
+        "plan",
+        f,
+        "--question_ids",
+        "p1",
+        "--parallel",
+        "--concurrency",
+        "16",
+    ]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(out.contains("1 problem(s)"), "{out}");
-    let o = run(&["pipeline", "run", f, "--index_range", "0-0", "--offline", "--verbose", "--no-progress"]);
+    let o = run(&[
+        "pipeline",
+        "run",
+        f,
+        "--index_range",
+        "0-0",
+        "--offline",
+        "--verbose",
+        "--no-progress",
+    ]);
     // offline with an empty cache: accepted, nothing sent, the nodes not run (exit 1)
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = run(&["pipeline", "graph", f, "--format", "dot"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("attempt_2"));
     let o = run(&["pipeline", "plan", f, "--index_range", "0-3"]);
-    assert_eq!(o.status.code(), Some(2), "a range past the last row is refused");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a range past the last row is refused"
+    );
 }

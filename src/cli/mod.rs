@@ -8,7 +8,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod cache;
 mod convert;
-mod plan;
+pub mod plan;
 mod runs;
 
 use crate::data::Filters;

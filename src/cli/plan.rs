@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::exec::{self, Mode, RunCtx, RunOptions};
 use crate::spec::Pipeline;
 
-pub(super) async fn run(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
+pub async fn run(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
     let ctx = Arc::new(RunCtx::new(p, opts, Mode::Plan)?);
     let mut sink = exec::output::PlanSink {
         model_nodes: ctx

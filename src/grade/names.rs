@@ -41,8 +41,12 @@ pub fn unknown(what: &str, name: &str, names: &[&str]) -> String {
     let near = nearest(name, names)
         .map(|n| format!(" did you mean `{n}`?"))
         .unwrap_or_default();
+    let plural = match what.strip_suffix('y') {
+        Some(stem) => format!("{stem}ies"),
+        None => format!("{what}s"),
+    };
     format!(
-        "unknown {what} `{name}`:{near} ({what}s: {})",
+        "unknown {what} `{name}`:{near} ({plural}: {})",
         names.join(", ")
     )
 }

@@ -422,8 +422,15 @@ mod tests {
             "prompts": {"reasoning": "aime"}, "reasoning_prompt_template": "Loaded: {question}",
         });
         let c = convert(&file, "", tree).unwrap();
-        assert_eq!(c.prompts["inline/results/reasoning"], "Loaded: {{question}}");
-        assert!(c.notes.iter().any(|n| n.contains("is not in a config/prompts/ folder")));
+        assert_eq!(
+            c.prompts["inline/results/reasoning"],
+            "Loaded: {{question}}"
+        );
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("is not in a config/prompts/ folder"))
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod grade;
 pub mod params;
 pub mod reason;
+pub mod score;
 pub mod summarize;
 pub mod tokens;
 pub mod vote;
@@ -306,6 +307,7 @@ pub fn registry() -> Vec<Arc<dyn NodeKind>> {
         entry(grade::Grade),
         entry(continue_::Continue),
         entry(vote::Vote),
+        entry(score::Score),
     ]
 }
 
@@ -320,9 +322,11 @@ pub fn calls_model(node: &crate::spec::Node) -> bool {
     !summarize::without_model(node)
 }
 
+static KINDS: std::sync::LazyLock<Vec<Arc<dyn NodeKind>>> = std::sync::LazyLock::new(registry);
+
 /// Looks a kind up by name.
 pub fn kind(name: &str) -> Option<Arc<dyn NodeKind>> {
-    registry().into_iter().find(|k| k.info().name == name)
+    KINDS.iter().find(|k| k.info().name == name).cloned()
 }
 
 pub fn kind_names() -> Vec<&'static str> {
@@ -331,7 +335,7 @@ pub fn kind_names() -> Vec<&'static str> {
 
 /// The info of a kind by name.
 pub fn info(name: &str) -> Option<&'static KindInfo> {
-    kind(name).map(|k| k.info())
+    KINDS.iter().map(|k| k.info()).find(|i| i.name == name)
 }
 
 /// Whether nodes of this kind carry a verdict (`correct`) when the pipeline grades (for the
@@ -357,6 +361,17 @@ pub fn graded_answer_field(kind_name: &str) -> Option<&'static str> {
         Graded::ByGradeBlock { answer_field } => Some(answer_field),
         _ => None,
     }
+}
+
+/// The per-sample kinds that give their own verdict (a `grade` node), which the report
+/// counts when no node is graded by the `grade:` block.
+pub fn own_verdict_kinds() -> Vec<&'static str> {
+    registry()
+        .iter()
+        .map(|k| k.info())
+        .filter(|i| i.graded == Graded::Always && !i.aggregate)
+        .map(|i| i.name)
+        .collect()
 }
 
 /// Whether this node's output will have `answer` and `correct`.

@@ -137,7 +137,7 @@ impl Kind for Vote {
             v.push((
                 "compare".into(),
                 "`compare:` of a vote must be exact, numeric, math or mc (a vote groups answers without a judge)".into(),
-                None,
+                Some("use `compare: math` (or leave it out: the grade block's comparison is used)".into()),
             ));
         }
         v

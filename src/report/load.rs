@@ -307,7 +307,7 @@ fn load_distill(doc: &Value, dir: &Path) -> Result<Run, String> {
     };
     let mut graded = kinds_for(&crate::nodes::block_graded_kinds());
     if graded.is_empty() {
-        graded = kinds_for(&["grade"]);
+        graded = kinds_for(&crate::nodes::own_verdict_kinds());
     }
     let rounds: Vec<u32> = graded
         .values()

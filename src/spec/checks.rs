@@ -228,12 +228,12 @@ fn check_field(node: &str, field: &str, cx: &NodeCx, loc: &Loc, base: &str, diag
     let Some(k) = nodes::info(&facts.kind) else {
         return;
     };
-    let (graded, node) = (facts.graded, facts.base.as_str());
+    let graded = facts.graded;
     let by_grading = matches!(k.graded, nodes::Graded::ByGradeBlock { .. })
         && ["answer", "correct"].contains(&field);
     if by_grading && !graded {
         diags.push(
-            Diag::at(loc, format!("node `{base}`: `{node}.{field}` does not exist: `{node}` is not graded"))
+            Diag::at(loc, format!("node `{base}` reads `{field}` of a `{}` node that is not graded", k.name))
                 .hint("add a pipeline `grade:` block (e.g. `grade: {extract: boxed, compare: math}`), or drop `graded: false`"),
         );
         return;
@@ -243,7 +243,7 @@ fn check_field(node: &str, field: &str, cx: &NodeCx, loc: &Loc, base: &str, diag
             Diag::at(
                 loc,
                 format!(
-                    "node `{base}`: `{node}.{field}` — kind `{}` provides no field `{field}`",
+                    "node `{base}` reads `{field}`, which kind `{}` does not provide",
                     k.name
                 ),
             )

@@ -21,6 +21,10 @@ use super::{Binding, Diag, Node, Ref, when};
 /// round arithmetic never overflows.
 const MAX_ROUND: u32 = 100_000;
 
+/// Most rounds of one `repeat:` block (a graph of thousands of nodes per problem, each
+/// reading every earlier round, is far past any experiment and slow to check).
+pub const MAX_REPEAT: u32 = 1_000;
+
 pub const COMMON: [&str; 8] = [
     "kind", "model", "prompt", "input", "vars", "when", "after", "round",
 ];
@@ -142,12 +146,15 @@ fn expand_block(
     let n = obj
         .get("repeat")
         .and_then(|v| v.as_u64())
-        .filter(|&n| n <= MAX_ROUND as u64);
+        .filter(|&n| n <= u64::from(MAX_REPEAT));
     let Some(n) = n else {
-        diags.push(Diag::at(
-            &locs.find(&format!("{path}.repeat")),
-            format!("`repeat:` must be a whole number of rounds, at most {MAX_ROUND}"),
-        ));
+        diags.push(
+            Diag::at(
+                &locs.find(&format!("{path}.repeat")),
+                format!("`repeat:` must be a whole number of rounds from 0 to {MAX_REPEAT}"),
+            )
+            .hint("e.g. `repeat: 4` (the paper's rounds)"),
+        );
         return;
     };
     let start = match obj.get("start") {
@@ -239,6 +246,13 @@ fn resolve_ref(text: &str, raw: &Raw, ids: &BTreeSet<String>) -> Result<Binding,
                 ));
             }
             let id = format!("{name}_{}", raw.round.saturating_sub(1));
+            if !in_body {
+                let body: Vec<&str> = raw.body.iter().flatten().map(String::as_str).collect();
+                return Err(format!(
+                    "`{text}`: there is no node `{name}` in this repeat body{}",
+                    near(name, body)
+                ));
+            }
             if raw.round == 0 || !ids.contains(&id) {
                 return Err(format!(
                     "`{text}` in round {} needs a node `{id}`, which does not exist",
@@ -262,8 +276,13 @@ fn resolve_ref(text: &str, raw: &Raw, ids: &BTreeSet<String>) -> Result<Binding,
                 })
                 .collect();
             if refs.is_empty() {
+                let bases: BTreeSet<&str> = ids
+                    .iter()
+                    .map(|i| i.rsplit_once('_').map_or(i.as_str(), |(b, _)| b))
+                    .collect();
                 return Err(format!(
-                    "`{text}` matches no node (it looks for `{name}_0`, `{name}_1`, …)"
+                    "`{text}` matches no node (it looks for `{name}_0`, `{name}_1`, …){}",
+                    near(name, bases)
                 ));
             }
             Ok(Binding::List(refs))
@@ -275,7 +294,12 @@ fn resolve_ref(text: &str, raw: &Raw, ids: &BTreeSet<String>) -> Result<Binding,
                 name.to_string()
             };
             if !ids.contains(&id) {
-                return Err(format!("`{text}`: there is no node `{id}`"));
+                let mut names: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+                names.extend(raw.body.iter().flatten().map(String::as_str));
+                return Err(format!(
+                    "`{text}`: there is no node `{id}`{}",
+                    near(name, names)
+                ));
             }
             if id == raw.id {
                 return Err(format!("`{text}`: a node cannot use its own output"));
@@ -422,6 +446,14 @@ fn resolve_raw(
         template_refs: Vec::new(),
         path: raw.path.clone(),
     })
+}
+
+/// "; did you mean `x`?" for a misspelled node name, or nothing.
+fn near<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    let all: Vec<&str> = names.into_iter().collect();
+    crate::grade::names::nearest(name, &all)
+        .map(|n| format!("; did you mean `{n}`?"))
+        .unwrap_or_default()
 }
 
 /// A condition as quoted in a message: at most 80 characters.

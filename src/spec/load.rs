@@ -337,6 +337,16 @@ pub fn apply_set(root: &mut Value, locs: &mut LocMap, assignment: &str) -> Resul
         if value.is_null() && !map.contains_key(*seg) {
             return Ok(()); // removing what is not there
         }
+        if !map.contains_key(*seg) {
+            // a field the file does not have: errors about it point at this --set
+            locs.insert(
+                segs[..=i].join("."),
+                Loc {
+                    file: cli.clone(),
+                    line: None,
+                },
+            );
+        }
         cur = map
             .entry(seg.to_string())
             .or_insert_with(|| Value::Object(Map::new()));

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod expand;
 pub mod load;
 pub mod model;
+mod ranges;
 pub mod resolve;
 pub mod when;
 
@@ -200,8 +201,9 @@ impl Node {
     /// Every upstream node id this node needs, without repeats, in first-mention order.
     pub fn deps(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut push = |n: &str| {
-            if !out.iter().any(|o| o == n) {
+            if seen.insert(n.to_string()) {
                 out.push(n.to_string());
             }
         };

@@ -376,7 +376,9 @@ fn problems(
         Ok(set) => set,
         Err(data::LoadError::Content(e)) => {
             // the CSV names its own file and line; `problems.path` is not the problem
-            diags.push(Diag::at(&locs.find("problems.path"), e));
+            diags.push(Diag::at(&locs.find("problems.path"), e).hint(
+                "fix the problem file at that line: a CSV with the header id,question,solution,answer and one problem per row",
+            ));
             return None;
         }
         Err(data::LoadError::Unreadable(e)) => {
