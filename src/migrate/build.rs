@@ -104,9 +104,17 @@ pub fn build(f: &mut Flat, inp: &Inputs<'_>) -> Built {
     if inp.sample_offset > 0 {
         tree.insert("sample_offset".into(), json!(inp.sample_offset));
     }
-    if let Some(p) = b.f.uint("dashboard_port", 1).filter(|p| *p <= 65535) {
-        tree.insert("dashboard_port".into(), json!(p));
-        b.at("dashboard_port", "dashboard_port");
+    match b.f.uint("dashboard_port", 1) {
+        Some(p) if p <= 65535 => {
+            tree.insert("dashboard_port".into(), json!(p));
+            b.at("dashboard_port", "dashboard_port");
+        }
+        Some(p) => b.issue(
+            "dashboard_port",
+            format!("`dashboard_port: {p}` is out of range: a port is from 1 to 65535"),
+            "e.g. dashboard_port: 8080",
+        ),
+        None => {}
     }
     let ignored: Vec<String> = super::flat::IGNORED_KEYS
         .iter()

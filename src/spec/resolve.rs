@@ -302,7 +302,22 @@ fn check_samples(spec: &PipelineSpec, locs: &LocMap, _: &Path, diags: &mut Vec<D
             .hint("`samples:` is the number of independent draws of the whole graph per problem"),
         );
     }
+    if spec.sample_offset > MAX_SAMPLE_OFFSET {
+        diags.push(
+            Diag::at(
+                &locs.find("sample_offset"),
+                format!(
+                    "`sample_offset: {}` is out of range: it must be a whole number from 0 to {MAX_SAMPLE_OFFSET}",
+                    spec.sample_offset
+                ),
+            )
+            .hint("`sample_offset:` shifts the sample index in cache keys (a seed sweep: 1, 2, 3 …)"),
+        );
+    }
 }
+
+/// The largest `sample_offset:` (a seed sweep's index, not a count of calls).
+const MAX_SAMPLE_OFFSET: u32 = 1_000_000;
 
 fn check_nodes_not_empty(spec: &PipelineSpec, locs: &LocMap, _: &Path, diags: &mut Vec<Diag>) {
     if spec.nodes.is_empty() {
