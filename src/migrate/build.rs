@@ -9,6 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use super::flat::{Flat, Issue};
+use super::models::{continuation, model_spec, reasoner_model, summary_continuation};
 
 /// What the tree-building needs besides the flat keys.
 pub struct Inputs<'a> {
@@ -32,22 +33,19 @@ pub struct Built {
     pub ignored: Vec<String>,
 }
 
-/// Fireworks' per-request ceiling in the original client (`MAX_TOKENS_PER_REQUEST`).
-const FIREWORKS_MAX_TOKENS: u64 = 8192;
-
-struct B<'f> {
-    f: &'f mut Flat,
+pub(super) struct B<'f> {
+    pub(super) f: &'f mut Flat,
     lines: Vec<(String, usize)>,
-    notes: Vec<String>,
+    pub(super) notes: Vec<String>,
 }
 
 impl B<'_> {
-    fn at(&mut self, path: &str, key: &str) {
+    pub(super) fn at(&mut self, path: &str, key: &str) {
         if let Some(l) = self.f.line(key) {
             self.lines.push((path.to_string(), l));
         }
     }
-    fn issue(&mut self, key: &str, msg: impl Into<String>, hint: impl Into<String>) {
+    pub(super) fn issue(&mut self, key: &str, msg: impl Into<String>, hint: impl Into<String>) {
         let line = self.f.line(key);
         self.f.issues.push(Issue::new(line, msg).hint(hint));
     }
@@ -59,34 +57,8 @@ pub fn build(f: &mut Flat, inp: &Inputs<'_>) -> Built {
         lines: Vec::new(),
         notes: Vec::new(),
     };
-    let kind = b.f.str("experiment_type");
-    let kind = match kind.as_deref() {
-        None | Some("summarize") => "summarize",
-        Some("pass_k") => "pass_k",
-        Some("continuation") => "continuation",
-        Some(other) => {
-            b.notes.push(format!(
-                "experiment_type `{other}` is not one the original knows; like the original, it runs as `summarize`"
-            ));
-            "summarize"
-        }
-    };
-    b.f.require(
-        "reasoning_model",
-        "the original tool stops with a KeyError without it",
-    );
-    for k in [
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "presence_penalty",
-        "frequency_penalty",
-    ] {
-        b.f.require(k, "the original tool requires it");
-    }
-    if kind != "continuation" {
-        b.f.require("top_k", "the original tool requires it");
-    }
+    let kind = experiment_kind(&mut b);
+    require_keys(&mut b, kind);
     let name =
         b.f.str("experiment_name")
             .unwrap_or_else(|| default_name(kind).into());
@@ -153,6 +125,42 @@ pub fn build(f: &mut Flat, inp: &Inputs<'_>) -> Built {
     }
 }
 
+/// The keys every experiment class of the original reads with `config[...]`.
+fn require_keys(b: &mut B<'_>, kind: &str) {
+    b.f.require(
+        "reasoning_model",
+        "the original tool stops with a KeyError without it",
+    );
+    for k in [
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+    ] {
+        b.f.require(k, "the original tool requires it");
+    }
+    if kind != "continuation" {
+        b.f.require("top_k", "the original tool requires it");
+    }
+}
+
+/// The experiment class the original picks (an unknown type runs as `summarize`).
+fn experiment_kind(b: &mut B<'_>) -> &'static str {
+    let kind = b.f.str("experiment_type");
+    match kind.as_deref() {
+        None | Some("summarize") => "summarize",
+        Some("pass_k") => "pass_k",
+        Some("continuation") => "continuation",
+        Some(other) => {
+            b.notes.push(format!(
+                "experiment_type `{other}` is not one the original knows; like the original, it runs as `summarize`"
+            ));
+            "summarize"
+        }
+    }
+}
+
 fn default_name(kind: &str) -> &'static str {
     match kind {
         "pass_k" => "pass_k",
@@ -175,175 +183,6 @@ fn safe_name(s: &str) -> String {
         .collect();
     let n = n.trim_start_matches('.').to_string();
     if n.is_empty() { "converted".into() } else { n }
-}
-
-/// The original's client for a model: its provider key, or the guess its model factory makes.
-fn provider(b: &mut B<'_>, model: &str, key: &str) -> Option<String> {
-    let given = b.f.str(key).map(|p| p.to_lowercase());
-    let m = model.to_lowercase();
-    let p = given.or_else(|| {
-        if m.contains("gpt") {
-            Some("openai".into())
-        } else if ["qwq", "fireworks", "deepseek", "qwen"]
-            .iter()
-            .any(|n| m.contains(n))
-        {
-            Some("fireworks".into())
-        } else if ["together", "meta-llama", "mistral", "mixtral"]
-            .iter()
-            .any(|n| m.contains(n))
-        {
-            Some("together".into())
-        } else {
-            None
-        }
-    });
-    match p.as_deref() {
-        Some("fireworks" | "openai" | "together") => p,
-        Some(other) => {
-            b.issue(
-                key,
-                format!("provider `{other}` is not one the original tool supports"),
-                "use fireworks, together or openai",
-            );
-            None
-        }
-        None => {
-            b.issue(
-                key,
-                format!(
-                    "cannot tell the provider of model `{model}` (the original tool stops here too)"
-                ),
-                format!("add `{key}: fireworks` (or together, openai)"),
-            );
-            None
-        }
-    }
-}
-
-/// How the original reached a model: Fireworks through raw completions with the model's chat
-/// template; Together and OpenAI through chat completions.
-fn endpoint(b: &mut B<'_>, provider: &str, model: &str, spec: &mut Map<String, Value>) {
-    if provider != "fireworks" {
-        return;
-    }
-    let m = model.to_lowercase();
-    let format = if m.contains("deepseek-r1") || m.contains("deepseek_r1") {
-        Some("deepseek_r1")
-    } else if m.contains("qwq") {
-        Some("qwq")
-    } else if m.contains("qwen") {
-        Some("chatml")
-    } else {
-        None
-    };
-    match format {
-        Some(f) => {
-            spec.insert("endpoint".into(), json!("completions"));
-            spec.insert("chat_format".into(), json!(f));
-        }
-        None => b.notes.push(format!(
-            "`{model}`: the original sent raw completions with its Hugging Face chat template; distill has no template for it, so it uses the chat endpoint, where Fireworks applies the same template"
-        )),
-    }
-}
-
-/// Sampling parameters from `prefix`+name, falling back to the plain name (the summary_*
-/// keys), with Fireworks' per-request cap on max_tokens.
-fn params(b: &mut B<'_>, prefix: &str, provider: &str, path: &str) -> Map<String, Value> {
-    let mut p = Map::new();
-    let pick = |b: &mut B<'_>, name: &str| -> String {
-        let k = format!("{prefix}{name}");
-        if !prefix.is_empty() && b.f.has(&k) {
-            k
-        } else {
-            name.to_string()
-        }
-    };
-    let k = pick(b, "max_tokens");
-    if let Some(mt) = b.f.uint(&k, 1) {
-        let sent = if provider == "fireworks" {
-            mt.min(FIREWORKS_MAX_TOKENS)
-        } else {
-            mt
-        };
-        if sent < mt {
-            b.notes.push(format!(
-                "`{k}: {mt}`: the original's Fireworks client asks for at most {FIREWORKS_MAX_TOKENS} tokens per request (continuations go on to max_total_tokens), so does this pipeline"
-            ));
-        }
-        p.insert("max_tokens".into(), json!(sent));
-        b.at(&format!("{path}.params.max_tokens"), &k);
-    }
-    for name in [
-        "temperature",
-        "top_p",
-        "presence_penalty",
-        "frequency_penalty",
-    ] {
-        let k = pick(b, name);
-        if let Some(v) = b.f.f64(&k) {
-            p.insert(name.into(), json!(v));
-            b.at(&format!("{path}.params.{name}"), &k);
-        }
-    }
-    let k = pick(b, "top_k");
-    if let Some(v) = b.f.int(&k) {
-        p.insert("top_k".into(), json!(v));
-        b.at(&format!("{path}.params.top_k"), &k);
-    }
-    p
-}
-
-fn model_spec(
-    b: &mut B<'_>,
-    model_key: &str,
-    provider_key: &str,
-    prefix: &str,
-    path: &str,
-) -> (Map<String, Value>, String) {
-    let model = b.f.str(model_key).unwrap_or_default();
-    let prov = provider(b, &model, provider_key).unwrap_or_else(|| "fireworks".into());
-    let mut spec = Map::new();
-    spec.insert("provider".into(), json!(prov));
-    spec.insert("model".into(), json!(model));
-    b.at(path, model_key);
-    endpoint(b, &prov, &model, &mut spec);
-    let p = params(b, prefix, &prov, path);
-    spec.insert("params".into(), Value::Object(p));
-    (spec, prov)
-}
-
-fn continuation(max_continuations: u64, max_total: Option<u64>) -> Value {
-    match max_total {
-        Some(t) => json!({"max_continuations": max_continuations, "max_total_tokens": t}),
-        None => json!({"max_continuations": max_continuations}),
-    }
-}
-
-fn reasoner_model(b: &mut B<'_>, kind: &str) -> Value {
-    let (mut spec, _) = model_spec(
-        b,
-        "reasoning_model",
-        "reasoning_model_provider",
-        "",
-        "models.reasoner",
-    );
-    let enabled = b.f.bool("enable_continuation");
-    let mc = b.f.uint("max_continuations", 0);
-    let mt = b.f.uint("max_total_tokens", 1);
-    let max_tokens = b.f.uint("max_tokens", 1).unwrap_or(0);
-    // the defaults of each experiment class
-    let cont = match kind {
-        "continuation" => continuation(0, None),
-        "pass_k" if enabled == Some(true) => continuation(mc.unwrap_or(0), mt.or(Some(max_tokens))),
-        "pass_k" => continuation(0, None),
-        _ if enabled == Some(false) => continuation(0, None),
-        _ => continuation(mc.unwrap_or(3), Some(mt.unwrap_or(24576))),
-    };
-    spec.insert("continuation".into(), cont);
-    b.at("models.reasoner.continuation", "max_continuations");
-    Value::Object(spec)
 }
 
 fn extractor(b: &mut B<'_>) -> &'static str {
@@ -420,9 +259,6 @@ fn summarize_nodes(
         Some(_) => false,
     };
     let post_think = b.f.bool("extract_post_think_summary").unwrap_or(self_sum);
-    let method =
-        b.f.str("summary_method")
-            .unwrap_or_else(|| "single_llm_prompt".into());
     let mut summary = Map::new();
     summary.insert("kind".into(), json!("summarize"));
     summary.insert("input".into(), json!("previous.attempt"));
@@ -432,102 +268,12 @@ fn summarize_nodes(
         json!(b.f.bool("allow_fallback").unwrap_or(false)),
     );
     b.at("nodes.rounds.body.summary", "summary_method");
-    let k_of = |b: &mut B<'_>, key: &str| -> u64 {
-        match b.f.uint(key, 1) {
-            Some(k) => k,
-            None => {
-                b.issue(
-                    "summary_method",
-                    format!("summary_method `{method}` needs `{key}:`"),
-                    "the original tool stops with an assertion error",
-                );
-                404
-            }
-        }
-    };
-    let mut llm_model: Option<(&str, Value)> = None;
-    match method.as_str() {
-        "single_llm_prompt" => {
-            summary.insert("strategy".into(), json!("llm"));
-            summary.insert("keep_after_think".into(), json!(post_think));
-            llm_model = Some(("summarizer", summary_continuation(b)));
-        }
-        "multiple_llm_prompts" => {
-            summary.insert("strategy".into(), json!("chunked"));
-            summary.insert("keep_after_think".into(), json!(post_think));
-            let size = k_of(b, "multiple_prompt_chunk_words");
-            let overlap = match b.f.uint("multiple_prompt_overlap_words", 0) {
-                Some(o) => o,
-                None => {
-                    b.issue(
-                        "summary_method",
-                        "summary_method `multiple_llm_prompts` needs `multiple_prompt_overlap_words:`",
-                        "the original tool stops with an assertion error",
-                    );
-                    0
-                }
-            };
-            if overlap >= size {
-                b.issue(
-                    "multiple_prompt_overlap_words",
-                    format!("overlap {overlap} is not below the chunk size {size}: the original loops forever"),
-                    "make the overlap smaller than multiple_prompt_chunk_words",
-                );
-            }
-            summary.insert("chunk_words".into(), json!(size));
-            summary.insert("overlap_words".into(), json!(overlap));
-            summary.insert("chunk_separator".into(), json!("\n"));
-            // the original's chunk calls pass no continuation settings: its client's defaults
-            llm_model = Some(("chunk_summarizer", continuation(3, Some(24576))));
-        }
-        "first_k" | "last_k" | "random_k" | "post_think" => {
-            let key = match method.as_str() {
-                "first_k" => "first_k_tokens",
-                "random_k" => "random_k_tokens",
-                _ => "last_k_tokens",
-            };
-            let k = k_of(b, key);
-            summary.insert("strategy".into(), json!(method));
-            summary.insert("k".into(), json!(k));
-            if method != "random_k" {
-                summary.insert("ellipsis".into(), json!(true));
-            }
-            b.notes.push(format!(
-                "summary_method `{method}`: the original counted {k} tokens with the Hugging Face tokenizer of `summarizer_model`; distill counts with the tokenizer of the model that wrote the trace, `models.reasoner.tokenizer` — cl100k_base until you set it to that model's tokenizer.json (e.g. --set models.reasoner.tokenizer=PATH)"
-            ));
-            if method == "random_k" {
-                b.notes.push("random_k: the original drew the tokens with Python's unseeded `random`; distill seeds the draw by (seed, problem, round, sample), so reruns pick the same tokens".into());
-            }
-        }
-        "answer_only" => {
-            summary.insert("strategy".into(), json!("answer_only"));
-        }
-        other => {
-            b.issue(
-                "summary_method",
-                format!("summary_method `{other}` is not one the original tool implements: it stops with \"Failed to generate summary\" at the first summary"),
-                "use single_llm_prompt, multiple_llm_prompts, first_k, last_k, random_k, post_think or answer_only",
-            );
-        }
-    }
-    if let Some((name, cont)) = llm_model {
+    if let Some((name, cont)) = strategy(b, post_think, &mut summary) {
         let prompt = need_prompt(b, inp.prompt_summarize, "summarize");
         summary.insert("model".into(), json!(name));
         summary.insert("prompt".into(), json!(prompt));
         b.at("nodes.rounds.body.summary.prompt", "prompts.summarize");
-        let (model_key, provider_key) = if self_sum {
-            ("reasoning_model", "reasoning_model_provider")
-        } else {
-            b.f.require(
-                "summarizer_model",
-                "summarizer_type is not `self`; the original tool stops without it",
-            );
-            ("summarizer_model", "summarizer_model_provider")
-        };
-        let path = format!("models.{name}");
-        let (mut spec, _) = model_spec(b, model_key, provider_key, "summary_", &path);
-        spec.insert("continuation".into(), cont);
-        models.insert(name.into(), Value::Object(spec));
+        models.insert(name.into(), summarizer(b, name, cont, self_sum));
     }
     let improved = need_prompt(b, inp.prompt_improved, "improved");
     let mut body = Map::new();
@@ -543,21 +289,110 @@ fn summarize_nodes(
     nodes
 }
 
-/// The summary calls' continuation: summary_max_* over max_* over the original's defaults
-/// for summaries (16 continuations, 131072 tokens).
-fn summary_continuation(b: &mut B<'_>) -> Value {
-    if b.f.bool("enable_continuation") == Some(false) {
-        return continuation(0, None);
+/// The summary model: the reasoning model itself (`self`) or `summarizer_model`, with the
+/// summary_* settings.
+fn summarizer(b: &mut B<'_>, name: &str, cont: Value, self_sum: bool) -> Value {
+    let (model_key, provider_key) = if self_sum {
+        ("reasoning_model", "reasoning_model_provider")
+    } else {
+        b.f.require(
+            "summarizer_model",
+            "summarizer_type is not `self`; the original tool stops without it",
+        );
+        ("summarizer_model", "summarizer_model_provider")
+    };
+    let path = format!("models.{name}");
+    let (mut spec, _) = model_spec(b, model_key, provider_key, "summary_", &path);
+    spec.insert("continuation".into(), cont);
+    Value::Object(spec)
+}
+
+/// A whole number a summary method needs (reported, as the original asserts, when missing).
+fn needed(b: &mut B<'_>, method: &str, key: &str, min: u64) -> u64 {
+    match b.f.uint(key, min) {
+        Some(k) => k,
+        None => {
+            b.issue(
+                "summary_method",
+                format!("summary_method `{method}` needs `{key}:`"),
+                "the original tool stops with an assertion error",
+            );
+            min.max(1)
+        }
     }
-    let mc =
-        b.f.uint("summary_max_continuations", 0)
-            .or_else(|| b.f.uint("max_continuations", 0))
-            .unwrap_or(16);
-    let mt =
-        b.f.uint("summary_max_total_tokens", 1)
-            .or_else(|| b.f.uint("max_total_tokens", 1))
-            .unwrap_or(131072);
-    continuation(mc, Some(mt))
+}
+
+/// The summary node's strategy fields from `summary_method`; for the methods that call a
+/// model, that model's name and continuation.
+fn strategy(
+    b: &mut B<'_>,
+    post_think: bool,
+    summary: &mut Map<String, Value>,
+) -> Option<(&'static str, Value)> {
+    let method =
+        b.f.str("summary_method")
+            .unwrap_or_else(|| "single_llm_prompt".into());
+    match method.as_str() {
+        "single_llm_prompt" => {
+            summary.insert("strategy".into(), json!("llm"));
+            summary.insert("keep_after_think".into(), json!(post_think));
+            Some(("summarizer", summary_continuation(b)))
+        }
+        "multiple_llm_prompts" => {
+            summary.insert("strategy".into(), json!("chunked"));
+            summary.insert("keep_after_think".into(), json!(post_think));
+            let size = needed(b, &method, "multiple_prompt_chunk_words", 1);
+            let overlap = needed(b, &method, "multiple_prompt_overlap_words", 0);
+            if overlap >= size {
+                b.issue(
+                    "multiple_prompt_overlap_words",
+                    format!("overlap {overlap} is not below the chunk size {size}: the original loops forever"),
+                    "make the overlap smaller than multiple_prompt_chunk_words",
+                );
+            }
+            summary.insert("chunk_words".into(), json!(size));
+            summary.insert("overlap_words".into(), json!(overlap));
+            summary.insert("chunk_separator".into(), json!("\n"));
+            // the original's chunk calls pass no continuation settings: its client's defaults
+            Some(("chunk_summarizer", continuation(3, Some(24576))))
+        }
+        "first_k" | "last_k" | "random_k" | "post_think" => {
+            token_strategy(b, &method, summary);
+            None
+        }
+        "answer_only" => {
+            summary.insert("strategy".into(), json!("answer_only"));
+            None
+        }
+        other => {
+            b.issue(
+                "summary_method",
+                format!("summary_method `{other}` is not one the original tool implements: it stops with \"Failed to generate summary\" at the first summary"),
+                "use single_llm_prompt, multiple_llm_prompts, first_k, last_k, random_k, post_think or answer_only",
+            );
+            None
+        }
+    }
+}
+
+fn token_strategy(b: &mut B<'_>, method: &str, summary: &mut Map<String, Value>) {
+    let key = match method {
+        "first_k" => "first_k_tokens",
+        "random_k" => "random_k_tokens",
+        _ => "last_k_tokens",
+    };
+    let k = needed(b, method, key, 1);
+    summary.insert("strategy".into(), json!(method));
+    summary.insert("k".into(), json!(k));
+    if method != "random_k" {
+        summary.insert("ellipsis".into(), json!(true));
+    }
+    b.notes.push(format!(
+        "summary_method `{method}`: the original counted {k} tokens with the Hugging Face tokenizer of `summarizer_model`; distill counts with the tokenizer of the model that wrote the trace, `models.reasoner.tokenizer` — cl100k_base until you set it to that model's tokenizer.json (e.g. --set models.reasoner.tokenizer=PATH)"
+    ));
+    if method == "random_k" {
+        b.notes.push("random_k: the original drew the tokens with Python's unseeded `random`; distill seeds the draw by (seed, problem, round, sample), so reruns pick the same tokens".into());
+    }
 }
 
 fn pass_k_nodes(

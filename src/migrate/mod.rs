@@ -8,6 +8,7 @@
 
 mod build;
 pub mod flat;
+mod models;
 pub mod prompts;
 
 use std::collections::BTreeMap;
