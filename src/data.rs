@@ -406,4 +406,40 @@ mod tests {
             vec![vec!["p0".to_string(), "p3".to_string()]]
         );
     }
+
+    #[test]
+    fn one_pass_read_hashes_the_whole_file_and_keeps_unselected_rows_slim() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.csv");
+        let mut text = String::from("id,question,solution,answer,level\n");
+        for i in 0..50 {
+            text.push_str(&format!("p{i},What is {i}?,long solution {i},{i},hard\n"));
+        }
+        std::fs::write(&f, &text).unwrap();
+        let filters = Filters {
+            index_range: Some("3-4".into()),
+            ..Filters::default()
+        };
+        let set = load_for(&f, &filters).unwrap();
+        assert_eq!(
+            set.file_hash,
+            blake3::hash(text.as_bytes()).to_hex().to_string()
+        );
+        assert_eq!(set.problems.len(), 50);
+        assert_eq!(set.problems[3].fields.len(), 5);
+        assert_eq!(set.problems[0].fields.len(), 3, "{:?}", set.problems[0]);
+        assert_eq!(set.problems[0].answer(), "0");
+        let chosen = select(&set, &filters).unwrap();
+        assert_eq!(chosen.len(), 2);
+        assert_eq!(chosen[0].fields["level"], "hard");
+        assert_eq!(load(&f).unwrap().problems[0].fields.len(), 5);
+        std::fs::write(&f, "id,question,id,answer,solution\na,q,b,1,s\n").unwrap();
+        assert!(
+            matches!(load(&f), Err(LoadError::Content(m)) if m.contains(":1: column `id` appears twice"))
+        );
+        assert!(matches!(
+            load(&dir.path().join("nope.csv")),
+            Err(LoadError::Unreadable(_))
+        ));
+    }
 }
