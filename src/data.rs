@@ -137,25 +137,11 @@ pub fn load_for(path: &Path, f: &Filters) -> Result<ProblemSet, LoadError> {
 
 const SLIM: [&str; 3] = ["id", "question", "answer"];
 
-fn load_keeping(path: &Path, keep: &dyn Fn(usize, &str) -> bool) -> Result<ProblemSet, LoadError> {
-    let shown = path.display();
-    let file = std::fs::File::open(path)
-        .map_err(|e| LoadError::Unreadable(format!("cannot read {shown}: {e}")))?;
-    let mut hashing = Hashing {
-        inner: std::io::BufReader::with_capacity(1 << 16, file),
-        hasher: blake3::Hasher::new(),
-    };
+/// The header names every required column once, and no column twice or empty.
+fn check_header(columns: &[String], shown: &str) -> Result<(), LoadError> {
     let content = LoadError::Content;
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_reader(&mut hashing);
-    let headers = rdr
-        .headers()
-        .map_err(|e| content(format!("{shown}:1: bad CSV header: {e}")))?
-        .clone();
-    let columns: Vec<String> = headers.iter().map(|h| h.trim().to_string()).collect();
     let mut seen_cols = HashSet::new();
-    for c in &columns {
+    for c in columns {
         if c.is_empty() {
             return Err(content(format!(
                 "{shown}:1: the header has an empty column name; name every column"
@@ -178,6 +164,27 @@ fn load_keeping(path: &Path, keep: &dyn Fn(usize, &str) -> bool) -> Result<Probl
             missing.join(", ")
         )));
     }
+    Ok(())
+}
+
+fn load_keeping(path: &Path, keep: &dyn Fn(usize, &str) -> bool) -> Result<ProblemSet, LoadError> {
+    let shown = path.display();
+    let file = std::fs::File::open(path)
+        .map_err(|e| LoadError::Unreadable(format!("cannot read {shown}: {e}")))?;
+    let mut hashing = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 16, file),
+        hasher: blake3::Hasher::new(),
+    };
+    let content = LoadError::Content;
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(&mut hashing);
+    let headers = rdr
+        .headers()
+        .map_err(|e| content(format!("{shown}:1: bad CSV header: {e}")))?
+        .clone();
+    let columns: Vec<String> = headers.iter().map(|h| h.trim().to_string()).collect();
+    check_header(&columns, &shown.to_string())?;
     let id_col = columns.iter().position(|c| c == "id").expect("checked");
     let q_col = columns
         .iter()
