@@ -113,6 +113,13 @@ pub(super) fn check_ranges(name: &str, m: &ModelSpec, locs: &LocMap, diags: &mut
             what: "dollars per million tokens",
         },
         Range {
+            key: "sim.trace_words",
+            value: Some(m.sim.trace_words as f64),
+            lo: 1.0,
+            hi: 1e6,
+            what: "a whole number",
+        },
+        Range {
             key: "max_retries",
             value: Some(f64::from(m.max_retries)),
             lo: 0.0,
