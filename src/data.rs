@@ -138,25 +138,11 @@ pub fn load_for(path: &Path, f: &Filters) -> Result<ProblemSet, LoadError> {
 
 const SLIM: [&str; 3] = ["id", "question", "answer"];
 
-fn load_keeping(path: &Path, keep: &dyn Fn(usize, &str) -> bool) -> Result<ProblemSet, LoadError> {
-    let shown = path.display();
-    let file = std::fs::File::open(path)
-        .map_err(|e| LoadError::Unreadable(format!("cannot read {shown}: {e}")))?;
-    let mut hashing = Hashing {
-        inner: std::io::BufReader::with_capacity(1 << 16, file),
-        hasher: blake3::Hasher::new(),
-    };
+/// The header names every required column once, and no column twice or empty.
+fn check_header(columns: &[String], shown: &str) -> Result<(), LoadError> {
     let content = LoadError::Content;
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_reader(&mut hashing);
-    let headers = rdr
-        .headers()
-        .map_err(|e| content(format!("{shown}:1: bad CSV header: {e}")))?
-        .clone();
-    let columns: Vec<String> = headers.iter().map(|h| h.trim().to_string()).collect();
     let mut seen_cols = HashSet::new();
-    for c in &columns {
+    for c in columns {
         if c.is_empty() {
             return Err(content(format!(
                 "{shown}:1: the header has an empty column name; name every column"
@@ -179,6 +165,27 @@ fn load_keeping(path: &Path, keep: &dyn Fn(usize, &str) -> bool) -> Result<Probl
             missing.join(", ")
         )));
     }
+    Ok(())
+}
+
+fn load_keeping(path: &Path, keep: &dyn Fn(usize, &str) -> bool) -> Result<ProblemSet, LoadError> {
+    let shown = path.display();
+    let file = std::fs::File::open(path)
+        .map_err(|e| LoadError::Unreadable(format!("cannot read {shown}: {e}")))?;
+    let mut hashing = Hashing {
+        inner: std::io::BufReader::with_capacity(1 << 16, file),
+        hasher: blake3::Hasher::new(),
+    };
+    let content = LoadError::Content;
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(&mut hashing);
+    let headers = rdr
+        .headers()
+        .map_err(|e| content(format!("{shown}:1: bad CSV header: {e}")))?
+        .clone();
+    let columns: Vec<String> = headers.iter().map(|h| h.trim().to_string()).collect();
+    check_header(&columns, &shown.to_string())?;
     let id_col = columns.iter().position(|c| c == "id").expect("checked");
     let q_col = columns
         .iter()
@@ -419,5 +426,41 @@ mod tests {
             duplicate_questions(&set(4).problems),
             vec![vec!["p0".to_string(), "p3".to_string()]]
         );
+    }
+
+    #[test]
+    fn one_pass_read_hashes_the_whole_file_and_keeps_unselected_rows_slim() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.csv");
+        let mut text = String::from("id,question,solution,answer,level\n");
+        for i in 0..50 {
+            text.push_str(&format!("p{i},What is {i}?,long solution {i},{i},hard\n"));
+        }
+        std::fs::write(&f, &text).unwrap();
+        let filters = Filters {
+            index_range: Some("3-4".into()),
+            ..Filters::default()
+        };
+        let set = load_for(&f, &filters).unwrap();
+        assert_eq!(
+            set.file_hash,
+            blake3::hash(text.as_bytes()).to_hex().to_string()
+        );
+        assert_eq!(set.problems.len(), 50);
+        assert_eq!(set.problems[3].fields.len(), 5);
+        assert_eq!(set.problems[0].fields.len(), 3, "{:?}", set.problems[0]);
+        assert_eq!(set.problems[0].answer(), "0");
+        let chosen = select(&set, &filters).unwrap();
+        assert_eq!(chosen.len(), 2);
+        assert_eq!(chosen[0].fields["level"], "hard");
+        assert_eq!(load(&f).unwrap().problems[0].fields.len(), 5);
+        std::fs::write(&f, "id,question,id,answer,solution\na,q,b,1,s\n").unwrap();
+        assert!(
+            matches!(load(&f), Err(LoadError::Content(m)) if m.contains(":1: column `id` appears twice"))
+        );
+        assert!(matches!(
+            load(&dir.path().join("nope.csv")),
+            Err(LoadError::Unreadable(_))
+        ));
     }
 }

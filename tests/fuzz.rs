@@ -176,6 +176,8 @@ const LATEX: &[&str] = &[
 enum Op {
     Delete(usize, usize),
     Insert(usize, usize),
+    /// A token repeated many times (deep nesting, long lines).
+    Repeat(usize, usize, usize),
     DupLine(usize),
     SwapLines(usize, usize),
 }
@@ -184,6 +186,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (any::<usize>(), 1usize..40).prop_map(|(a, n)| Op::Delete(a, n)),
         (any::<usize>(), any::<usize>()).prop_map(|(a, t)| Op::Insert(a, t)),
+        (any::<usize>(), any::<usize>(), 0usize..6000).prop_map(|(a, t, n)| Op::Repeat(a, t, n)),
         any::<usize>().prop_map(Op::DupLine),
         (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Op::SwapLines(a, b)),
     ]
@@ -202,6 +205,11 @@ fn mutate(seed: &str, ops: &[Op]) -> String {
             Op::Insert(a, t) => {
                 let i = at(a, s.len());
                 let tok: Vec<char> = TOKENS[t % TOKENS.len()].chars().collect();
+                s.splice(i..i, tok);
+            }
+            Op::Repeat(a, t, n) => {
+                let i = at(a, s.len());
+                let tok: Vec<char> = TOKENS[t % TOKENS.len()].repeat(n).chars().collect();
                 s.splice(i..i, tok);
             }
             Op::DupLine(a) | Op::SwapLines(a, _) => {
@@ -358,9 +366,11 @@ impl Fuzz {
         }
     }
 
-    fn grade(&mut self, a: &[usize], b: &[usize]) {
+    fn grade(&mut self, a: &[usize], b: &[usize], deep: (usize, usize)) {
         let pick = |v: &[usize]| v.iter().map(|i| LATEX[i % LATEX.len()]).collect::<String>();
-        let (x, y) = (pick(a), pick(b));
+        let (mut x, y) = (pick(a), pick(b));
+        let tok = LATEX[deep.0 % LATEX.len()];
+        x.insert_str(x.len() / 2, &tok.repeat(deep.1));
         self.figures.grade += 1;
         let r = catch_unwind(|| {
             for ex in [
@@ -405,7 +415,7 @@ impl Fuzz {
 #[derive(Debug, Clone)]
 enum Input {
     Pipeline(usize, Vec<Op>, Vec<usize>, Option<(u8, u8)>),
-    Grade(Vec<usize>, Vec<usize>),
+    Grade(Vec<usize>, Vec<usize>, (usize, usize)),
     Regrade(Vec<Op>),
 }
 
@@ -414,8 +424,9 @@ fn input() -> impl Strategy<Value = Input> {
         6 => (any::<usize>(), prop::collection::vec(op(), 0..8), prop::collection::vec(any::<usize>(), 0..3),
               prop::option::of((0u8..12, 0u8..12)))
             .prop_map(|(s, o, sets, r)| Input::Pipeline(s, o, sets, r)),
-        3 => (prop::collection::vec(any::<usize>(), 0..40), prop::collection::vec(any::<usize>(), 0..20))
-            .prop_map(|(a, b)| Input::Grade(a, b)),
+        3 => (prop::collection::vec(any::<usize>(), 0..40), prop::collection::vec(any::<usize>(), 0..20),
+              (any::<usize>(), prop_oneof![Just(0usize), 0usize..5000]))
+            .prop_map(|(a, b, d)| Input::Grade(a, b, d)),
         1 => prop::collection::vec(op(), 1..6).prop_map(Input::Regrade),
     ]
 }
@@ -497,7 +508,7 @@ fn fuzz_validate_plan_and_grade() {
                 let inp = strategy.new_tree(&mut runner).unwrap().current();
                 match inp {
                     Input::Pipeline(s, o, sets, r) => fuzz.pipeline(s, &o, &sets, r),
-                    Input::Grade(a, b) => fuzz.grade(&a, &b),
+                    Input::Grade(a, b, d) => fuzz.grade(&a, &b, d),
                     Input::Regrade(o) => fuzz.regrade(&o),
                 }
             }

@@ -271,7 +271,7 @@ fn prompt_and_variables(
     let Some(prompt) = n.prompt.clone() else {
         return;
     };
-    let Some(text) = read_prompt(&prompt, cx, prompts) else {
+    if read_prompt(&prompt, cx, prompts).is_none() {
         diags.push(
             Diag::at(
                 &at(cx, n, "prompt"),
@@ -284,8 +284,7 @@ fn prompt_and_variables(
             .hint("prompts are handlebars files under prompts/, named without the .hbs extension"),
         );
         return;
-    };
-    let _ = text;
+    }
     let mut scans = Vec::new();
     let mut stack = Vec::new();
     if let Err(e) = walk_partials(&prompt, cx, prompts, &mut stack, &mut scans) {

@@ -247,6 +247,32 @@ fn names_an_entry(segs: &[&str], i: usize) -> bool {
         || (segs.first() == Some(&"nodes") && segs.get(2) == Some(&"body") && i == 3)
 }
 
+/// The error for a `--set` path that names a model or node the pipeline does not have.
+fn no_such_entry(cli: &str, path: &str, segs: &[&str], i: usize, map: &Map<String, Value>) -> Diag {
+    let seg = segs[i];
+    let existing: Vec<&str> = map.keys().map(String::as_str).collect();
+    let what = if segs[0] == "models" { "model" } else { "node" };
+    let near = crate::grade::names::nearest(seg, &existing)
+        .map(|n| {
+            format!(
+                "did you mean `{}`? ",
+                segs[..i]
+                    .iter()
+                    .chain([&n])
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(".")
+            )
+        })
+        .unwrap_or_default();
+    Diag::new(
+                cli,
+                None,
+                format!("--set {path}: there is no {what} `{seg}` in `{}`; a --set may change a {what} but not create one", segs[..i].join(".")),
+            )
+            .hint(format!("{near}{what}s: {}; add a new {what} in the pipeline file", existing.join(", ")))
+}
+
 /// Applies one `PATH=VALUE` override. VALUE is read as YAML (`0.8`, `true`, `[a, b]`, text);
 /// `null` removes the field. Any field of the schema may be set, present in the file or not,
 /// but a path may not create a model or a node (a typo would otherwise add an unused one).
@@ -297,27 +323,7 @@ pub fn apply_set(root: &mut Value, locs: &mut LocMap, assignment: &str) -> Resul
             }
         };
         if names_an_entry(&segs, i) && !map.contains_key(*seg) {
-            let existing: Vec<&str> = map.keys().map(String::as_str).collect();
-            let what = if segs[0] == "models" { "model" } else { "node" };
-            let near = crate::grade::names::nearest(seg, &existing)
-                .map(|n| {
-                    format!(
-                        "did you mean `{}`? ",
-                        segs[..i]
-                            .iter()
-                            .chain([&n])
-                            .copied()
-                            .collect::<Vec<_>>()
-                            .join(".")
-                    )
-                })
-                .unwrap_or_default();
-            return Err(Diag::new(
-                &cli,
-                None,
-                format!("--set {path}: there is no {what} `{seg}` in `{}`; a --set may change a {what} but not create one", segs[..i].join(".")),
-            )
-            .hint(format!("{near}{what}s: {}; add a new {what} in the pipeline file", existing.join(", "))));
+            return Err(no_such_entry(&cli, path, &segs, i, map));
         }
         if last {
             if value.is_null() {
