@@ -137,12 +137,48 @@ fn every_original_config_converts_and_validates() {
             && stderr.contains("archive/aime_deepseek_qwen_14b_comp_self_sum.yaml"),
         "{stderr}"
     );
+    // each written pipeline is the flat config's pipeline: same models, nodes and prompt
+    // texts, so the same cache keys
+    let stems = distill::migrate::output_stems(&files);
+    let mut same = 0;
+    for (f, stem) in files.iter().zip(&stems) {
+        let Ok(flat) = distill::spec::load(f, &Default::default()) else {
+            continue;
+        };
+        let native = distill::spec::load(&out.join(format!("{stem}.yaml")), &Default::default())
+            .unwrap_or_else(|d| panic!("{stem}: {d:?}"));
+        assert_eq!(key_inputs(&flat), key_inputs(&native), "{}", f.display());
+        same += 1;
+    }
+    assert_eq!(same, 102);
     // the seed sweeps are apart
     let seed2 = std::fs::read_to_string(
         out.join("aime_deepseek_qwen_14b_baseline_post_think_sum_4iter_seed_2.yaml"),
     )
     .unwrap();
     assert!(seed2.contains("sample_offset: 2"), "{seed2}");
+}
+
+/// What decides a pipeline's cache keys: its models, sample offset, samples and, per node,
+/// kind, model, fields and prompt text.
+fn key_inputs(p: &distill::spec::Pipeline) -> Value {
+    let nodes: Vec<Value> = p
+        .nodes
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "id": n.id, "kind": n.kind, "model": n.model, "params": n.params,
+                "prompt": n.prompt.as_ref().map(|name| &p.prompts[name]),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "models": serde_json::to_value(&p.spec.models).unwrap(),
+        "sample_offset": p.spec.sample_offset, "samples": p.spec.samples,
+        "grade": serde_json::to_value(&p.spec.grade).unwrap(),
+        "problems": p.problems.iter().map(|q| &q.id).collect::<Vec<_>>(),
+        "nodes": nodes,
+    })
 }
 
 /// A tiny checkout: one problem, prompts of the three kinds, and a flat config.
@@ -268,7 +304,7 @@ async fn a_flat_config_runs_and_its_conversion_reuses_every_key() {
     assert_exit(&o, 0);
     assert!(
         co.path()
-            .join("native/prompts/original/improved/i.hbs")
+            .join("native/original_prompts/original/improved/i.hbs")
             .exists()
     );
     let o = distill(co.path(), &run("native/tiny.yaml", &["--offline"])).await;

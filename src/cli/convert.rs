@@ -1,5 +1,5 @@
 //! `distill pipeline convert FILE… --out DIR`: writes each of the original tool's flat
-//! configs as a distill pipeline plus its `.hbs` prompts (`migrate`), validates what it
+//! configs as a distill pipeline plus its `.hbs` prompts (`migrate::write`), validates what it
 //! wrote, prints the conversion's notes, and warns about configs that would share every
 //! cache key (a seed sweep without distinct seeds replays one draw).
 

@@ -287,8 +287,13 @@ pub fn output_stems(sources: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
-/// Writes `c` as `<out>/<stem>.yaml` and its prompts under `<out>/prompts/`. The problem
-/// path is written relative to `out` when it can be. Returns the pipeline file.
+/// The prompts folder `convert` writes beside the pipelines. Not `prompts/`: a relative
+/// `prompts_dir` is looked up in the working directory first, and a distill project run from
+/// its root has a `prompts/` of its own.
+pub const PROMPTS_DIR: &str = "original_prompts";
+
+/// Writes `c` as `<out>/<stem>.yaml` and its prompts under `<out>/original_prompts/`. The
+/// problem path is written relative to `out` when it can be. Returns the pipeline file.
 pub fn write(c: &Converted, out: &Path, stem: &str) -> anyhow::Result<PathBuf> {
     use anyhow::Context;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -298,8 +303,11 @@ pub fn write(c: &Converted, out: &Path, stem: &str) -> anyhow::Result<PathBuf> {
     {
         *p = Value::String(relative_to(Path::new(s), out));
     }
+    if let Some(m) = tree.as_object_mut() {
+        m.insert("prompts_dir".into(), Value::String(PROMPTS_DIR.into()));
+    }
     for (name, text) in &c.prompts {
-        let file = out.join("prompts").join(format!("{name}.hbs"));
+        let file = out.join(PROMPTS_DIR).join(format!("{name}.hbs"));
         if let Some(d) = file.parent() {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
