@@ -145,7 +145,7 @@ enum GraphFormat {
 
 #[derive(Args, Clone)]
 struct LoadArgs {
-    /// The pipeline YAML file (`run --resume` takes none).
+    /// The pipeline YAML file, or one of the original tool's flat configs (config/experiments/*.yaml); `run --resume` takes none.
     file: Option<PathBuf>,
     /// Override any pipeline field, e.g. --set models.reasoner.params.temperature=0.8 (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]

@@ -121,7 +121,8 @@ fn params(b: &mut B<'_>, prefix: &str, provider: &str, path: &str) -> Map<String
         }
     }
     let k = pick(b, "top_k");
-    if let Some(v) = b.f.int(&k) {
+    // the original's OpenAI client has no top_k (OpenAI's API refuses it)
+    if let Some(v) = b.f.int(&k).filter(|_| provider != "openai") {
         p.insert("top_k".into(), json!(v));
         b.at(&format!("{path}.params.top_k"), &k);
     }
