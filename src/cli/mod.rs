@@ -451,11 +451,7 @@ fn warn_missing_keys(p: &Pipeline) {
 fn load(args: &LoadArgs) -> Result<Pipeline, i32> {
     let opts = LoadOptions {
         sets: args.sets.clone(),
-        filters: Filters {
-            question_ids: args.question_ids.clone(),
-            exclude_question_ids: args.exclude_question_ids.clone(),
-            index_range: args.index_range.clone(),
-        },
+        filters: filters_of(args),
     };
     let Some(file) = &args.file else {
         eprintln!("error: name a pipeline file (or, for `pipeline run`, --resume RUN_DIR)");
@@ -506,9 +502,18 @@ fn run_options(a: &RunArgs) -> RunOptions {
 }
 
 fn filters_of(a: &LoadArgs) -> Filters {
+    // `--question_ids "60, 61"`: spaces around ids are dropped, as the original tool did
+    let ids = |v: &Option<Vec<String>>| {
+        v.as_ref().map(|v| {
+            v.iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+    };
     Filters {
-        question_ids: a.question_ids.clone(),
-        exclude_question_ids: a.exclude_question_ids.clone(),
+        question_ids: ids(&a.question_ids),
+        exclude_question_ids: ids(&a.exclude_question_ids),
         index_range: a.index_range.clone(),
     }
 }
