@@ -407,7 +407,7 @@ fn the_original_run_options_work_on_a_flat_config() {
         "plan",
         f,
         "--question_ids",
-        "p1",
+        " p1, ", // as the original split ids: spaces around them dropped
         "--parallel",
         "--concurrency",
         "16",
