@@ -1,4 +1,4 @@
-//! Problem sets: reading an `id,question,solution,answer` CSV (extra columns kept) in one
+//! Problem sets: reading an `id,question,answer` CSV (`solution` and extra columns kept) in one
 //! streamed pass, applying the selection filters (`question_ids`, `exclude_question_ids`,
 //! `index_range`) with the rules of DESIGN.md, and noticing rows that repeat a question.
 //! Rows the filters leave out keep only `id`, `question` and `answer` (what an import checks
@@ -54,7 +54,8 @@ pub struct Filters {
     pub index_range: Option<String>,
 }
 
-pub const REQUIRED_COLUMNS: [&str; 4] = ["id", "question", "solution", "answer"];
+/// Columns every problem set has; `solution` is optional (templates that use it need it).
+pub const REQUIRED_COLUMNS: [&str; 3] = ["id", "question", "answer"];
 
 /// Why a problem set did not load: the file could not be read (fix the path), or its
 /// content is wrong (fix the file; the message names its line).
@@ -174,7 +175,7 @@ fn load_keeping(path: &Path, keep: &dyn Fn(usize, &str) -> bool) -> Result<Probl
         .collect();
     if !missing.is_empty() {
         return Err(content(format!(
-            "{shown}:1: missing column(s) {}; a problem set needs the header `id,question,solution,answer` (extra columns are kept)",
+            "{shown}:1: missing column(s) {}; a problem set needs the header `id,question,answer` (`solution` and extra columns are optional and kept)",
             missing.join(", ")
         )));
     }
@@ -324,6 +325,19 @@ pub fn duplicate_questions(problems: &[Problem]) -> Vec<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_solution_column_is_optional() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("p.csv");
+        std::fs::write(&f, "id,question,answer\na,What is 1+1?,2\n").unwrap();
+        let s = load(&f).unwrap();
+        assert_eq!(s.columns, ["id", "question", "answer"]);
+        assert_eq!(s.problems[0].fields["answer"], "2");
+        std::fs::write(&f, "id,question\na,q\n").unwrap();
+        let e = load(&f).unwrap_err();
+        assert!(e.to_string().contains("missing column(s) answer"), "{e}");
+    }
 
     fn set(n: usize) -> ProblemSet {
         ProblemSet {

@@ -12,6 +12,7 @@ pub mod exec;
 pub mod grade;
 pub mod graph;
 pub mod llm;
+pub mod migrate;
 pub mod nodes;
 pub mod regrade;
 pub mod report;

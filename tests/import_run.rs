@@ -265,3 +265,60 @@ fn import_files_that_yield_nothing_are_refused() {
     }
     assert!(p.runs("q").is_empty(), "nothing ran");
 }
+
+/// Issue 14's acceptance, as one command: the config the shared run recorded about itself
+/// (its `config` key, a flat original-format config with its prompts inline), run as it is
+/// with the recording imported, offline, on the 6 recorded ids.
+#[test]
+fn the_recorded_config_runs_as_it_is_and_reproduces_the_recorded_table() {
+    let Some(shared) = shared() else { return };
+    let recorded = shared.join("original/results/post_think_seed_0/results.json");
+    let p = Project::new();
+    let cfg = json(&recorded)["config"].clone();
+    // a checkout of the original: config/experiments/ and data/ side by side
+    p.write(
+        "checkout/config/experiments/recorded.yaml",
+        &serde_json::to_string_pretty(&cfg).unwrap(),
+    );
+    std::os::unix::fs::symlink(shared.join("data"), p.path().join("checkout/data")).unwrap();
+    let mut c = p.cmd();
+    c.current_dir(p.path().join("checkout"))
+        .env_remove("FIREWORKS_API_KEY")
+        .args([
+            "pipeline",
+            "run",
+            "config/experiments/recorded.yaml",
+            "--load-run",
+            recorded.to_str().unwrap(),
+            "--offline",
+            "--question-ids",
+            IDS,
+            "--no-progress",
+        ]);
+    let out = c.output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    let root = p
+        .path()
+        .join("checkout/results")
+        .join(cfg["experiment_name"].as_str().unwrap());
+    let run = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let rep = json(&run.join("report.json"));
+    // the recorded verdicts, 1, 1, 2, 2, 2 of the 3 problems that ran; the 3 error records not run
+    assert_eq!(per_round(&rep), ["1/3", "1/3", "2/3", "2/3", "2/3"], "{t}");
+    assert_eq!(rep["runs"][0]["not_run_reasons"]["recorded_error"], 15);
+    assert!(t.contains("16.7% (1/6), 16.7% (1/6), 33.3% (2/6)"), "{t}");
+    let man = json(&run.join("import.json"));
+    assert_eq!(man["recorded_errors"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        man["verdicts_differ"],
+        serde_json::json!([]),
+        "distill's regrade agrees"
+    );
+    assert_eq!(json(&run.join("metrics.json"))["calls"], 0);
+}

@@ -475,3 +475,125 @@ fn regrading_updates_continue_nodes_and_votes() {
         0.0
     );
 }
+
+/// A word-level tokenizer.json: every word one token (unknown words are [UNK]).
+const WORDS_TOKENIZER: &str = r#"{
+  "version": "1.0", "truncation": null, "padding": null,
+  "added_tokens": [{"id": 0, "content": "[UNK]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+  "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+  "model": {"type": "WordLevel", "vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}
+}"#;
+
+#[test]
+fn token_strategies_count_in_the_producing_models_tokenizer() {
+    let p = Project::new();
+    p.write("pipelines/tok.json", WORDS_TOKENIZER);
+    let fk = "kind: summarize, strategy: first_k, k: 7, ellipsis: true";
+    let text = with_strategy("fk", fk, "").replace(
+        "sim: {trace_words: 600}}",
+        "sim: {trace_words: 600}, tokenizer: tok.json}",
+    );
+    p.write("pipelines/fk.yaml", &text);
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/fk.yaml", "--no-progress"],
+    );
+    let r = json(&p.last_run("fk").join("results.json"));
+    let out = &node(&r, 0, "summary_1")["output"];
+    assert!(
+        out["tokenizer"].as_str().unwrap().ends_with("tok.json"),
+        "{out}"
+    );
+    assert_eq!(out["tokens"], 7);
+    let t = out["text"].as_str().unwrap();
+    assert!(t.ends_with("..."), "a cut first-k ends with ...: {t}");
+    assert_eq!(
+        t.trim_end_matches("...").split_whitespace().count(),
+        7,
+        "{t}"
+    );
+    // without a model tokenizer: cl100k_base, as before
+    p.write("pipelines/fk2.yaml", &with_strategy("fk2", fk, ""));
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/fk2.yaml", "--no-progress"],
+    );
+    let r = json(&p.last_run("fk2").join("results.json"));
+    assert_eq!(
+        node(&r, 0, "summary_1")["output"]["tokenizer"],
+        "cl100k_base"
+    );
+}
+
+#[test]
+fn chunked_summaries_take_overlap_zero_and_a_separator() {
+    let p = Project::new();
+    let c = "kind: summarize, strategy: chunked, model: reasoner, prompt: summarize/chunk, chunk_words: 200, overlap_words: 0, chunk_separator: \"\\n\"";
+    p.write("pipelines/ch.yaml", &with_strategy("ch", c, ""));
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/ch.yaml", "--no-progress"],
+    );
+    let r = json(&p.last_run("ch").join("results.json"));
+    let out = &node(&r, 0, "summary_1")["output"];
+    let n = out["chunks"].as_u64().unwrap();
+    assert!(n >= 2, "{out}");
+    assert!(!out["text"].as_str().unwrap().contains("\n\n"), "{out}");
+}
+
+#[test]
+fn sample_offset_makes_other_draws_and_keeps_its_own() {
+    let p = Project::new();
+    let llm = "kind: summarize, strategy: llm, model: reasoner, prompt: summarize/backtracking";
+    p.write("pipelines/s.yaml", &with_strategy("s", llm, ""));
+    run_ok(
+        &p,
+        &["pipeline", "run", "pipelines/s.yaml", "--no-progress"],
+    );
+    // offset 1 shares no model call with offset 0
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "pipelines/s.yaml",
+        "--no-progress",
+        "--offline",
+        "--set",
+        "sample_offset=1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // its own rerun hits
+    run_ok(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/s.yaml",
+            "--no-progress",
+            "--set",
+            "sample_offset=1",
+        ],
+    );
+    run_ok(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/s.yaml",
+            "--no-progress",
+            "--offline",
+            "--set",
+            "sample_offset=1",
+        ],
+    );
+    // samples: 2 at offset 0 draws sample 1 = offset 1's sample 0: a cache hit
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "pipelines/s.yaml",
+        "--no-progress",
+        "--offline",
+        "--set",
+        "samples=2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

@@ -84,7 +84,7 @@ pub fn chat(system: Option<String>, user: String) -> Prompt {
 /// The answer so far as the assistant's partial message: a separate reasoning field
 /// (`reasoning_content`) goes back inline as the `<think>` part, open while the model was
 /// still thinking (no content yet), closed once content began.
-fn partial_answer(reasoning: &str, text: &str) -> String {
+pub fn partial_answer(reasoning: &str, text: &str) -> String {
     if reasoning.is_empty() || text.contains("<think>") {
         return text.to_string();
     }
@@ -206,7 +206,7 @@ impl Calls {
             "endpoint": spec.endpoint.as_str(),
             "model": model_ident,
             "params": spec.param_map(),
-            "sample": site.sample,
+            "sample": site.sample + self.sample_offset,
         });
         let key = Key::of(&json!({
             "level": "node", "kind": site.node_kind, "call": common, "prompt": prompt,
@@ -264,7 +264,8 @@ impl Calls {
         let mut step_prompt = prompt.clone();
         loop {
             let left = max_total.map(|m| m.saturating_sub(info.usage.completion_tokens));
-            let sent_params = params::as_sent(&base, site.sample, left);
+            let sample = site.sample + self.sample_offset;
+            let sent_params = params::as_sent(&base, sample, left);
             if chain.finish_reasons.is_empty() {
                 chain.seed = sent_params.get("seed").cloned();
             }
@@ -276,7 +277,7 @@ impl Calls {
                 model: spec.model.clone(),
                 prompt: step_prompt.clone(),
                 params: sent_params,
-                sample: site.sample,
+                sample,
             };
             let step = self.step(model, &call_key, &req, site).await?;
             let usage = step.resp.usage.unwrap_or_default();

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::Result;
 use tokio::sync::Semaphore;
 
-pub use generate::{CallInfo, Generated, chat, split_reasoning};
+pub use generate::{CallInfo, Generated, chat, partial_answer, split_reasoning};
 pub use params::sample_seed;
 
 use crate::cache::Cache;
@@ -162,6 +162,8 @@ pub struct Settings<'a> {
     pub max_cost: Option<f64>,
     /// The folder of the pipeline file (relative `tokenizer:` paths resolve against it).
     pub base_dir: &'a Path,
+    /// The pipeline's `sample_offset`, added to the sample index in keys and seeds.
+    pub sample_offset: u32,
 }
 
 /// The call layer of one run.
@@ -183,6 +185,8 @@ pub struct Calls {
     cache_failure: Mutex<Option<String>>,
     /// Answers of an earlier run, for the calls that miss the cache (`imports`).
     imports: OnceLock<Arc<imports::Imports>>,
+    /// Added to a site's sample index wherever it decides a response (keys, seeds, `sim`).
+    pub sample_offset: u32,
 }
 
 impl Calls {
@@ -225,6 +229,7 @@ impl Calls {
             redactor: redact::Redactor::new(keys),
             cache_failure: Mutex::new(None),
             imports: OnceLock::new(),
+            sample_offset: s.sample_offset,
         })
     }
 
@@ -235,6 +240,11 @@ impl Calls {
 
     pub fn imports(&self) -> Option<&imports::Imports> {
         self.imports.get().map(Arc::as_ref)
+    }
+
+    /// The tokenizer of a model this run uses (its `tokenizer:` setting, cl100k by default).
+    pub fn tokenizer_of(&self, model: &str) -> Option<&tokenizer::Tokenizer> {
+        self.models.get(model).map(|m| &m.tokenizer)
     }
 
     /// Sets who hears about started calls, retries and streamed text (once).

@@ -96,6 +96,34 @@ impl Tokenizer {
         }
     }
 
+    /// The token ids of `text` alone (no special tokens added), for the token-level summary
+    /// strategies.
+    pub fn encode(&self, text: &str) -> anyhow::Result<Vec<u32>> {
+        match self {
+            Tokenizer::Tiktoken { name, .. } => Ok(bpe(name).encode_ordinary(text)),
+            Tokenizer::HuggingFace { tok, path } => tok
+                .encode_fast(text, false)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(|e| anyhow!("tokenizer {} cannot encode the trace: {e}", path.display())),
+        }
+    }
+
+    /// The text of `ids`; a cut through a multi-byte character decodes lossily.
+    pub fn decode(&self, ids: &[u32]) -> anyhow::Result<String> {
+        match self {
+            Tokenizer::Tiktoken { name, .. } => {
+                let bytes = bpe(name).decode_bytes(ids).unwrap_or_default();
+                Ok(match String::from_utf8(bytes) {
+                    Ok(s) => s,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                })
+            }
+            Tokenizer::HuggingFace { tok, path } => tok
+                .decode(ids, false)
+                .map_err(|e| anyhow!("tokenizer {} cannot decode: {e}", path.display())),
+        }
+    }
+
     /// "cl100k_base", "o200k_base" or the tokenizer.json path, for records.
     pub fn name(&self) -> String {
         match self {
@@ -108,6 +136,13 @@ impl Tokenizer {
     /// most models.
     pub fn is_default(&self) -> bool {
         matches!(self, Tokenizer::Tiktoken { default: true, .. })
+    }
+}
+
+fn bpe(name: &str) -> &'static tiktoken_rs::CoreBPE {
+    match name {
+        "o200k_base" => tiktoken_rs::o200k_base_singleton(),
+        _ => tiktoken_rs::cl100k_base_singleton(),
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 mod cache;
+mod convert;
 pub mod plan;
 mod runs;
 
@@ -50,7 +51,7 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Group problems by a problem-set column, or by `re:REGEX` over ids.
-        #[arg(long = "group_by")]
+        #[arg(long = "group_by", visible_alias = "group-by")]
         group_by: Option<String>,
         /// Seed of the paired bootstrap.
         #[arg(long, default_value_t = 0)]
@@ -82,10 +83,10 @@ enum Cmd {
         #[arg(long, default_value = "math")]
         grader: String,
         /// Relative tolerance for numeric comparisons.
-        #[arg(long = "rel_tol")]
+        #[arg(long = "rel_tol", visible_alias = "rel-tol")]
         rel_tol: Option<f64>,
         /// Look for the answer only after the last </think>.
-        #[arg(long = "no_fallback")]
+        #[arg(long = "no_fallback", visible_alias = "no-fallback")]
         no_fallback: bool,
         /// Where to write the regraded file.
         #[arg(long)]
@@ -123,6 +124,17 @@ enum PipelineCmd {
     },
     /// Dry run: nodes and calls per problem, calls already cached, calls to make, tokens.
     Plan(RunArgs),
+    /// Write the original tool's flat experiment configs (config/experiments/*.yaml) as
+    /// distill pipelines plus .hbs prompts, validate them, and warn about configs that would
+    /// share every cache key.
+    Convert {
+        /// The original tool's config files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Folder for the pipelines (<stem>.yaml) and their prompts (prompts/…).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -139,13 +151,25 @@ struct LoadArgs {
     #[arg(long = "set", value_name = "PATH=VALUE")]
     sets: Vec<String>,
     /// Only these problem ids (comma-separated).
-    #[arg(long = "question_ids", value_delimiter = ',')]
+    #[arg(
+        long = "question_ids",
+        visible_alias = "question-ids",
+        value_delimiter = ','
+    )]
     question_ids: Option<Vec<String>>,
     /// Leave out these problem ids (comma-separated; applied last).
-    #[arg(long = "exclude_question_ids", value_delimiter = ',')]
+    #[arg(
+        long = "exclude_question_ids",
+        visible_alias = "exclude-question-ids",
+        value_delimiter = ','
+    )]
     exclude_question_ids: Option<Vec<String>>,
     /// Only rows a..b of the CSV (0-based, inclusive), e.g. 0-4.
-    #[arg(long = "index_range", value_name = "A-B")]
+    #[arg(
+        long = "index_range",
+        visible_alias = "index-range",
+        value_name = "A-B"
+    )]
     index_range: Option<String>,
 }
 
@@ -185,13 +209,21 @@ struct RunArgs {
     #[arg(long)]
     dashboard: bool,
     /// Dashboard port (default: the pipeline's `dashboard_port:`, else 8080).
-    #[arg(long = "dashboard_port")]
+    #[arg(long = "dashboard_port", visible_alias = "dashboard-port")]
     dashboard_port: Option<u16>,
     /// Dashboard address; anything but loopback exposes the run to the network (a warning is printed).
-    #[arg(long = "dashboard_host", default_value = "127.0.0.1")]
+    #[arg(
+        long = "dashboard_host",
+        visible_alias = "dashboard-host",
+        default_value = "127.0.0.1"
+    )]
     dashboard_host: String,
     /// Import round-0 outputs from an earlier run (distill's or the original tool's) into the cache.
-    #[arg(long = "load_initial_reasoning", value_name = "RESULTS.json")]
+    #[arg(
+        long = "load_initial_reasoning",
+        visible_alias = "load-initial-reasoning",
+        value_name = "RESULTS.json"
+    )]
     load_initial_reasoning: Option<PathBuf>,
     /// Import every round (reasoning, summaries) of an earlier run (distill's or the original
     /// tool's) into the cache under this pipeline's keys; with --offline, reproduce its table.
@@ -203,10 +235,15 @@ struct RunArgs {
     load_run: Option<PathBuf>,
     /// `original` also writes results.original.json in the original tool's schema (for its
     /// analysis scripts); distill's own files are always written.
-    #[arg(long = "results_format", value_enum, default_value = "distill")]
+    #[arg(
+        long = "results_format",
+        visible_alias = "results-format",
+        value_enum,
+        default_value = "distill"
+    )]
     results_format: ResultsFormat,
     /// Stop sending new calls once this run's spend reaches USD (calls in flight finish; all is saved).
-    #[arg(long = "max_cost", value_name = "USD", value_parser = parse_max_cost)]
+    #[arg(long = "max_cost", visible_alias = "max-cost", value_name = "USD", value_parser = parse_max_cost)]
     max_cost: Option<f64>,
     /// Finish a stopped run in place (same id and directory), sending only what is not
     /// finished; takes no pipeline file, --set or filters: the run's own config is used.
@@ -590,6 +627,10 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
                     }
                 }
             }
+        }
+        PipelineCmd::Convert { files, out } => {
+            init_tracing(false);
+            convert::run(&files, &out)
         }
         PipelineCmd::Plan(a) => {
             init_tracing(a.verbose);

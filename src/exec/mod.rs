@@ -157,6 +157,7 @@ impl RunCtx {
             concurrency: opts.concurrency,
             max_cost: opts.max_cost,
             base_dir: &base_dir,
+            sample_offset: pipeline.spec.sample_offset,
         })
         .map_err(|e| InvalidInput(format!("{e:#}")))?;
         let import = load_import(&pipeline, opts)?;

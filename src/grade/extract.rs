@@ -25,6 +25,10 @@ pub fn answer_part(text: &str) -> &str {
 }
 
 pub fn extract(ex: &Extractor, text: &str, opts: &ExtractOptions) -> Option<String> {
+    if *ex == Extractor::OriginalDefault {
+        // the original read the whole text, thinking included, with no answer-part preference
+        return extract_in(ex, text);
+    }
     let part = answer_part(text);
     if let Some(a) = extract_in(ex, part) {
         return Some(a);
@@ -38,9 +42,11 @@ pub fn extract(ex: &Extractor, text: &str, opts: &ExtractOptions) -> Option<Stri
 fn extract_in(ex: &Extractor, s: &str) -> Option<String> {
     let r = match ex {
         Extractor::Boxed => last_boxed(s),
-        Extractor::MultipleChoice => last_choice(s),
+        // no letter at all: the last boxed text, which `compare: mc` maps to its option
+        Extractor::MultipleChoice => last_choice(s).or_else(|| last_boxed(s)),
         Extractor::FinalAnswer => final_answer_line(s),
         Extractor::LastNumber => last_number(s),
+        Extractor::OriginalDefault => original_default(s),
         Extractor::Regex(p) => last_regex_match(&compile(p).ok()?, s),
     }?;
     let r = r.trim();
@@ -179,14 +185,50 @@ pub fn last_choice(s: &str) -> Option<String> {
             consider(m.start(), l);
         }
     }
-    let trimmed = s.trim_end();
-    if let Some(last) = trimmed.lines().last()
-        && let Some(l) = bare_letter(last)
+    for c in FINAL_COLON
+        .captures_iter(s)
+        .chain(CORRECT_LOWER.captures_iter(s))
     {
-        consider(trimmed.len() - last.len(), l);
+        if let (Some(m), Some(l)) = (c.get(0), c[1].chars().next()) {
+            consider(m.start(), l.to_ascii_uppercase());
+        }
+    }
+    let trimmed = s.trim_end();
+    if let Some(last) = trimmed.lines().last() {
+        let pos = trimmed.len() - last.len();
+        if let Some(l) = bare_letter(last) {
+            consider(pos, l);
+        } else if restates_option(last)
+            && let Some(l) = as_letter(last)
+        {
+            // a last line that restates an option: `(B) 11`
+            consider(pos, l);
+        }
     }
     best.map(|(_, l)| l.to_string())
 }
+
+/// `(B) 11`, `**(C) 10^-4 eV**`: a parenthesized letter and a short option text (at most four
+/// words), not a sentence that starts by mentioning an option.
+fn restates_option(line: &str) -> bool {
+    let t = line.trim().trim_matches('*').trim();
+    let Some(rest) = t.strip_prefix('(').and_then(|r| r.get(2..)) else {
+        return false;
+    };
+    t.as_bytes().get(2) == Some(&b')') && rest.split_whitespace().count() <= 4 && rest.len() <= 40
+}
+
+/// `Final: **(B)**`, `Final: B` (a `Final:` label, not `Final Answer`, which the statement
+/// pattern covers).
+static FINAL_COLON: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:\bfinal)\s*[:：]\s*\**\s*\(?([A-J])\)?\**(?:[\s.!]|$)").expect("static regex")
+});
+/// `the correct answer is b` with a lower-case letter ending the sentence (a lone lower-case
+/// letter after a plain `answer is` may be a variable, so only `correct answer|option|choice`).
+static CORRECT_LOWER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?im)\bcorrect\s+(?:answer|option|choice)\s+is\s*[:：]?\s*\(?([a-j])\)?[ \t]*[.!]?[ \t]*$")
+        .expect("static regex")
+});
 
 static FINAL_ANSWER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)final\s+answer(?:\s+is)?\s*\**\s*[:：]?\s*\**").expect("static regex")
@@ -235,6 +277,25 @@ static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
 
 /// The last number in the text (opt-in only; `1,000` kept whole; a `-` glued to a preceding
 /// word or digit is a hyphen, not a sign).
+static PAREN_INT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\\(\s*(\d+)\s*\\\)").expect("static regex"));
+static WHOLE_INT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b\d+\b").expect("static regex"));
+
+/// The original tool's `default`: the last `\boxed{..}`, else the last `\(N\)` with N a
+/// whole number, else the last whole number in the text.
+pub fn original_default(s: &str) -> Option<String> {
+    if let Some(b) = last_boxed(s) {
+        return Some(b);
+    }
+    if let Some(c) = PAREN_INT.captures_iter(s).last() {
+        return Some(c[1].to_string());
+    }
+    WHOLE_INT
+        .find_iter(s)
+        .last()
+        .map(|m| m.as_str().to_string())
+}
+
 pub fn last_number(s: &str) -> Option<String> {
     let m = NUMBER.find_iter(s).last()?;
     let t = m.as_str();
@@ -348,6 +409,24 @@ mod tests {
             Some("\\frac{1}{2}")
         );
         assert_eq!(ex(&fa, "no"), None);
+    }
+
+    #[test]
+    fn original_default_prefers_boxed_then_paren_then_last_integer() {
+        let o = ExtractOptions::default();
+        let d = Extractor::OriginalDefault;
+        assert_eq!(ex(&d, "so 12 \\boxed{7} then 9").as_deref(), Some("7"));
+        assert_eq!(ex(&d, "is \\( 42 \\) not 5").as_deref(), Some("42"));
+        assert_eq!(
+            ex(&d, "tried 3, then 1,000 and x2 or 17.").as_deref(),
+            Some("17")
+        );
+        assert_eq!(ex(&d, "no digits"), None);
+        // the whole text counts, thinking included: a boxed answer inside it beats a later number
+        assert_eq!(
+            extract(&d, "\\boxed{5}</think> I said 6", &o).as_deref(),
+            Some("5")
+        );
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub enum Extractor {
     MultipleChoice,
     FinalAnswer,
     LastNumber,
+    /// The original tool's `default` extractor, over the whole text: the last `\boxed{}`,
+    /// else the last `\(N\)`, else the last whole number.
+    OriginalDefault,
     Regex(String),
 }
 
@@ -44,9 +47,16 @@ pub enum Extractor {
 /// on the command line), each with what it does.
 pub const EXTRACTORS: &[(&str, &str)] = &[
     ("boxed", "the last \\boxed{…}"),
-    ("multiple_choice", "the last option letter (A-J)"),
+    (
+        "multiple_choice",
+        "the last option letter (A-J) stated, else the last boxed text (for compare: mc)",
+    ),
     ("final_answer", "the text after the last \"Final answer:\""),
     ("last_number", "the last number"),
+    (
+        "original_default",
+        "the original tool's default: the last \\boxed{…}, else the last \\(N\\), else the last whole number, over the whole text",
+    ),
     ("regex", "the first group of the last match of a pattern"),
 ];
 
@@ -74,6 +84,7 @@ impl Extractor {
             Extractor::MultipleChoice => "multiple_choice",
             Extractor::FinalAnswer => "final_answer",
             Extractor::LastNumber => "last_number",
+            Extractor::OriginalDefault => "original_default",
             Extractor::Regex(_) => "regex",
         }
     }
@@ -84,6 +95,7 @@ impl Extractor {
             "multiple_choice" | "mc" => Extractor::MultipleChoice,
             "final_answer" => Extractor::FinalAnswer,
             "last_number" => Extractor::LastNumber,
+            "original_default" => Extractor::OriginalDefault,
             "regex" => return Err("`regex` takes a pattern: `{regex: \"Answer: (\\d+)\"}` (on the command line `regex:PATTERN`)".into()),
             _ => return Err(names::unknown("extractor", name, &Self::names())),
         };
@@ -396,6 +408,7 @@ mod tests {
             Extractor::MultipleChoice,
             Extractor::FinalAnswer,
             Extractor::LastNumber,
+            Extractor::OriginalDefault,
             Extractor::Regex("Answer: (\\d+)".into()),
         ];
         let q = "Pick (A) 1 (B) 2";

@@ -3,7 +3,8 @@
 //! suffix), and asks the model to go on from there in one call — on a completions endpoint
 //! the chat format leaves that partial assistant turn open. Its `text` is the whole grown
 //! context (cut text + suffix + continuation), so the next round continues from it; `new_text`
-//! is what this call added, and the answer is read from it.
+//! is what this call added, and the answer is read from it. With `append_if_tag_missing: false`
+//! an input without `</think>` fails the node (the original tool's default).
 
 use anyhow::Result;
 use async_trait::async_trait;
@@ -40,6 +41,10 @@ static INFO: KindInfo = KindInfo {
             "graded",
             "true (default) or false: false leaves this node out of the grade: block",
         ),
+        (
+            "append_if_tag_missing",
+            "true (default) or false: false fails the node when the input has no `</think>` to cut at",
+        ),
     ],
     model: Need::Required,
     prompt: Need::Required,
@@ -58,6 +63,7 @@ pub struct Params {
     pub suffix: Option<String>,
     pub system: Option<String>,
     pub graded: Option<bool>,
+    pub append_if_tag_missing: Option<bool>,
 }
 
 /// The partial answer to continue from.
@@ -94,7 +100,18 @@ impl Kind for Continue {
 
     async fn run(&self, cx: &NodeCx<'_>, p: &Params) -> Result<Produced> {
         let suffix = p.suffix.as_deref().unwrap_or("Wait");
-        let previous = cx.input_str("text").unwrap_or_default();
+        let mut previous = cx.input_str("text").unwrap_or_default();
+        // an attempt whose server put the thinking in `reasoning_content` (a chat endpoint)
+        // has it back inline, so the cut lands inside it as with a raw completion
+        let reasoning = cx.input_str("reasoning").unwrap_or_default();
+        if !previous.contains("</think>") && !reasoning.is_empty() {
+            previous = crate::calls::partial_answer(&reasoning, &previous);
+        }
+        if p.append_if_tag_missing == Some(false) && !previous.contains("</think>") {
+            anyhow::bail!(
+                "the previous attempt's text has no `</think>` to cut at; set `append_if_tag_missing: true` to append a newline and `{suffix}` instead"
+            );
+        }
         let partial = cut_and_suffix(&previous, suffix);
         let user = cx.templates.render(
             cx.node.prompt.as_deref().expect("validated"),

@@ -69,7 +69,7 @@ static INFO: KindInfo = KindInfo {
         ),
         (
             "tokenizer",
-            "the tokenizer of token strategies: cl100k_base (default) or o200k_base",
+            "the tokenizer of token strategies: cl100k_base or o200k_base (default: the `tokenizer:` of the model that wrote the input, else cl100k_base)",
         ),
         (
             "chunk_words",
@@ -78,6 +78,14 @@ static INFO: KindInfo = KindInfo {
         (
             "overlap_words",
             "words shared by neighbouring chunks: from 0 to below chunk_words (default 100)",
+        ),
+        (
+            "chunk_separator",
+            "the text between chunk summaries (default two newlines)",
+        ),
+        (
+            "ellipsis",
+            "true or false (default): `...` after a cut first_k, before a cut last_k / post_think fallback",
         ),
     ],
     model: Need::Required,
@@ -151,6 +159,8 @@ pub struct Params {
     pub tokenizer: Option<String>,
     pub chunk_words: Option<u64>,
     pub overlap_words: Option<u64>,
+    pub chunk_separator: Option<String>,
+    pub ellipsis: Option<bool>,
 }
 
 pub const DEFAULT_K: u64 = 404;
@@ -167,10 +177,12 @@ pub fn without_model(node: &crate::spec::Node) -> bool {
             .is_some_and(|s| !s.calls_model())
 }
 
-/// The text of the input to summarize.
-pub fn trace_of(cx: &NodeCx<'_>) -> String {
+/// The text of the input to summarize. With `fallback_full_text: false` an input without
+/// that field (an attempt with no `</think>`, for `reasoning`) fails the node, as the original
+/// tool stops on a trace without `</think>` unless `allow_fallback` is set.
+pub fn trace_of(cx: &NodeCx<'_>) -> Result<String> {
     let Some(input) = cx.input() else {
-        return String::new();
+        return Ok(String::new());
     };
     let field = cx.param_str("field").unwrap_or("reasoning");
     let fallback = cx
@@ -187,10 +199,12 @@ pub fn trace_of(cx: &NodeCx<'_>) -> String {
             .to_string()
     };
     let t = get(field);
-    if t.trim().is_empty() && fallback {
-        get("text")
-    } else {
-        t
+    match (t.trim().is_empty(), fallback) {
+        (true, true) => Ok(get("text")),
+        (true, false) => Err(anyhow!(
+            "the input has no `{field}` to summarize (for `reasoning`: its text has no `</think>`); set `fallback_full_text: true` to summarize its whole text instead"
+        )),
+        _ => Ok(t),
     }
 }
 
@@ -289,15 +303,22 @@ impl Kind for Summarize {
     async fn run(&self, cx: &NodeCx<'_>, p: &Params) -> Result<Produced> {
         let strategy = p.strategy.name();
         let k = p.k.unwrap_or(DEFAULT_K) as usize;
-        let tok_name = p.tokenizer.as_deref().unwrap_or("cl100k_base");
-        let bpe =
-            tokens::tokenizer(tok_name).ok_or_else(|| anyhow!("unknown tokenizer `{tok_name}`"))?;
-        let trace = trace_of(cx);
+        let tok = tokenizer_for(cx, p)?;
+        let trace = trace_of(cx)?;
+        let ellipsis = p.ellipsis.unwrap_or(false);
         let token_out = |text: String, n: usize| {
             let mut o = plain(cx, strategy, text);
-            o.insert("tokenizer".into(), json!(tok_name));
+            o.insert("tokenizer".into(), json!(tok.name()));
             o.insert("tokens".into(), json!(n));
             o
+        };
+        let keep = |pick: Pick| -> Result<(String, usize)> {
+            let (t, n, cut) = tokens::keep_with(&tok, &trace, k, pick)?;
+            Ok(match (ellipsis && cut, pick) {
+                (true, Pick::First) => (format!("{t}..."), n),
+                (true, Pick::Last) => (format!("...{t}"), n),
+                _ => (t, n),
+            })
         };
         match strategy {
             "first_k" | "last_k" | "random_k" => {
@@ -308,10 +329,10 @@ impl Kind for Summarize {
                         cx.pipeline().spec.seed,
                         &cx.problem.id,
                         cx.node.round,
-                        cx.sample,
+                        cx.sample + cx.pipeline().spec.sample_offset,
                     )),
                 };
-                let (t, n) = tokens::keep_tokens(bpe, &trace, k, pick);
+                let (t, n) = keep(pick)?;
                 Ok(token_out(t, n).into())
             }
             "post_think" => {
@@ -321,11 +342,11 @@ impl Kind for Summarize {
                     .map(|i| full[i + "</think>".len()..].trim().to_string());
                 match after.filter(|a| !a.is_empty()) {
                     Some(a) => {
-                        let n = tokens::count(bpe, &a);
+                        let n = tok.count(&a) as usize;
                         Ok(token_out(a, n).into())
                     }
                     None => {
-                        let (t, n) = tokens::keep_tokens(bpe, &trace, k, Pick::Last);
+                        let (t, n) = keep(Pick::Last)?;
                         Ok(token_out(t, n).into())
                     }
                 }
@@ -343,7 +364,7 @@ impl Kind for Summarize {
                     Some(a) => format!("The answer is {a}."),
                     None => "No answer found.".to_string(),
                 };
-                let n = tokens::count(bpe, &t);
+                let n = tok.count(&t) as usize;
                 Ok(token_out(t, n).into())
             }
             "chunked" => self.chunked(cx, p, &trace).await,
@@ -352,6 +373,26 @@ impl Kind for Summarize {
                     .await
             }
         }
+    }
+}
+
+/// The tokenizer of the token strategies: the node's `tokenizer:` when set, else the
+/// `tokenizer:` of the model that wrote the input (cl100k_base when it has none).
+fn tokenizer_for(cx: &NodeCx<'_>, p: &Params) -> Result<crate::calls::tokenizer::Tokenizer> {
+    use crate::calls::tokenizer::Tokenizer;
+    if let Some(name) = &p.tokenizer {
+        return Tokenizer::load(Some(name), std::path::Path::new("."));
+    }
+    let producer = cx
+        .node
+        .input
+        .as_ref()
+        .and_then(|r| cx.pipeline().node(&r.node))
+        .and_then(|n| n.model.as_deref())
+        .and_then(|m| cx.calls.tokenizer_of(m));
+    match producer {
+        Some(t) => Ok(t.clone()),
+        None => Tokenizer::load(None, std::path::Path::new(".")),
     }
 }
 
@@ -429,7 +470,7 @@ impl Summarize {
             .iter()
             .map(|o| o.get("text").and_then(|t| t.as_str()).unwrap_or(""))
             .collect::<Vec<_>>()
-            .join("\n\n");
+            .join(p.chunk_separator.as_deref().unwrap_or("\n\n"));
         let mut out = plain(cx, "chunked", text);
         out.insert("usage".into(), serde_json::to_value(usage)?);
         out.insert("chunks".into(), json!(count));

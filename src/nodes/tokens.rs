@@ -34,7 +34,33 @@ pub fn keep_tokens(bpe: &CoreBPE, text: &str, k: usize, pick: Pick) -> (String, 
     if toks.len() <= k {
         return (text.to_string(), toks.len());
     }
-    let kept: Vec<u32> = match pick {
+    let kept = pick_ids(&toks, k, pick);
+    // a subset of tokens may split a multi-byte character: decode bytes, then lossily
+    let bytes: Vec<u8> = bpe.decode_bytes(&kept).unwrap_or_default();
+    let s = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    (s, k)
+}
+
+/// `keep_tokens` with any tokenizer (a model's `tokenizer:`: tiktoken or tokenizer.json);
+/// returns the text, the tokens kept and whether the text was cut.
+pub fn keep_with(
+    tok: &crate::calls::tokenizer::Tokenizer,
+    text: &str,
+    k: usize,
+    pick: Pick,
+) -> anyhow::Result<(String, usize, bool)> {
+    let ids = tok.encode(text)?;
+    if ids.len() <= k {
+        return Ok((text.to_string(), ids.len(), false));
+    }
+    Ok((tok.decode(&pick_ids(&ids, k, pick))?, k, true))
+}
+
+fn pick_ids(toks: &[u32], k: usize, pick: Pick) -> Vec<u32> {
+    match pick {
         Pick::First => toks[..k].to_vec(),
         Pick::Last => toks[toks.len() - k..].to_vec(),
         Pick::Random(seed) => {
@@ -43,14 +69,7 @@ pub fn keep_tokens(bpe: &CoreBPE, text: &str, k: usize, pick: Pick) -> (String, 
             idx.sort_unstable();
             idx.into_iter().map(|i| toks[i]).collect()
         }
-    };
-    // a subset of tokens may split a multi-byte character: decode bytes, then lossily
-    let bytes: Vec<u8> = bpe.decode_bytes(&kept).unwrap_or_default();
-    let s = match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    };
-    (s, k)
+    }
 }
 
 /// The seed of random-k: from the pipeline seed, the problem, the round and the sample.

@@ -1,7 +1,7 @@
-//! The report's model of a run, and `load_run`, which opens any run through `runfile` (distill's
-//! run directories and results files, the original tool's through its adapter; `config.json`
-//! for prices, the selected problems and the problem-set path) and reads it by the round
-//! rules of the report (`records.rs`): a round is the `round` of a graded `reason`/`continue` node (`grade`
+//! The report's model of a run (`records.rs` fills it from any run `runfile` opens:
+//! distill's run directories and results files, the original tool's through its adapter;
+//! `config.json` for prices, the selected problems and the problem-set path), by the round
+//! rules of the report: a round is the `round` of a graded `reason`/`continue` node (`grade`
 //! nodes when a pipeline grades only that way); a skipped round carries the previous attempt's
 //! answer and verdict forward (`Carried`); a failed node (an error after sending) is `Failed`
 //! and a node that never ran is `NotRun` with its reason (`budget`, `interrupted`,
@@ -9,7 +9,7 @@
 //! from the records (the run stopped before it finished) is `NotRun` at every round.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -151,32 +151,6 @@ pub struct Run {
     pub samples: usize,
     pub problems: Vec<Problem>,
     pub warnings: Vec<String>,
-}
-
-/// `path` is a run directory, a results.jsonl or a results file of either tool (`runfile`).
-pub fn load_run(path: &Path) -> Result<Run, String> {
-    let rf = crate::runfile::open(path)?;
-    let mut run = super::records::run_of(&rf)?;
-    run.label = match (&rf.format, run.pipeline.is_empty()) {
-        (crate::runfile::Format::Distill, false) => {
-            format!("{} {}", run.pipeline, short_id(&run.run_id))
-        }
-        (crate::runfile::Format::Distill, true) => String::new(),
-        _ => run.pipeline.clone(),
-    };
-    if run.label.is_empty() {
-        run.label = rf
-            .dir
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-    }
-    Ok(run)
-}
-
-/// The run id's random suffix, or the whole id.
-fn short_id(id: &str) -> &str {
-    id.rsplit('-').next().unwrap_or(id)
 }
 
 /// A selected problem without a record: not run at every round, for `reason`.

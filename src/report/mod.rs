@@ -33,8 +33,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use load::{Run, load_run};
+pub use load::Run;
 pub use metrics::{Comparison, Grouping, RunReport};
+pub use records::load_run;
 
 /// What `report` reads and where it writes.
 #[derive(Debug, Clone)]

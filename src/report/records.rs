@@ -20,6 +20,32 @@ fn output(n: &NodeRecord) -> Option<&Output> {
     n.output.as_deref()
 }
 
+/// `path` is a run directory, a results.jsonl or a results file of either tool (`runfile`).
+pub fn load_run(path: &Path) -> Result<Run, String> {
+    let rf = crate::runfile::open(path)?;
+    let mut run = run_of(&rf)?;
+    run.label = match (&rf.format, run.pipeline.is_empty()) {
+        (crate::runfile::Format::Distill, false) => {
+            format!("{} {}", run.pipeline, short_id(&run.run_id))
+        }
+        (crate::runfile::Format::Distill, true) => String::new(),
+        _ => run.pipeline.clone(),
+    };
+    if run.label.is_empty() {
+        run.label = rf
+            .dir
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    }
+    Ok(run)
+}
+
+/// The run id's random suffix, or the whole id.
+fn short_id(id: &str) -> &str {
+    id.rsplit('-').next().unwrap_or(id)
+}
+
 /// Node id → round of the graded nodes of `kinds`, from the records and, for rounds no
 /// record reached yet (a run stopped before a round began), from config.json.
 fn graded_nodes(rf: &RunFile, cfg: Option<&Value>, kinds: &[&str]) -> BTreeMap<String, u32> {

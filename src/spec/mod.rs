@@ -125,6 +125,11 @@ pub struct PipelineSpec {
     /// Seed for seeded strategies (random-k).
     #[serde(default)]
     pub seed: u64,
+    /// Added to the sample index inside every cache key (and the seed a sample sends), so a
+    /// seed sweep's runs are distinct draws: `sample_offset: 2` makes sample 0 the draw
+    /// another run's sample 2 would be. 0 by default.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sample_offset: u32,
     pub models: BTreeMap<String, ModelSpec>,
     #[serde(default)]
     pub grade: Option<GradeSpec>,
@@ -142,6 +147,10 @@ pub struct PipelineSpec {
 
 fn one() -> u32 {
     1
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A reference to an upstream node's output, optionally one field of it.

@@ -40,7 +40,7 @@ pub fn resolve_path(rel: &str, pipeline_file: &Path) -> PathBuf {
 }
 
 pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
-    let (tree, locs) = tree(path, opts)?;
+    let (tree, locs, preloaded, notes) = tree(path, opts)?;
     known_keys(&tree, &locs)?;
     let spec = decode(&tree, &locs)?;
     let mut diags = Vec::new();
@@ -70,7 +70,7 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         prompts_dir: prompts_dir.clone(),
         nodes: facts,
     };
-    let mut prompts = BTreeMap::new();
+    let mut prompts = preloaded;
     for n in &mut nodes {
         checks::check_node(n, &cx, &mut prompts, &mut diags);
     }
@@ -85,7 +85,7 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         .map(|id| by_id.remove(id).expect("node"))
         .collect();
     let (problem_set, problems) = problems.expect("loaded");
-    let mut warnings = Vec::new();
+    let mut warnings = notes;
     for group in data::duplicate_questions(&problems) {
         warnings.push(format!(
             "{}: problems {} have the same question; they share cache entries (use `samples:` for independent draws)",
@@ -108,8 +108,8 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
 }
 
 /// The merged tree: the file and its bases, every `--set` (all their errors), the filters.
-fn tree(path: &Path, opts: &LoadOptions) -> Result<(Value, LocMap), Vec<Diag>> {
-    let (mut tree, mut locs) = load::load_file(path).map_err(|d| vec![d])?;
+fn tree(path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diag>> {
+    let (mut tree, mut locs, preloaded, notes) = load_any(path)?;
     let mut diags = Vec::new();
     for s in &opts.sets {
         if let Err(d) = load::apply_set(&mut tree, &mut locs, s) {
@@ -118,10 +118,57 @@ fn tree(path: &Path, opts: &LoadOptions) -> Result<(Value, LocMap), Vec<Diag>> {
     }
     apply_cli_filters(&mut tree, &mut locs, opts);
     if diags.is_empty() {
-        Ok((tree, locs))
+        Ok((tree, locs, preloaded, notes))
     } else {
         Err(diags)
     }
+}
+
+/// A pipeline tree, its locations, prompts already known (name → text) and notes: from a
+/// distill pipeline file, or converted from the original tool's flat config (`migrate`).
+type Loaded = (Value, LocMap, BTreeMap<String, String>, Vec<String>);
+
+fn load_any(path: &Path) -> Result<Loaded, Vec<Diag>> {
+    let shown = path.display().to_string();
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Ok((tree, _)) = load::parse_yaml(&text, &shown)
+        && crate::migrate::is_flat(&tree)
+    {
+        return match crate::migrate::convert(path, &text, tree) {
+            Ok(c) => {
+                let mut locs = LocMap::default();
+                locs.root_file = shown.clone();
+                for (p, line) in &c.lines {
+                    locs.map_insert(
+                        p,
+                        load::Loc {
+                            file: shown.clone(),
+                            line: Some(*line),
+                        },
+                    );
+                }
+                let notes = c
+                    .notes
+                    .iter()
+                    .map(|n| format!("{shown}: converted from the original tool's format: {n}"))
+                    .collect();
+                Ok((c.tree, locs, c.prompts, notes))
+            }
+            Err(f) => Err(f
+                .issues
+                .into_iter()
+                .map(|i| {
+                    let d = Diag::new(&shown, i.line, i.message);
+                    match i.hint {
+                        Some(h) => d.hint(h),
+                        None => d,
+                    }
+                })
+                .collect()),
+        };
+    }
+    let (tree, locs) = load::load_file(path).map_err(|d| vec![d])?;
+    Ok((tree, locs, BTreeMap::new(), Vec::new()))
 }
 
 /// Every key of the typed sections that their struct does not have, all at once.
@@ -255,7 +302,22 @@ fn check_samples(spec: &PipelineSpec, locs: &LocMap, _: &Path, diags: &mut Vec<D
             .hint("`samples:` is the number of independent draws of the whole graph per problem"),
         );
     }
+    if spec.sample_offset > MAX_SAMPLE_OFFSET {
+        diags.push(
+            Diag::at(
+                &locs.find("sample_offset"),
+                format!(
+                    "`sample_offset: {}` is out of range: it must be a whole number from 0 to {MAX_SAMPLE_OFFSET}",
+                    spec.sample_offset
+                ),
+            )
+            .hint("`sample_offset:` shifts the sample index in cache keys (a seed sweep: 1, 2, 3 …)"),
+        );
+    }
 }
+
+/// The largest `sample_offset:` (a seed sweep's index, not a count of calls).
+const MAX_SAMPLE_OFFSET: u32 = 1_000_000;
 
 fn check_nodes_not_empty(spec: &PipelineSpec, locs: &LocMap, _: &Path, diags: &mut Vec<Diag>) {
     if spec.nodes.is_empty() {
