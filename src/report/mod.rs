@@ -20,6 +20,7 @@
 mod columns;
 pub mod compact;
 pub mod csv;
+mod figures;
 pub mod load;
 pub mod metrics;
 pub mod passk;

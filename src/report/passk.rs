@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::figures::{Counts, Estimate};
 use super::load::{Attempt, Problem, Run, VoteRecord};
-use super::metrics::{Counts, Estimate};
 use super::stats::{majority, pass_at_k};
 
 /// pass@k or majority@k at one round.

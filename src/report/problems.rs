@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
+use super::figures::Counts;
 use super::load::{Attempt, Run, State};
-use super::metrics::Counts;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcomes {
