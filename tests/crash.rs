@@ -296,6 +296,12 @@ fn a_killed_run_reads_at_once_as_interrupted_with_its_finished_problems() {
         .map(|x| x["graded"].as_u64().unwrap() as usize)
         .sum();
     assert_eq!(graded, graded_nodes, "{r}");
+    // what did not finish was interrupted, whether or not its node has a record yet
+    let reasons = r["not_run_reasons"].as_object().unwrap();
+    assert!(
+        reasons.keys().all(|k| k == "interrupted"),
+        "every not-run attempt of a killed run is interrupted: {reasons:?}"
+    );
 
     // `distill grade` regrades what finished, from the run directory
     let out = p.run(&["grade", run.to_str().unwrap()]);

@@ -139,6 +139,11 @@ pub fn run_of(rf: &RunFile) -> Result<Run, String> {
         samples,
         prices: &prices,
         original: rf.original().is_some(),
+        unrecorded: match status.as_str() {
+            "interrupted" | "truncated" => "interrupted",
+            "running" => "pending",
+            _ => "no record",
+        },
     };
     let mut problems = Vec::new();
     let mut ids_seen = BTreeSet::new();
@@ -225,6 +230,9 @@ struct Shape<'a> {
     prices: &'a HashMap<String, (f64, f64)>,
     /// The original tool's file: its consensus is its own vote.
     original: bool,
+    /// Why a round without a record in an incomplete problem did not run: the run was
+    /// stopped (`interrupted`), is still going (`pending`), or the record is just absent.
+    unrecorded: &'static str,
 }
 
 /// "provider:model" → price per million tokens (input, output), for models with `price:` set.
@@ -327,7 +335,7 @@ fn problem(p: &ProblemRecord, sh: &Shape) -> Problem {
                 by_round[i] = Some(n); // several graded nodes in one round: the last wins
             }
         }
-        samples.push(attempts(p, &by_round));
+        samples.push(attempts(p, &by_round, sh.unrecorded));
     }
     let votes = p
         .aggregates
@@ -355,7 +363,11 @@ fn status_name(s: ProblemStatus) -> &'static str {
 }
 
 /// One sample's attempts, one per round.
-fn attempts(p: &ProblemRecord, by_round: &[Option<&NodeRecord>]) -> Vec<Attempt> {
+fn attempts(
+    p: &ProblemRecord,
+    by_round: &[Option<&NodeRecord>],
+    unrecorded: &str,
+) -> Vec<Attempt> {
     let mut out: Vec<Attempt> = Vec::with_capacity(by_round.len());
     for n in by_round {
         let prev = out.last();
@@ -363,7 +375,7 @@ fn attempts(p: &ProblemRecord, by_round: &[Option<&NodeRecord>]) -> Vec<Attempt>
             None => match p.status {
                 ProblemStatus::Ok => Attempt::carry(prev, State::Missing),
                 ProblemStatus::Incomplete => {
-                    Attempt::not_run("no record", Some("no record of this round".into()))
+                    Attempt::not_run(unrecorded, Some("no record of this round".into()))
                 }
                 ProblemStatus::Failed => {
                     Attempt::failed(p.error.clone().or(Some("no record of this round".into())))
