@@ -53,14 +53,20 @@ pub struct Loaded {
     verdicts: HashMap<(String, u32, u32), bool>,
 }
 
-/// The node kinds whose records hold a model's text to import.
-const IMPORTED_KINDS: &[&str] = &["reason", "continue", "summarize"];
-
+/// Whether a record is one to import: round 0's graded attempts (`--load_initial_reasoning`),
+/// or any record (`--load_run`: only those with a model's text are looked up, by the nodes
+/// that call a model).
 fn wanted(n: &NodeRecord, scope: Scope) -> bool {
     match scope {
-        Scope::Round0 => n.kind == "reason" && n.round == 0,
-        Scope::All => IMPORTED_KINDS.contains(&n.kind.as_str()),
+        Scope::Round0 => n.round == 0 && attempt(n),
+        Scope::All => true,
     }
+}
+
+/// A graded attempt (`reason`, `continue`: the kinds the `grade:` block grades), which must
+/// carry its text.
+fn attempt(n: &NodeRecord) -> bool {
+    crate::nodes::block_graded_kinds().contains(&n.kind.as_str())
 }
 
 fn output_text(n: &NodeRecord, key: &str) -> Option<String> {
@@ -138,7 +144,11 @@ pub fn load(pipeline: &Pipeline, path: &Path, scope: Scope) -> Result<Loaded> {
                     // only what finished: a killed or stopped run has nodes that never ran
                     _ => continue,
                 }
-                if output_text(n, "text").is_none_or(|t| t.trim().is_empty()) {
+                let no_text = output_text(n, "text").is_none_or(|t| t.trim().is_empty());
+                if no_text && !attempt(n) {
+                    continue; // a node without a model's text (an extract, a vote)
+                }
+                if no_text {
                     problem_errors.push(format!(
                         "problem `{}` (sample {s}, node `{}`): no text to import",
                         p.id, n.node

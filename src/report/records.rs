@@ -69,10 +69,10 @@ fn graded_nodes(rf: &RunFile, cfg: Option<&Value>, kinds: &[&str]) -> BTreeMap<S
             .get("pipeline")?
             .get("grade")
             .is_some_and(|g| !g.is_null());
-        Some(
-            n["kind"] == "grade"
-                || (grade_block && n["params"].get("graded") != Some(&Value::Bool(false))),
-        )
+        let own_verdict = n["kind"]
+            .as_str()
+            .is_some_and(|k| crate::nodes::own_verdict_kinds().contains(&k));
+        Some(own_verdict || (grade_block && n["params"].get("graded") != Some(&Value::Bool(false))))
     };
     let expanded = cfg
         .and_then(|c| c.get("expanded_nodes"))
@@ -363,11 +363,7 @@ fn status_name(s: ProblemStatus) -> &'static str {
 }
 
 /// One sample's attempts, one per round.
-fn attempts(
-    p: &ProblemRecord,
-    by_round: &[Option<&NodeRecord>],
-    unrecorded: &str,
-) -> Vec<Attempt> {
+fn attempts(p: &ProblemRecord, by_round: &[Option<&NodeRecord>], unrecorded: &str) -> Vec<Attempt> {
     let mut out: Vec<Attempt> = Vec::with_capacity(by_round.len());
     for n in by_round {
         let prev = out.last();
