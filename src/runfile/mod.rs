@@ -274,6 +274,26 @@ fn journal_lines(dir: &Path) -> Option<Lines> {
     })
 }
 
+/// A run directory's config.json (what `--resume` and `distill runs` read). Errors name the
+/// file.
+pub fn read_config(dir: &Path) -> Result<Value, String> {
+    let path = dir.join("config.json");
+    let text = fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{}: {e} (is {} a run directory?)",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
+}
+
+/// A run directory's metrics.json, when it has a readable one.
+pub fn read_metrics(dir: &Path) -> Option<Value> {
+    let raw = fs::read_to_string(dir.join("metrics.json")).ok()?;
+    original::parse_json(&raw).ok()
+}
+
 /// A results file of either tool as one document (Python's `NaN` read as null). Errors
 /// name the file and say what is wrong.
 fn read_doc(file: &Path) -> Result<Value, String> {
