@@ -120,8 +120,10 @@ impl RunWriter {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("cache_keys.txt"))
-            .with_context(|| format!("opening {}", self.dir.join("cache_keys.txt").display()))?;
+            .open(self.dir.join(crate::runfile::KEYS))
+            .with_context(|| {
+                format!("opening {}", self.dir.join(crate::runfile::KEYS).display())
+            })?;
         Ok(BufWriter::new(f))
     }
 
