@@ -19,7 +19,7 @@ static INFO: KindInfo = KindInfo {
     params: &[
         (
             "extract",
-            "the extractor: boxed (default), multiple_choice, final_answer, last_number or {regex: \"…\"}",
+            "the extractor (default boxed; `{regex: \"…\"}` takes a pattern)",
         ),
         ("field", "the input's output field to read (default `text`)"),
         (

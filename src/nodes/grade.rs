@@ -20,7 +20,7 @@ static INFO: KindInfo = KindInfo {
     params: &[
         (
             "compare",
-            "the comparison: exact (default), numeric, math, mc or llm_judge",
+            "the comparison (default exact; llm_judge needs judge_model)",
         ),
         (
             "rel_tol",

@@ -21,13 +21,10 @@ static INFO: KindInfo = KindInfo {
     params: &[
         (
             "extract",
-            "the extractor: boxed (default), multiple_choice, final_answer, last_number or {regex: \"…\"}",
+            "the extractor (default boxed; `{regex: \"…\"}` takes a pattern)",
         ),
         ("field", "the input's output field to read (default `text`)"),
-        (
-            "compare",
-            "the comparison: exact (default), numeric, math or mc",
-        ),
+        ("compare", "the comparison (default exact; not llm_judge)"),
         (
             "rel_tol",
             "relative tolerance of numeric comparisons: a number from 0 to 1",

@@ -48,7 +48,7 @@ static INFO: KindInfo = KindInfo {
     params: &[
         (
             "strategy",
-            "llm (default), chunked, first_k, last_k, random_k, post_think or answer_only",
+            "the summary strategy (default llm; first_k, last_k, random_k, post_think and answer_only need no model)",
         ),
         (
             "field",
@@ -173,8 +173,8 @@ pub fn without_model(node: &crate::spec::Node) -> bool {
             .params
             .get("strategy")
             .and_then(|s| s.as_str())
-            .and_then(|s| Strategy::parse_name(s).ok())
-            .is_some_and(|s| !s.calls_model())
+            // an unknown strategy is reported as such, not also as a missing model
+            .is_some_and(|s| Strategy::parse_name(s).map_or(true, |s| !s.calls_model()))
 }
 
 /// The text of the input to summarize. With `fallback_full_text: false` an input without
