@@ -197,6 +197,37 @@ fn the_original_tools_recorded_run_reproduces_offline() {
         text(&out)
     );
     assert_eq!(json(&third.join("import.json"))["format"], "distill");
+
+    // --load_initial_reasoning takes round 0 of the same file: its error records are skipped
+    // and counted, not fatal
+    let out = p.run(
+        &args(&[
+            "--cache",
+            "r0",
+            "--load_initial_reasoning",
+            recorded.to_str().unwrap(),
+        ])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("3 problem(s) it recorded as errors are not run"),
+        "{t}"
+    );
+    let r0 = p.last_run("pt");
+    let rep = json(&r0.join("report.json"));
+    assert_eq!(per_round(&rep)[0], "1/3", "{t}");
+    let reasons = &rep["runs"][0]["not_run_reasons"];
+    assert_eq!(reasons["recorded_error"], 15, "{reasons}");
+    let man = json(&r0.join("import.json"));
+    assert_eq!(man["used"]["reason round 0"], 3, "{man}");
+    assert!(
+        man["used"].get("reason round 1").is_none(),
+        "round 0 only: {man}"
+    );
 }
 
 #[test]

@@ -339,11 +339,14 @@ async fn dashboard_end(d: &crate::dashboard::Dashboard, summary: &RunSummary) {
     d.metrics(&metrics);
     d.finished(&serde_json::json!({"exit_code": summary.exit_code(), "failed": summary.failed_problems, "interrupted": summary.interrupted}));
     if !summary.interrupted {
+        // listening before saying so: a Ctrl-C right after the line must not be lost; SIGTERM
+        // and SIGHUP end it too (`timeout`, `docker stop`, a closed terminal)
+        let mut stop = signals::Signals::new();
         eprintln!(
             "the run is over; the dashboard keeps serving at {} until Ctrl-C",
             d.url()
         );
-        let _ = tokio::signal::ctrl_c().await;
+        stop.recv().await;
     }
 }
 
