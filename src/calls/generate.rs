@@ -454,6 +454,17 @@ impl Calls {
             },
             key.0
         );
+        if self.mode == Mode::Plan
+            && let Ok(mut v) = self.planned.lock()
+        {
+            v.push(super::PlannedMiss {
+                problem_id: site.problem_id.to_string(),
+                node_id: site.node_id.to_string(),
+                sample: site.sample,
+                prompt: req.prompt.full_text(),
+                key: key.0.clone(),
+            });
+        }
         self.gate(model, req)?;
         // the simulated model costs nothing: other processes may repeat its calls, so it
         // takes no lock file (which would cost more than the call)

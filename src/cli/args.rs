@@ -135,7 +135,7 @@ pub(super) enum PipelineCmd {
         format: GraphFormat,
     },
     /// Dry run: nodes and calls per problem, calls already cached, calls to make, tokens.
-    Plan(RunArgs),
+    Plan(PlanArgs),
     /// Write the original tool's flat experiment configs (config/experiments/*.yaml) as
     /// distill pipelines plus .hbs prompts, validate them, and warn about configs that would
     /// share every cache key.
@@ -250,6 +250,16 @@ pub(super) struct RunArgs {
     /// finished; takes no pipeline file, --set or filters: the run's own config is used.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub(super) struct PlanArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// For each call to make, the nearest earlier record of the same node under --results
+    /// and what differs (prompt, parameters, model, sample, cache format).
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Subcommand)]
@@ -376,7 +386,9 @@ mod tests {
                 "--no_progress",
             ])
             .expect("parses");
-        let Cmd::Pipeline(PipelineCmd::Plan(a)) = Cli::from_arg_matches(&m).unwrap().cmd else {
+        let Cmd::Pipeline(PipelineCmd::Plan(PlanArgs { run: a, .. })) =
+            Cli::from_arg_matches(&m).unwrap().cmd
+        else {
             panic!("not plan");
         };
         assert_eq!(a.load.question_ids, Some(vec!["a".into(), "b".into()]));

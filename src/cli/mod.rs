@@ -9,6 +9,7 @@ use clap::FromArgMatches;
 mod args;
 mod cache;
 mod convert;
+mod explain;
 pub mod plan;
 mod runs;
 
@@ -374,7 +375,7 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
             init_tracing(false);
             convert::run(&files, &out)
         }
-        PipelineCmd::Plan(a) => {
+        PipelineCmd::Plan(args::PlanArgs { run: a, explain }) => {
             init_tracing(a.load.verbose);
             let p = match load(&a.load) {
                 Ok(p) => p,
@@ -382,7 +383,7 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
             };
             let opts = run_options(&a);
             let rt = runtime();
-            match rt.block_on(plan::run(p, &opts)) {
+            match rt.block_on(plan::run_with(p, &opts, explain)) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
