@@ -58,6 +58,21 @@ fn every_shell_gets_a_script_and_an_unknown_one_is_exit_2() {
 }
 
 #[test]
+fn the_man_page_is_roff_naming_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = distill(dir.path(), &["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH distill"),
+        "{page}"
+    );
+    for want in ["pipeline", "completions", "data"] {
+        assert!(page.contains(want), "man page lacks {want}");
+    }
+}
+
+#[test]
 fn help_shows_kebab_case() {
     let dir = tempfile::tempdir().unwrap();
     let o = distill(dir.path(), &["pipeline", "run", "--help"]);

@@ -93,6 +93,8 @@ pub(super) enum Cmd {
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+    /// Print the man page (roff): `distill man > ~/.local/share/man/man1/distill.1`.
+    Man,
 }
 
 #[derive(Subcommand)]

@@ -109,6 +109,13 @@ pub fn main() -> i32 {
             clap_complete::generate(shell, &mut command(), "distill", &mut std::io::stdout());
             0
         }
+        Cmd::Man => match clap_mangen::Man::new(command()).render(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: writing the man page: {e}");
+                1
+            }
+        },
     }
 }
 
