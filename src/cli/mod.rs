@@ -111,6 +111,8 @@ pub fn main() -> i32 {
         }
         Cmd::Man => match clap_mangen::Man::new(command()).render(&mut std::io::stdout()) {
             Ok(()) => 0,
+            // `distill man | head`: the reader had enough
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
             Err(e) => {
                 eprintln!("error: writing the man page: {e}");
                 1
