@@ -37,7 +37,7 @@ fn run_dirs(root: &Path) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     for p in std::fs::read_dir(root).into_iter().flatten().flatten() {
         for r in std::fs::read_dir(p.path()).into_iter().flatten().flatten() {
-            if r.path().join("results.json").is_file() && r.path().join("config.json").is_file() {
+            if r.path().join("config.json").is_file() {
                 dirs.push(r.path());
             }
         }
@@ -46,32 +46,30 @@ fn run_dirs(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-fn read_json(p: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
-}
-
-/// Every earlier run and its node records by (problem id, node id).
+/// Every earlier run (finished, or stopped: read through `runfile`) and its node records
+/// by (problem id, node id).
 fn index(root: &Path) -> (Vec<Run>, Records) {
     let mut runs = Vec::new();
     let mut seen = Records::new();
     for dir in run_dirs(root) {
-        let (Some(cfg), Some(res)) = (
-            read_json(&dir.join("config.json")),
-            read_json(&dir.join("results.json")),
-        ) else {
+        let Ok(rf) = crate::runfile::read::open(&dir) else {
             continue;
         };
+        let Some(cfg) = rf.config() else { continue };
         let run = runs.len();
-        for p in res["problems"].as_array().into_iter().flatten() {
-            let Some(pid) = p["id"].as_str() else {
-                continue;
-            };
-            for (s, sample) in p["samples"].as_array().into_iter().flatten().enumerate() {
-                for (node, rec) in sample.as_object().into_iter().flatten() {
-                    let Some(prompt) = rec["output"]["prompt"].as_str() else {
+        let (problems, _) = rf.readable(crate::runfile::read::Texts::Full);
+        for p in problems {
+            for (s, sample) in p.samples.iter().enumerate() {
+                for (node, rec) in sample {
+                    let Some(prompt) = rec
+                        .output
+                        .as_ref()
+                        .and_then(|o| o.get("prompt"))
+                        .and_then(Value::as_str)
+                    else {
                         continue;
                     };
-                    seen.entry((pid.to_string(), node.clone()))
+                    seen.entry((p.id.clone(), node.clone()))
                         .or_default()
                         .push(Seen {
                             run,
