@@ -104,7 +104,7 @@ fn load_import(p: &Pipeline, opts: &RunOptions) -> Result<Option<import::Loaded>
     let (file, scope) = match (&opts.load_run, &opts.load_initial_reasoning) {
         (Some(_), Some(_)) => {
             return Err(InvalidInput(
-                "--load_run imports every round, --load_initial_reasoning round 0 only: give one of them".into(),
+                "--load-run imports every round, --load-initial-reasoning round 0 only: give one of them".into(),
             )
             .into());
         }
