@@ -346,6 +346,32 @@ impl Cache {
         out
     }
 
+    /// Adds an entry's stored bytes brought from elsewhere (`distill cache import`): checked
+    /// first (header, checksum, the key it says it is); an entry already here and sound is
+    /// kept. Returns whether it was added.
+    pub fn install(&self, key: &Key, bytes: &[u8]) -> Result<bool, String> {
+        if key.0.len() < 3 || !key.0.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{}` is not a cache key", key.0));
+        }
+        decode::<serde::de::IgnoredAny>(bytes, key)?;
+        let path = self.entry_path(key);
+        if fs::read(&path).is_ok_and(|b| decode::<serde::de::IgnoredAny>(&b, key).is_ok()) {
+            return Ok(false);
+        }
+        let dir = path.parent().expect("has parent");
+        fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        self.clear_non_file(&path);
+        let tmp = dir.join(format!(
+            ".tmp-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        fs::write(&tmp, bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        fs::rename(&tmp, &path).map_err(|e| format!("renaming into {}: {e}", path.display()))?;
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
     /// Reads one entry's kind and value after verifying it (for `cache verify`).
     pub fn read_entry(&self, key: &Key, path: &Path) -> Result<(String, Value), String> {
         let bytes = fs::read(path).map_err(|e| e.to_string())?;

@@ -2,6 +2,7 @@
 //! `main.rs`; `cli` holds the commands so integration tests and benchmarks can share them.
 
 pub mod atomic;
+pub mod bundle;
 pub mod cache;
 pub mod calls;
 pub mod cli;

@@ -5,7 +5,9 @@
 //! - a flat config runs against a real HTTP server, and the pipeline `convert` writes for it
 //!   reuses every cache entry (same keys), while its `_seed_1` sibling draws anew;
 //! - every unknown key and bad value is reported at once with file:line;
-//! - a missing `</think>` fails the summary unless `allow_fallback: true`, as in the original.
+//! - a missing `</think>` fails the summary unless `allow_fallback: true`, as in the original;
+//! - the original's run options work on a flat config;
+//! - a `pass_k` config gives pass@1, pass@k and the consensus (majority) in the report.
 
 mod common;
 mod support;
@@ -409,4 +411,55 @@ fn the_original_run_options_work_on_a_flat_config() {
         Some(2),
         "a range past the last row is refused"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pass_k_config_reports_pass_at_k_and_the_consensus() {
+    // the 4 samples answer 42, 41, 42, 7 (in call order): 2 of 4 right, consensus 42 (right)
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = FakeServer::start(FakeConfig::default().with_responder(move |_: &Value| {
+        let i = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let a = [42, 41, 42, 7][i % 4];
+        Reply::text(format!("thinking</think>\n\n\\boxed{{{a}}}"))
+    }))
+    .await;
+    let co = tiny_checkout("");
+    let cfg = co.path().join("config/experiments/tiny.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "experiment_type: \"summarize\"",
+        "experiment_type: \"pass_k\"\npass_k_iterations: 4",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let a = args(
+        &[
+            "pipeline",
+            "run",
+            "config/experiments/tiny.yaml",
+            "--cache",
+            "cache",
+            "--no-progress",
+        ],
+        &at_fake(&server)[..3],
+    );
+    let o = distill(co.path(), &a).await;
+    let out = assert_exit(&o, 0);
+    let run_dir = std::fs::read_dir(co.path().join("results/tiny"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let r = results(&run_dir);
+    let vote = &r["problems"][0]["aggregates"]["vote"]["output"];
+    assert_eq!(vote["answer"], "42", "{vote}");
+    assert_eq!(vote["correct"], true);
+    assert_eq!(vote["correct_count"], 2);
+    let report = std::fs::read_to_string(run_dir.join("report.md")).unwrap();
+    for row in [
+        "| pass@1 | 0 | vote node `vote` | 50.0%",
+        "| pass@4 | 0 | vote node `vote` | 100.0%",
+        "| majority@4 | 0 | samples | 100.0%",
+    ] {
+        assert!(report.contains(row), "{row} not in\n{report}\n{out}");
+    }
 }

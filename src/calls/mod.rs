@@ -247,6 +247,18 @@ impl Calls {
         })
     }
 
+    /// Requests per replica of each model served by several (`base_urls:`), for metrics.json.
+    pub fn replicas(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for (name, m) in &self.models {
+            let r = m.provider.replicas();
+            if !r.is_empty() {
+                out.insert(name.clone(), serde_json::json!(r));
+            }
+        }
+        serde_json::Value::Object(out)
+    }
+
     /// Sets the answers imported from an earlier run (once).
     pub fn set_imports(&self, i: Arc<imports::Imports>) {
         let _ = self.imports.set(i);

@@ -276,6 +276,26 @@ pub(super) enum CacheCmd {
         #[arg(long)]
         delete: bool,
     },
+    /// Write the cache entries some runs used (and their config.json) into one bundle file
+    /// (tar + zstd) that another machine imports to reproduce them offline.
+    Export {
+        #[command(flatten)]
+        c: CacheArgs,
+        /// Run directories whose entries go into the bundle.
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        /// The bundle file to write (e.g. paper-tables.tar.zst).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Add a bundle's entries to the cache, each checked (checksum, key) first.
+    Import {
+        #[command(flatten)]
+        c: CacheArgs,
+        /// A bundle written by `distill cache export`.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Remove entries no run under the results directory refers to (shows them unless --yes).
     Gc {
         #[command(flatten)]

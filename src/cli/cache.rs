@@ -1,4 +1,5 @@
-//! `distill cache stats|verify|gc`: counting, checking and cleaning the cache directory.
+//! `distill cache stats|verify|gc|export|import`: counting, checking and cleaning the cache
+//! directory, and moving runs' entries between caches as bundles (`crate::bundle`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,14 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
             }
             0
         }
+        CacheCmd::Export { c: a, runs, out } => {
+            let Some(c) = open(&a.cache) else { return 2 };
+            export(&c, &runs, &out)
+        }
+        CacheCmd::Import { c: a, file } => {
+            let Some(c) = open(&a.cache) else { return 2 };
+            import(&c, &file)
+        }
         CacheCmd::Verify { c: a, delete } => {
             let Some(c) = open(&a.cache) else { return 2 };
             verify(&c, delete)
@@ -46,7 +55,7 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
             let mut runs = 0;
             for f in walk(&results)
                 .into_iter()
-                .filter(|p| p.file_name().is_some_and(|n| n == "cache_keys.txt"))
+                .filter(|p| p.file_name().is_some_and(|n| n == crate::runfile::KEYS))
             {
                 runs += 1;
                 if let Ok(t) = std::fs::read_to_string(&f) {
@@ -146,4 +155,52 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// `cache export`: exit 0; 2 when a run directory cannot be read. A run lists every key it
+/// looked up, and the node key of a single-call node is never stored, so keys without an
+/// entry are counted, not an error (an offline rerun after import is the check).
+fn export(c: &crate::cache::Cache, runs: &[PathBuf], out: &Path) -> i32 {
+    match crate::bundle::export(c, runs, out) {
+        Ok(e) => {
+            println!(
+                "wrote {}: {} entries of {} run(s) ({} of the keys they looked up have no entry: node keys of single-call nodes are not stored, or `cache gc` removed them)",
+                out.display(),
+                e.entries,
+                e.runs,
+                e.missing.len()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+/// `cache import`: exit 0, 1 when some entry was refused, 2 when the file is no bundle.
+fn import(c: &crate::cache::Cache, file: &Path) -> i32 {
+    match crate::bundle::import(c, file) {
+        Ok(i) => {
+            println!(
+                "imported {}: {} entries added, {} already present, {} refused",
+                file.display(),
+                i.added,
+                i.present,
+                i.rejected.len()
+            );
+            if let Some(d) = &i.runs_dir {
+                println!("the runs' config.json and cache_keys.txt: {}", d.display());
+            }
+            for r in i.rejected.iter().take(10) {
+                eprintln!("refused: {r}");
+            }
+            i32::from(!i.rejected.is_empty())
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
 }

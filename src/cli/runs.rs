@@ -12,18 +12,6 @@ use crate::exec;
 use crate::runfile::{self, Liveness, config::LoadRecord};
 use crate::spec::{self, LoadOptions};
 
-fn read_config(dir: &Path) -> Result<Value, String> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!(
-            "{}: {e} (is {} a run directory?)",
-            path.display(),
-            dir.display()
-        )
-    })?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
-}
-
 /// Loads the run's pipeline again as it was loaded and checks it still hashes the same;
 /// returns it with the problems still to run.
 fn reload(dir: &Path, cfg: &Value) -> Result<(spec::Pipeline, usize), String> {
@@ -97,7 +85,7 @@ pub(super) fn resume(a: &RunArgs) -> i32 {
         }
         _ => {}
     }
-    let cfg = match read_config(&dir) {
+    let cfg = match runfile::read_config(&dir) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -144,7 +132,7 @@ struct RunLine {
 }
 
 fn describe(dir: &Path) -> Option<RunLine> {
-    let cfg = read_config(dir).ok()?;
+    let cfg = runfile::read_config(dir).ok()?;
     let total = cfg["problems"]["selected"].as_array().map_or(0, Vec::len);
     let status = match runfile::liveness(dir) {
         Liveness::Live => "running".to_string(),
@@ -168,10 +156,7 @@ fn describe(dir: &Path) -> Option<RunLine> {
         })
         .collect::<Vec<_>>()
         .join(" ");
-    let metrics: Value = std::fs::read_to_string(dir.join("metrics.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let metrics: Value = runfile::read_metrics(dir).unwrap_or_default();
     let id = cfg["run_id"].as_str().unwrap_or_default().to_string();
     Some(RunLine {
         name: rep.pipeline.clone(),

@@ -120,8 +120,10 @@ impl RunWriter {
         let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("cache_keys.txt"))
-            .with_context(|| format!("opening {}", self.dir.join("cache_keys.txt").display()))?;
+            .open(self.dir.join(crate::runfile::KEYS))
+            .with_context(|| {
+                format!("opening {}", self.dir.join(crate::runfile::KEYS).display())
+            })?;
         Ok(BufWriter::new(f))
     }
 
@@ -289,6 +291,7 @@ pub fn metrics_json(ctx: &RunCtx, outcome: &Outcome, problems_written: usize) ->
         "call_cache_hits": g(&st.call_hits),
         "node_cache_hits": g(&st.node_hits),
         "imported_nodes": g(&st.imported),
+        "replicas": ctx.calls.replicas(),
         "tokens": {"prompt": g(&st.prompt_tokens), "completion": g(&st.completion_tokens), "reasoning": g(&st.reasoning_tokens)},
         "spent_tokens": {"prompt": g(&st.spent_prompt_tokens), "completion": g(&st.spent_completion_tokens)},
         "spend_usd": g(&st.spend_micro_usd) as f64 / 1e6,

@@ -147,6 +147,10 @@ pub trait Provider: Send + Sync {
     fn cache_identity(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+    /// Requests per replica of a model served by several (`base_urls:`); empty otherwise.
+    fn replicas(&self) -> Vec<openai::pool::ReplicaStats> {
+        Vec::new()
+    }
     /// Makes one call (one HTTP request, with the backend's own retries).
     async fn call(
         &self,

@@ -39,6 +39,8 @@ use serde_json::{Value, json};
 pub const RESULTS: &str = "results.json";
 pub const JOURNAL: &str = "results.jsonl";
 pub const LOCK: &str = "run.lock";
+/// The cache entries a run used, one key a line (for `cache gc` and `cache export`).
+pub const KEYS: &str = "cache_keys.txt";
 
 /// The live run's journal and lock.
 pub struct Journal {
@@ -272,6 +274,45 @@ fn journal_lines(dir: &Path) -> Option<Lines> {
         problems,
         file,
     })
+}
+
+/// A run directory's config.json (what `--resume` and `distill runs` read). Errors name the
+/// file.
+pub fn read_config(dir: &Path) -> Result<Value, String> {
+    let path = dir.join("config.json");
+    let text = fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{}: {e} (is {} a run directory?)",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))
+}
+
+/// The cache keys a run directory's run used (its cache_keys.txt), in order, without repeats.
+pub fn cache_keys(dir: &Path) -> Result<Vec<String>> {
+    let path = dir.join(KEYS);
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (is {} a run directory distill wrote?)",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && seen.insert(l.to_string()))
+        .map(str::to_string)
+        .collect())
+}
+
+/// A run directory's metrics.json, when it has a readable one.
+pub fn read_metrics(dir: &Path) -> Option<Value> {
+    let raw = fs::read_to_string(dir.join("metrics.json")).ok()?;
+    original::parse_json(&raw).ok()
 }
 
 /// A results file of either tool as one document (Python's `NaN` read as null). Errors

@@ -275,14 +275,12 @@ impl RunFile {
 
     /// The run's config.json (a run distill wrote), when it has one.
     pub fn config(&self) -> Option<Value> {
-        let raw = std::fs::read_to_string(self.dir.join("config.json")).ok()?;
-        serde_json::from_str(&raw).ok()
+        super::read_config(&self.dir).ok()
     }
 
     /// The run's metrics.json, when it has one.
     pub fn metrics(&self) -> Option<Value> {
-        let raw = std::fs::read_to_string(self.dir.join("metrics.json")).ok()?;
-        original::parse_json(&raw).ok()
+        super::read_metrics(&self.dir)
     }
 
     /// distill's records as one document in results.json's shape (`distill grade` rewrites

@@ -26,6 +26,10 @@ pub struct ModelSpec {
     /// API base URL; defaults per named provider. Not part of the cache key.
     #[serde(default)]
     pub base_url: Option<String>,
+    /// Several replicas of one model (instead of `base_url`): each request goes to the one
+    /// with the fewest in flight; a failing one is benched. Not part of the cache key.
+    #[serde(default)]
+    pub base_urls: Option<Vec<String>>,
     /// Name of the environment variable that holds the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -270,14 +274,40 @@ pub(super) fn check_models(
                 }),
             );
         }
-        if m.provider == "openai-compatible" && m.base_url.is_none() {
+        if m.provider == "openai-compatible" && m.base_url.is_none() && m.base_urls.is_none() {
             diags.push(
                 Diag::at(
                     &at("provider"),
                     format!("model `{name}`: provider openai-compatible needs `base_url:`"),
                 )
-                .hint("e.g. base_url: http://127.0.0.1:8000/v1"),
+                .hint("e.g. base_url: http://127.0.0.1:8000/v1 (or base_urls: [...] for replicas)"),
             );
+        }
+        if m.base_url.is_some() && m.base_urls.is_some() {
+            diags.push(
+                Diag::at(
+                    &at("base_urls"),
+                    format!("model `{name}`: give `base_url:` (one server) or `base_urls:` (replicas), not both"),
+                )
+                .hint("base_urls: [http://10.0.0.1:8000/v1, http://10.0.0.2:8000/v1]"),
+            );
+        }
+        if let Some(list) = &m.base_urls {
+            let bad = list
+                .iter()
+                .find(|u| !(u.trim().starts_with("http://") || u.trim().starts_with("https://")));
+            if list.is_empty() || bad.is_some() {
+                diags.push(
+                    Diag::at(
+                        &at("base_urls"),
+                        match bad {
+                            Some(u) => format!("model `{name}`: base_urls entry `{u}` must start with http:// or https://"),
+                            None => format!("model `{name}`: base_urls is empty"),
+                        },
+                    )
+                    .hint("base_urls: [http://10.0.0.1:8000/v1, http://10.0.0.2:8000/v1]"),
+                );
+            }
         }
         if let Some(f) = &m.chat_format
             && crate::llm::chat_format::lookup(f).is_none()

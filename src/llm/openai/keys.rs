@@ -32,7 +32,10 @@ pub fn openai_compatible() -> Vec<&'static str> {
 
 /// Where to send and with which key.
 pub struct Resolved {
+    /// The first replica's base URL.
     pub base_url: String,
+    /// Every replica's base URL (`base_urls:`), the first being `base_url`.
+    pub base_urls: Vec<String>,
     pub key: Option<String>,
     pub key_env: Option<String>,
 }
@@ -53,24 +56,41 @@ pub fn resolve_for(spec: &ModelSpec, need_key: bool) -> Result<Resolved, String>
             openai_compatible().join(", ")
         )
     })?;
-    let base_url = spec
-        .base_url
-        .clone()
+    let given: Vec<String> = match (&spec.base_url, &spec.base_urls) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "model `{}`: give `base_url:` (one server) or `base_urls:` (replicas), not both",
+                spec.model
+            ));
+        }
+        (_, Some(list)) => list.clone(),
+        (Some(u), None) => vec![u.clone()],
+        (None, None) => Vec::new(),
+    };
+    let mut base_urls: Vec<String> = given
+        .iter()
         .filter(|u| !u.trim().is_empty())
-        .or_else(|| d.base_url.map(str::to_string))
-        .ok_or_else(|| {
-            format!(
-                "model `{}`: provider `{}` needs `base_url:` (e.g. http://localhost:8000/v1)",
-                spec.model, spec.provider
-            )
-        })?;
-    let base_url = base_url.trim().trim_end_matches('/').to_string();
-    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .collect();
+    if base_urls.is_empty() {
+        base_urls.extend(d.base_url.map(str::to_string));
+    }
+    if base_urls.is_empty() {
         return Err(format!(
-            "model `{}`: base_url `{base_url}` must start with http:// or https://",
+            "model `{}`: provider `{}` needs `base_url:` (e.g. http://localhost:8000/v1)",
+            spec.model, spec.provider
+        ));
+    }
+    if let Some(bad) = base_urls
+        .iter()
+        .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+    {
+        return Err(format!(
+            "model `{}`: base_url `{bad}` must start with http:// or https://",
             spec.model
         ));
     }
+    let base_url = base_urls[0].clone();
     let key_env = spec
         .api_key_env
         .clone()
@@ -93,6 +113,7 @@ pub fn resolve_for(spec: &ModelSpec, need_key: bool) -> Result<Resolved, String>
     };
     Ok(Resolved {
         base_url,
+        base_urls,
         key,
         key_env,
     })

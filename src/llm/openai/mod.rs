@@ -6,6 +6,7 @@
 
 pub mod keys;
 pub mod limits;
+pub mod pool;
 pub mod retry;
 pub mod sse;
 
@@ -38,7 +39,8 @@ const RESERVED: &[&str] = &["model", "messages", "prompt", "stream"];
 pub struct OpenAiProvider {
     provider: String,
     base_url: String,
-    url: String,
+    /// The request URL of every replica (one unless `base_urls:` names several).
+    pool: pool::Pool,
     endpoint: Endpoint,
     chat_format: Option<ChatFormat>,
     stream: bool,
@@ -60,7 +62,7 @@ impl fmt::Debug for OpenAiProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiProvider")
             .field("provider", &self.provider)
-            .field("url", &self.url)
+            .field("urls", &self.pool.stats())
             .field("stream", &self.stream)
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
@@ -134,7 +136,13 @@ impl OpenAiProvider {
         };
         Ok(OpenAiProvider {
             provider: spec.provider.clone(),
-            url: format!("{}{path}", resolved.base_url),
+            pool: pool::Pool::new(
+                resolved
+                    .base_urls
+                    .iter()
+                    .map(|b| format!("{b}{path}"))
+                    .collect(),
+            ),
             base_url: resolved.base_url,
             endpoint: spec.endpoint,
             chat_format,
@@ -163,6 +171,11 @@ impl OpenAiProvider {
     /// The API base URL in use.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// Requests sent, failed and benched per replica (`base_urls:`), for metrics.json.
+    pub fn replicas(&self) -> Vec<pool::ReplicaStats> {
+        self.pool.stats()
     }
 
     /// The current adaptive in-flight limit.
@@ -247,7 +260,7 @@ impl OpenAiProvider {
         };
         let line = format!(
             "→ POST {} (endpoint {}, stream {}) {}\n{}",
-            self.url,
+            self.pool.shown(),
             self.endpoint.as_str(),
             self.stream,
             shown,
@@ -282,25 +295,28 @@ impl OpenAiProvider {
         ctx: &CallContext<'_>,
     ) -> Result<(sse::Answer, Duration), AttemptError> {
         let permit = self.limits.admit(est_tokens).await;
+        let replica = self.pool.pick();
+        let url = replica.url();
         let started = Instant::now();
         let exchange = async {
-            let resp = self
-                .client
-                .post(&self.url)
-                .json(body)
-                .send()
-                .await
-                .map_err(|e| classify_transport(&e))?;
+            let resp = self.client.post(url).json(body).send().await.map_err(|e| {
+                // refused, reset, unreachable: this replica is benched for a while
+                replica.failed();
+                classify_transport(&e)
+            })?;
             self.limits.observe_headers(resp.headers());
             let status = resp.status();
             tracing::info!(
                 target: "distill::wire",
                 "← HTTP {} from {} after {} ms (headers)",
                 status.as_u16(),
-                self.url,
+                url,
                 started.elapsed().as_millis()
             );
             if !status.is_success() {
+                if status.is_server_error() {
+                    replica.failed();
+                }
                 let headers = resp.headers().clone();
                 let text = resp.text().await.unwrap_or_default();
                 let err = classify_status(status, &headers, &text);
@@ -342,7 +358,7 @@ impl OpenAiProvider {
                     tracing::warn!(
                         "{} model at {}: the server cut a stream (no finish_reason); lowering this model's in-flight limit to {n} (it halves again, down to 1, while cuts go on). {}",
                         self.provider,
-                        self.url,
+                        url,
                         CUT_HINT
                     );
                 }
@@ -350,6 +366,7 @@ impl OpenAiProvider {
             }
         };
         permit.succeeded();
+        replica.answered();
         Ok((answer, started.elapsed()))
     }
 }
@@ -358,6 +375,14 @@ impl OpenAiProvider {
 impl Provider for OpenAiProvider {
     fn kind(&self) -> &'static str {
         "openai-compatible"
+    }
+
+    fn replicas(&self) -> Vec<pool::ReplicaStats> {
+        if self.pool.len() > 1 {
+            self.pool.stats()
+        } else {
+            Vec::new()
+        }
     }
 
     /// The endpoint and the chat format change what the model is sent, so they change
@@ -450,7 +475,10 @@ impl Provider for OpenAiProvider {
                 Err(CallError {
                     message: self.redact(format!(
                         "{} model `{}` at {}: {}{tail}",
-                        self.provider, req.model, self.url, e.message
+                        self.provider,
+                        req.model,
+                        self.pool.shown(),
+                        e.message
                     )),
                     retryable: e.retryable,
                 })
