@@ -225,9 +225,9 @@ fn numbers() -> Vec<Case> {
             "--concurrency",
         )
         .args(&["--concurrency", "2305843009213693952"]),
-        case("--max_cost NaN", n(A), "is not a budget", "--max_cost").args(&["--max_cost", "NaN"]),
-        case("--max_cost -1", n(A), "is not a budget", "--max_cost").args(&["--max_cost=-1"]),
-        case("--max_cost -inf", n(A), "is not a budget", "--max_cost").args(&["--max_cost=-inf"]),
+        case("--max_cost NaN", n(A), "is not a budget", "--max-cost").args(&["--max_cost", "NaN"]),
+        case("--max_cost -1", n(A), "is not a budget", "--max-cost").args(&["--max_cost=-1"]),
+        case("--max_cost -inf", n(A), "is not a budget", "--max-cost").args(&["--max_cost=-inf"]),
     ]
 }
 
@@ -559,7 +559,7 @@ fn every_bad_input_is_refused_with_its_place_a_fix_and_exit_2() {
             if !msg.contains(&at) {
                 problems.push(format!("no `{at}`"));
             }
-            let flag = c.at.starts_with("--concurrency") || c.at.starts_with("--max_cost");
+            let flag = c.at.starts_with("--concurrency") || c.at.starts_with("--max-cost");
             if !(msg.contains("hint:") || flag && msg.contains("--help")) {
                 problems.push("no hint".into());
             }

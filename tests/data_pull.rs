@@ -19,6 +19,8 @@ fn opts(fake_url: &str, dir: &Path, name: &str) -> PullOptions {
         endpoint: fake_url.to_string(),
         seed: 0,
         sources_md: dir.join("SOURCES.md"),
+        force: false,
+        revision: None,
     }
 }
 
@@ -189,8 +191,18 @@ async fn gpqa_shuffle_is_reproducible_per_seed_and_recorded() {
     let again = pull_ok(&o, Some(TOKEN)).await;
     assert_eq!(std::fs::read(&again.path).unwrap(), first);
     assert_eq!(again.blake3, rep.blake3);
-    // Another seed: another order (for at least one of the four questions).
+    // Another seed: another order (for at least one of the four questions); it replaces
+    // the recorded file only with --force
     o.seed = 7;
+    let e = datasets::pull_with_token(&o, Some(TOKEN.into()))
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("recorded with choice seed 0, asked for 7"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&rep.path).unwrap(), first);
+    o.force = true;
     let other = pull_ok(&o, Some(TOKEN)).await;
     assert_ne!(std::fs::read(&other.path).unwrap(), first);
     let md = std::fs::read_to_string(dir.path().join("SOURCES.md")).unwrap();
@@ -431,4 +443,159 @@ fn defaults() {
     assert_eq!(o.seed, 0);
     assert_eq!(o.sources_md, PathBuf::from("data/SOURCES.md"));
     assert!(o.out.is_none());
+}
+
+/// The next revision the fake's AIME 2024 moves to.
+const SHA2: &str = "fedcba9876543210fedcba9876543210fedcba98";
+
+/// AIME 2024 upstream changes: one row removed, one edited, one added.
+fn upstream_changes(fake: &FakeHf) {
+    fake.publish("Maxwell-Jia/AIME_2024", "default", "train", SHA2, |rows| {
+        rows.retain(|r| r["ID"] != "2024-I-2");
+        rows[0]["Answer"] = serde_json::json!(34);
+        rows.push(serde_json::json!({"ID": "2024-I-9", "Problem": "New problem?", "Solution": "\\boxed{9}", "Answer": 9}));
+    });
+}
+
+#[tokio::test]
+async fn a_changed_upstream_is_refused_with_what_changed_unless_forced() {
+    let fake = fixtures::fake_with_all(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(&fake.url, dir.path(), "aime-2024");
+    let first = pull_ok(&o, None).await;
+    let before = std::fs::read(&first.path).unwrap();
+    let md_before = std::fs::read_to_string(dir.path().join("SOURCES.md")).unwrap();
+    // the same upstream again: fine, unchanged
+    assert_eq!(pull_ok(&o, None).await, first);
+
+    upstream_changes(&fake);
+    let e = datasets::pull_with_token(&o, None).await.unwrap_err();
+    for want in [
+        "differ from",
+        &format!("recorded at revision {SHA}, upstream now at {SHA2}"),
+        "1 row(s) added: 2024-I-9",
+        "1 row(s) removed: 2024-I-2",
+        "1 row(s) edited: 2024-II-4 (answer)",
+        "--force",
+        "--revision",
+    ] {
+        assert!(e.contains(want), "lacks `{want}`: {e}");
+    }
+    assert_eq!(
+        std::fs::read(&first.path).unwrap(),
+        before,
+        "the file was changed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("SOURCES.md")).unwrap(),
+        md_before
+    );
+    assert!(leftovers(dir.path()).is_empty());
+
+    // pinned to the recorded revision: upstream moved on, so it refuses too
+    o.revision = Some(datasets::RECORDED.into());
+    let e = datasets::pull_with_token(&o, None).await.unwrap_err();
+    assert!(
+        e.contains(&format!("pinned to revision {SHA}")) && e.contains(&format!("now at {SHA2}")),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&first.path).unwrap(), before);
+
+    // --force replaces it and records the new revision
+    o.revision = None;
+    o.force = true;
+    let rep = pull_ok(&o, None).await;
+    assert_eq!(rep.revision, SHA2);
+    assert_eq!(rep.rows, 5);
+    let ids: Vec<String> = load(&rep.path)
+        .problems
+        .iter()
+        .map(|p| p.id.clone())
+        .collect();
+    assert!(ids.contains(&"2024-I-9".to_string()) && !ids.contains(&"2024-I-2".to_string()));
+    let md = std::fs::read_to_string(dir.path().join("SOURCES.md")).unwrap();
+    assert!(md.contains(SHA2) && md.contains(&rep.blake3), "{md}");
+
+    // now pinned to the recorded (new) revision: it matches, the pull goes ahead
+    o.force = false;
+    o.revision = Some(datasets::RECORDED.into());
+    assert_eq!(pull_ok(&o, None).await, rep);
+    // an explicit sha prefix works too; another sha does not
+    o.revision = Some(SHA2[..12].to_string());
+    assert_eq!(pull_ok(&o, None).await.revision, SHA2);
+    o.revision = Some("deadbeef".into());
+    let e = datasets::pull_with_token(&o, None).await.unwrap_err();
+    assert!(e.contains("pinned to revision deadbeef"), "{e}");
+}
+
+#[tokio::test]
+async fn a_locally_edited_file_or_one_without_a_record_is_not_overwritten() {
+    let fake = fixtures::fake_with_all(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(&fake.url, dir.path(), "aime-2024");
+    let out = o.out.clone().unwrap();
+    // a hand-made file of the same name, no SOURCES.md line
+    std::fs::write(&out, "id,question,solution,answer\nmine,q,s,1\n").unwrap();
+    let e = datasets::pull_with_token(&o, None).await.unwrap_err();
+    assert!(e.contains("has no line for it"), "{e}");
+    assert!(
+        e.contains("5 row(s) added") && e.contains("1 row(s) removed: mine"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "id,question,solution,answer\nmine,q,s,1\n"
+    );
+    // pulled, then edited locally
+    std::fs::remove_file(&out).unwrap();
+    let rep = pull_ok(&o, None).await;
+    let text = std::fs::read_to_string(&rep.path)
+        .unwrap()
+        .replace("540", "541");
+    std::fs::write(&rep.path, &text).unwrap();
+    let e = datasets::pull_with_token(&o, None).await.unwrap_err();
+    assert!(e.contains("edited since it was pulled"), "{e}");
+    assert!(e.contains("2024-I-7 (answer"), "{e}");
+    // no recorded revision to pin to for a file without a line
+    let mut o2 = opts(&fake.url, dir.path(), "aime-2025");
+    o2.revision = Some(datasets::RECORDED.into());
+    let e = datasets::pull_with_token(&o2, None).await.unwrap_err();
+    assert!(e.contains("no revision is recorded"), "{e}");
+}
+
+#[test]
+fn the_binary_refuses_with_exit_2_and_takes_force() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(fixtures::fake_with_all(1));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_distill"))
+            .current_dir(dir.path())
+            .args(["data", "pull", "aime-2024"])
+            .args(args)
+            .env("DISTILL_HF_ENDPOINT", &fake.url)
+            .env_remove("HF_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    upstream_changes(&fake);
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("1 row(s) removed: 2024-I-2"), "{err}");
+    let o = run(&["--revision"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pinned to revision"));
+    let o = run(&["--force"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("replaced (--force)"), "{err}");
+    drop(rt);
 }

@@ -436,10 +436,36 @@ impl Calls {
         site: &Site<'_>,
     ) -> Result<Step> {
         if let Some(resp) = self.cached(key) {
+            tracing::trace!("cache hit {}/{}: {}", site.problem_id, site.node_id, key.0);
             return Ok(Step { resp, sent: false });
         }
-        self.gate(model, req)?;
         let entry = self.cache.entry_path(key);
+        tracing::debug!(
+            "cache miss {}/{} sample {} round {} (model `{}`): {} [{}]",
+            site.problem_id,
+            site.node_id,
+            req.sample,
+            site.round,
+            req.model,
+            if entry.exists() {
+                "the entry under this key is unreadable or not a complete answer"
+            } else {
+                "no entry under this key: prompt, parameters, model, sample or cache format differ from every stored call"
+            },
+            key.0
+        );
+        if self.mode == Mode::Plan
+            && let Ok(mut v) = self.planned.lock()
+        {
+            v.push(super::PlannedMiss {
+                problem_id: site.problem_id.to_string(),
+                node_id: site.node_id.to_string(),
+                sample: site.sample,
+                prompt: req.prompt.full_text(),
+                key: key.0.clone(),
+            });
+        }
+        self.gate(model, req)?;
         // the simulated model costs nothing: other processes may repeat its calls, so it
         // takes no lock file (which would cost more than the call)
         let free = model.spec.provider == "sim";

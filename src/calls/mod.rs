@@ -187,6 +187,19 @@ pub struct Calls {
     imports: OnceLock<Arc<imports::Imports>>,
     /// Added to a site's sample index wherever it decides a response (keys, seeds, `sim`).
     pub sample_offset: u32,
+    /// The calls a plan found missing from the cache, in order (`plan --explain`).
+    pub planned: Mutex<Vec<PlannedMiss>>,
+}
+
+/// A call a plan would send: where, and the prompt it would send first.
+#[derive(Debug, Clone)]
+pub struct PlannedMiss {
+    pub problem_id: String,
+    pub node_id: String,
+    pub sample: u32,
+    /// The node's prompt as a node output records it (`Prompt::full_text`).
+    pub prompt: String,
+    pub key: String,
 }
 
 impl Calls {
@@ -230,6 +243,7 @@ impl Calls {
             cache_failure: Mutex::new(None),
             imports: OnceLock::new(),
             sample_offset: s.sample_offset,
+            planned: Mutex::new(Vec::new()),
         })
     }
 

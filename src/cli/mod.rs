@@ -4,344 +4,22 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::FromArgMatches;
 
+mod args;
 mod cache;
 mod convert;
+mod explain;
 pub mod plan;
 mod runs;
 
 use crate::data::Filters;
 use crate::exec::{self, RunOptions};
 use crate::spec::{self, LoadOptions, Pipeline};
-
-#[derive(Parser)]
-#[command(
-    name = "distill",
-    version,
-    about = "Run LLM reasoning experiments (iterated summarization and friends) described as YAML graphs"
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Run, check, draw or plan a pipeline.
-    #[command(subcommand)]
-    Pipeline(PipelineCmd),
-    /// Inspect and clean the cache.
-    #[command(subcommand)]
-    Cache(CacheCmd),
-    /// List runs: name, id, status, problems done/total, per-round accuracy, spend, start.
-    Runs {
-        /// Root of run directories.
-        #[arg(default_value = "results")]
-        results: PathBuf,
-    },
-    /// Report on one or more finished runs: per-round and cumulative accuracy with Wilson
-    /// intervals, pass@k, majority@k, bootstrap differences, tokens, outcome classes, plots.
-    Report {
-        /// Run directories or results.json files (distill's or the original tool's).
-        #[arg(required = true)]
-        runs: Vec<PathBuf>,
-        /// Where report.md, report.csv, report.json and the SVG plots go (default: the run's
-        /// directory for one run, ./report for several).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Group problems by a problem-set column, or by `re:REGEX` over ids.
-        #[arg(long = "group_by", visible_alias = "group-by")]
-        group_by: Option<String>,
-        /// Seed of the paired bootstrap.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Bootstrap resamples (0 to 100000; 0: no bootstrap).
-        #[arg(long, default_value_t = 2000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=MAX_BOOTSTRAP))]
-        bootstrap: usize,
-    },
-    /// Fetch public benchmarks into data/ (`pull`) or show what can be pulled (`list`).
-    #[command(subcommand)]
-    Data(DataCmd),
-    /// Serve the dashboard over a finished run (read-only) until Ctrl-C.
-    View {
-        run_dir: PathBuf,
-        #[arg(long, default_value_t = 8080)]
-        port: u16,
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-    },
-    /// Regrade a finished run (distill's results.json or the original tool's) and list
-    /// every verdict that changed; writes <stem>.regraded.json beside it.
-    Grade {
-        /// The results file.
-        file: PathBuf,
-        /// Extractor (help made from the extractor table).
-        #[arg(long, default_value = "boxed")]
-        extract: String,
-        /// Comparison (help made from the comparison table).
-        #[arg(long, default_value = "math")]
-        grader: String,
-        /// Relative tolerance for numeric comparisons.
-        #[arg(long = "rel_tol", visible_alias = "rel-tol")]
-        rel_tol: Option<f64>,
-        /// Look for the answer only after the last </think>.
-        #[arg(long = "no_fallback", visible_alias = "no-fallback")]
-        no_fallback: bool,
-        /// Where to write the regraded file.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum DataCmd {
-    /// Fetch NAME (aime-2024, aime-2025, math-500, gpqa-diamond, gsm8k-test) into data/NAME.csv.
-    Pull {
-        name: String,
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Shuffle seed of multiple-choice options (GPQA), recorded in data/SOURCES.md.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
-    /// What can be pulled and what is already in data/.
-    List,
-}
-
-#[derive(Subcommand)]
-enum PipelineCmd {
-    /// Run a pipeline over its problem set; every model call goes through the cache.
-    Run(RunArgs),
-    /// Check a pipeline (and its prompts and problem set) without running anything.
-    Validate(LoadArgs),
-    /// Print the expanded graph that runs for each problem.
-    Graph {
-        #[command(flatten)]
-        load: LoadArgs,
-        #[arg(long, value_enum, default_value = "text")]
-        format: GraphFormat,
-    },
-    /// Dry run: nodes and calls per problem, calls already cached, calls to make, tokens.
-    Plan(RunArgs),
-    /// Write the original tool's flat experiment configs (config/experiments/*.yaml) as
-    /// distill pipelines plus .hbs prompts, validate them, and warn about configs that would
-    /// share every cache key.
-    Convert {
-        /// The original tool's config files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Folder for the pipelines (<stem>.yaml) and their prompts (prompts/…).
-        #[arg(long)]
-        out: PathBuf,
-    },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum GraphFormat {
-    Text,
-    Dot,
-}
-
-#[derive(Args, Clone)]
-struct LoadArgs {
-    /// The pipeline YAML file (`run --resume` takes none).
-    file: Option<PathBuf>,
-    /// Override any pipeline field, e.g. --set models.reasoner.params.temperature=0.8 (repeatable).
-    #[arg(long = "set", value_name = "PATH=VALUE")]
-    sets: Vec<String>,
-    /// Only these problem ids (comma-separated).
-    #[arg(
-        long = "question_ids",
-        visible_alias = "question-ids",
-        value_delimiter = ','
-    )]
-    question_ids: Option<Vec<String>>,
-    /// Leave out these problem ids (comma-separated; applied last).
-    #[arg(
-        long = "exclude_question_ids",
-        visible_alias = "exclude-question-ids",
-        value_delimiter = ','
-    )]
-    exclude_question_ids: Option<Vec<String>>,
-    /// Only rows a..b of the CSV (0-based, inclusive), e.g. 0-4.
-    #[arg(
-        long = "index_range",
-        visible_alias = "index-range",
-        value_name = "A-B"
-    )]
-    index_range: Option<String>,
-}
-
-/// `--results_format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ResultsFormat {
-    Distill,
-    Original,
-}
-
-#[derive(Args, Clone)]
-struct RunArgs {
-    #[command(flatten)]
-    load: LoadArgs,
-    /// Model calls in flight across the whole run, 1 to 4096 (a model's max_in_flight may be lower).
-    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_CONCURRENCY))]
-    concurrency: usize,
-    /// Never call a model: a cache miss fails that node (also ENABLE_API_CALLS=0).
-    #[arg(long)]
-    offline: bool,
-    /// Cache directory.
-    #[arg(long, env = "DISTILL_CACHE", default_value = "cache")]
-    cache: PathBuf,
-    /// Root of run directories (results/<pipeline>/<run-id>/).
-    #[arg(long, default_value = "results")]
-    results: PathBuf,
-    /// Log each call's parameters and prompt (API keys are never logged).
-    #[arg(long)]
-    verbose: bool,
-    /// Accepted for compatibility with the original tool: distill always runs problems concurrently.
-    #[arg(long)]
-    parallel: bool,
-    /// No progress bar.
-    #[arg(long)]
-    no_progress: bool,
-    /// Serve a live dashboard of the run (127.0.0.1; stays up after the run until Ctrl-C).
-    #[arg(long)]
-    dashboard: bool,
-    /// Dashboard port (default: the pipeline's `dashboard_port:`, else 8080).
-    #[arg(long = "dashboard_port", visible_alias = "dashboard-port")]
-    dashboard_port: Option<u16>,
-    /// Dashboard address; anything but loopback exposes the run to the network (a warning is printed).
-    #[arg(
-        long = "dashboard_host",
-        visible_alias = "dashboard-host",
-        default_value = "127.0.0.1"
-    )]
-    dashboard_host: String,
-    /// Import round-0 outputs from an earlier run (distill's or the original tool's) into the cache.
-    #[arg(
-        long = "load_initial_reasoning",
-        visible_alias = "load-initial-reasoning",
-        value_name = "RESULTS.json"
-    )]
-    load_initial_reasoning: Option<PathBuf>,
-    /// Import every round (reasoning, summaries) of an earlier run (distill's or the original
-    /// tool's) into the cache under this pipeline's keys; with --offline, reproduce its table.
-    #[arg(
-        long = "load_run",
-        visible_alias = "load-run",
-        value_name = "RESULTS.json"
-    )]
-    load_run: Option<PathBuf>,
-    /// `original` also writes results.original.json in the original tool's schema (for its
-    /// analysis scripts); distill's own files are always written.
-    #[arg(
-        long = "results_format",
-        visible_alias = "results-format",
-        value_enum,
-        default_value = "distill"
-    )]
-    results_format: ResultsFormat,
-    /// Stop sending new calls once this run's spend reaches USD (calls in flight finish; all is saved).
-    #[arg(long = "max_cost", visible_alias = "max-cost", value_name = "USD", value_parser = parse_max_cost)]
-    max_cost: Option<f64>,
-    /// Finish a stopped run in place (same id and directory), sending only what is not
-    /// finished; takes no pipeline file, --set or filters: the run's own config is used.
-    #[arg(long, value_name = "RUN_DIR")]
-    resume: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum CacheCmd {
-    /// Count entries by kind and size.
-    Stats(CacheArgs),
-    /// Read and check every entry; list corrupt ones (exit 1 when any).
-    Verify {
-        #[command(flatten)]
-        c: CacheArgs,
-        /// Delete the corrupt entries found.
-        #[arg(long)]
-        delete: bool,
-    },
-    /// Write the cache entries some runs used (and their config.json) into one bundle file
-    /// (tar + zstd) that another machine imports to reproduce them offline.
-    Export {
-        #[command(flatten)]
-        c: CacheArgs,
-        /// Run directories whose entries go into the bundle.
-        #[arg(required = true, value_name = "RUN_DIR")]
-        runs: Vec<PathBuf>,
-        /// The bundle file to write (e.g. paper-tables.tar.zst).
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-    },
-    /// Add a bundle's entries to the cache, each checked (checksum, key) first.
-    Import {
-        #[command(flatten)]
-        c: CacheArgs,
-        /// A bundle written by `distill cache export`.
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
-    },
-    /// Remove entries no run under the results directory refers to (shows them unless --yes).
-    Gc {
-        #[command(flatten)]
-        c: CacheArgs,
-        #[arg(long, default_value = "results")]
-        results: PathBuf,
-        #[arg(long)]
-        yes: bool,
-    },
-}
-
-#[derive(Args)]
-pub(crate) struct CacheArgs {
-    #[arg(long, env = "DISTILL_CACHE", default_value = "cache")]
-    cache: PathBuf,
-}
-
-/// Most calls in flight (`--concurrency`).
-const MAX_CONCURRENCY: u64 = 4096;
-/// Most bootstrap resamples (`report --bootstrap`).
-const MAX_BOOTSTRAP: u64 = 100_000;
-
-/// `--max_cost`: dollars, a finite number of at least 0.
-fn parse_max_cost(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of dollars (e.g. --max_cost 5)"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!(
-            "`{s}` is not a budget: give a number of dollars of at least 0 (e.g. --max_cost 5)"
-        ));
-    }
-    Ok(v)
-}
-
-/// The command line, its help texts of named choices made from their tables.
-fn command() -> clap::Command {
-    use crate::grade::{Compare, Extractor, Named};
-    let graders: Vec<&str> = Compare::names()
-        .into_iter()
-        .filter(|n| *n != "llm_judge")
-        .collect();
-    Cli::command().mut_subcommand("grade", |c| {
-        c.mut_arg("extract", |a| {
-            a.help(format!(
-                "Extractor: {}, or regex:PATTERN",
-                Extractor::names()
-                    .into_iter()
-                    .filter(|n| *n != "regex")
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })
-        .mut_arg("grader", |a| {
-            a.help(format!("Comparison: {}", graders.join(", ")))
-        })
-    })
-}
+use args::CacheCmd;
+use args::{
+    Cli, Cmd, DataCmd, GraphFormat, LoadArgs, PipelineCmd, ResultsFormat, RunArgs, command,
+};
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
@@ -388,10 +66,18 @@ pub fn main() -> i32 {
             print!("{}", crate::datasets::list(Path::new("data")));
             0
         }
-        Cmd::Data(DataCmd::Pull { name, out, seed }) => {
+        Cmd::Data(DataCmd::Pull {
+            name,
+            out,
+            seed,
+            force,
+            revision,
+        }) => {
             let mut opts = crate::datasets::PullOptions::new(&name);
             opts.out = out;
             opts.seed = seed;
+            opts.force = force;
+            opts.revision = revision;
             match runtime().block_on(crate::datasets::pull(&opts)) {
                 Ok(_) => 0,
                 Err(e) => {
@@ -419,6 +105,19 @@ pub fn main() -> i32 {
             no_fallback,
             out,
         } => regrade(&file, &extract, &grader, rel_tol, no_fallback, out),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "distill", &mut std::io::stdout());
+            0
+        }
+        Cmd::Man => match clap_mangen::Man::new(command()).render(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            // `distill man | head`: the reader had enough
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+            Err(e) => {
+                eprintln!("error: writing the man page: {e}");
+                1
+            }
+        },
     }
 }
 
@@ -456,7 +155,7 @@ fn regrade(
         }
     };
     if let Some(e) = crate::nodes::grade::check_rel_tol(rel_tol) {
-        eprintln!("error: --rel_tol: {e}");
+        eprintln!("error: --rel-tol: {e}");
         return 2;
     }
     let opts = crate::regrade::RegradeOptions {
@@ -478,17 +177,45 @@ fn regrade(
     }
 }
 
-fn init_tracing(verbose: bool) {
-    let filter = if verbose {
-        "distill=info"
-    } else {
-        "distill=warn"
+/// The log filter: `DISTILL_LOG`, else `RUST_LOG` (tracing's env-filter syntax, e.g.
+/// `distill=debug`: run phases, scheduling, cache misses with their reason, retries), else
+/// warnings only. What goes on the wire (each request's parameters and prompt) is
+/// `--verbose`'s: a filter that does not name `distill::wire` leaves it out without it.
+fn log_filter(verbose: bool, env: Option<(&str, String)>) -> (String, Option<String>) {
+    let wire = if verbose { "info" } else { "warn" };
+    let Some((var, given)) = env else {
+        let base = if verbose {
+            "distill=info"
+        } else {
+            "distill=warn"
+        };
+        return (base.to_string(), None);
     };
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&given) {
+        let note = format!("{var}=`{given}` is not a log filter ({e}); e.g. {var}=distill=debug");
+        return (format!("distill=warn,distill::wire={wire}"), Some(note));
+    }
+    if given.contains("distill::wire") {
+        (given, None)
+    } else {
+        (format!("{given},distill::wire={wire}"), None)
+    }
+}
+
+fn init_tracing(verbose: bool) {
+    let var = |k: &'static str| {
+        std::env::var(k)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (k, v))
+    };
+    let env = var("DISTILL_LOG").or_else(|| var("RUST_LOG"));
+    let (filter, note) = log_filter(verbose, env);
+    if let Some(n) = note {
+        eprintln!("warning: {n}");
+    }
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DISTILL_LOG")
-                .unwrap_or_else(|_| filter.into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -530,6 +257,11 @@ fn load(args: &LoadArgs) -> Result<Pipeline, i32> {
             for w in &p.warnings {
                 eprintln!("warning: {w}");
             }
+            for g in &p.warning_groups {
+                for w in g.printed(args.verbose) {
+                    eprintln!("warning: {w}");
+                }
+            }
             Ok(p)
         }
         Err(diags) => {
@@ -554,7 +286,7 @@ fn run_options(a: &RunArgs) -> RunOptions {
         offline: a.offline || offline_env(),
         cache_dir: a.cache.clone(),
         results_root: a.results.clone(),
-        verbose: a.verbose,
+        verbose: a.load.verbose,
         command_line: std::env::args().collect(),
         progress: !a.no_progress,
         max_cost: a.max_cost,
@@ -619,17 +351,17 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
             }
         }
         PipelineCmd::Run(a) if a.resume.is_some() => {
-            init_tracing(a.verbose);
+            init_tracing(a.load.verbose);
             runs::resume(&a)
         }
         PipelineCmd::Run(a) => {
-            init_tracing(a.verbose);
+            init_tracing(a.load.verbose);
             let p = match load(&a.load) {
                 Ok(p) => p,
                 Err(c) => return c,
             };
             let mut opts = run_options(&a);
-            // the port: --dashboard_port, else the pipeline's `dashboard_port:`, else 8080
+            // the port: --dashboard-port, else the pipeline's `dashboard_port:`, else 8080
             if let (Some(d), None, Some(port)) =
                 (&mut opts.dashboard, a.dashboard_port, p.spec.dashboard_port)
             {
@@ -652,15 +384,15 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
             init_tracing(false);
             convert::run(&files, &out)
         }
-        PipelineCmd::Plan(a) => {
-            init_tracing(a.verbose);
+        PipelineCmd::Plan(args::PlanArgs { run: a, explain }) => {
+            init_tracing(a.load.verbose);
             let p = match load(&a.load) {
                 Ok(p) => p,
                 Err(c) => return c,
             };
             let opts = run_options(&a);
             let rt = runtime();
-            match rt.block_on(plan::run(p, &opts)) {
+            match rt.block_on(plan::run_with(p, &opts, explain)) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -668,5 +400,32 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn the_log_filter_keeps_the_wire_for_verbose() {
+        assert_eq!(log_filter(false, None).0, "distill=warn");
+        assert_eq!(log_filter(true, None).0, "distill=info");
+        let env = |s: &str| Some(("DISTILL_LOG", s.to_string()));
+        assert_eq!(
+            log_filter(false, env("distill=debug")).0,
+            "distill=debug,distill::wire=warn"
+        );
+        assert_eq!(
+            log_filter(true, env("distill=debug")).0,
+            "distill=debug,distill::wire=info"
+        );
+        assert_eq!(
+            log_filter(false, env("distill::wire=info")).0,
+            "distill::wire=info"
+        );
+        let (f, note) = log_filter(false, env("distill=loud"));
+        assert_eq!(f, "distill=warn,distill::wire=warn");
+        assert!(note.unwrap().contains("DISTILL_LOG"));
     }
 }

@@ -1,12 +1,19 @@
 //! `distill pipeline plan`: a dry run through the scheduler that reads the cache only and
-//! counts, per model node, the calls already cached and those still to make.
+//! counts, per model node, the calls already cached and those still to make; `--explain`
+//! says why each of those misses the cache (`explain`).
 
 use std::sync::Arc;
 
 use crate::exec::{self, Mode, RunCtx, RunOptions};
 use crate::spec::Pipeline;
 
+/// The plan.
 pub async fn run(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
+    run_with(p, opts, false).await
+}
+
+/// The plan; with `explain`, also why each call to make misses the cache.
+pub async fn run_with(p: Pipeline, opts: &RunOptions, explain: bool) -> anyhow::Result<()> {
     let ctx = Arc::new(RunCtx::new(p, opts, Mode::Plan)?);
     let mut sink = exec::output::PlanSink {
         model_nodes: ctx
@@ -73,6 +80,24 @@ pub async fn run(p: Pipeline, opts: &RunOptions) -> anyhow::Result<()> {
             sink.cached.get(&node.id).unwrap_or(&0),
             sink.to_make.get(&node.id).unwrap_or(&0)
         );
+    }
+    if explain {
+        let misses = ctx
+            .calls
+            .planned
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        print!(
+            "{}",
+            super::explain::explain(&ctx.pipeline, &misses, &opts.results_root)
+        );
+        let later = to_make.saturating_sub(misses.len() as u64);
+        if later > 0 {
+            println!(
+                "  ({later} other call(s) to make wait on these answers: their prompts are known only once these run)"
+            );
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! `data/SOURCES.md`) and `distill data list` (what can be pulled, what is present).
 //! The per-dataset mapping is the table in `registry.rs`.
 
+pub mod changes;
 pub mod hf;
 pub mod normalize;
 pub mod registry;
@@ -26,7 +27,16 @@ pub struct PullOptions {
     pub seed: u64,
     /// Default `data/SOURCES.md`.
     pub sources_md: PathBuf,
+    /// Replace a local file whose content differs from what is pulled (else: refuse and
+    /// say what changed).
+    pub force: bool,
+    /// Only pull this revision of the dataset; [`RECORDED`]: the one SOURCES.md recorded
+    /// for the file.
+    pub revision: Option<String>,
 }
+
+/// `--revision` without a value: the revision recorded in SOURCES.md.
+pub const RECORDED: &str = "recorded";
 
 impl PullOptions {
     /// The defaults: `data/…csv`, [`default_endpoint`], seed 0, `data/SOURCES.md`.
@@ -37,6 +47,8 @@ impl PullOptions {
             endpoint: default_endpoint(),
             seed: 0,
             sources_md: PathBuf::from("data/SOURCES.md"),
+            force: false,
+            revision: None,
         }
     }
 }
@@ -97,7 +109,16 @@ pub async fn pull_with_token(
         ));
     }
     let out = opts.out.clone().unwrap_or_else(|| default_out(src.name));
+    let file = sources::file_key(&opts.sources_md, &out);
+    let recorded = sources::read(&opts.sources_md)
+        .into_iter()
+        .find(|e| e.file == file);
+    let pin = pinned_revision(opts, src, &out, recorded.as_ref())?;
     let client = hf::Client::new(&opts.endpoint, token)?;
+    let pinned_check = match &pin {
+        Some(p) => Some(check_pin(&client, src, p, &out).await?),
+        None => None,
+    };
     let split = client
         .fetch_rows(src, |features| normalize::check_columns(src, features))
         .await?;
@@ -111,10 +132,14 @@ pub async fn pull_with_token(
     }
     let bytes = w.into_inner().map_err(|e| format!("writing CSV: {e}"))?;
     let rows = split.rows.len();
-    let revision = client
-        .revision(src)
-        .await
-        .unwrap_or_else(|| "unknown".to_string());
+    let revision = match pinned_check {
+        Some(r) => r,
+        None => client
+            .revision(src)
+            .await
+            .unwrap_or_else(|| "unknown".to_string()),
+    };
+    guard_overwrite(opts, src, &out, &bytes, recorded.as_ref(), &revision)?;
 
     crate::atomic::write_checked(&out, &bytes, |tmp| {
         let set = crate::data::load(tmp).map_err(|e| {
@@ -173,6 +198,117 @@ pub async fn pull_with_token(
         dataset: src.dataset.to_string(),
         revision,
     })
+}
+
+/// The revision `--revision` asks for, if any (`recorded`: SOURCES.md's for this file).
+fn pinned_revision(
+    opts: &PullOptions,
+    src: &Source,
+    out: &Path,
+    recorded: Option<&sources::Entry>,
+) -> Result<Option<String>, String> {
+    let Some(r) = opts.revision.as_deref().map(str::trim) else {
+        return Ok(None);
+    };
+    let r = if r == RECORDED {
+        match recorded {
+            Some(e) if e.revision != "unknown" => e.revision.clone(),
+            Some(_) => {
+                return Err(format!(
+                    "{}: {} records revision `unknown` for {}: nothing to pin to; give one with --revision SHA",
+                    src.name,
+                    opts.sources_md.display(),
+                    out.display()
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "{}: {} has no line for {}, so no revision is recorded; give one with --revision SHA",
+                    src.name,
+                    opts.sources_md.display(),
+                    out.display()
+                ));
+            }
+        }
+    } else {
+        r.to_string()
+    };
+    if r.is_empty() {
+        return Err("--revision: give a commit sha (or no value: the recorded one)".into());
+    }
+    Ok(Some(r))
+}
+
+/// The datasets-server serves a dataset's current revision only: a pinned pull goes ahead
+/// only while the Hub says the dataset is still at the pinned commit (or one it starts with).
+async fn check_pin(
+    client: &hf::Client,
+    src: &Source,
+    pin: &str,
+    out: &Path,
+) -> Result<String, String> {
+    match client.revision(src).await {
+        Some(now) if now == pin || now.starts_with(pin) => Ok(now),
+        Some(now) => Err(format!(
+            "{}: pinned to revision {pin}, but {} is now at {now}; the datasets-server serves              only the current revision, so the pinned rows cannot be fetched and {} was left              as it is (pull without --revision to take revision {now}; --force replaces a file              whose rows changed)",
+            src.name,
+            src.dataset,
+            out.display()
+        )),
+        None => Err(format!(
+            "{}: pinned to revision {pin}, but the Hub did not say which revision {} is at, so              the pin cannot be checked; nothing was written",
+            src.name, src.dataset
+        )),
+    }
+}
+
+/// Refuses to replace a local file whose rows differ from the pulled ones unless `--force`,
+/// naming what changed; with `--force` says what was replaced.
+fn guard_overwrite(
+    opts: &PullOptions,
+    src: &Source,
+    out: &Path,
+    bytes: &[u8],
+    recorded: Option<&sources::Entry>,
+    revision: &str,
+) -> Result<(), String> {
+    let Ok(old) = std::fs::read(out) else {
+        return Ok(());
+    };
+    if old == bytes {
+        return Ok(());
+    }
+    let changes = changes::diff(&old, bytes).describe();
+    let local_hash = blake3::hash(&old).to_hex().to_string();
+    let was = match recorded {
+        Some(e) if e.blake3 != local_hash => format!(
+            " (the local file was also edited since it was pulled at revision {})",
+            e.revision
+        ),
+        Some(e) if e.seed != src.uses_seed().then_some(opts.seed) => format!(
+            " (recorded with choice seed {}, asked for {})",
+            e.seed.map_or("-".into(), |s| s.to_string()),
+            opts.seed
+        ),
+        Some(e) => format!(
+            " (recorded at revision {}, upstream now at {revision})",
+            e.revision
+        ),
+        None => format!(" ({} has no line for it)", opts.sources_md.display()),
+    };
+    let what = changes
+        .iter()
+        .map(|c| format!("\n  {c}"))
+        .collect::<String>();
+    if opts.force {
+        eprintln!("note: {} replaced (--force){was}:{what}", out.display());
+        return Ok(());
+    }
+    Err(format!(
+        "{}: the pulled rows differ from {}{was}:{what}\nnothing was written: runs that used          the file keep their problem set. Pass --force to replace it, write elsewhere with          --out FILE, or pin to the recorded revision with --revision",
+        src.name,
+        out.display()
+    ))
 }
 
 /// `distill data list`: every pullable set with its source and whether its default file in

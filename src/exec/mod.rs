@@ -104,7 +104,7 @@ fn load_import(p: &Pipeline, opts: &RunOptions) -> Result<Option<import::Loaded>
     let (file, scope) = match (&opts.load_run, &opts.load_initial_reasoning) {
         (Some(_), Some(_)) => {
             return Err(InvalidInput(
-                "--load_run imports every round, --load_initial_reasoning round 0 only: give one of them".into(),
+                "--load-run imports every round, --load-initial-reasoning round 0 only: give one of them".into(),
             )
             .into());
         }
@@ -367,6 +367,17 @@ fn write_original_results(dir: &std::path::Path, name: &str) {
 /// Runs a validated pipeline and writes its run directory.
 pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let mut rc = RunCtx::new(pipeline, opts, Mode::Run)?;
+    tracing::debug!(
+        "run: pipeline `{}` ({}): {} nodes, {} problem(s) × {} sample(s); concurrency {}, offline {}, cache {}",
+        rc.pipeline.spec.name,
+        rc.pipeline.file.display(),
+        rc.pipeline.nodes.len(),
+        rc.pipeline.problems.len(),
+        rc.pipeline.spec.samples,
+        opts.concurrency,
+        opts.offline,
+        opts.cache_dir.display()
+    );
     let mut out = match &opts.resume {
         Some(dir) => output::RunWriter::reopen(dir).map_err(|e| InvalidInput(format!("{e:#}")))?,
         // before any call: a results root that cannot hold a run directory is bad input
@@ -379,6 +390,7 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     if let Some((host, port)) = &opts.dashboard {
         rc.dashboard = Some(start_dashboard(&rc, opts, &out.run_id, host, *port).await?);
     }
+    tracing::debug!("run: run id {}; scheduling", out.run_id);
     let ctx = Arc::new(rc);
     ctx.calls.set_keys_file(out.keys_file()?);
     let p = &ctx.pipeline;
@@ -427,8 +439,22 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             return Err(e);
         }
     };
+    tracing::debug!(
+        "run: scheduling finished: {} problem(s) done, {} failed, {} incomplete, interrupted {}; writing results",
+        outcome.problems_done,
+        outcome.failed.len(),
+        outcome.incomplete,
+        outcome.interrupted
+    );
     ctx.calls.cache.sync();
     let summary = out.finish(&ctx, &outcome)?;
+    tracing::debug!(
+        "run: results written to {}",
+        summary
+            .run_dir
+            .as_deref()
+            .map_or_else(|| "-".into(), |d| d.display().to_string())
+    );
     if let (Some(l), Some(dir)) = (&ctx.import, &summary.run_dir)
         && let Err(e) = import::write_manifest(dir, l)
     {

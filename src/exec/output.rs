@@ -60,7 +60,7 @@ pub fn config_json(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
             "cache_dir": opts.cache_dir.display().to_string(),
             "simulated_models": p.spec.models.iter().filter(|(_, m)| m.provider == "sim").map(|(k, _)| k.clone()).collect::<Vec<_>>(),
         },
-        "warnings": p.warnings,
+        "warnings": p.recorded_warnings(),
         // how to load it again, and what must still hash the same (`--resume`)
         "load": opts.load,
         "config_hash": crate::runfile::config::hashes(p),

@@ -120,6 +120,12 @@ pub async fn schedule(
     let mut signals = super::signals::Signals::new();
     let mut grace_until: Option<tokio::time::Instant> = None;
     let mut side = super::listen(&ctx);
+    tracing::debug!(
+        "schedule: {} problem(s), {} node instance(s) each, up to {window} problems open, {} model call(s) in flight",
+        problems.len(),
+        g.len(),
+        ctx.concurrency
+    );
 
     loop {
         // once stopped, no new problem is opened
@@ -137,6 +143,10 @@ pub async fn schedule(
             let node = &ctx.pipeline.nodes[g.inst(i).node];
             // a node waiting for the same call in flight elsewhere holds no call slot
             if in_flight_model >= ctx.concurrency + ctx.calls.waiting() {
+                tracing::trace!(
+                    "schedule: all {in_flight_model} call slots busy; {} model node(s) wait",
+                    ready.model.len() + 1
+                );
                 deferred.push(item);
                 break;
             }
@@ -148,6 +158,10 @@ pub async fn schedule(
                 .get(m)
                 .and_then(|m| m.max_in_flight);
             if cap.is_some_and(|c| per_model.get(m).copied().unwrap_or(0) >= c) {
+                tracing::trace!(
+                    "schedule: model `{m}` at its max_in_flight; {} waits",
+                    node.id
+                );
                 deferred.push(item);
                 continue;
             }
@@ -192,6 +206,13 @@ pub async fn schedule(
                 }
             }
             op.states[i] = State::Running;
+            tracing::debug!(
+                "schedule: start {}/{}{} ({in_flight_model}/{} call slots in use)",
+                op.problem.id,
+                node.id,
+                sample.map_or_else(String::new, |s| format!(" sample {s}")),
+                ctx.concurrency
+            );
             let (tctx, kind, problem) = (ctx.clone(), kinds[node_ix].clone(), op.problem.clone());
             tasks.spawn(async move {
                 let t = Instant::now();
@@ -242,6 +263,16 @@ pub async fn schedule(
             Ok(p) => State::Done(Arc::new(p.output), p.cached, ms),
             Err(e) => State::Failed(Failure::of(&e)),
         };
+        tracing::debug!(
+            "schedule: {} {}/{} after {ms} ms",
+            match &state {
+                State::Done(_, true, _) => "cached",
+                State::Done(..) => "done",
+                _ => "failed",
+            },
+            open.get(&pid).map_or("?", |o| o.problem.id.as_str()),
+            node.id
+        );
         if ctx.stop_new_calls() {
             outcome.interrupted = true;
         }

@@ -195,14 +195,14 @@ fn load_chain(path: &Path, seen: &mut Vec<PathBuf>) -> Result<(Value, LocMap), D
     match base {
         None => Ok((value, locs)),
         Some(Value::String(rel)) => {
-            let base_path = path.parent().unwrap_or(Path::new(".")).join(&rel);
+            let base_path = super::paths::resolve_in(&rel, Some(path));
             if !base_path.exists() {
                 return Err(Diag::new(
                     &shown,
                     locs.find("extends").line,
                     format!("`extends: {rel}`: no such file {}", base_path.display()),
                 )
-                .hint("the base path is relative to the file that extends it"));
+                .hint(super::paths::RULE));
             }
             let (mut merged, base_locs) = load_chain(&base_path, seen)?;
             merge(&mut merged, value);

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod expand;
 pub mod load;
 pub mod model;
+pub mod paths;
 mod ranges;
 pub mod resolve;
 pub mod when;
@@ -240,9 +241,41 @@ pub struct Pipeline {
     /// Prompt name → template text.
     pub prompts: BTreeMap<String, String>,
     pub warnings: Vec<String>,
+    /// Warnings of one kind that can repeat many times (printed as one summary line unless
+    /// `--verbose`); recorded in full with the others.
+    pub warning_groups: Vec<WarningGroup>,
+}
+
+/// Many warnings of one kind (e.g. each group of problems with the same question): the
+/// summary line to print, and every line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WarningGroup {
+    pub summary: String,
+    pub lines: Vec<String>,
+}
+
+impl WarningGroup {
+    /// Up to this many lines are printed as they are; more are summarized.
+    pub const SHOWN: usize = 3;
+    /// What to print: every line when `verbose` or when there are few, else the summary.
+    pub fn printed(&self, verbose: bool) -> Vec<&str> {
+        if verbose || self.lines.len() <= Self::SHOWN {
+            self.lines.iter().map(String::as_str).collect()
+        } else {
+            vec![self.summary.as_str()]
+        }
+    }
 }
 
 impl Pipeline {
+    /// Every warning line, the repeated ones in full (what results.json records).
+    pub fn recorded_warnings(&self) -> Vec<String> {
+        let mut all = self.warnings.clone();
+        for g in &self.warning_groups {
+            all.extend(g.lines.iter().cloned());
+        }
+        all
+    }
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
     }

@@ -17,41 +17,35 @@ use serde_json::Value;
 use super::checks::{self, NodeFacts};
 use super::load::{self, LocMap};
 use super::model::{Continuation, ModelSpec, Price, SamplingParams, SimSettings};
-use super::{Diag, GradeSpec, LoadOptions, Node, Pipeline, PipelineSpec, ProblemsSpec, expand};
+use super::{
+    Diag, GradeSpec, LoadOptions, Node, Pipeline, PipelineSpec, ProblemsSpec, WarningGroup, expand,
+};
 use crate::data::{self, Problem, ProblemSet};
 use crate::nodes::params::{did_you_mean, field_names};
 
-/// Resolves a path written in a pipeline: as given when absolute or present relative to the
-/// working directory, else relative to the pipeline file's folder or the nearest folder above
-/// it where it exists (so `data/x.csv` works from `pipelines/variants/` too).
+/// Resolves a path written in `pipeline_file` by the rule of [`paths`](super::paths).
 pub fn resolve_path(rel: &str, pipeline_file: &Path) -> PathBuf {
-    let p = PathBuf::from(rel);
-    if p.is_absolute() || p.exists() {
-        return p;
-    }
-    let dir = pipeline_file.parent().unwrap_or(Path::new("."));
-    for base in dir.ancestors() {
-        let c = base.join(rel);
-        if c.exists() {
-            return c;
-        }
-    }
-    p
+    super::paths::resolve_in(rel, Some(pipeline_file))
 }
 
 pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
     let (tree, locs, preloaded, notes) = tree(path, opts)?;
     known_keys(&tree, &locs)?;
-    let spec = decode(&tree, &locs)?;
+    let mut spec = decode(&tree, &locs)?;
+    resolve_tokenizer_paths(&mut spec, &locs, path);
     let mut diags = Vec::new();
     for (_, check) in SPEC_CHECKS {
         check(&spec, &locs, path, &mut diags);
     }
-    let problems_path = resolve_path(&spec.problems.path, path);
+    let problems_path =
+        super::paths::resolve_key(&spec.problems.path, "problems.path", &locs, path);
     let problems = problems(&spec, &problems_path, &locs, &mut diags);
     let (mut nodes, mut expand_errors) = expand::expand_partial(&spec.nodes, &locs);
     diags.append(&mut expand_errors);
-    let prompts_dir = resolve_path(spec.prompts_dir.as_deref().unwrap_or("prompts"), path);
+    let prompts_dir = match &spec.prompts_dir {
+        Some(d) => super::paths::resolve_key(d, "prompts_dir", &locs, path),
+        None => resolve_path("prompts", path),
+    };
     let facts = nodes
         .iter()
         .map(|n| {
@@ -85,14 +79,10 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         .map(|id| by_id.remove(id).expect("node"))
         .collect();
     let (problem_set, problems) = problems.expect("loaded");
+    let warning_groups = duplicate_warnings(&spec.problems.path, &problems)
+        .into_iter()
+        .collect();
     let mut warnings = notes;
-    for group in data::duplicate_questions(&problems) {
-        warnings.push(format!(
-            "{}: problems {} have the same question; they share cache entries (use `samples:` for independent draws)",
-            spec.problems.path,
-            group.join(", ")
-        ));
-    }
     warnings.extend(super::model::model_warnings(&spec, &nodes, &locs));
     Ok(Pipeline {
         file: path.to_path_buf(),
@@ -104,7 +94,44 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         problems,
         prompts,
         warnings,
+        warning_groups,
     })
+}
+
+/// A model's `tokenizer:` file, found by the path rule, becomes an absolute path (the
+/// encoding names `cl100k`, `o200k` and paths found nowhere are left for the check to name).
+fn resolve_tokenizer_paths(spec: &mut PipelineSpec, locs: &LocMap, file: &Path) {
+    for (name, m) in spec.models.iter_mut() {
+        let Some(t) = &m.tokenizer else { continue };
+        let key = format!("models.{name}.tokenizer");
+        let found = super::paths::resolve_key(t, &key, locs, file);
+        if found.is_file()
+            && let Ok(abs) = std::path::absolute(&found)
+        {
+            m.tokenizer = Some(abs.display().to_string());
+        }
+    }
+}
+
+/// The problems that share a question text, one line per group, summarized as one line.
+fn duplicate_warnings(path: &str, problems: &[Problem]) -> Option<WarningGroup> {
+    let groups = data::duplicate_questions(problems);
+    let first = groups.first()?;
+    let lines = groups
+        .iter()
+        .map(|g| {
+            format!(
+                "{path}: problems {} have the same question; they share cache entries (use `samples:` for independent draws)",
+                g.join(", ")
+            )
+        })
+        .collect();
+    let summary = format!(
+        "{path}: {} groups of problems have the same question (first: {}); they share cache entries (use `samples:` for independent draws); --verbose lists them all",
+        groups.len(),
+        first.join(", ")
+    );
+    Some(WarningGroup { summary, lines })
 }
 
 /// The merged tree: the file and its bases, every `--set` (all their errors), the filters.
@@ -331,14 +358,14 @@ fn check_nodes_not_empty(spec: &PipelineSpec, locs: &LocMap, _: &Path, diags: &m
 
 fn check_prompts_dir(spec: &PipelineSpec, locs: &LocMap, file: &Path, diags: &mut Vec<Diag>) {
     let Some(d) = &spec.prompts_dir else { return };
-    let dir = resolve_path(d, file);
+    let dir = super::paths::resolve_key(d, "prompts_dir", locs, file);
     if !dir.is_dir() {
         diags.push(
             Diag::at(
                 &locs.find("prompts_dir"),
                 format!("`prompts_dir: {d}`: no such folder ({})", dir.display()),
             )
-            .hint("a path in a pipeline resolves against the file's folder, its ancestors, then the working directory"),
+            .hint(super::paths::RULE),
         );
     }
 }

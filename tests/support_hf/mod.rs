@@ -121,6 +121,26 @@ impl FakeHf {
             .insert(dataset.into(), (gated, sha.map(String::from)));
     }
 
+    /// Upstream publishes a new revision of a served split: `edit` changes its rows (add,
+    /// remove, edit) and the Hub then reports `sha`.
+    pub fn publish(
+        &self,
+        dataset: &str,
+        config: &str,
+        split_name: &str,
+        sha: &str,
+        edit: impl FnOnce(&mut Vec<Value>),
+    ) {
+        let mut g = self.inner.lock().unwrap();
+        let key = (
+            dataset.to_string(),
+            config.to_string(),
+            split_name.to_string(),
+        );
+        edit(&mut g.splits.get_mut(&key).expect("a served split").rows);
+        g.datasets.get_mut(dataset).expect("a served dataset").1 = Some(sha.to_string());
+    }
+
     /// At most `n` rows per page (the client asks for 100).
     pub fn set_page_cap(&self, n: usize) {
         self.inner.lock().unwrap().page_cap = n;
