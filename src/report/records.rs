@@ -46,22 +46,39 @@ fn short_id(id: &str) -> &str {
     id.rsplit('-').next().unwrap_or(id)
 }
 
-/// Node id → round of the graded nodes of `kinds`, from the records and, for rounds no
-/// record reached yet (a run stopped before a round began), from config.json.
-fn graded_nodes(rf: &RunFile, cfg: Option<&Value>, kinds: &[&str]) -> BTreeMap<String, u32> {
-    let mut seen: BTreeMap<String, (u32, bool, bool)> = BTreeMap::new(); // round, any done, any graded
+/// What one pass over a run's records finds: per node id its kind, round, whether some
+/// instance finished and whether some had a verdict; and the most samples of a problem.
+#[derive(Default)]
+struct Survey {
+    nodes: BTreeMap<String, (String, u32, bool, bool)>,
+    samples: usize,
+}
+
+fn survey(rf: &RunFile) -> Survey {
+    let mut s = Survey::default();
     for p in rf.problems(Texts::Lengths).flatten() {
+        s.samples = s.samples.max(p.samples.len());
         for n in p.samples.iter().flat_map(|s| s.values()) {
-            if !kinds.contains(&n.kind.as_str()) {
-                continue;
-            }
-            let e = seen
-                .entry(n.node.clone())
-                .or_insert((n.round, false, false));
-            e.1 |= n.status == NodeStatus::Done;
-            e.2 |= graded_done(n);
+            let e =
+                s.nodes
+                    .entry(n.node.clone())
+                    .or_insert((n.kind.clone(), n.round, false, false));
+            e.2 |= n.status == NodeStatus::Done;
+            e.3 |= graded_done(n);
         }
     }
+    s
+}
+
+/// Node id → round of the graded nodes of `kinds`, from the records and, for rounds no
+/// record reached yet (a run stopped before a round began), from config.json.
+fn graded_nodes(sv: &Survey, cfg: Option<&Value>, kinds: &[&str]) -> BTreeMap<String, u32> {
+    let mut seen: BTreeMap<String, (u32, bool, bool)> = sv
+        .nodes
+        .iter()
+        .filter(|(_, (kind, ..))| kinds.contains(&kind.as_str()))
+        .map(|(id, (_, round, done, graded))| (id.clone(), (*round, *done, *graded)))
+        .collect();
     let config_says = |id: &str| -> Option<bool> {
         let nodes = cfg?.get("expanded_nodes")?.as_array()?;
         let n = nodes.iter().find(|n| n["id"] == id)?;
@@ -101,9 +118,10 @@ pub fn run_of(rf: &RunFile) -> Result<Run, String> {
     let mut warnings = Vec::new();
     // the attempts graded by the `grade:` block; a pipeline that grades only with nodes
     // that give their own verdict (`grade`) has those instead
-    let mut graded = graded_nodes(rf, cfg, &crate::nodes::block_graded_kinds());
+    let sv = survey(rf);
+    let mut graded = graded_nodes(&sv, cfg, &crate::nodes::block_graded_kinds());
     if graded.is_empty() {
-        graded = graded_nodes(rf, cfg, &crate::nodes::own_verdict_kinds());
+        graded = graded_nodes(&sv, cfg, &crate::nodes::own_verdict_kinds());
     }
     let mut rounds: BTreeSet<u32> = graded.values().copied().collect();
     if let Some(o) = rf.original() {
@@ -123,14 +141,7 @@ pub fn run_of(rf: &RunFile) -> Result<Run, String> {
     let cfg_samples = cfg
         .and_then(|c| c["pipeline"]["samples"].as_u64())
         .map(|n| n as usize);
-    let samples = rf
-        .problems(Texts::Lengths)
-        .flatten()
-        .map(|p| p.samples.len())
-        .max()
-        .unwrap_or(0)
-        .max(cfg_samples.unwrap_or(1))
-        .max(1);
+    let samples = sv.samples.max(cfg_samples.unwrap_or(1)).max(1);
 
     let status = rf.status.clone();
     let shape = Shape {
