@@ -534,6 +534,18 @@ fn every_run_writes_a_report_that_agrees_with_its_results() {
 
 #[test]
 fn the_dashboard_port_may_come_from_the_pipeline() {
+    dashboard_after_the_run_stops_on("-INT");
+}
+
+/// `timeout`, `docker stop` and a closed terminal end the dashboard that keeps serving a
+/// finished run, as Ctrl-C does (SIGTERM used to be ignored there).
+#[test]
+fn sigterm_and_sighup_end_the_dashboard_after_a_run() {
+    dashboard_after_the_run_stops_on("-TERM");
+    dashboard_after_the_run_stops_on("-HUP");
+}
+
+fn dashboard_after_the_run_stops_on(signal: &str) {
     use std::io::BufRead;
     let p = Project::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -569,7 +581,7 @@ fn the_dashboard_port_may_come_from_the_pipeline() {
         }
     }
     std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     let status = child.wait().unwrap();
@@ -580,7 +592,7 @@ fn the_dashboard_port_may_come_from_the_pipeline() {
     assert_eq!(
         status.code(),
         Some(0),
-        "Ctrl-C after a finished run is a normal end"
+        "{signal} after a finished run is a normal end"
     );
 }
 
