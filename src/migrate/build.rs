@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::flat::{Flat, Issue};
+use super::flat::{B, Flat};
 use super::models::{continuation, model_spec, reasoner_model, summary_continuation};
 
 /// What the tree-building needs besides the flat keys.
@@ -31,24 +31,6 @@ pub struct Built {
     pub notes: Vec<String>,
     /// Keys without effect here (shown by `convert`, not on every run).
     pub ignored: Vec<String>,
-}
-
-pub(super) struct B<'f> {
-    pub(super) f: &'f mut Flat,
-    lines: Vec<(String, usize)>,
-    pub(super) notes: Vec<String>,
-}
-
-impl B<'_> {
-    pub(super) fn at(&mut self, path: &str, key: &str) {
-        if let Some(l) = self.f.line(key) {
-            self.lines.push((path.to_string(), l));
-        }
-    }
-    pub(super) fn issue(&mut self, key: &str, msg: impl Into<String>, hint: impl Into<String>) {
-        let line = self.f.line(key);
-        self.f.issues.push(Issue::new(line, msg).hint(hint));
-    }
 }
 
 pub fn build(f: &mut Flat, inp: &Inputs<'_>) -> Built {

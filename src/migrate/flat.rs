@@ -321,6 +321,27 @@ fn key_lines(text: &str) -> BTreeMap<String, usize> {
     out
 }
 
+/// A conversion in progress over a flat config: the config, where each output field came
+/// from (output path, line) and the notes for the user. The build steps (`build.rs`,
+/// `models.rs`) share it.
+pub(super) struct B<'f> {
+    pub(super) f: &'f mut Flat,
+    pub(super) lines: Vec<(String, usize)>,
+    pub(super) notes: Vec<String>,
+}
+
+impl B<'_> {
+    pub(super) fn at(&mut self, path: &str, key: &str) {
+        if let Some(l) = self.f.line(key) {
+            self.lines.push((path.to_string(), l));
+        }
+    }
+    pub(super) fn issue(&mut self, key: &str, msg: impl Into<String>, hint: impl Into<String>) {
+        let line = self.f.line(key);
+        self.f.issues.push(Issue::new(line, msg).hint(hint));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::build::B;
+use super::flat::B;
 
 /// Fireworks' per-request ceiling in the original client (`MAX_TOKENS_PER_REQUEST`).
 const FIREWORKS_MAX_TOKENS: u64 = 8192;
