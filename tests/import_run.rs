@@ -312,6 +312,27 @@ fn the_recorded_config_runs_as_it_is_and_reproduces_the_recorded_table() {
         &serde_json::to_string_pretty(&cfg).unwrap(),
     );
     std::os::unix::fs::symlink(shared.join("data"), p.path().join("checkout/data")).unwrap();
+    // the plan sees the import: every recorded answer a cache hit, the error records not run
+    let mut plan = p.cmd();
+    plan.current_dir(p.path().join("checkout"))
+        .env_remove("FIREWORKS_API_KEY")
+        .args([
+            "pipeline",
+            "plan",
+            "config/experiments/recorded.yaml",
+            "--load-run",
+            recorded.to_str().unwrap(),
+            "--question-ids",
+            IDS,
+        ]);
+    let out = plan.output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("in the cache: 15") && t.contains("to make: 0"),
+        "{t}"
+    );
+    assert!(t.contains("will not run: 15 (recorded_error: 15)"), "{t}");
     let mut c = p.cmd();
     c.current_dir(p.path().join("checkout"))
         .env_remove("FIREWORKS_API_KEY")

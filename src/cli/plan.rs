@@ -54,6 +54,15 @@ pub async fn run_with(p: Pipeline, opts: &RunOptions, explain: bool) -> anyhow::
     let to_make: u64 = sink.to_make.values().sum();
     println!("  in the cache: {cached}");
     println!("  to make: {to_make} (continuations and conditional skips may change this)");
+    if !sink.not_run.is_empty() {
+        let n: u64 = sink.not_run.values().sum();
+        let why: Vec<String> = sink
+            .not_run
+            .iter()
+            .map(|(r, k)| format!("{r}: {k}"))
+            .collect();
+        println!("  will not run: {n} ({})", why.join(", "));
+    }
     let st = &ctx.calls.stats;
     let first_calls = st.planned_calls.load(std::sync::atomic::Ordering::Relaxed);
     let est_first = st.planned_tokens.load(std::sync::atomic::Ordering::Relaxed);

@@ -358,6 +358,8 @@ pub struct PlanSink {
     pub cached: HashMap<String, u64>,
     pub to_make: HashMap<String, u64>,
     pub other: HashMap<String, u64>,
+    /// Model-call nodes that will not run, by reason (`recorded_error`, `skipped`, …).
+    pub not_run: std::collections::BTreeMap<String, u64>,
 }
 
 impl Sink for PlanSink {
@@ -371,7 +373,13 @@ impl Sink for PlanSink {
                 *self.to_make.entry(e.node.clone()).or_default() += 1
             }
             ("started", _) => {}
-            _ => *self.other.entry(e.node.clone()).or_default() += 1,
+            (ev, _) => {
+                *self.other.entry(e.node.clone()).or_default() += 1;
+                if ev != "finished" {
+                    let why = e.reason.unwrap_or(ev).to_string();
+                    *self.not_run.entry(why).or_default() += 1;
+                }
+            }
         }
         Ok(())
     }
