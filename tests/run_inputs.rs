@@ -52,3 +52,28 @@ fn walk(d: &std::path::Path) -> usize {
             .sum()
     })
 }
+
+/// A repeat block's bad `when:` is one error at its own line, not one per body node.
+#[test]
+fn a_bad_block_when_is_one_error_at_its_line() {
+    let p = Project::new();
+    let yaml = common::iterated("w", 3, &common::sim_model(0), "").replace(
+        "    repeat: 3\n",
+        "    repeat: 3\n    when: \"not ((previous.attempt.correct\"\n",
+    );
+    let file = p.write("pipelines/w.yaml", &yaml);
+    let line = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .position(|l| l.trim_start().starts_with("when:"))
+        .unwrap()
+        + 1;
+    let out = p.run(&["pipeline", "validate", "pipelines/w.yaml"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(t.contains("1 error(s)"), "{t}");
+    assert!(
+        t.contains(&format!("pipelines/w.yaml:{line}: error: bad `when:`")),
+        "{t}"
+    );
+}

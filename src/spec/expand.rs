@@ -409,10 +409,12 @@ fn resolve_raw(
         match when::parse(t, &resolve) {
             Ok(c) => when = Some(c),
             Err(e) => {
-                let loc = if own_when.is_some() {
-                    at("when")
-                } else {
-                    locs.find(&raw.path)
+                // a repeat block's own `when:` is reported once, at its line (not at each
+                // body node of each round)
+                let loc = match (&own_when, raw.path.rsplit_once(".body.")) {
+                    (Some(_), _) => at("when"),
+                    (None, Some((block, _))) => locs.find(&format!("{block}.when")),
+                    (None, None) => locs.find(&raw.path),
                 };
                 diags.push(
                     Diag::at(&loc, format!("bad `when:` condition `{}`: {e}", shorten(t)))
