@@ -293,11 +293,7 @@ impl Cache {
         let compressed = compress(&payload)?;
         let path = self.entry_path(key);
         let dir = path.parent().expect("has parent");
-        let tmp = dir.join(format!(
-            ".tmp-{}-{:x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+        let tmp = tmp_beside(dir);
         let mut buf = Vec::with_capacity(HEADER + compressed.len());
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(blake3::hash(&payload).as_bytes());
@@ -361,11 +357,7 @@ impl Cache {
         let dir = path.parent().expect("has parent");
         fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         self.clear_non_file(&path);
-        let tmp = dir.join(format!(
-            ".tmp-{}-{:x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+        let tmp = tmp_beside(dir);
         fs::write(&tmp, bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
         fs::rename(&tmp, &path).map_err(|e| format!("renaming into {}: {e}", path.display()))?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
@@ -389,6 +381,15 @@ impl Cache {
 /// Moves `tmp` to `path` unless `path` exists (`AlreadyExists` then): one `renameat2`
 /// with `RENAME_NOREPLACE`, or where the file system lacks it, a hard link (which never
 /// replaces either) and the removal of `tmp`.
+/// A temporary file's name in `dir` (renamed into place once written; `entries` skips it).
+fn tmp_beside(dir: &Path) -> PathBuf {
+    dir.join(format!(
+        ".tmp-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ))
+}
+
 fn rename_noreplace(tmp: &Path, path: &Path) -> std::io::Result<()> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     match renameat_with(CWD, tmp, CWD, path, RenameFlags::NOREPLACE) {

@@ -111,6 +111,64 @@ fn check(p: &ProblemRecord, pipeline: &Pipeline, errors: &mut Vec<String>) {
     }
 }
 
+/// The import table being filled from a file's records.
+#[derive(Default)]
+struct Table {
+    imports: Imports,
+    recorded_errors: Vec<String>,
+    verdicts: HashMap<(String, u32, u32), bool>,
+}
+
+impl Table {
+    /// Adds one problem's records; the problems found in them.
+    fn add(&mut self, p: &ProblemRecord, pipeline: &Pipeline, scope: Scope) -> Vec<String> {
+        let mut recorded_error = false;
+        let mut errors = Vec::new();
+        for (s, nodes) in p.samples.iter().enumerate() {
+            let s = s as u32;
+            for n in nodes.values().filter(|n| wanted(n, scope)) {
+                match n.status {
+                    NodeStatus::Done => {}
+                    NodeStatus::NotRun if n.reason == Some(NotSent::RecordedError) => {
+                        recorded_error = true;
+                        let e = n.error.clone().unwrap_or_default();
+                        let rec = Imported::RecordedError(e);
+                        self.imports.insert(&p.id, s, &n.kind, n.round, rec);
+                        continue;
+                    }
+                    // only what finished: a killed or stopped run has nodes that never ran
+                    _ => continue,
+                }
+                let no_text = output_text(n, "text").is_none_or(|t| t.trim().is_empty());
+                if no_text && !attempt(n) {
+                    continue; // a node without a model's text (an extract, a vote)
+                }
+                if no_text {
+                    errors.push(format!(
+                        "problem `{}` (sample {s}, node `{}`): no text to import",
+                        p.id, n.node
+                    ));
+                    continue;
+                }
+                if let Some(c) = n
+                    .output
+                    .as_deref()
+                    .and_then(|o| o.get("correct")?.as_bool())
+                {
+                    self.verdicts.insert((p.id.clone(), s, n.round), c);
+                }
+                self.imports.insert(&p.id, s, &n.kind, n.round, answer(n));
+            }
+        }
+        if recorded_error {
+            self.recorded_errors.push(p.id.clone());
+        } else {
+            check(p, pipeline, &mut errors);
+        }
+        errors
+    }
+}
+
 /// Reads and checks `path`; the import table for the run.
 pub fn load(pipeline: &Pipeline, path: &Path, scope: Scope) -> Result<Loaded> {
     let flag = scope.flag();
@@ -125,53 +183,19 @@ pub fn load(pipeline: &Pipeline, path: &Path, scope: Scope) -> Result<Loaded> {
             u.error
         );
     }
-    let mut imports = Imports::new(path.display().to_string());
-    let (mut errors, mut recorded_errors, mut verdicts) = (Vec::new(), Vec::new(), HashMap::new());
+    let mut t = Table {
+        imports: Imports::new(path.display().to_string()),
+        ..Default::default()
+    };
+    let mut errors = Vec::new();
     for p in &problems {
-        let mut recorded_error = false;
-        let mut problem_errors = Vec::new();
-        for (s, nodes) in p.samples.iter().enumerate() {
-            let s = s as u32;
-            for n in nodes.values().filter(|n| wanted(n, scope)) {
-                match n.status {
-                    NodeStatus::Done => {}
-                    NodeStatus::NotRun if n.reason == Some(NotSent::RecordedError) => {
-                        recorded_error = true;
-                        let e = n.error.clone().unwrap_or_default();
-                        imports.insert(&p.id, s, &n.kind, n.round, Imported::RecordedError(e));
-                        continue;
-                    }
-                    // only what finished: a killed or stopped run has nodes that never ran
-                    _ => continue,
-                }
-                let no_text = output_text(n, "text").is_none_or(|t| t.trim().is_empty());
-                if no_text && !attempt(n) {
-                    continue; // a node without a model's text (an extract, a vote)
-                }
-                if no_text {
-                    problem_errors.push(format!(
-                        "problem `{}` (sample {s}, node `{}`): no text to import",
-                        p.id, n.node
-                    ));
-                    continue;
-                }
-                if let Some(c) = n
-                    .output
-                    .as_deref()
-                    .and_then(|o| o.get("correct")?.as_bool())
-                {
-                    verdicts.insert((p.id.clone(), s, n.round), c);
-                }
-                imports.insert(&p.id, s, &n.kind, n.round, answer(n));
-            }
-        }
-        if recorded_error {
-            recorded_errors.push(p.id.clone());
-        } else {
-            check(p, pipeline, &mut problem_errors);
-        }
-        errors.extend(problem_errors);
+        errors.extend(t.add(p, pipeline, scope));
     }
+    let Table {
+        imports,
+        recorded_errors,
+        verdicts,
+    } = t;
     if !errors.is_empty() {
         bail!(
             "{}: {} problem(s) in the file:\n  {}",

@@ -353,15 +353,42 @@ async fn dashboard_end(d: &crate::dashboard::Dashboard, summary: &RunSummary) {
 /// `--results_format original`: results.original.json beside results.json (a failure is a
 /// warning: distill's own files are written).
 fn write_original_results(dir: &std::path::Path, name: &str) {
-    let config = std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    let config = crate::runfile::read_config(dir)
         .map(|c| c["pipeline"].clone())
         .unwrap_or_default();
     match crate::runfile::original_out::write(dir, name, config) {
         Ok(f) => eprintln!("original-format results: {}", f.display()),
         Err(e) => eprintln!("warning: writing the original-format results: {e}"),
     }
+}
+
+/// The files a finished run adds beside its results: the import manifest (`--load_run`,
+/// `--load_initial_reasoning`) and the original tool's schema (`--results_format original`).
+fn write_extras(ctx: &RunCtx, opts: &RunOptions, summary: &RunSummary) {
+    let Some(dir) = &summary.run_dir else { return };
+    if let Some(l) = &ctx.import
+        && let Err(e) = import::write_manifest(dir, l)
+    {
+        eprintln!(
+            "warning: writing {}: {e:#}",
+            dir.join("import.json").display()
+        );
+    }
+    if opts.original_results {
+        write_original_results(dir, &ctx.pipeline.spec.name);
+    }
+}
+
+/// Sends the run's metrics to the live dashboard once a second (when there is one).
+fn metrics_ticker(ctx: &Arc<RunCtx>) -> Option<tokio::task::JoinHandle<()>> {
+    let d = ctx.dashboard.clone()?;
+    let c = ctx.clone();
+    Some(tokio::spawn(async move {
+        loop {
+            d.metrics(&output::metrics_json(&c, &scheduler::Outcome::default(), 0));
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }))
 }
 
 /// Runs a validated pipeline and writes its run directory.
@@ -399,15 +426,7 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         .count()
         * p.spec.samples.max(1) as usize;
     let progress = progress::Progress::new(p.problems.len(), model_nodes, opts.progress);
-    let ticker = ctx.dashboard.clone().map(|d| {
-        let c = ctx.clone();
-        tokio::spawn(async move {
-            loop {
-                d.metrics(&output::metrics_json(&c, &scheduler::Outcome::default(), 0));
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        })
-    });
+    let ticker = metrics_ticker(&ctx);
     let result = match ctx.dashboard.clone() {
         Some(d) => {
             scheduler::schedule(
@@ -455,17 +474,7 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             .as_deref()
             .map_or_else(|| "-".into(), |d| d.display().to_string())
     );
-    if let (Some(l), Some(dir)) = (&ctx.import, &summary.run_dir)
-        && let Err(e) = import::write_manifest(dir, l)
-    {
-        eprintln!(
-            "warning: writing {}: {e:#}",
-            dir.join("import.json").display()
-        );
-    }
-    if let (true, Some(dir)) = (opts.original_results, &summary.run_dir) {
-        write_original_results(dir, &ctx.pipeline.spec.name);
-    }
+    write_extras(&ctx, opts, &summary);
     if let Some(d) = &ctx.dashboard {
         dashboard_end(d, &summary).await;
     }
