@@ -20,3 +20,4 @@ pub mod report;
 pub mod runfile;
 pub mod spec;
 pub mod template;
+pub mod tls;

@@ -1,6 +1,7 @@
 //! The `distill` binary: parses the command line and hands it to `distill::cli`.
 
 fn main() {
+    distill::tls::init();
     std::process::exit(distill::cli::main());
 }
 

@@ -84,7 +84,7 @@ impl Client {
             _ if endpoint == DEFAULT_ENDPOINT => DEFAULT_HUB.to_string(),
             _ => endpoint.clone(),
         };
-        let http = reqwest::Client::builder()
+        let http = crate::tls::client_builder()
             .user_agent(concat!("distill/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
             .timeout(Duration::from_secs(120))

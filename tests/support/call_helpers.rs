@@ -271,7 +271,7 @@ pub async fn always_fails_uncached(what: &str, fault: Fault, model_more: &str) -
 /// One HTTP client for the raw requests (building one takes a while: TLS roots).
 pub fn client() -> &'static reqwest::Client {
     static C: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    C.get_or_init(reqwest::Client::new)
+    C.get_or_init(|| distill::tls::client_builder().build().expect("client"))
 }
 
 /// POSTs a chat request; returns the status and the body.

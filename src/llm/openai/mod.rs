@@ -122,7 +122,7 @@ impl OpenAiProvider {
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
             .default_headers(headers)
             .user_agent(concat!("distill/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
