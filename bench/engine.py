@@ -12,15 +12,28 @@ the exact command behind each figure.
       max(total call time / 16, longest chain of one problem). Target ratio <= 1.05.
   (b) throughput: 60 problems x `samples: 10` = 5,400 calls, latency 0, cold cache.
       Calls per second of process wall time, cache writes included. Target >= 5,000/s.
-  (c) warm cache: (b) again on the same cache directory. Process wall time. Target <= 0.3 s.
+  (c) warm cache: (b) again on the same cache directory. Process wall time. Target <= 0.15 s.
   (d) memory (only with --big): 10,000 problems x 3 calls (reason, summarize, reason),
       outputs of ~16 KB (trace_words 2700), peak RSS of the process. Target <= 150 MB.
+  (e) memory at scale (only with --huge; ~4 GB of disk, several minutes): (d)'s graph at
+      1,000 and at 100,000 problems. Targets: <= 150 MB at 100,000, and within 20% of the
+      RSS at 1,000.
+  (f) CPU per call over HTTP (only with --http): (b)'s 5,400 calls against the tests' fake
+      OpenAI server (examples/fake_openai, zero latency), the server pinned to one core
+      and distill to the other with `taskset` so the server is not the bottleneck. distill's
+      user+sys CPU from /usr/bin/time per call (target <= 0.1 ms) and the server's own CPU,
+      then the same run warm.
+  (g) learned rate limits (only with --http): examples/bench_http against servers that admit
+      5 and 20 requests/s, with `rpm:` set and with nothing configured. Targets with nothing
+      configured: <= 5% of requests answered 429, goodput >= 0.97 of the limit.
 
 (a)-(c) report the best of --runs runs (default 3). Usage:
 
   cargo build --release
   python3 bench/engine.py            # a-c (CI-sized, ~1 minute)
   python3 bench/engine.py --big      # a-d
+  cargo build --release --examples && python3 bench/engine.py --only f,g --http
+  python3 bench/engine.py --only e --huge
   python3 bench/engine.py --only d --big --keep
 """
 
@@ -106,8 +119,8 @@ class Run:
 
 
 def run_distill(binary: Path, cwd: Path, yaml_rel: str, name: str, args: list[str],
-                time_v: bool = False) -> Run:
-    argv = [str(binary), "pipeline", "run", yaml_rel, "--no-progress", *args]
+                time_v: bool = False, prefix: list[str] | None = None) -> Run:
+    argv = [*(prefix or []), str(binary), "pipeline", "run", yaml_rel, "--no-progress", *args]
     full = argv
     tv_out = None
     if time_v:
@@ -261,22 +274,119 @@ def bench_bc(binary: Path, wd: Path, runs: int, conc: int) -> None:
     row("c", "calls / node cache hits (0 / 5400)",
         f"{mw['calls']} / {mw['node_cache_hits']}", "0 / 5400",
         mw["calls"] == 0 and mw["node_cache_hits"] == 5400)
-    row("c", "wall, process (best of %d) s" % runs, f"{bw.wall_s:.3f}", "<= 0.3", bw.wall_s <= 0.3)
+    row("c", "wall, process (best of %d) s" % runs, f"{bw.wall_s:.3f}", "<= 0.15", bw.wall_s <= 0.15)
     row("c", "wall, metrics wall_time_s s", f"{mw['wall_time_s']:.3f}")
     NOTES.append("(c) process walls: " + ", ".join(f"{r.wall_s:.3f}" for r in warm) + " s")
     COMMANDS.append(("c", show_cmd(bw, wd) + "   # the cache of (b)'s best run, warm"))
 
 
-def bench_d(binary: Path, wd: Path, conc: int) -> None:
-    write_problems(wd / "problems_10k.csv", 10_000)
-    (wd / "bench_d.yaml").write_text(
-        pipeline_yaml("bench_d", "problems_10k.csv", rounds=1, latency_ms=0, trace_words=2700))
+def run_memory(binary: Path, wd: Path, conc: int, n: int, tag: str) -> Run:
+    """(d)'s graph over `n` problems on a fresh cache; the run's results and cache are removed
+    afterwards (100,000 problems write ~4 GB)."""
+    csv_name = f"problems_{n}.csv"
+    write_problems(wd / csv_name, n)
+    name = f"bench_{tag}_{n}"
+    (wd / f"{name}.yaml").write_text(
+        pipeline_yaml(name, csv_name, rounds=1, latency_ms=0, trace_words=2700))
     use_time = os.access("/usr/bin/time", os.X_OK)
-    shutil.rmtree(wd / "cache_d", ignore_errors=True)
-    r = run_distill(binary, wd, "bench_d.yaml", "bench_d",
-                    ["--concurrency", str(conc), "--cache", "cache_d"], time_v=use_time)
+    cache = f"cache_{name}"
+    shutil.rmtree(wd / cache, ignore_errors=True)
+    r = run_distill(binary, wd, f"{name}.yaml", name,
+                    ["--concurrency", str(conc), "--cache", cache], time_v=use_time)
+    log(f"  ({tag}) {n} problems: {r.wall_s:.1f} s, calls {r.metrics.get('calls')}, "
+        f"maxrss {r.maxrss_kb / 1024:.1f} MB")
+    return r
+
+
+def bench_e(binary: Path, wd: Path, conc: int) -> None:
+    small = run_memory(binary, wd, conc, 1_000, "e")
+    shutil.rmtree(wd / "results", ignore_errors=True)
+    shutil.rmtree(wd / "cache_bench_e_1000", ignore_errors=True)
+    big = run_memory(binary, wd, conc, 100_000, "e")
+    a, b = small.maxrss_kb / 1024, big.maxrss_kb / 1024
+    row("e", "calls at 1,000 / 100,000", f"{small.metrics['calls']} / {big.metrics['calls']}",
+        "3000 / 300000", small.metrics["calls"] == 3000 and big.metrics["calls"] == 300_000)
+    row("e", "peak RSS MB at 1,000", f"{a:.1f}")
+    row("e", "peak RSS MB at 100,000", f"{b:.1f}", "<= 150", b <= 150)
+    row("e", "RSS 100,000 / RSS 1,000", f"{b / a:.3f}", "<= 1.20", b / a <= 1.20)
+    row("e", "wall at 100,000 s", f"{big.wall_s:.1f}")
+    COMMANDS.append(("e", show_cmd(big, wd)))
+    shutil.rmtree(wd / "results", ignore_errors=True)
+    shutil.rmtree(wd / "cache_bench_e_100000", ignore_errors=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, from /proc."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_f(binary: Path, wd: Path, conc: int) -> None:
+    server_bin = binary.parent / "examples" / "fake_openai"
+    if not os.access(server_bin, os.X_OK):
+        log(f"(f) needs {server_bin}: run `cargo build --release --examples`")
+        return
+    pin = shutil.which("taskset") and (os.cpu_count() or 1) >= 2
+    srv_argv = [str(server_bin), "--port", "0", "--latency-ms", "0"]
+    if pin:
+        srv_argv = ["taskset", "-c", "1", *srv_argv]
+    srv = subprocess.Popen(srv_argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        base = srv.stdout.readline().strip()
+        write_problems(wd / "problems.csv", 60)
+        y = pipeline_yaml("bench_f", "problems.csv", rounds=4, samples=10).replace(
+            "{provider: sim, model: sim-reasoner, params: {max_tokens: 100000}, sim: {latency_ms: 0, jitter_ms: 0}}",
+            f"{{provider: openai-compatible, model: fake, base_url: '{base}', params: {{max_tokens: 512}}}}")
+        (wd / "bench_f.yaml").write_text(y)
+        shutil.rmtree(wd / "cache_f", ignore_errors=True)
+        binary_argv = [str(binary)]
+        if pin:
+            binary_argv = ["taskset", "-c", "0", str(binary)]
+        s0 = cpu_seconds(srv.pid)
+        r = run_distill(Path(binary_argv[-1]), wd, "bench_f.yaml", "bench_f",
+                        ["--concurrency", str(conc), "--cache", "cache_f"], time_v=True,
+                        prefix=binary_argv[:-1])
+        s1 = cpu_seconds(srv.pid)
+        calls = r.metrics["calls"]
+        cpu = float(r.time_v["User time (seconds)"]) + float(r.time_v["System time (seconds)"])
+        row("f", "calls over HTTP (must be 5400)", f"{calls}", "5400", calls == 5400)
+        row("f", "distill CPU user+sys s", f"{cpu:.3f}")
+        row("f", "distill CPU per call ms", f"{1000 * cpu / calls:.3f}", "<= 0.1", 1000 * cpu / calls <= 0.1)
+        row("f", "server CPU per call ms", f"{1000 * (s1 - s0) / calls:.3f}")
+        row("f", "wall, process s", f"{r.wall_s:.3f}")
+        COMMANDS.append(("f", ("taskset -c 1 " if pin else "") + shlex.join(srv_argv[-5:]) + "  # server; then:"))
+        COMMANDS.append(("f", show_cmd(r, wd)))
+        w = run_distill(Path(binary_argv[-1]), wd, "bench_f.yaml", "bench_f",
+                        ["--concurrency", str(conc), "--cache", "cache_f"], time_v=True,
+                        prefix=binary_argv[:-1])
+        wcpu = float(w.time_v["User time (seconds)"]) + float(w.time_v["System time (seconds)"])
+        row("f", "warm rerun: calls / wall s / CPU s", f"{w.metrics['calls']} / {w.wall_s:.3f} / {wcpu:.3f}")
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+def bench_g(binary: Path) -> None:
+    ex = binary.parent / "examples" / "bench_http"
+    if not os.access(ex, os.X_OK):
+        log(f"(g) needs {ex}: run `cargo build --release --examples`")
+        return
+    out = subprocess.run([str(ex), "--fast-calls", "0"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if not line.startswith("server limit"):
+            continue
+        label = line.split(":")[0].replace("server limit ", "")
+        pct = float(line.split("answered 429 (")[1].split("%")[0])
+        good = float(line.split("goodput ")[1].split(" ")[0])
+        learned = "nothing configured" in line
+        row("g", f"{label}: 429 share / goodput", f"{pct:.1f}% / {good:.3f}",
+            "<= 5% / >= 0.97" if learned else "", (pct <= 5 and good >= 0.97) if learned else None)
+    COMMANDS.append(("g", shlex.join([str(ex), "--fast-calls", "0"])))
+
+
+def bench_d(binary: Path, wd: Path, conc: int) -> None:
+    r = run_memory(binary, wd, conc, 10_000, "d")
     m = r.metrics
-    log(f"  (d) {r.wall_s:.1f} s, calls {m.get('calls')}, maxrss {r.maxrss_kb / 1024:.1f} MB")
     # size of one reason output, to check the ~16 KB: read the first problem of results.json
     out_kb = None
     with open(r.run_dir / "results.json", encoding="utf-8") as f:
@@ -310,7 +420,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", type=Path, default=DEFAULT_BIN, help="the distill binary")
     ap.add_argument("--big", action="store_true", help="also run (d): 10,000 problems (~1 GB of disk)")
-    ap.add_argument("--only", default="", help="comma-separated subset of a,b,c,d (b and c run together)")
+    ap.add_argument("--huge", action="store_true", help="also run (e): 1,000 and 100,000 problems (~4 GB of disk)")
+    ap.add_argument("--http", action="store_true", help="also run (f) and (g) (release examples needed)")
+    ap.add_argument("--only", default="", help="comma-separated subset of a-g (b and c run together)")
     ap.add_argument("--runs", type=int, default=3, help="runs of (a)-(c); the best is reported")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -337,6 +449,12 @@ def main() -> int:
             bench_d(binary, wd, a.concurrency)
         elif want("d") and only:
             log("(d) needs --big")
+        if a.huge and want("e"):
+            bench_e(binary, wd, a.concurrency)
+        if a.http and want("f"):
+            bench_f(binary, wd, a.concurrency)
+        if a.http and want("g"):
+            bench_g(binary)
     finally:
         if a.keep:
             log(f"kept {wd}")

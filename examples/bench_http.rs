@@ -1,9 +1,10 @@
 //! HTTP client benchmark against the in-process fake server (not run by tests):
-//! 1. a server limited to 20 requests/s, N calls with `rpm: 1200` configured client-side;
-//! 2. the same server with no client limit (adaptive in-flight limit and backoff only);
+//! 1. servers limited to 5 and 20 requests/s, about 30 s of calls each, with `rpm:` set to
+//!    the limit client-side;
+//! 2. the same servers with nothing configured (the rate is learned from their 429s);
 //! 3. M zero-latency calls at concurrency C: raw client throughput.
 //!
-//! `cargo run --example bench_http -- [--limited-calls 600] [--fast-calls 5000] [--concurrency 64]`
+//! `cargo run --example bench_http -- [--limited-calls N] [--fast-calls 5000] [--concurrency 64]`
 
 #[path = "../tests/support/fake_openai.rs"]
 mod fake_openai;
@@ -80,35 +81,46 @@ fn arg(name: &str, default: usize) -> usize {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let limited = arg("--limited-calls", 600);
+    let limited = arg("--limited-calls", 0);
     let fast = arg("--fast-calls", 5000);
     let conc = arg("--concurrency", 64);
 
-    for (label, extra) in [
-        ("rpm 1200 configured", json!({"rpm": 1200})),
-        ("no client limit (adaptive)", json!({})),
-    ] {
-        let server = FakeServer::start(FakeConfig {
-            rps_limit: Some(20),
-            latency: Duration::from_millis(20),
-            ..Default::default()
-        })
-        .await;
-        let p = OpenAiProvider::new(&spec(&server.base_url(), extra))?;
-        let o = run(&p, limited, conc).await;
-        let reqs = server.request_count();
-        let r429 = server.rate_limited_count();
-        println!(
-            "server rps limit 20, {label}: {} ok / {} failed in {:.1}s -> goodput {:.1} calls/s; \
-             {reqs} requests, {r429} answered 429 ({:.1}%); final in-flight limit {}",
-            o.ok,
-            o.failed,
-            o.secs,
-            o.ok as f64 / o.secs,
-            100.0 * r429 as f64 / reqs.max(1) as f64,
-            p.in_flight_limit()
-        );
-        server.shutdown();
+    for rps in [5u32, 20] {
+        // about 30 s of the server's capacity; `--limited-calls` overrides
+        let calls = if limited > 0 {
+            limited
+        } else {
+            rps as usize * 30
+        };
+        for (label, extra) in [
+            ("rpm configured", json!({"rpm": rps * 60})),
+            ("nothing configured (learned)", json!({})),
+        ] {
+            let server = FakeServer::start(FakeConfig {
+                rps_limit: Some(rps),
+                latency: Duration::from_millis(20),
+                ..Default::default()
+            })
+            .await;
+            let p = OpenAiProvider::new(&spec(&server.base_url(), extra))?;
+            let o = run(&p, calls, conc).await;
+            let reqs = server.request_count();
+            let r429 = server.rate_limited_count();
+            let goodput = o.ok as f64 / o.secs;
+            println!(
+                "server limit {rps}/s, {label}: {} ok / {} failed in {:.1}s -> {:.2} calls/s = goodput {:.3} of the limit; \
+                 {reqs} requests, {r429} answered 429 ({:.1}%); learned rate {}",
+                o.ok,
+                o.failed,
+                o.secs,
+                goodput,
+                goodput / f64::from(rps),
+                100.0 * r429 as f64 / reqs.max(1) as f64,
+                p.paced_rate()
+                    .map_or("-".to_string(), |r| format!("{r:.2}/s"))
+            );
+            server.shutdown();
+        }
     }
 
     for stream in [true, false] {

@@ -17,7 +17,9 @@ pub struct Problem {
     /// 0-based position in the CSV (what `index_range` counts).
     pub index: usize,
     pub id: String,
-    pub fields: BTreeMap<String, String>,
+    /// Shared: the loaded set, the selection and the scheduler's open problems hold one
+    /// copy of each row.
+    pub fields: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 impl Problem {
@@ -224,7 +226,11 @@ fn load_keeping(path: &Path, keep: &dyn Fn(usize, &str) -> bool) -> Result<Probl
             .filter(|(c, _)| whole || SLIM.contains(&c.as_str()))
             .map(|(c, v)| (c.clone(), v.to_string()))
             .collect();
-        problems.push(Problem { index, id, fields });
+        problems.push(Problem {
+            index,
+            id,
+            fields: fields.into(),
+        });
         index += 1;
     }
     drop(rdr);
@@ -346,7 +352,8 @@ mod tests {
                 .map(|i| Problem {
                     index: i,
                     id: format!("p{i}"),
-                    fields: [("question".to_string(), format!("q{}", i % 3))].into(),
+                    fields: BTreeMap::from([("question".to_string(), format!("q{}", i % 3))])
+                        .into(),
                 })
                 .collect(),
             file_hash: String::new(),

@@ -102,13 +102,10 @@ pub async fn schedule(
         .iter()
         .map(|n| nodes::kind(&n.kind).expect("validated kind"))
         .collect();
-    let problems: Vec<Arc<Problem>> = ctx
-        .pipeline
-        .problems
-        .iter()
-        .cloned()
-        .map(Arc::new)
-        .collect();
+    // a problem is shared (`Arc`) from when it opens; the rows themselves are shared
+    // with the pipeline's copy (`Problem::fields`)
+    let problems = ctx.clone();
+    let problems = &problems.pipeline.problems;
     let window = (ctx.concurrency * 4).max(16);
     let mut open: HashMap<usize, Open> = HashMap::new();
     let mut next = 0usize;
@@ -130,8 +127,9 @@ pub async fn schedule(
     loop {
         // once stopped, no new problem is opened
         while open.len() < window && next < problems.len() && !ctx.stop_new_calls() {
-            sink.problem_open(&problems[next])?;
-            open.insert(next, open_problem(&g, &problems[next], next, &mut ready));
+            let problem = Arc::new(problems[next].clone());
+            sink.problem_open(&problem)?;
+            open.insert(next, open_problem(&g, &problem, next, &mut ready));
             next += 1;
         }
         // dispatch: every node that needs no call slot, then model nodes in priority order

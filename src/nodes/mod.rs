@@ -175,7 +175,7 @@ impl NodeCx<'_> {
     /// upstream nodes, plus `extra` (kind-specific variables).
     pub fn template_data(&self, extra: Map<String, Value>) -> Value {
         let mut m = Map::new();
-        for (k, v) in &self.problem.fields {
+        for (k, v) in self.problem.fields.iter() {
             m.insert(k.clone(), Value::String(v.clone()));
         }
         m.insert(

@@ -340,7 +340,7 @@ mod tests {
         crate::data::Problem {
             id: id.into(),
             index,
-            fields,
+            fields: fields.into(),
         }
     }
 

@@ -4,9 +4,13 @@
 //!   reserves `ceil(prompt chars / 4) + max_tokens` tokens (1024 when max_tokens is unset),
 //!   clamped to the budget; there is no refund after the answer (the estimate is an upper
 //!   bound for the output, a rough one for the prompt);
-//! - an adaptive (AIMD) in-flight limit: starts at `max_in_flight` (or 512), is halved
-//!   (min 1) on a rate-limit 429 — at most once per "epoch", so a burst of 429s from requests
-//!   sent together halves once — and grows back by 1/4 per success;
+//! - an adaptive (AIMD) in-flight limit: starts at `SLOW_START` (or `max_in_flight` when
+//!   lower) and grows by one per success (doubling each round trip) up to `max_in_flight`
+//!   (or 512) until the first congestion; is halved (min 1) on a rate-limit 429 — at most
+//!   once per "epoch", so a burst of 429s from requests sent together halves once — and
+//!   then grows back by 1/4 per success;
+//! - with no `rpm:`, a request rate learned from the server's 429s (`pace`), so a server's
+//!   limit is found and kept instead of being hit again and again;
 //! - a stream the server cut (ended without a `finish_reason`) lowers the ceiling of that
 //!   limit to half the requests then in flight (min 1, once per epoch) for the rest of the
 //!   run: llama-cpp-python cuts a stream whenever another request arrives, so only fewer
@@ -34,6 +38,9 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 512;
 pub const DEFAULT_TOKEN_RESERVE: u64 = 1024;
 /// Additive increase of the in-flight limit per successful request.
 const INCREASE_PER_SUCCESS: f64 = 0.25;
+/// The in-flight limit a provider starts at, before any congestion: a burst of 512
+/// requests at a server that admits 5 a second would be 507 refusals.
+const SLOW_START: f64 = 4.0;
 
 struct AimdState {
     limit: f64,
@@ -41,6 +48,8 @@ struct AimdState {
     ceiling: f64,
     in_flight: usize,
     epoch: u64,
+    /// Growing by one per success until the first congestion.
+    slow_start: bool,
 }
 
 /// The limits of one provider instance.
@@ -50,12 +59,16 @@ pub struct Limits {
     state: Mutex<AimdState>,
     wake: Notify,
     paused_until: Mutex<Option<Instant>>,
+    /// The learned rate, when no `rpm:` is set.
+    pace: Option<super::pace::Pace>,
 }
 
 /// One admitted request: holds an in-flight slot until dropped.
 pub struct Permit<'a> {
     limits: &'a Limits,
     epoch: u64,
+    /// When it was let through (after any pacing).
+    sent: Instant,
 }
 
 impl Limits {
@@ -70,25 +83,30 @@ impl Limits {
                 .and_then(NonZeroU32::new)
                 .map(|t| (RateLimiter::direct(Quota::per_minute(t)), t.get())),
             state: Mutex::new(AimdState {
-                limit: max,
+                limit: max.min(SLOW_START),
                 ceiling: max,
                 in_flight: 0,
                 epoch: 0,
+                slow_start: true,
             }),
             wake: Notify::new(),
             paused_until: Mutex::new(None),
+            pace: rpm.is_none().then(super::pace::Pace::default),
         })
     }
 
     /// Waits for an in-flight slot, the end of any header pause, and the rpm / tpm budgets.
     pub async fn admit(&self, est_tokens: u64) -> Permit<'_> {
-        let permit = self.acquire_slot().await;
+        let mut permit = self.acquire_slot().await;
         loop {
             let until = *self.paused_until.lock().expect("pause lock");
             match until {
                 Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
                 _ => break,
             }
+        }
+        if let Some(at) = self.pace.as_ref().and_then(|p| p.reserve(Instant::now())) {
+            tokio::time::sleep_until(at).await;
         }
         if let Some(r) = &self.rpm {
             r.until_ready().await;
@@ -99,6 +117,7 @@ impl Limits {
             // n <= cap = the burst size, so this cannot fail.
             let _ = t.until_n_ready(n).await;
         }
+        permit.sent = Instant::now();
         permit
     }
 
@@ -113,6 +132,7 @@ impl Limits {
                     return Permit {
                         limits: self,
                         epoch: s.epoch,
+                        sent: Instant::now(),
                     };
                 }
                 // Registered before the lock is released, so no wake-up is lost.
@@ -125,6 +145,12 @@ impl Limits {
     /// Reads `x-ratelimit-remaining-requests` / `x-ratelimit-reset-requests`.
     pub fn observe_headers(&self, headers: &HeaderMap) {
         let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        if let Some(p) = &self.pace
+            && let Some(limit) =
+                get("x-ratelimit-limit-requests").and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            p.limit_per_minute(limit);
+        }
         let remaining =
             get("x-ratelimit-remaining-requests").and_then(|v| v.trim().parse::<f64>().ok());
         if remaining.is_some_and(|r| r <= 0.0) {
@@ -150,6 +176,11 @@ impl Limits {
         }
     }
 
+    /// The learned request rate (requests per second; None: not paced).
+    pub fn paced_rate(&self) -> Option<f64> {
+        self.pace.as_ref().and_then(|p| p.rate())
+    }
+
     /// The current adaptive in-flight limit (for tests and progress displays).
     pub fn in_flight_limit(&self) -> usize {
         self.state.lock().expect("aimd lock").limit.floor().max(1.0) as usize
@@ -157,9 +188,14 @@ impl Limits {
 }
 
 impl Permit<'_> {
-    /// The request was rate limited: halve the in-flight limit (once per epoch).
-    pub fn congested(&self) {
+    /// The request was rate limited (the server asked to wait `retry`): cut the learned
+    /// rate, and halve the in-flight limit (once per epoch).
+    pub fn congested(&self, retry: Option<Duration>) {
+        if let Some(p) = &self.limits.pace {
+            p.refused(self.sent, Instant::now(), retry);
+        }
         let mut s = self.limits.state.lock().expect("aimd lock");
+        s.slow_start = false;
         if s.epoch == self.epoch {
             let current = s.limit.min(s.in_flight as f64);
             s.limit = (current / 2.0).max(1.0);
@@ -177,6 +213,7 @@ impl Permit<'_> {
         let current = s.limit.min(s.in_flight as f64);
         let new = (current / 2.0).floor().max(1.0);
         s.epoch += 1;
+        s.slow_start = false;
         if new >= s.ceiling {
             return None;
         }
@@ -188,7 +225,12 @@ impl Permit<'_> {
     /// The request succeeded: grow the limit additively.
     pub fn succeeded(&self) {
         let mut s = self.limits.state.lock().expect("aimd lock");
-        s.limit = (s.limit + INCREASE_PER_SUCCESS).min(s.ceiling);
+        let step = if s.slow_start {
+            1.0
+        } else {
+            INCREASE_PER_SUCCESS
+        };
+        s.limit = (s.limit + step).min(s.ceiling);
         drop(s);
         self.limits.wake.notify_waiters();
     }
@@ -215,20 +257,43 @@ mod tests {
 
     #[tokio::test]
     async fn aimd_halves_once_per_epoch_and_recovers() {
-        let l = Limits::new(None, None, Some(8));
-        let permits: Vec<_> = futures_util::future::join_all((0..8).map(|_| l.admit(1))).await;
+        let l = Limits::new(None, None, Some(4));
+        let permits: Vec<_> = futures_util::future::join_all((0..4).map(|_| l.admit(1))).await;
         for p in &permits {
-            p.congested();
+            p.congested(None);
         }
-        assert_eq!(l.in_flight_limit(), 4);
+        assert_eq!(l.in_flight_limit(), 2);
         drop(permits);
         let p = l.admit(1).await;
-        p.congested();
+        p.congested(None);
         assert_eq!(l.in_flight_limit(), 1);
         for _ in 0..8 {
             p.succeeded();
         }
         assert_eq!(l.in_flight_limit(), 3);
+    }
+
+    #[tokio::test]
+    async fn it_starts_small_and_doubles_until_the_first_congestion() {
+        let l = Limits::new(None, None, Some(64));
+        assert_eq!(l.in_flight_limit(), SLOW_START as usize);
+        let p = l.admit(1).await;
+        for _ in 0..10 {
+            p.succeeded();
+        }
+        assert_eq!(l.in_flight_limit(), SLOW_START as usize + 10);
+        p.congested(None);
+        let n = l.in_flight_limit();
+        drop(p);
+        let q = l.admit(1).await;
+        for _ in 0..4 {
+            q.succeeded();
+        }
+        assert_eq!(
+            l.in_flight_limit(),
+            n + 1,
+            "a quarter per success after congestion"
+        );
     }
 
     #[tokio::test]

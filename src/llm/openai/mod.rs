@@ -6,6 +6,7 @@
 
 pub mod keys;
 pub mod limits;
+pub mod pace;
 pub mod pool;
 pub mod retry;
 pub mod sse;
@@ -183,6 +184,11 @@ impl OpenAiProvider {
         self.limits.in_flight_limit()
     }
 
+    /// The request rate learned from the server's 429s (None: not paced).
+    pub fn paced_rate(&self) -> Option<f64> {
+        self.limits.paced_rate()
+    }
+
     /// The JSON body of a request: model, messages or prompt, every set param, stream flags.
     pub fn request_body(&self, req: &CallRequest) -> Result<Value, CallError> {
         let mut body = Map::new();
@@ -321,7 +327,7 @@ impl OpenAiProvider {
                 let text = resp.text().await.unwrap_or_default();
                 let err = classify_status(status, &headers, &text);
                 if err.rate_limited {
-                    permit.congested();
+                    permit.congested(err.min_delay);
                     if let Some(d) = err.min_delay {
                         self.limits.pause_for(d);
                     }
