@@ -24,6 +24,7 @@ fn reload(dir: &Path, cfg: &Value) -> Result<(spec::Pipeline, usize), String> {
     let opts = LoadOptions {
         sets: load.sets.clone(),
         filters: load.filters.clone(),
+        shard: load.shard,
     };
     let mut p = spec::load(&load.file, &opts).map_err(|diags| {
         let d: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
@@ -65,9 +66,10 @@ pub(super) fn resume(a: &RunArgs) -> i32 {
         || l.question_ids.is_some()
         || l.exclude_question_ids.is_some()
         || l.index_range.is_some()
+        || a.shard.is_some()
     {
         eprintln!(
-            "error: --resume takes no pipeline file, --set or filters: the run's own resolved config is used"
+            "error: --resume takes no pipeline file, --set, filters or --shard: the run's own resolved config is used (a shard's run directory resumes as that shard)"
         );
         return 2;
     }
@@ -123,26 +125,18 @@ pub(super) fn resume(a: &RunArgs) -> i32 {
 struct RunLine {
     name: String,
     id: String,
+    shard: String,
     status: String,
     done: usize,
     total: usize,
     accuracy: String,
-    spend: String,
+    spend: Option<f64>,
     started: String,
 }
 
-fn describe(dir: &Path) -> Option<RunLine> {
-    let cfg = runfile::read_config(dir).ok()?;
-    let total = cfg["problems"]["selected"].as_array().map_or(0, Vec::len);
-    let status = match runfile::liveness(dir) {
-        Liveness::Live => "running".to_string(),
-        Liveness::Ended(s) => s,
-        Liveness::Killed => "interrupted".to_string(),
-    };
-    // the report's own figures: accuracy over the attempts with a verdict, carried rounds
-    // included (one place computes them)
-    let run = crate::report::load_run(dir).ok()?;
-    let rep = crate::report::metrics::run_report(&run, None, 0, 0);
+/// The report's own figures: accuracy over the attempts with a verdict, carried rounds
+/// included (one place computes them).
+fn accuracy_of(rep: &crate::report::RunReport) -> String {
     let accuracy = rep
         .rounds
         .iter()
@@ -156,24 +150,83 @@ fn describe(dir: &Path) -> Option<RunLine> {
         })
         .collect::<Vec<_>>()
         .join(" ");
+    if accuracy.is_empty() {
+        "–".into()
+    } else {
+        accuracy
+    }
+}
+
+/// A run directory's line, and its run when it is a shard (for the merged line).
+fn describe(dir: &Path) -> Option<(RunLine, Option<crate::report::Run>)> {
+    let cfg = runfile::read_config(dir).ok()?;
+    let total = cfg["problems"]["selected"].as_array().map_or(0, Vec::len);
+    let status = match runfile::liveness(dir) {
+        Liveness::Live => "running".to_string(),
+        Liveness::Ended(s) => s,
+        Liveness::Killed => "interrupted".to_string(),
+    };
+    let run = crate::report::load_run(dir).ok()?;
+    let rep = crate::report::metrics::run_report(&run, None, 0, 0);
     let metrics: Value = runfile::read_metrics(dir).unwrap_or_default();
     let id = cfg["run_id"].as_str().unwrap_or_default().to_string();
-    Some(RunLine {
+    let line = RunLine {
         name: rep.pipeline.clone(),
         started: started_of(&id),
         id,
+        shard: run
+            .shard
+            .as_ref()
+            .map_or("–".into(), |s| s.shard().to_string()),
         status,
         done: rep.problems_finished,
         total,
-        accuracy: if accuracy.is_empty() {
-            "–".into()
-        } else {
-            accuracy
-        },
-        spend: metrics["spend_usd"]
-            .as_f64()
-            .map_or("–".into(), |s| format!("${s:.4}")),
-    })
+        accuracy: accuracy_of(&rep),
+        spend: metrics["spend_usd"].as_f64(),
+    };
+    let shard = run.shard.is_some().then_some(run);
+    Some((line, shard))
+}
+
+/// One line per sharded run, its shards merged as `distill report` merges them.
+fn merged_lines(shards: Vec<crate::report::Run>, lines: &[RunLine]) -> Vec<RunLine> {
+    let merged = match crate::report::shards::merge(shards) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            return Vec::new();
+        }
+    };
+    merged
+        .into_iter()
+        .filter_map(|run| {
+            let c = run.coverage.clone()?;
+            let rep = crate::report::metrics::run_report(&run, None, 0, 0);
+            // the merge groups shards by pipeline and count: so do their lines
+            let of_n = format!("/{}", c.count);
+            let parts: Vec<&RunLine> = lines
+                .iter()
+                .filter(|l| l.name == run.pipeline && l.shard.ends_with(&of_n))
+                .collect();
+            let spend = parts.iter().map(|l| l.spend).sum::<Option<f64>>();
+            let started = parts
+                .iter()
+                .map(|l| l.started.clone())
+                .min()
+                .unwrap_or_default();
+            Some(RunLine {
+                name: rep.pipeline.clone(),
+                id: "(shards merged)".into(),
+                shard: format!("{}/{}", c.present.len(), c.count),
+                status: rep.status.clone(),
+                done: rep.problems_finished,
+                total: c.problems_total,
+                accuracy: accuracy_of(&rep),
+                spend,
+                started,
+            })
+        })
+        .collect()
 }
 
 /// The start time in a run id (`20261201T161057073Z-92c1de`), as `2026-12-01 16:10:57Z`.
@@ -207,26 +260,34 @@ fn run_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// `distill runs [RESULTS_DIR]`.
+/// `distill runs [RESULTS_DIR]`: a line per run directory (a shard's says which, `2/4`),
+/// then a line per sharded run with its shards merged (`4/4` shards given).
 pub(super) fn list(root: &Path) -> i32 {
-    let runs: Vec<RunLine> = run_dirs(root).iter().filter_map(|d| describe(d)).collect();
+    let mut runs = Vec::new();
+    let mut shards = Vec::new();
+    for (line, shard) in run_dirs(root).iter().filter_map(|d| describe(d)) {
+        runs.push(line);
+        shards.extend(shard);
+    }
     if runs.is_empty() {
         println!("no runs under {}", root.display());
         return 0;
     }
+    let merged = merged_lines(shards, &runs);
     println!(
-        "{:<20} {:<28} {:<12} {:>9}  {:<24} {:>9}  started",
-        "name", "id", "status", "problems", "accuracy by round", "spend"
+        "{:<20} {:<28} {:<6} {:<12} {:>9}  {:<24} {:>9}  started",
+        "name", "id", "shard", "status", "problems", "accuracy by round", "spend"
     );
-    for r in runs {
+    for r in runs.iter().chain(&merged) {
         println!(
-            "{:<20} {:<28} {:<12} {:>9}  {:<24} {:>9}  {}",
+            "{:<20} {:<28} {:<6} {:<12} {:>9}  {:<24} {:>9}  {}",
             r.name,
             r.id,
+            r.shard,
             r.status,
             format!("{}/{}", r.done, r.total),
             r.accuracy,
-            r.spend,
+            r.spend.map_or("–".into(), |s| format!("${s:.4}")),
             r.started
         );
     }

@@ -349,8 +349,29 @@ pub fn run_report(
 /// `STOPPED EARLY (interrupted): 3 of 5 problems finished, 2 not started; not run: 4
 /// attempts (interrupted: 4)` for a run that stopped (or was stopped) before running all it
 /// selected: its status says so, or some attempt or problem was not run. `IN PROGRESS` for a
-/// live run's journal. None for a run that ran everything.
+/// live run's journal. A merged sharded run names its missing shards first (`shard 2/4
+/// missing: the table covers 3 of 4 shards (…)`) and its unfinished ones as the cause
+/// (`STOPPED EARLY (shard 1/4 interrupted): …`). None for a run that ran everything.
 fn stop_note(
+    run: &Run,
+    finished: usize,
+    incomplete: usize,
+    not_started: usize,
+    total: &Counts,
+) -> Option<String> {
+    // the shards of a merged run that were not given come first
+    let missing = run
+        .coverage
+        .as_ref()
+        .and_then(|c| c.missing_note(run.problems.len()));
+    let stop = stopped_note(run, finished, incomplete, not_started, total);
+    match (missing, stop) {
+        (Some(m), Some(s)) => Some(format!("{m}; {s}")),
+        (m, s) => m.or(s),
+    }
+}
+
+fn stopped_note(
     run: &Run,
     finished: usize,
     incomplete: usize,
@@ -361,7 +382,14 @@ fn stop_note(
     if !stopped && total.not_run == 0 && incomplete + not_started == 0 {
         return None;
     }
-    let cause = if stopped || total.not_run_reasons.is_empty() {
+    let unfinished_shards = run
+        .coverage
+        .as_ref()
+        .map(|c| c.unfinished())
+        .filter(|u| !u.is_empty());
+    let cause = if let (true, Some(u)) = (stopped, &unfinished_shards) {
+        u.join(", ")
+    } else if stopped || total.not_run_reasons.is_empty() {
         run.status.clone()
     } else {
         let r: Vec<&str> = total.not_run_reasons.keys().map(String::as_str).collect();
