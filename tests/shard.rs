@@ -3,7 +3,8 @@
 //! against the tests' fake server, selects each problem in exactly one shard (repeats
 //! together), sends exactly the unsharded run's requests, and its merged report has the
 //! unsharded report's table; a shard left out is named in every header, a stopped shard is
-//! said to be stopped, shards of two configs refuse to merge, a shard holding nothing still
+//! said to be stopped, shards of two configs (or of one config split two ways, or one shard
+//! given twice) refuse to merge, a shard holding nothing still
 //! writes its run directory, bad `--shard` values are exit 2, and `pipeline plan` plans one
 //! shard.
 
@@ -277,6 +278,15 @@ async fn shards_of_two_configs_refuse_to_merge() {
     let out = run(&p, &["report", a.to_str().unwrap(), a.to_str().unwrap()]).await;
     let t = assert_exit(&out, 2);
     assert!(t.contains("shard 0/2 of `c` is given twice"), "{t}");
+    // one config split two ways (0/2 beside 1/3) is refused
+    assert_exit(
+        &run_pipeline(&p, &file, "cache", &["--shard", "1/3"]).await,
+        0,
+    );
+    let c = p.last_run("c");
+    let out = run(&p, &["report", a.to_str().unwrap(), c.to_str().unwrap()]).await;
+    let t = assert_exit(&out, 2);
+    assert!(t.contains("were split two ways"), "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

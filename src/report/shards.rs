@@ -79,6 +79,7 @@ pub fn merge(runs: Vec<Run>) -> Result<Vec<Run>, String> {
     for (_, members) in &groups {
         check_group(&runs, members)?;
     }
+    split_two_ways(&runs, &groups)?;
     let mut slots: Vec<Option<Run>> = runs.into_iter().map(Some).collect();
     let mut merged: BTreeMap<usize, Run> = BTreeMap::new();
     for (_, members) in &groups {
@@ -129,6 +130,28 @@ fn check_group(runs: &[Run], members: &[usize]) -> Result<(), String> {
                 dir_of(other).display(),
                 dir_of(r).display()
             ));
+        }
+    }
+    Ok(())
+}
+
+/// One config split into different shard counts (`0/4` beside `1/2`): no count of shards
+/// covers the selection, so the merge is refused.
+fn split_two_ways(runs: &[Run], groups: &[((String, u32), Vec<usize>)]) -> Result<(), String> {
+    for (i, (ka, a)) in groups.iter().enumerate() {
+        for (kb, b) in &groups[i + 1..] {
+            let (ra, rb) = (&runs[a[0]], &runs[b[0]]);
+            let of = |r: &Run| r.shard.as_ref().map(|s| s.of.clone());
+            if ka.0 == kb.0 && of(ra) == of(rb) {
+                return Err(format!(
+                    "the shards of `{}` were split two ways: {} is one of {} shards, {} one of {}; give the shards of one split (one --shard I/N count)",
+                    ka.0,
+                    dir_of(ra).display(),
+                    ka.1,
+                    dir_of(rb).display(),
+                    kb.1
+                ));
+            }
         }
     }
     Ok(())
