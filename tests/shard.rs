@@ -187,6 +187,25 @@ async fn four_shards_equal_one_unsharded_run() {
     assert_eq!(rounds.len(), 3);
     assert_eq!(rounds[0]["per_round_accuracy"]["n"], 14);
 
+    // one shard alone is its own report, saying what it is a piece of
+    let t = assert_exit(
+        &run(
+            &p,
+            &[
+                "report",
+                shard_dirs[0].to_str().unwrap(),
+                "--out",
+                "rep-one",
+            ],
+        )
+        .await,
+        0,
+    );
+    assert!(
+        t.contains("this run is shard 0/4 of a sharded run") && !t.contains("missing: the table"),
+        "{t}"
+    );
+
     // one shard left out: named in every header
     let mut args = vec!["report"];
     args.extend(strs(&shard_dirs[..2]));

@@ -53,7 +53,9 @@ pub fn main() -> i32 {
             };
             match crate::report::report(&opts) {
                 Ok(md) => {
-                    println!("{md}");
+                    use std::io::Write as _;
+                    // `distill report … | head`: the reader had enough (the files are written)
+                    let _ = writeln!(std::io::stdout(), "{md}");
                     0
                 }
                 Err(e) => {

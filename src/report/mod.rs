@@ -125,8 +125,13 @@ pub fn build(opts: &ReportOptions) -> Result<(Report, Vec<Run>), String> {
         .iter()
         .map(|p| load_run(p))
         .collect::<Result<Vec<_>, _>>()?;
-    // the shards of a sharded run are one column
-    let mut runs = shards::merge(runs)?;
+    // the shards of a sharded run are one column; one run given is that run's own report
+    // (the end-of-run report of a shard says which shard it is)
+    let mut runs = if opts.runs.len() == 1 {
+        runs.into_iter().map(shards::alone).collect()
+    } else {
+        shards::merge(runs)?
+    };
     // labels name the columns: keep them unique
     for i in 0..runs.len() {
         let dup = runs

@@ -5,7 +5,8 @@
 //! (name) and one shard count; they must then come from one config (the `of` hash of their
 //! config.json's `shard`), else the merge is refused, naming what differs. A shard not given
 //! is named in the merged run's coverage (every header says "shard 2/4 missing"); a shard
-//! still running or interrupted makes the merged run's status say so. What a merged table
+//! still running or interrupted makes the merged run's status say so. A shard reported alone
+//! (`distill report DIR`, the end of its run) is its own run, with a note saying so. What a merged table
 //! then computes is `metrics`' job; reading one run is `records`'.
 
 use std::collections::BTreeMap;
@@ -98,6 +99,22 @@ pub fn merge(runs: Vec<Run>) -> Result<Vec<Run>, String> {
         }
     }
     Ok(out)
+}
+
+/// A shard reported alone (its own report, at the end of its run): as itself, with a note
+/// saying what it is a piece of.
+pub fn alone(mut run: Run) -> Run {
+    if let Some(s) = &run.shard {
+        run.warnings.push(format!(
+            "this run is shard {}/{} of a sharded run ({} problem(s) of the {} of all shards): report the {} shard directories together to merge them into one column",
+            s.index,
+            s.count,
+            run.problems.len(),
+            s.problems_total,
+            s.count
+        ));
+    }
+    run
 }
 
 /// One config, each shard once.
