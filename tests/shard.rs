@@ -245,6 +245,30 @@ async fn four_shards_equal_one_unsharded_run() {
     args.extend(["--out", "rep-stopped"]);
     let t = assert_exit(&run(&p, &args).await, 0);
     assert!(t.contains("STOPPED EARLY (shard 1/4 interrupted)"), "{t}");
+    // resumed, it stays shard 1/4: no request (all cached), and the merge is whole again
+    let load = &json(&stopped.join("config.json"))["load"]["shard"];
+    assert_eq!(
+        (load["index"].as_u64(), load["count"].as_u64()),
+        (Some(1), Some(4))
+    );
+    let before = server.requests().len();
+    let mut args = vec!["pipeline", "run", "--no-progress", "--cache", "shard-cache"];
+    args.extend(["--resume", stopped.to_str().unwrap()]);
+    let t = assert_exit(&run(&p, &args).await, 0);
+    assert!(t.contains("shard 1/4: "), "{t}");
+    assert_eq!(
+        server.requests().len(),
+        before,
+        "the resumed shard's calls are cached"
+    );
+    let mut args = vec!["report"];
+    args.extend(strs(&shard_dirs));
+    args.extend(["--out", "rep-resumed"]);
+    assert_exit(&run(&p, &args).await, 0);
+    assert_eq!(
+        table_of(&p.path().join("rep-resumed/report.json")),
+        table_of(&p.path().join("rep-whole/report.json")),
+    );
 
     // `distill runs`: each shard's line, then the merged one
     let out = run(&p, &["runs"]).await;

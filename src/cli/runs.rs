@@ -106,6 +106,14 @@ pub(super) fn resume(a: &RunArgs) -> i32 {
         dir.display(),
         p.problems.len()
     );
+    if let Some(s) = &p.shard {
+        eprintln!(
+            "shard {}: the run stays this shard ({} of the {} selected problem(s))",
+            s.shard,
+            kept + p.problems.len(),
+            s.whole.len()
+        );
+    }
     let mut opts = run_options(a);
     opts.load = serde_json::from_value(cfg["load"].clone()).ok();
     match runtime().block_on(exec::run(p, &opts)) {
