@@ -196,33 +196,40 @@ fn describe(dir: &Path) -> Option<(RunLine, Option<crate::report::Run>)> {
     Some((line, shard))
 }
 
-/// One line per sharded run, its shards merged as `distill report` merges them.
-fn merged_lines(shards: Vec<crate::report::Run>, lines: &[RunLine]) -> Vec<RunLine> {
-    let merged = match crate::report::shards::merge(shards) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("warning: {e}");
-            return Vec::new();
+/// One line per sharded run (the shards of one config, by their `shard.of`), its shards
+/// merged as `distill report` merges them; a group that does not merge (one shard run twice)
+/// is a warning. `shards`: each shard's run and its line.
+fn merged_lines(shards: Vec<(crate::report::Run, &RunLine)>) -> Vec<RunLine> {
+    let mut groups: Vec<(String, Vec<(crate::report::Run, &RunLine)>)> = Vec::new();
+    for (run, line) in shards {
+        let of = run.shard.as_ref().map(|s| s.of.clone()).unwrap_or_default();
+        match groups.iter_mut().find(|(k, _)| *k == of) {
+            Some((_, v)) => v.push((run, line)),
+            None => groups.push((of, vec![(run, line)])),
         }
-    };
-    merged
-        .into_iter()
-        .filter_map(|run| {
-            let c = run.coverage.clone()?;
+    }
+    let mut out = Vec::new();
+    for (_, group) in groups {
+        let spend = group.iter().map(|(_, l)| l.spend).sum::<Option<f64>>();
+        let started = group
+            .iter()
+            .map(|(_, l)| l.started.clone())
+            .min()
+            .unwrap_or_default();
+        let runs = group.into_iter().map(|(r, _)| r).collect();
+        let merged = match crate::report::shards::merge(runs) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("warning: no merged line for these shards: {e}");
+                continue;
+            }
+        };
+        for run in merged {
+            let Some(c) = run.coverage.clone() else {
+                continue;
+            };
             let rep = crate::report::metrics::run_report(&run, None, 0, 0);
-            // the merge groups shards by pipeline and count: so do their lines
-            let of_n = format!("/{}", c.count);
-            let parts: Vec<&RunLine> = lines
-                .iter()
-                .filter(|l| l.name == run.pipeline && l.shard.ends_with(&of_n))
-                .collect();
-            let spend = parts.iter().map(|l| l.spend).sum::<Option<f64>>();
-            let started = parts
-                .iter()
-                .map(|l| l.started.clone())
-                .min()
-                .unwrap_or_default();
-            Some(RunLine {
+            out.push(RunLine {
                 name: rep.pipeline.clone(),
                 id: "(shards merged)".into(),
                 shard: format!("{}/{}", c.present.len(), c.count),
@@ -231,10 +238,11 @@ fn merged_lines(shards: Vec<crate::report::Run>, lines: &[RunLine]) -> Vec<RunLi
                 total: c.problems_total,
                 accuracy: accuracy_of(&rep),
                 spend,
-                started,
-            })
-        })
-        .collect()
+                started: started.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// The start time in a run id (`20261201T161057073Z-92c1de`), as `2026-12-01 16:10:57Z`.
@@ -271,17 +279,20 @@ fn run_dirs(root: &Path) -> Vec<PathBuf> {
 /// `distill runs [RESULTS_DIR]`: a line per run directory (a shard's says which, `2/4`),
 /// then a line per sharded run with its shards merged (`4/4` shards given).
 pub(super) fn list(root: &Path) -> i32 {
-    let mut runs = Vec::new();
-    let mut shards = Vec::new();
-    for (line, shard) in run_dirs(root).iter().filter_map(|d| describe(d)) {
-        runs.push(line);
-        shards.extend(shard);
-    }
-    if runs.is_empty() {
+    let described: Vec<_> = run_dirs(root).iter().filter_map(|d| describe(d)).collect();
+    if described.is_empty() {
         println!("no runs under {}", root.display());
         return 0;
     }
-    let merged = merged_lines(shards, &runs);
+    let mut runs = Vec::new();
+    let mut shard_runs = Vec::new();
+    for (line, run) in described {
+        if let Some(r) = run {
+            shard_runs.push((r, runs.len()));
+        }
+        runs.push(line);
+    }
+    let merged = merged_lines(shard_runs.into_iter().map(|(r, i)| (r, &runs[i])).collect());
     println!(
         "{:<20} {:<28} {:<6} {:<12} {:>9}  {:<24} {:>9}  started",
         "name", "id", "shard", "status", "problems", "accuracy by round", "spend"
