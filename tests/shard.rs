@@ -73,10 +73,11 @@ fn selected(run: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A run's report.json entry without what names the run (label, path, run id).
+/// A run's report.json entry without what names the run (label, path, run id, the shards
+/// it merged).
 fn table_of(report_json: &Path) -> Value {
     let mut r = json(report_json)["runs"][0].clone();
-    for k in ["label", "path", "run_id"] {
+    for k in ["label", "path", "run_id", "shards"] {
         r.as_object_mut().unwrap().remove(k);
     }
     r
@@ -225,6 +226,12 @@ async fn four_shards_equal_one_unsharded_run() {
         "{md}"
     );
     assert!(t.contains(&note), "{t}");
+    let three = json(&p.path().join("rep-three/report.json"));
+    assert_eq!(
+        three["runs"][0]["shards"]["missing"],
+        serde_json::json!([2])
+    );
+    assert_eq!(three["runs"][0]["shards"]["present"]["3"], "complete");
     let csv = std::fs::read_to_string(p.path().join("rep-three/report.csv")).unwrap();
     assert!(
         csv.lines().skip(1).all(|l| l.contains(&note)),

@@ -90,6 +90,10 @@ pub struct RunReport {
     pub not_run_reasons: BTreeMap<String, usize>,
     /// `STOPPED EARLY (…): …` when the run did not run everything it selected
     pub stopped_early: Option<String>,
+    /// A merged sharded run: its shard count, the shards given (with their status), the
+    /// missing ones and the problems of all shards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<super::shards::Coverage>,
     pub rounds: Vec<RoundRow>,
     pub k_metrics: Vec<KMetric>,
     /// per-round accuracy: the first round (a) vs the last (b), paired over the problems with
@@ -334,6 +338,7 @@ pub fn run_report(
         failed_attempts: total.failed,
         not_run_attempts: total.not_run,
         stopped_early: stop_note(run, finished, incomplete, not_started, &total),
+        shards: run.coverage.clone(),
         not_run_reasons: total.not_run_reasons,
         rounds: round_rows(run, &all),
         k_metrics: super::passk::k_metrics(run),
