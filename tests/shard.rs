@@ -5,8 +5,8 @@
 //! unsharded report's table; a shard left out is named in every header, a stopped shard is
 //! said to be stopped, shards of two configs (or of one config split two ways, or one shard
 //! given twice) refuse to merge, a shard holding nothing still
-//! writes its run directory, bad `--shard` values are exit 2, and `pipeline plan` plans one
-//! shard.
+//! writes its run directory, bad `--shard` values are exit 2, the filters choose before the
+//! shard splits, and `pipeline plan` plans one shard.
 
 mod common;
 #[path = "support/call_helpers.rs"]
@@ -449,4 +449,53 @@ fn plan_plans_one_shard() {
         sum += n;
     }
     assert_eq!(sum, 8);
+}
+
+#[test]
+fn filters_apply_before_the_shard() {
+    let p = Project::new();
+    p.write("pipelines/f.yaml", &iterated("f", 1, &sim_model(0), ""));
+    let run_shard = |i: u32, more: &[&str]| -> Vec<String> {
+        let shard = format!("{i}/2");
+        let mut args = vec![
+            "pipeline",
+            "run",
+            "pipelines/f.yaml",
+            "--no-progress",
+            "--shard",
+        ];
+        args.push(&shard);
+        args.extend_from_slice(more);
+        let out = p.run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            text(&out).contains(&format!("shard {i}/2: ")),
+            "{}",
+            text(&out)
+        );
+        selected(&p.last_run("f"))
+    };
+    let rows: Vec<String> = ["add-1", "mul-1", "sub-1", "div-1", "word-1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut union = Vec::new();
+    for i in 0..2 {
+        let all = run_shard(i, &[]);
+        let filtered = run_shard(
+            i,
+            &["--index-range", "0-4", "--exclude-question-ids", "mul-1"],
+        );
+        // the filters choose, then the shard splits what they chose: a problem's shard is
+        // its question's, whatever the filters
+        let expected: Vec<String> = all
+            .iter()
+            .filter(|id| rows.contains(id) && *id != "mul-1")
+            .cloned()
+            .collect();
+        assert_eq!(filtered, expected, "shard {i}/2");
+        union.extend(filtered);
+    }
+    union.sort();
+    assert_eq!(union, ["add-1", "div-1", "sub-1", "word-1"]);
 }
