@@ -2,8 +2,10 @@
 //! streamed pass, applying the selection filters (`question_ids`, `exclude_question_ids`,
 //! `index_range`) with the rules of DESIGN.md, and noticing rows that repeat a question.
 //! Rows the filters leave out keep only `id`, `question` and `answer` (what an import checks
-//! records against), so a large file with `--index_range 0-9` holds ten whole rows. Also the
-//! size-capped reading of small text inputs (prompt files). It does not fetch data.
+//! records against), so a large file with `--index_range 0-9` holds ten whole rows. After the
+//! filters, `--shard I/N` ([`Shard`]) keeps a deterministic 1/N of the selection by a hash
+//! of the question text. Also the size-capped reading of small text inputs (prompt files).
+//! It does not fetch data.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -317,6 +319,71 @@ pub fn select(set: &ProblemSet, f: &Filters) -> Result<Vec<Problem>, Vec<String>
     }
 }
 
+/// One of N pieces of a selection (`--shard I/N`, I 0-based: 0 ≤ I < N ≤ [`Shard::MAX_COUNT`]).
+/// A problem belongs to the piece its question text hashes to (blake3 of the question as the
+/// problem set gives it), so the split does not depend on row order or on the filters, and
+/// rows with the same question land in one piece (they share cache entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Most pieces (a sane cap: more than any array job of problems needs).
+    pub const MAX_COUNT: u32 = 10_000;
+
+    /// Parses `I/N` (0-based I, as Kubernetes' `$JOB_COMPLETION_INDEX` and Slurm's
+    /// `--array=0-(N-1)` give it).
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let bad = || {
+            format!(
+                "`{s}` is not a shard: give I/N, I 0-based (0 to N-1) and N from 1 to {}, e.g. --shard 0/4",
+                Shard::MAX_COUNT
+            )
+        };
+        let (i, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let index: u32 = i.trim().parse().map_err(|_| bad())?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || count > Shard::MAX_COUNT {
+            return Err(format!(
+                "shard `{s}`: the count N must be from 1 to {}",
+                Shard::MAX_COUNT
+            ));
+        }
+        if index >= count {
+            return Err(format!(
+                "shard `{s}`: the index is 0-based, so for {count} shard(s) it is 0 to {} (a Slurm array numbered from 1 passes $((SLURM_ARRAY_TASK_ID - 1)))",
+                count - 1
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The piece a question belongs to.
+    pub fn of_question(question: &str, count: u32) -> u32 {
+        let h = blake3::hash(question.as_bytes());
+        let first: [u8; 8] = h.as_bytes()[..8].try_into().expect("8 bytes");
+        (u64::from_le_bytes(first) % u64::from(count.max(1))) as u32
+    }
+
+    /// Whether this piece holds the problem.
+    pub fn holds(&self, p: &Problem) -> bool {
+        Shard::of_question(p.question(), self.count) == self.index
+    }
+
+    /// This piece of a selection (its order kept). May be empty: a small set split many ways.
+    pub fn select(&self, problems: &[Problem]) -> Vec<Problem> {
+        problems.iter().filter(|p| self.holds(p)).cloned().collect()
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 /// Groups of ids whose question text is identical (they would share cache entries).
 pub fn duplicate_questions(problems: &[Problem]) -> Vec<Vec<String>> {
     let mut by_q: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -418,6 +485,61 @@ mod tests {
             .map(|p| p.id)
             .collect();
         assert_eq!(ids, ["p0", "p2"]);
+    }
+
+    #[test]
+    fn shards_partition_a_selection_and_keep_repeated_questions_together() {
+        let s = set(40);
+        let mut seen = Vec::new();
+        for i in 0..4 {
+            let piece = Shard { index: i, count: 4 }.select(&s.problems);
+            for p in &piece {
+                // p{k} and p{k+3} share a question: the same piece
+                let twin = piece
+                    .iter()
+                    .filter(|q| q.question() == p.question())
+                    .count();
+                let all = s
+                    .problems
+                    .iter()
+                    .filter(|q| q.question() == p.question())
+                    .count();
+                assert_eq!(twin, all, "{}", p.id);
+            }
+            seen.extend(piece.into_iter().map(|p| p.id));
+        }
+        seen.sort();
+        let mut all: Vec<String> = s.problems.iter().map(|p| p.id.clone()).collect();
+        all.sort();
+        assert_eq!(seen, all, "every problem in exactly one shard");
+        // the piece does not depend on the row's position
+        let mut rev = s.problems.clone();
+        rev.reverse();
+        let a: Vec<String> = Shard { index: 1, count: 4 }
+            .select(&s.problems)
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let mut b: Vec<String> = Shard { index: 1, count: 4 }
+            .select(&rev)
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        b.reverse();
+        assert_eq!(a, b);
+        assert_eq!(Shard { index: 0, count: 1 }.select(&s.problems).len(), 40);
+    }
+
+    #[test]
+    fn shard_values_are_checked() {
+        assert_eq!(Shard::parse("2/4"), Ok(Shard { index: 2, count: 4 }));
+        assert_eq!(Shard::parse(" 0 / 1 "), Ok(Shard { index: 0, count: 1 }));
+        for bad in [
+            "4/4", "1/0", "0/0", "-1/4", "a/4", "1", "1/4/2", "0/10001", "",
+        ] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Shard::parse("4/4").unwrap_err().contains("0 to 3"));
     }
 
     #[test]

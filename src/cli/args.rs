@@ -252,6 +252,11 @@ pub(super) struct RunArgs {
     /// finished; takes no pipeline file, --set or filters: the run's own config is used.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// Run only shard I of N (I 0-based: 0 to N-1, N up to 10000) of the selected problems,
+    /// split by a hash of the question text (after the filters); `distill report` over the
+    /// N run directories merges them into one column.
+    #[arg(long, value_name = "I/N", value_parser = crate::data::Shard::parse)]
+    pub shard: Option<crate::data::Shard>,
 }
 
 #[derive(Args, Clone)]

@@ -53,7 +53,9 @@ pub fn main() -> i32 {
             };
             match crate::report::report(&opts) {
                 Ok(md) => {
-                    println!("{md}");
+                    use std::io::Write as _;
+                    // `distill report … | head`: the reader had enough (the files are written)
+                    let _ = writeln!(std::io::stdout(), "{md}");
                     0
                 }
                 Err(e) => {
@@ -239,14 +241,12 @@ fn warn_missing_keys(p: &Pipeline) {
     }
 }
 
-fn load(args: &LoadArgs) -> Result<Pipeline, i32> {
+/// Loads the pipeline file of `args`; `shard`: `--shard I/N` of run and plan.
+fn load(args: &LoadArgs, shard: Option<crate::data::Shard>) -> Result<Pipeline, i32> {
     let opts = LoadOptions {
         sets: args.sets.clone(),
-        filters: Filters {
-            question_ids: args.question_ids.clone(),
-            exclude_question_ids: args.exclude_question_ids.clone(),
-            index_range: args.index_range.clone(),
-        },
+        filters: filters_of(args),
+        shard,
     };
     let Some(file) = &args.file else {
         eprintln!("error: name a pipeline file (or, for `pipeline run`, --resume RUN_DIR)");
@@ -261,6 +261,14 @@ fn load(args: &LoadArgs) -> Result<Pipeline, i32> {
                 for w in g.printed(args.verbose) {
                     eprintln!("warning: {w}");
                 }
+            }
+            if let Some(s) = &p.shard {
+                eprintln!(
+                    "shard {}: {} of the {} selected problem(s)",
+                    s.shard,
+                    p.problems.len(),
+                    s.whole.len()
+                );
             }
             Ok(p)
         }
@@ -297,7 +305,7 @@ fn run_options(a: &RunArgs) -> RunOptions {
             .dashboard
             .then(|| (a.dashboard_host.clone(), a.dashboard_port.unwrap_or(8080))),
         load: a.load.file.as_ref().map(|f| {
-            crate::runfile::config::LoadRecord::new(f, &a.load.sets, &filters_of(&a.load))
+            crate::runfile::config::LoadRecord::new(f, &a.load.sets, &filters_of(&a.load), a.shard)
         }),
         resume: a.resume.clone(),
     }
@@ -322,7 +330,7 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
     match cmd {
         PipelineCmd::Validate(a) => {
             init_tracing(false);
-            match load(&a) {
+            match load(&a, None) {
                 Ok(p) => {
                     warn_missing_keys(&p);
                     println!(
@@ -339,7 +347,7 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
         }
         PipelineCmd::Graph { load: a, format } => {
             init_tracing(false);
-            match load(&a) {
+            match load(&a, None) {
                 Ok(p) => {
                     match format {
                         GraphFormat::Text => print!("{}", crate::graph::to_text(&p)),
@@ -356,7 +364,7 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
         }
         PipelineCmd::Run(a) => {
             init_tracing(a.load.verbose);
-            let p = match load(&a.load) {
+            let p = match load(&a.load, a.shard) {
                 Ok(p) => p,
                 Err(c) => return c,
             };
@@ -386,7 +394,7 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
         }
         PipelineCmd::Plan(args::PlanArgs { run: a, explain }) => {
             init_tracing(a.load.verbose);
-            let p = match load(&a.load) {
+            let p = match load(&a.load, a.shard) {
                 Ok(p) => p,
                 Err(c) => return c,
             };

@@ -24,6 +24,7 @@ fn reload(dir: &Path, cfg: &Value) -> Result<(spec::Pipeline, usize), String> {
     let opts = LoadOptions {
         sets: load.sets.clone(),
         filters: load.filters.clone(),
+        shard: load.shard,
     };
     let mut p = spec::load(&load.file, &opts).map_err(|diags| {
         let d: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
@@ -65,9 +66,10 @@ pub(super) fn resume(a: &RunArgs) -> i32 {
         || l.question_ids.is_some()
         || l.exclude_question_ids.is_some()
         || l.index_range.is_some()
+        || a.shard.is_some()
     {
         eprintln!(
-            "error: --resume takes no pipeline file, --set or filters: the run's own resolved config is used"
+            "error: --resume takes no pipeline file, --set, filters or --shard: the run's own resolved config is used (a shard's run directory resumes as that shard)"
         );
         return 2;
     }
@@ -104,6 +106,14 @@ pub(super) fn resume(a: &RunArgs) -> i32 {
         dir.display(),
         p.problems.len()
     );
+    if let Some(s) = &p.shard {
+        eprintln!(
+            "shard {}: the run stays this shard ({} of the {} selected problem(s))",
+            s.shard,
+            kept + p.problems.len(),
+            s.whole.len()
+        );
+    }
     let mut opts = run_options(a);
     opts.load = serde_json::from_value(cfg["load"].clone()).ok();
     match runtime().block_on(exec::run(p, &opts)) {
@@ -123,26 +133,18 @@ pub(super) fn resume(a: &RunArgs) -> i32 {
 struct RunLine {
     name: String,
     id: String,
+    shard: String,
     status: String,
     done: usize,
     total: usize,
     accuracy: String,
-    spend: String,
+    spend: Option<f64>,
     started: String,
 }
 
-fn describe(dir: &Path) -> Option<RunLine> {
-    let cfg = runfile::read_config(dir).ok()?;
-    let total = cfg["problems"]["selected"].as_array().map_or(0, Vec::len);
-    let status = match runfile::liveness(dir) {
-        Liveness::Live => "running".to_string(),
-        Liveness::Ended(s) => s,
-        Liveness::Killed => "interrupted".to_string(),
-    };
-    // the report's own figures: accuracy over the attempts with a verdict, carried rounds
-    // included (one place computes them)
-    let run = crate::report::load_run(dir).ok()?;
-    let rep = crate::report::metrics::run_report(&run, None, 0, 0);
+/// The report's own figures: accuracy over the attempts with a verdict, carried rounds
+/// included (one place computes them).
+fn accuracy_of(rep: &crate::report::RunReport) -> String {
     let accuracy = rep
         .rounds
         .iter()
@@ -156,24 +158,91 @@ fn describe(dir: &Path) -> Option<RunLine> {
         })
         .collect::<Vec<_>>()
         .join(" ");
+    if accuracy.is_empty() {
+        "–".into()
+    } else {
+        accuracy
+    }
+}
+
+/// A run directory's line, and its run when it is a shard (for the merged line).
+fn describe(dir: &Path) -> Option<(RunLine, Option<crate::report::Run>)> {
+    let cfg = runfile::read_config(dir).ok()?;
+    let total = cfg["problems"]["selected"].as_array().map_or(0, Vec::len);
+    let status = match runfile::liveness(dir) {
+        Liveness::Live => "running".to_string(),
+        Liveness::Ended(s) => s,
+        Liveness::Killed => "interrupted".to_string(),
+    };
+    let run = crate::report::load_run(dir).ok()?;
+    let rep = crate::report::metrics::run_report(&run, None, 0, 0);
     let metrics: Value = runfile::read_metrics(dir).unwrap_or_default();
     let id = cfg["run_id"].as_str().unwrap_or_default().to_string();
-    Some(RunLine {
+    let line = RunLine {
         name: rep.pipeline.clone(),
         started: started_of(&id),
         id,
+        shard: run
+            .shard
+            .as_ref()
+            .map_or("–".into(), |s| s.shard().to_string()),
         status,
         done: rep.problems_finished,
         total,
-        accuracy: if accuracy.is_empty() {
-            "–".into()
-        } else {
-            accuracy
-        },
-        spend: metrics["spend_usd"]
-            .as_f64()
-            .map_or("–".into(), |s| format!("${s:.4}")),
-    })
+        accuracy: accuracy_of(&rep),
+        spend: metrics["spend_usd"].as_f64(),
+    };
+    let shard = run.shard.is_some().then_some(run);
+    Some((line, shard))
+}
+
+/// One line per sharded run (the shards of one config, by their `shard.of`), its shards
+/// merged as `distill report` merges them; a group that does not merge (one shard run twice)
+/// is a warning. `shards`: each shard's run and its line.
+fn merged_lines(shards: Vec<(crate::report::Run, &RunLine)>) -> Vec<RunLine> {
+    let mut groups: Vec<(String, Vec<(crate::report::Run, &RunLine)>)> = Vec::new();
+    for (run, line) in shards {
+        let of = run.shard.as_ref().map(|s| s.of.clone()).unwrap_or_default();
+        match groups.iter_mut().find(|(k, _)| *k == of) {
+            Some((_, v)) => v.push((run, line)),
+            None => groups.push((of, vec![(run, line)])),
+        }
+    }
+    let mut out = Vec::new();
+    for (_, group) in groups {
+        let spend = group.iter().map(|(_, l)| l.spend).sum::<Option<f64>>();
+        let started = group
+            .iter()
+            .map(|(_, l)| l.started.clone())
+            .min()
+            .unwrap_or_default();
+        let runs = group.into_iter().map(|(r, _)| r).collect();
+        let merged = match crate::report::shards::merge(runs) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("warning: no merged line for these shards: {e}");
+                continue;
+            }
+        };
+        for run in merged {
+            let Some(c) = run.coverage.clone() else {
+                continue;
+            };
+            let rep = crate::report::metrics::run_report(&run, None, 0, 0);
+            out.push(RunLine {
+                name: rep.pipeline.clone(),
+                id: "(shards merged)".into(),
+                shard: format!("{}/{}", c.present.len(), c.count),
+                status: rep.status.clone(),
+                done: rep.problems_finished,
+                total: c.problems_total,
+                accuracy: accuracy_of(&rep),
+                spend,
+                started: started.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// The start time in a run id (`20261201T161057073Z-92c1de`), as `2026-12-01 16:10:57Z`.
@@ -207,26 +276,37 @@ fn run_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// `distill runs [RESULTS_DIR]`.
+/// `distill runs [RESULTS_DIR]`: a line per run directory (a shard's says which, `2/4`),
+/// then a line per sharded run with its shards merged (`4/4` shards given).
 pub(super) fn list(root: &Path) -> i32 {
-    let runs: Vec<RunLine> = run_dirs(root).iter().filter_map(|d| describe(d)).collect();
-    if runs.is_empty() {
+    let described: Vec<_> = run_dirs(root).iter().filter_map(|d| describe(d)).collect();
+    if described.is_empty() {
         println!("no runs under {}", root.display());
         return 0;
     }
+    let mut runs = Vec::new();
+    let mut shard_runs = Vec::new();
+    for (line, run) in described {
+        if let Some(r) = run {
+            shard_runs.push((r, runs.len()));
+        }
+        runs.push(line);
+    }
+    let merged = merged_lines(shard_runs.into_iter().map(|(r, i)| (r, &runs[i])).collect());
     println!(
-        "{:<20} {:<28} {:<12} {:>9}  {:<24} {:>9}  started",
-        "name", "id", "status", "problems", "accuracy by round", "spend"
+        "{:<20} {:<28} {:<6} {:<12} {:>9}  {:<24} {:>9}  started",
+        "name", "id", "shard", "status", "problems", "accuracy by round", "spend"
     );
-    for r in runs {
+    for r in runs.iter().chain(&merged) {
         println!(
-            "{:<20} {:<28} {:<12} {:>9}  {:<24} {:>9}  {}",
+            "{:<20} {:<28} {:<6} {:<12} {:>9}  {:<24} {:>9}  {}",
             r.name,
             r.id,
+            r.shard,
             r.status,
             format!("{}/{}", r.done, r.total),
             r.accuracy,
-            r.spend,
+            r.spend.map_or("–".into(), |s| format!("${s:.4}")),
             r.started
         );
     }

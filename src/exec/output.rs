@@ -40,6 +40,16 @@ pub fn new_run_id() -> String {
 /// The resolved pipeline, prompts and provenance, as written to config.json.
 pub fn config_json(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
     let p = &ctx.pipeline;
+    let mut cfg = config_fields(ctx, opts, run_id);
+    // a shard's piece and the config it is a piece of (`distill report` merges by it)
+    if let Some(s) = crate::runfile::config::ShardRecord::of_pipeline(p) {
+        cfg["shard"] = json!(s);
+    }
+    cfg
+}
+
+fn config_fields(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
+    let p = &ctx.pipeline;
     json!({
         "run_id": run_id,
         "pipeline": p.tree,

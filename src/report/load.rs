@@ -125,6 +125,10 @@ pub struct VoteRecord {
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     pub id: String,
+    /// Its row in the problem set (None: selected but without a record); shards merge in
+    /// this order, the order of one unsharded run.
+    #[serde(skip)]
+    pub index: Option<usize>,
     /// ok | failed | incomplete (some node not run) | not_run (selected, no record)
     pub status: String,
     pub error: Option<String>,
@@ -151,6 +155,10 @@ pub struct Run {
     pub samples: usize,
     pub problems: Vec<Problem>,
     pub warnings: Vec<String>,
+    /// This run is one shard of a sharded run (`--shard I/N`, from its config.json).
+    pub shard: Option<crate::runfile::config::ShardRecord>,
+    /// This run is the merge of a sharded run's shards (`shards.rs`): which were there.
+    pub coverage: Option<super::shards::Coverage>,
 }
 
 /// A selected problem without a record: not run at every round, for `reason`.
@@ -158,6 +166,7 @@ pub fn missing_problem(id: &str, samples: usize, rounds: usize, reason: &str) ->
     let err = "no record (the run stopped before this problem finished)";
     Problem {
         id: id.to_string(),
+        index: None,
         status: "not_run".into(),
         error: Some(err.into()),
         columns: BTreeMap::new(),

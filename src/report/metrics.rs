@@ -90,6 +90,10 @@ pub struct RunReport {
     pub not_run_reasons: BTreeMap<String, usize>,
     /// `STOPPED EARLY (…): …` when the run did not run everything it selected
     pub stopped_early: Option<String>,
+    /// A merged sharded run: its shard count, the shards given (with their status), the
+    /// missing ones and the problems of all shards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<super::shards::Coverage>,
     pub rounds: Vec<RoundRow>,
     pub k_metrics: Vec<KMetric>,
     /// per-round accuracy: the first round (a) vs the last (b), paired over the problems with
@@ -334,6 +338,7 @@ pub fn run_report(
         failed_attempts: total.failed,
         not_run_attempts: total.not_run,
         stopped_early: stop_note(run, finished, incomplete, not_started, &total),
+        shards: run.coverage.clone(),
         not_run_reasons: total.not_run_reasons,
         rounds: round_rows(run, &all),
         k_metrics: super::passk::k_metrics(run),
@@ -349,8 +354,29 @@ pub fn run_report(
 /// `STOPPED EARLY (interrupted): 3 of 5 problems finished, 2 not started; not run: 4
 /// attempts (interrupted: 4)` for a run that stopped (or was stopped) before running all it
 /// selected: its status says so, or some attempt or problem was not run. `IN PROGRESS` for a
-/// live run's journal. None for a run that ran everything.
+/// live run's journal. A merged sharded run names its missing shards first (`shard 2/4
+/// missing: the table covers 3 of 4 shards (…)`) and its unfinished ones as the cause
+/// (`STOPPED EARLY (shard 1/4 interrupted): …`). None for a run that ran everything.
 fn stop_note(
+    run: &Run,
+    finished: usize,
+    incomplete: usize,
+    not_started: usize,
+    total: &Counts,
+) -> Option<String> {
+    // the shards of a merged run that were not given come first
+    let missing = run
+        .coverage
+        .as_ref()
+        .and_then(|c| c.missing_note(run.problems.len()));
+    let stop = stopped_note(run, finished, incomplete, not_started, total);
+    match (missing, stop) {
+        (Some(m), Some(s)) => Some(format!("{m}; {s}")),
+        (m, s) => m.or(s),
+    }
+}
+
+fn stopped_note(
     run: &Run,
     finished: usize,
     incomplete: usize,
@@ -361,7 +387,14 @@ fn stop_note(
     if !stopped && total.not_run == 0 && incomplete + not_started == 0 {
         return None;
     }
-    let cause = if stopped || total.not_run_reasons.is_empty() {
+    let unfinished_shards = run
+        .coverage
+        .as_ref()
+        .map(|c| c.unfinished())
+        .filter(|u| !u.is_empty());
+    let cause = if let (true, Some(u)) = (stopped, &unfinished_shards) {
+        u.join(", ")
+    } else if stopped || total.not_run_reasons.is_empty() {
         run.status.clone()
     } else {
         let r: Vec<&str> = total.not_run_reasons.keys().map(String::as_str).collect();

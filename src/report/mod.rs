@@ -15,7 +15,8 @@
 //! either tool, into the model), `columns.rs` (problem-set columns for grouping),
 //! `stats.rs` (Wilson, bootstrap, pass@k, majority), `metrics.rs` (the numbers), `passk.rs`
 //! (pass@k, majority@k), `problems.rs` (outcome classes, failed and not-run problems),
-//! `table.rs` (markdown, JSON), `csv.rs`, `compact.rs` (the end-of-run table), `plot.rs` (SVG).
+//! `table.rs` (markdown, JSON), `csv.rs`, `compact.rs` (the end-of-run table), `plot.rs` (SVG),
+//! `shards.rs` (the run directories of a sharded run merged into one run).
 
 mod columns;
 pub mod compact;
@@ -27,6 +28,7 @@ pub mod passk;
 pub mod plot;
 pub mod problems;
 mod records;
+pub mod shards;
 pub mod stats;
 pub mod table;
 
@@ -118,11 +120,18 @@ pub fn build(opts: &ReportOptions) -> Result<(Report, Vec<Run>), String> {
         return Err("report: no run given".into());
     }
     let grouping = opts.group_by.as_deref().map(Grouping::parse).transpose()?;
-    let mut runs = opts
+    let runs = opts
         .runs
         .iter()
         .map(|p| load_run(p))
         .collect::<Result<Vec<_>, _>>()?;
+    // the shards of a sharded run are one column; one run given is that run's own report
+    // (the end-of-run report of a shard says which shard it is)
+    let mut runs = if opts.runs.len() == 1 {
+        runs.into_iter().map(shards::alone).collect()
+    } else {
+        shards::merge(runs)?
+    };
     // labels name the columns: keep them unique
     for i in 0..runs.len() {
         let dup = runs
@@ -156,12 +165,13 @@ pub fn report(opts: &ReportOptions) -> Result<String, String> {
 /// Writes the report like [`report`] and also returns the compact per-round table of its
 /// first run (the end-of-run summary: one load of the run, the same numbers).
 pub fn report_with_compact(opts: &ReportOptions) -> Result<(String, String), String> {
-    let (rep, runs) = build(opts)?;
+    let (rep, _) = build(opts)?;
     let compact = rep.runs.first().map(compact::compact).unwrap_or_default();
     let out_dir = match &opts.out_dir {
         Some(d) => d.clone(),
-        None if runs.len() == 1 => runs[0]
-            .path
+        // one run given: its directory (the shards of one run: ./report, as for several)
+        None if opts.runs.len() == 1 && opts.runs[0].is_dir() => opts.runs[0].clone(),
+        None if opts.runs.len() == 1 => opts.runs[0]
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".")),

@@ -221,6 +221,8 @@ pub fn run_of(rf: &RunFile) -> Result<Run, String> {
         samples,
         problems,
         warnings,
+        shard: cfg.and_then(crate::runfile::config::ShardRecord::read),
+        coverage: None,
     };
     if let Some(o) = rf.original() {
         if let Some(path) = o.config["data_path"].as_str() {
@@ -356,6 +358,7 @@ fn problem(p: &ProblemRecord, sh: &Shape) -> Problem {
         .collect();
     Problem {
         id: p.id.clone(),
+        index: Some(p.index),
         status: status_name(p.status).into(),
         error: p.error.clone(),
         columns,

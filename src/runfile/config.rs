@@ -2,7 +2,9 @@
 //! loaded (the file, `--set` values, filters) and the blake3 of each part of the resolved
 //! config that decides the results (the merged pipeline, the prompt texts, the problem
 //! file, the selection, the cache key scheme). A resumed run reloads the same way and
-//! refuses when any part no longer hashes the same.
+//! refuses when any part no longer hashes the same. A run of one shard (`--shard I/N`) also
+//! records [`ShardRecord`]: which piece it is and the hash of the config it is a piece of
+//! (the same for every shard of one run: what `distill report` merges by).
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::cache::Key;
-use crate::data::Filters;
+use crate::data::{Filters, Shard};
 use crate::spec::Pipeline;
 
 /// How a run's pipeline was loaded.
@@ -20,26 +22,82 @@ pub struct LoadRecord {
     pub file: PathBuf,
     pub sets: Vec<String>,
     pub filters: Filters,
+    /// `--shard I/N` (absent: the whole selection; older runs have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 impl LoadRecord {
-    pub fn new(file: &Path, sets: &[String], filters: &Filters) -> LoadRecord {
+    pub fn new(
+        file: &Path,
+        sets: &[String],
+        filters: &Filters,
+        shard: Option<Shard>,
+    ) -> LoadRecord {
         LoadRecord {
             file: std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()),
             sets: sets.to_vec(),
             filters: filters.clone(),
+            shard,
+        }
+    }
+}
+
+/// config.json's `shard` (absent for a run of the whole selection and in older runs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardRecord {
+    /// 0-based.
+    pub index: u32,
+    pub count: u32,
+    /// blake3 of the config hashes of the whole selection (the unsharded run's): equal for
+    /// every shard of one run, different when any part that decides results differs.
+    pub of: String,
+    /// Problems in the whole selection (all shards together).
+    pub problems_total: usize,
+}
+
+impl ShardRecord {
+    /// A sharded pipeline's record; None for a whole run.
+    pub fn of_pipeline(p: &Pipeline) -> Option<ShardRecord> {
+        let s = p.shard.as_ref()?;
+        let whole: Vec<&str> = s.whole.iter().map(String::as_str).collect();
+        Some(ShardRecord {
+            index: s.shard.index,
+            count: s.shard.count,
+            of: Key::of(&hashes_with(p, &whole)).0,
+            problems_total: whole.len(),
+        })
+    }
+
+    /// A run's record from its config.json: None when the run was not sharded (or an older
+    /// distill wrote it); an unreadable record is treated as none.
+    pub fn read(config: &Value) -> Option<ShardRecord> {
+        serde_json::from_value(config.get("shard")?.clone()).ok()
+    }
+
+    /// `2/4`.
+    pub fn shard(&self) -> Shard {
+        Shard {
+            index: self.index,
+            count: self.count,
         }
     }
 }
 
 /// The parts of a resolved config that decide a run's results, each hashed.
 pub fn hashes(p: &Pipeline) -> Value {
+    let ids: Vec<&str> = p.problems.iter().map(|q| q.id.as_str()).collect();
+    hashes_with(p, &ids)
+}
+
+/// The same, with this selection.
+fn hashes_with(p: &Pipeline, selection: &[&str]) -> Value {
     let h = |v: Value| Key::of(&v).0;
     json!({
         "pipeline": h(p.tree.clone()),
         "prompts": h(serde_json::to_value(&p.prompts).unwrap_or_default()),
         "problem_file": p.problem_set.file_hash,
-        "selection": h(json!(p.problems.iter().map(|q| q.id.as_str()).collect::<Vec<_>>())),
+        "selection": h(json!(selection)),
         "key_scheme": crate::cache::FORMAT_VERSION,
     })
 }

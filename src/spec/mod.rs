@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::data::{Filters, Problem, ProblemSet};
+use crate::data::{Filters, Problem, ProblemSet, Shard};
 use crate::grade::{Compare, ExtractOptions, Extractor};
 pub use model::ModelSpec;
 pub use resolve::MAX_SAMPLES;
@@ -238,12 +238,22 @@ pub struct Pipeline {
     pub problems_path: PathBuf,
     pub problem_set: ProblemSet,
     pub problems: Vec<Problem>,
+    /// `--shard I/N`: `problems` is this piece of the filters' selection.
+    pub shard: Option<ShardOf>,
     /// Prompt name → template text.
     pub prompts: BTreeMap<String, String>,
     pub warnings: Vec<String>,
     /// Warnings of one kind that can repeat many times (printed as one summary line unless
     /// `--verbose`); recorded in full with the others.
     pub warning_groups: Vec<WarningGroup>,
+}
+
+/// The piece of the filters' selection a sharded run runs, and the ids of the whole
+/// selection (what its config is hashed with, so that every shard of one run agrees).
+#[derive(Debug, Clone)]
+pub struct ShardOf {
+    pub shard: Shard,
+    pub whole: Vec<String>,
 }
 
 /// Many warnings of one kind (e.g. each group of problems with the same question): the
@@ -290,6 +300,8 @@ impl Pipeline {
 pub struct LoadOptions {
     pub sets: Vec<String>,
     pub filters: Filters,
+    /// `--shard I/N`: after the filters, only this piece of their selection.
+    pub shard: Option<Shard>,
 }
 
 /// Loads, expands and validates a pipeline; every error found is returned at once.

@@ -79,10 +79,11 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         .map(|id| by_id.remove(id).expect("node"))
         .collect();
     let (problem_set, problems) = problems.expect("loaded");
+    let mut warnings = notes;
+    let (problems, shard) = shard_of(problems, opts.shard, &mut warnings);
     let warning_groups = duplicate_warnings(&spec.problems.path, &problems)
         .into_iter()
         .collect();
-    let mut warnings = notes;
     warnings.extend(super::model::model_warnings(&spec, &nodes, &locs));
     Ok(Pipeline {
         file: path.to_path_buf(),
@@ -92,10 +93,33 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         problems_path,
         problem_set,
         problems,
+        shard,
         prompts,
         warnings,
         warning_groups,
     })
+}
+
+/// `--shard I/N` after the filters: the piece, and the whole selection's ids. An empty piece
+/// is no error (a small set over many shards): it is said, and the run still writes its
+/// directory so that a merge sees the shard.
+fn shard_of(
+    whole: Vec<Problem>,
+    shard: Option<data::Shard>,
+    warnings: &mut Vec<String>,
+) -> (Vec<Problem>, Option<super::ShardOf>) {
+    let Some(shard) = shard else {
+        return (whole, None);
+    };
+    let piece = shard.select(&whole);
+    if piece.is_empty() {
+        warnings.push(format!(
+            "shard {shard} holds none of the {} selected problem(s) (a small set over many shards): nothing to run; its run directory is still written so that `distill report` over the shards sees it",
+            whole.len()
+        ));
+    }
+    let ids = whole.into_iter().map(|p| p.id).collect();
+    (piece, Some(super::ShardOf { shard, whole: ids }))
 }
 
 /// A model's `tokenizer:` file, found by the path rule, becomes an absolute path (the
