@@ -7,7 +7,9 @@
 //! checksum and the key, so a corrupt or misplaced file is a miss (counted and reported),
 //! never a wrong answer. Writes go to a temporary file in the same folder and are renamed
 //! (or, where the first stored answer must win, hard-linked) into place, so several
-//! processes can share one directory; errors are never stored.
+//! processes can share one directory; errors are never stored. A second tier (the remote
+//! cache, `crate::remote`) may sit behind the directory through the [`Tier`] trait: read
+//! after a local miss and verified here, told of every entry written.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,8 @@ pub struct Counters {
 pub struct Cache {
     root: PathBuf,
     pub counters: Counters,
+    /// A second tier behind the directory (the remote cache), if configured.
+    tier: Option<std::sync::Arc<dyn Tier>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -134,6 +138,7 @@ impl Cache {
         Ok(Cache {
             root: root.to_path_buf(),
             counters: Counters::default(),
+            tier: None,
         })
     }
 
@@ -180,6 +185,9 @@ impl Cache {
                     // the answer fetched again can be written
                     let moved = self.quarantine(&path);
                     return self.corrupt(&path, &format!("unreadable: {e}; {moved}"));
+                }
+                if let Some(v) = self.read_through(key, kind) {
+                    return Some(v);
                 }
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
                 return None;
@@ -235,6 +243,7 @@ impl Cache {
         self.clear_non_file(&path);
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        self.tell_written(key);
         Ok(())
     }
 
@@ -253,6 +262,7 @@ impl Cache {
         match rename_noreplace(&tmp, &path) {
             Ok(()) => {
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.tell_written(key);
                 return Ok(value);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -270,6 +280,7 @@ impl Cache {
         }
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        self.tell_written(key);
         Ok(value)
     }
 
@@ -309,6 +320,9 @@ impl Cache {
     /// Forgets an entry (a response that turned out unusable, e.g. an unreadable verdict).
     pub fn remove(&self, key: &Key) {
         let _ = fs::remove_file(self.entry_path(key));
+        if let Some(t) = &self.tier {
+            t.removed(key);
+        }
     }
 
     /// Flushes the cache's files to disk once (called at the end of a run).
@@ -375,6 +389,66 @@ impl Cache {
         let bytes = fs::read(path).map_err(|e| e.to_string())?;
         let (kind, _) = decode::<serde::de::IgnoredAny>(&bytes, key)?;
         Ok(kind)
+    }
+}
+
+/// A second tier behind a cache directory (`crate::remote` implements it): read after a
+/// local miss, told of every entry written or removed. Single-flight stays per directory: a
+/// tier is not locked.
+pub trait Tier: Send + Sync {
+    /// The stored bytes of an entry, if the tier has them (unverified: the cache checks).
+    fn fetch(&self, key: &Key) -> Option<Vec<u8>>;
+    /// Whether what `fetch` found is kept in the directory (a plan only counts).
+    fn keep_local(&self) -> bool;
+    /// A fetched entry failed the check.
+    fn rejected(&self, key: &Key, why: &str);
+    /// An entry was written at `file` (the tier copies it in the background).
+    fn written(&self, key: &Key, file: PathBuf);
+    /// An entry was found unusable and removed.
+    fn removed(&self, key: &Key);
+}
+
+/// The second tier's part of the cache: its handle, read-through and write-behind hooks.
+impl Cache {
+    /// Puts `tier` behind this directory.
+    pub fn set_tier(&mut self, tier: std::sync::Arc<dyn Tier>) {
+        self.tier = Some(tier);
+    }
+
+    /// After a local miss: the tier's entry, checked exactly as a local one (checksum, key,
+    /// kind) and kept locally (through `install`, which checks it again) unless the tier
+    /// says not to. A hit counts as a cache hit.
+    fn read_through<T: DeserializeOwned>(&self, key: &Key, kind: &str) -> Option<T> {
+        let tier = self.tier.as_ref()?;
+        let bytes = tier.fetch(key)?;
+        match decode::<T>(&bytes, key) {
+            Ok((k, v)) if k == kind => {
+                if tier.keep_local()
+                    && let Err(e) = self.install(key, &bytes)
+                {
+                    tracing::debug!("cache: a remote entry is used but not kept here: {e}");
+                }
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                Some(v)
+            }
+            Ok((k, _)) => {
+                tier.rejected(
+                    key,
+                    &format!("a {k} entry where a {kind} entry was expected"),
+                );
+                None
+            }
+            Err(e) => {
+                tier.rejected(key, &e);
+                None
+            }
+        }
+    }
+
+    fn tell_written(&self, key: &Key) {
+        if let Some(t) = &self.tier {
+            t.written(key, self.entry_path(key));
+        }
     }
 }
 

@@ -203,6 +203,8 @@ pub(super) struct RunArgs {
     /// Cache directory.
     #[arg(long, env = "DISTILL_CACHE", default_value = "cache")]
     pub cache: PathBuf,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Root of run directories (results/<pipeline>/<run-id>/).
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
@@ -296,6 +298,27 @@ pub(super) enum CacheCmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Upload the cache entries some runs used (their cache_keys.txt) to the remote cache.
+    Push {
+        #[command(flatten)]
+        c: CacheArgs,
+        #[command(flatten)]
+        r: RemoteArgs,
+        /// Run directories whose entries are uploaded.
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+    },
+    /// Fetch the cache entries some runs used from the remote cache into the cache
+    /// directory, each checked (checksum, key) first.
+    Pull {
+        #[command(flatten)]
+        c: CacheArgs,
+        #[command(flatten)]
+        r: RemoteArgs,
+        /// Run directories (their config.json and cache_keys.txt) whose entries are fetched.
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+    },
     /// Remove entries no run under the results directory refers to (shows them unless --yes).
     Gc {
         #[command(flatten)]
@@ -307,6 +330,29 @@ pub(super) enum CacheCmd {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// `--cache-remote`.
+#[derive(Args, Clone)]
+pub(super) struct RemoteArgs {
+    /// Remote cache shared by many machines, s3://bucket/prefix (credentials and endpoint
+    /// from the AWS_* variables): read after a local miss, written behind (default: the
+    /// pipeline's `cache_remote:`).
+    #[arg(
+        long = "cache-remote",
+        alias = "cache_remote",
+        env = "DISTILL_CACHE_REMOTE",
+        value_name = "URL",
+        value_parser = parse_remote
+    )]
+    pub cache_remote: Option<String>,
+}
+
+/// `--cache-remote`: an `s3://bucket/prefix` URL.
+fn parse_remote(s: &str) -> Result<String, String> {
+    crate::remote::RemoteUrl::parse(s)
+        .map(|u| u.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
