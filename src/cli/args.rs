@@ -452,6 +452,8 @@ mod tests {
                 "--max_cost",
                 "2",
                 "--no_progress",
+                "--cache_remote",
+                "s3://lab-cache/team/",
             ])
             .expect("parses");
         let Cmd::Pipeline(PipelineCmd::Plan(PlanArgs { run: a, .. })) =
@@ -462,5 +464,9 @@ mod tests {
         assert_eq!(a.load.question_ids, Some(vec!["a".into(), "b".into()]));
         assert_eq!(a.max_cost, Some(2.0));
         assert!(a.no_progress);
+        assert_eq!(
+            a.remote.cache_remote.as_deref(),
+            Some("s3://lab-cache/team")
+        );
     }
 }

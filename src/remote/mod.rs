@@ -162,6 +162,8 @@ pub struct Report {
 const QUEUE: usize = 10_000;
 /// Requests to the store in flight at once, reads and writes each.
 const IN_FLIGHT: usize = 16;
+/// Most keys remembered as missing from the bucket.
+const MAX_ABSENT: usize = 100_000;
 /// How long the end of a run waits for pending uploads.
 pub const FLUSH_WAIT: Duration = Duration::from_secs(120);
 
@@ -414,6 +416,10 @@ impl crate::cache::Tier for Remote {
             Ok(None) => {
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut a) = self.absent.lock() {
+                    // bounded: forgetting only costs a second look
+                    if a.len() >= MAX_ABSENT {
+                        a.clear();
+                    }
                     a.insert(key.0.clone());
                 }
                 None

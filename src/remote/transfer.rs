@@ -89,7 +89,10 @@ pub fn push(remote: &Remote, cache: &Cache, runs: usize, keys: Vec<String>) -> M
                         Ok(_) => return One::Present,
                         Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => {
-                            return One::Failed(format!("{k}: {}", scrub(&e.to_string(), &secrets)));
+                            return One::Failed(format!(
+                                "{k}: {}",
+                                scrub(&e.to_string(), &secrets)
+                            ));
                         }
                     }
                     match (|| upload::put_once(&store, &path, &bytes))
