@@ -240,8 +240,13 @@ pub fn scrub(text: &str, secrets: &[String]) -> String {
 impl Remote {
     /// Connects to `url` with the `AWS_*` settings (nothing is sent yet).
     pub fn open(url: &str, access: Access) -> Result<Remote, RemoteError> {
+        Remote::open_with(url, access, AmazonS3Builder::from_env())
+    }
+
+    /// Connects to `url` with the settings of `b` (the environment's, or a test's).
+    fn open_with(url: &str, access: Access, b: AmazonS3Builder) -> Result<Remote, RemoteError> {
         let parsed = RemoteUrl::parse(url)?;
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(&parsed.bucket);
+        let mut b = b.with_bucket_name(&parsed.bucket);
         let mut client = ClientOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(60));
@@ -518,6 +523,40 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store that accepts connections and never answers: the end-of-run wait gives up
+    /// when it should and says how many uploads are still pending.
+    #[test]
+    fn a_bounded_flush_reports_what_is_still_pending() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let b = AmazonS3Builder::new()
+            .with_endpoint(format!("http://127.0.0.1:{port}"))
+            .with_region("us-east-1")
+            .with_access_key_id("AKIDTEST")
+            .with_secret_access_key("not-a-real-secret-value");
+        let access = Access {
+            keep_local: true,
+            upload: true,
+        };
+        let r = Remote::open_with("s3://stuck/p", access, b).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::cache::Cache::open(dir.path()).unwrap();
+        let k = Key::of(&serde_json::json!({"q": 1}));
+        cache.put(&k, "call", &serde_json::json!(1)).unwrap();
+        crate::cache::Tier::written(&r, &k, cache.entry_path(&k));
+        let t = std::time::Instant::now();
+        let rep = r.flush(Duration::from_millis(400));
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_eq!(rep.unfinished, 1, "{rep:?}");
+        assert_eq!(rep.uploaded, 0);
+        let (_, warnings) = rep.lines();
+        assert!(
+            warnings[0].contains("1 still pending when the wait ended"),
+            "{warnings:?}"
+        );
+        drop(silent);
+    }
 
     #[test]
     fn urls_are_checked() {
