@@ -348,8 +348,18 @@ pub(super) struct RemoteArgs {
     pub cache_remote: Option<String>,
 }
 
-/// `--cache-remote`: an `s3://bucket/prefix` URL.
+impl RemoteArgs {
+    /// The URL given, if any (an empty `DISTILL_CACHE_REMOTE=` names none).
+    pub fn url(&self) -> Option<&str> {
+        self.cache_remote.as_deref().filter(|u| !u.is_empty())
+    }
+}
+
+/// `--cache-remote`: an `s3://bucket/prefix` URL (empty: none).
 fn parse_remote(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Ok(String::new());
+    }
     crate::remote::RemoteUrl::parse(s)
         .map(|u| u.to_string())
         .map_err(|e| e.to_string())

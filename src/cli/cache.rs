@@ -48,11 +48,11 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
         }
         CacheCmd::Push { c: a, r, runs } => {
             let Some(c) = open(&a.cache) else { return 2 };
-            transfer(c, r.cache_remote.as_deref(), &runs, true)
+            transfer(c, r.url(), &runs, true)
         }
         CacheCmd::Pull { c: a, r, runs } => {
             let Some(c) = open(&a.cache) else { return 2 };
-            transfer(c, r.cache_remote.as_deref(), &runs, false)
+            transfer(c, r.url(), &runs, false)
         }
         CacheCmd::Verify { c: a, delete } => {
             let Some(c) = open(&a.cache) else { return 2 };

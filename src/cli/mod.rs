@@ -300,7 +300,7 @@ fn run_options(a: &RunArgs) -> RunOptions {
             crate::runfile::config::LoadRecord::new(f, &a.load.sets, &filters_of(&a.load))
         }),
         resume: a.resume.clone(),
-        cache_remote: a.remote.cache_remote.clone(),
+        cache_remote: a.remote.url().map(str::to_string),
     }
 }
 

@@ -199,6 +199,33 @@ fn endpoint(b: &AmazonS3Builder) -> Option<String> {
         .filter(|e| !e.trim().is_empty())
 }
 
+/// Where the credentials come from, or why there are none. Without keys, a web identity,
+/// container credentials or an unsigned (public) bucket, the client would ask the EC2
+/// instance metadata address: that is done only when `AWS_EC2_METADATA_DISABLED=false`
+/// says so, never by surprise.
+fn check_credentials(b: &AmazonS3Builder) -> Result<(), String> {
+    use AmazonS3ConfigKey as K;
+    let set = |k: K| b.get_config_value(&k).is_some_and(|v| !v.trim().is_empty());
+    let skip = b
+        .get_config_value(&K::SkipSignature)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let imds =
+        std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("false"));
+    if set(K::AccessKeyId) && !set(K::SecretAccessKey) {
+        return Err("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not".into());
+    }
+    if set(K::AccessKeyId)
+        || skip
+        || imds
+        || set(K::WebIdentityTokenFile)
+        || set(K::ContainerCredentialsRelativeUri)
+        || set(K::ContainerCredentialsFullUri)
+    {
+        return Ok(());
+    }
+    Err("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), AWS_SKIP_SIGNATURE=true for a public bucket, or AWS_EC2_METADATA_DISABLED=false to use an EC2 instance role".into())
+}
+
 /// True for `http://127.0.0.1…`, `http://localhost…`, `http://[::1]…`.
 fn is_loopback(endpoint: &str) -> bool {
     let Some(rest) = endpoint.strip_prefix("http://") else {
@@ -247,6 +274,10 @@ impl Remote {
     fn open_with(url: &str, access: Access, b: AmazonS3Builder) -> Result<Remote, RemoteError> {
         let parsed = RemoteUrl::parse(url)?;
         let mut b = b.with_bucket_name(&parsed.bucket);
+        check_credentials(&b).map_err(|why| RemoteError::Config {
+            url: parsed.to_string(),
+            why,
+        })?;
         let mut client = ClientOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(60));
@@ -556,6 +587,30 @@ mod tests {
             "{warnings:?}"
         );
         drop(silent);
+    }
+
+    #[test]
+    fn no_credentials_is_an_error_not_a_metadata_request() {
+        let access = Access {
+            keep_local: false,
+            upload: false,
+        };
+        let b = AmazonS3Builder::new().with_endpoint("http://127.0.0.1:9");
+        let e = Remote::open_with("s3://bucket/p", access, b)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no credentials: set AWS_ACCESS_KEY_ID"), "{e}");
+        let b = AmazonS3Builder::new().with_access_key_id("AKIDONLY");
+        let e = Remote::open_with("s3://bucket/p", access, b)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("AWS_SECRET_ACCESS_KEY is not"), "{e}");
+        let b = AmazonS3Builder::new()
+            .with_endpoint("http://127.0.0.1:9")
+            .with_skip_signature(true);
+        assert!(Remote::open_with("s3://bucket/p", access, b).is_ok());
     }
 
     #[test]
