@@ -4,7 +4,7 @@
 //! did and reports the same table; a plan from the second machine's empty cache counts 0
 //! calls to make; uploads that fail (no such bucket, the store stopped) do not fail the run
 //! and are reported; `cache push|pull` round trip; the secret key is written nowhere; a bad
-//! URL is exit 2. Skips with a printed notice only when no S3 server can be started
+//! URL, or no credentials, is exit 2 before any request. Skips with a printed notice only when no S3 server can be started
 //! (`.ci/run` installs `moto[server]` from PyPI).
 
 mod common;
@@ -392,5 +392,26 @@ async fn a_bad_remote_url_is_bad_input() {
         let t = assert_exit(&out, 2);
         assert!(t.contains("e.g. s3://"), "{bad}: {t}");
     }
+    // no credentials: refused before any request (no surprise metadata lookups)
+    let mut c = cmd(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/ok.yaml",
+            "--no-progress",
+            "--cache",
+            "c",
+            "--cache-remote",
+            "s3://lab-cache/x",
+        ],
+    );
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            c.env_remove(k);
+        }
+    }
+    let t = assert_exit(&output(c).await, 2);
+    assert!(t.contains("no credentials: set AWS_ACCESS_KEY_ID"), "{t}");
     assert!(!p.path().join("results").exists(), "nothing ran");
 }
