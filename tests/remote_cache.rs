@@ -4,8 +4,8 @@
 //! did and reports the same table; a plan from the second machine's empty cache counts 0
 //! calls to make; uploads that fail (no such bucket, the store stopped) do not fail the run
 //! and are reported; `cache push|pull` round trip; the secret key is written nowhere; a bad
-//! URL, or no credentials, is exit 2 before any request. Skips with a printed notice only when no S3 server can be started
-//! (`.ci/run` installs `moto[server]` from PyPI).
+//! URL, or no credentials, is exit 2 before any request. Skips with a printed notice only
+//! when no S3 server can be started (`.ci/run` installs `moto[server]` from PyPI).
 
 mod common;
 #[path = "support/call_helpers.rs"]
