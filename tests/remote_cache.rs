@@ -153,6 +153,37 @@ async fn two_machines_share_one_bucket_and_the_second_sends_nothing() {
         &iterated("r", 2, &model(&server, ""), ""),
     );
     let remote = ["--cache-remote", "s3://lab-cache/team/distill"];
+    // before anything ran: every call is to make, per model with its tokens and cost
+    let out = go(
+        &p,
+        &ep,
+        &[
+            &[
+                "pipeline",
+                "plan",
+                "pipelines/r.yaml",
+                "--cache",
+                "m1/cache",
+            ][..],
+            &remote[..],
+        ]
+        .concat(),
+    )
+    .await;
+    let t = assert_exit(&out, 0);
+    let total = t
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("to make: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{t}"))
+        .to_string();
+    assert_ne!(total, "0", "{t}");
+    let per_model = t
+        .lines()
+        .find(|l| l.trim_start().starts_with("reasoner") && l.contains("tokens ~"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(per_model.contains(&format!("to make {total:>6}")), "{t}");
+    assert!(t.contains("0 of the entries read came from it"), "{t}");
     let out = go(
         &p,
         &ep,
