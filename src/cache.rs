@@ -7,7 +7,9 @@
 //! checksum and the key, so a corrupt or misplaced file is a miss (counted and reported),
 //! never a wrong answer. Writes go to a temporary file in the same folder and are renamed
 //! (or, where the first stored answer must win, hard-linked) into place, so several
-//! processes can share one directory; errors are never stored.
+//! processes can share one directory; errors are never stored. A second tier (the remote
+//! cache, `crate::remote`) may sit behind the directory through the [`Tier`] trait: read
+//! after a local miss and verified here, told of every entry written.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,9 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+mod tier;
+pub use tier::Tier;
 
 /// Bumped when the entry layout or key material changes; part of every key.
 pub const FORMAT_VERSION: u32 = 1;
@@ -82,6 +87,8 @@ pub struct Counters {
 pub struct Cache {
     root: PathBuf,
     pub counters: Counters,
+    /// A second tier behind the directory (the remote cache), if configured.
+    tier: Option<std::sync::Arc<dyn Tier>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -134,6 +141,7 @@ impl Cache {
         Ok(Cache {
             root: root.to_path_buf(),
             counters: Counters::default(),
+            tier: None,
         })
     }
 
@@ -180,6 +188,9 @@ impl Cache {
                     // the answer fetched again can be written
                     let moved = self.quarantine(&path);
                     return self.corrupt(&path, &format!("unreadable: {e}; {moved}"));
+                }
+                if let Some(v) = self.read_through(key, kind) {
+                    return Some(v);
                 }
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
                 return None;
@@ -235,6 +246,7 @@ impl Cache {
         self.clear_non_file(&path);
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        self.tell_written(key);
         Ok(())
     }
 
@@ -253,6 +265,7 @@ impl Cache {
         match rename_noreplace(&tmp, &path) {
             Ok(()) => {
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.tell_written(key);
                 return Ok(value);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -270,6 +283,7 @@ impl Cache {
         }
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        self.tell_written(key);
         Ok(value)
     }
 
@@ -309,6 +323,9 @@ impl Cache {
     /// Forgets an entry (a response that turned out unusable, e.g. an unreadable verdict).
     pub fn remove(&self, key: &Key) {
         let _ = fs::remove_file(self.entry_path(key));
+        if let Some(t) = &self.tier {
+            t.removed(key);
+        }
     }
 
     /// Flushes the cache's files to disk once (called at the end of a run).

@@ -16,6 +16,7 @@ pub mod llm;
 pub mod migrate;
 pub mod nodes;
 pub mod regrade;
+pub mod remote;
 pub mod report;
 pub mod runfile;
 pub mod spec;

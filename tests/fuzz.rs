@@ -341,6 +341,7 @@ impl Fuzz {
                 dashboard: None,
                 load: None,
                 resume: None,
+                cache_remote: None,
             };
             let _ = rt.block_on(distill::cli::plan::run(p, &ro));
             (true, true)

@@ -203,6 +203,8 @@ pub(super) struct RunArgs {
     /// Cache directory.
     #[arg(long, env = "DISTILL_CACHE", default_value = "cache")]
     pub cache: PathBuf,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// Root of run directories (results/<pipeline>/<run-id>/).
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
@@ -301,6 +303,27 @@ pub(super) enum CacheCmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Upload the cache entries some runs used (their cache_keys.txt) to the remote cache.
+    Push {
+        #[command(flatten)]
+        c: CacheArgs,
+        #[command(flatten)]
+        r: RemoteArgs,
+        /// Run directories whose entries are uploaded.
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+    },
+    /// Fetch the cache entries some runs used from the remote cache into the cache
+    /// directory, each checked (checksum, key) first.
+    Pull {
+        #[command(flatten)]
+        c: CacheArgs,
+        #[command(flatten)]
+        r: RemoteArgs,
+        /// Run directories (their config.json and cache_keys.txt) whose entries are fetched.
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+    },
     /// Remove entries no run under the results directory refers to (shows them unless --yes).
     Gc {
         #[command(flatten)]
@@ -312,6 +335,39 @@ pub(super) enum CacheCmd {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// `--cache-remote`.
+#[derive(Args, Clone)]
+pub(super) struct RemoteArgs {
+    /// Remote cache shared by many machines, s3://bucket/prefix (credentials and endpoint
+    /// from the AWS_* variables): read after a local miss, written behind (default: the
+    /// pipeline's `cache_remote:`).
+    #[arg(
+        long = "cache-remote",
+        alias = "cache_remote",
+        env = "DISTILL_CACHE_REMOTE",
+        value_name = "URL",
+        value_parser = parse_remote
+    )]
+    pub cache_remote: Option<String>,
+}
+
+impl RemoteArgs {
+    /// The URL given, if any (an empty `DISTILL_CACHE_REMOTE=` names none).
+    pub fn url(&self) -> Option<&str> {
+        self.cache_remote.as_deref().filter(|u| !u.is_empty())
+    }
+}
+
+/// `--cache-remote`: an `s3://bucket/prefix` URL (empty: none).
+fn parse_remote(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Ok(String::new());
+    }
+    crate::remote::RemoteUrl::parse(s)
+        .map(|u| u.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -411,6 +467,8 @@ mod tests {
                 "--max_cost",
                 "2",
                 "--no_progress",
+                "--cache_remote",
+                "s3://lab-cache/team/",
             ])
             .expect("parses");
         let Cmd::Pipeline(PipelineCmd::Plan(PlanArgs { run: a, .. })) =
@@ -421,5 +479,9 @@ mod tests {
         assert_eq!(a.load.question_ids, Some(vec!["a".into(), "b".into()]));
         assert_eq!(a.max_cost, Some(2.0));
         assert!(a.no_progress);
+        assert_eq!(
+            a.remote.cache_remote.as_deref(),
+            Some("s3://lab-cache/team")
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! `distill cache stats|verify|gc|export|import`: counting, checking and cleaning the cache
-//! directory, and moving runs' entries between caches as bundles (`crate::bundle`).
+//! `distill cache stats|verify|gc|export|import|push|pull`: counting, checking and cleaning
+//! the cache directory, and moving runs' entries between caches as bundles (`crate::bundle`)
+//! or through the remote cache (`crate::remote`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,14 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
         CacheCmd::Import { c: a, file } => {
             let Some(c) = open(&a.cache) else { return 2 };
             import(&c, &file)
+        }
+        CacheCmd::Push { c: a, r, runs } => {
+            let Some(c) = open(&a.cache) else { return 2 };
+            transfer(c, r.url(), &runs, true)
+        }
+        CacheCmd::Pull { c: a, r, runs } => {
+            let Some(c) = open(&a.cache) else { return 2 };
+            transfer(c, r.url(), &runs, false)
         }
         CacheCmd::Verify { c: a, delete } => {
             let Some(c) = open(&a.cache) else { return 2 };
@@ -203,4 +212,91 @@ fn import(c: &crate::cache::Cache, file: &Path) -> i32 {
             2
         }
     }
+}
+
+/// The remote of `cache push|pull`: `--cache-remote` / `DISTILL_CACHE_REMOTE`, else the one
+/// the first run used (its config.json).
+fn remote_of(given: Option<&str>, runs: &[PathBuf]) -> Result<String, String> {
+    if let Some(u) = given {
+        return Ok(u.to_string());
+    }
+    let cfg = crate::runfile::read_config(&runs[0])?;
+    let used = cfg["provenance"]["cache_remote"]
+        .as_str()
+        .or_else(|| cfg["pipeline"]["cache_remote"].as_str());
+    used.map(str::to_string).ok_or_else(|| {
+        format!(
+            "name the remote cache: --cache-remote s3://bucket/prefix or DISTILL_CACHE_REMOTE ({} used none)",
+            runs[0].display()
+        )
+    })
+}
+
+/// `cache push|pull`: exit 0; 1 when some entry failed or was refused; 2 for bad input.
+fn transfer(c: crate::cache::Cache, given: Option<&str>, runs: &[PathBuf], push: bool) -> i32 {
+    use crate::remote::{Access, Remote};
+    let url = match remote_of(given, runs) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let mut keys = Vec::new();
+    for dir in runs {
+        match crate::runfile::cache_keys(dir) {
+            Ok(k) => keys.extend(k),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return 2;
+            }
+        }
+    }
+    let access = Access {
+        keep_local: !push,
+        upload: push,
+    };
+    let remote = match Remote::open(&url, access) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    if !push && let Err(e) = c.check_writable() {
+        eprintln!("error: {e:#}");
+        return 2;
+    }
+    let m = if push {
+        crate::remote::push(&remote, &c, runs.len(), keys)
+    } else {
+        crate::remote::pull(&remote, std::sync::Arc::new(c), runs.len(), keys)
+    };
+    let (verb, place) = if push {
+        ("pushed", "already in the bucket")
+    } else {
+        ("pulled", "already in the cache")
+    };
+    println!(
+        "{verb} {} entries of {} run(s) {} {}: {} {place}, {} not found at the source (node keys of single-call nodes are not stored), {} failed{}",
+        m.moved,
+        m.runs,
+        if push { "to" } else { "from" },
+        remote.url,
+        m.present,
+        m.missing,
+        m.failed.len(),
+        if push {
+            String::new()
+        } else {
+            format!(", {} refused (corrupt)", m.rejected.len())
+        }
+    );
+    for f in m.failed.iter().take(10) {
+        eprintln!("failed: {f}");
+    }
+    for r in m.rejected.iter().take(10) {
+        eprintln!("refused: {r}");
+    }
+    i32::from(!m.failed.is_empty() || !m.rejected.is_empty())
 }

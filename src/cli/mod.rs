@@ -308,6 +308,7 @@ fn run_options(a: &RunArgs) -> RunOptions {
             crate::runfile::config::LoadRecord::new(f, &a.load.sets, &filters_of(&a.load), a.shard)
         }),
         resume: a.resume.clone(),
+        cache_remote: a.remote.url().map(str::to_string),
     }
 }
 

@@ -1,6 +1,9 @@
 //! `distill pipeline plan`: a dry run through the scheduler that reads the cache only and
-//! counts, per model node, the calls already cached and those still to make; `--explain`
-//! says why each of those misses the cache (`explain`).
+//! counts, per model node, the calls already cached and those still to make, and per model
+//! the calls, tokens and cost to spend; `--explain` says why each of those misses the cache
+//! (`explain`). With a remote cache, a local miss is looked up there (read, verified,
+//! not kept: a plan writes nothing), so a round whose prompt depends on an earlier round's
+//! answer is planned from that answer.
 
 use std::sync::Arc;
 
@@ -90,6 +93,22 @@ pub async fn run_with(p: Pipeline, opts: &RunOptions, explain: bool) -> anyhow::
             sink.to_make.get(&node.id).unwrap_or(&0)
         );
     }
+    print!("{}", per_model(&ctx, &sink));
+    if let Some(r) = &ctx.remote {
+        let r = r.report();
+        println!(
+            "  remote cache {}: {} of the entries read came from it ({} looked up, {} not there); a plan keeps none, a run keeps them locally",
+            r.url, r.hits, r.lookups, r.misses
+        );
+        if r.read_errors + r.rejected > 0 {
+            println!(
+                "  warning: {} remote read(s) failed and {} remote entr(y/ies) were corrupt: counted as calls to make ({})",
+                r.read_errors,
+                r.rejected,
+                r.last_error.as_deref().unwrap_or("")
+            );
+        }
+    }
     if explain {
         let misses = ctx
             .calls
@@ -109,4 +128,75 @@ pub async fn run_with(p: Pipeline, opts: &RunOptions, explain: bool) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// Per model: calls to make, estimated tokens and cost. The calls whose prompt is known
+/// (their upstream answers are cached) are estimated from it (prompt ≈ characters / 4,
+/// completion ≈ `max_tokens`); the calls that wait on them at that model's average.
+fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+    let p = &ctx.pipeline;
+    let model_of: BTreeMap<&str, &str> = p
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.id.as_str(), n.model.as_deref()?)))
+        .collect();
+    // model -> (calls to make, known calls, known prompt tokens, known completion tokens)
+    let mut by: BTreeMap<&str, (u64, u64, u64, u64)> = BTreeMap::new();
+    for (node, n) in &sink.to_make {
+        if let Some(m) = model_of.get(node.as_str()) {
+            by.entry(m).or_default().0 += n;
+        }
+    }
+    let misses = ctx
+        .calls
+        .planned
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    for miss in &misses {
+        let Some(m) = model_of.get(miss.node_id.as_str()) else {
+            continue;
+        };
+        let max = p
+            .spec
+            .models
+            .get(*m)
+            .and_then(|s| s.params.max_tokens)
+            .unwrap_or(1000);
+        let e = by.entry(m).or_default();
+        e.1 += 1;
+        e.2 += crate::llm::sim::approx_tokens(&miss.prompt);
+        e.3 += max;
+    }
+    let mut out = String::from("  per model (calls to make, estimated tokens and cost):\n");
+    for (m, (calls, known, pt, ct)) in &by {
+        let later = calls.saturating_sub(*known);
+        let max = p
+            .spec
+            .models
+            .get(*m)
+            .and_then(|s| s.params.max_tokens)
+            .unwrap_or(1000);
+        let (pt_each, ct_each) = match known {
+            0 => (1000, max),
+            k => (pt / k, ct / k),
+        };
+        let usage = crate::llm::Usage {
+            prompt_tokens: pt + later * pt_each,
+            completion_tokens: ct + later * ct_each,
+            ..Default::default()
+        };
+        let cost = p.spec.models.get(*m).map_or(0.0, |s| s.price.cost(&usage));
+        let _ = writeln!(
+            out,
+            "    {m:<14} to make {calls:>6}  tokens ~{:>10}  cost ~${cost:.2}",
+            usage.prompt_tokens + usage.completion_tokens
+        );
+    }
+    if by.is_empty() {
+        out.push_str("    (none: every call is cached)\n");
+    }
+    out
 }

@@ -61,6 +61,8 @@ pub struct RunOptions {
     pub load: Option<crate::runfile::config::LoadRecord>,
     /// Finish this stopped run in place instead of starting a new one.
     pub resume: Option<PathBuf>,
+    /// The remote cache (`--cache-remote`, `DISTILL_CACHE_REMOTE`); else the pipeline's.
+    pub cache_remote: Option<String>,
 }
 
 /// Everything the scheduler and the run directory share during a run.
@@ -75,6 +77,45 @@ pub struct RunCtx {
     pub dashboard: Option<crate::dashboard::Dashboard>,
     /// What `--load_run` / `--load_initial_reasoning` brought (its table is in `calls`).
     pub import: Option<import::Loaded>,
+    /// The remote cache behind the cache directory (`--cache-remote`), for its counts.
+    pub remote: Option<Arc<crate::remote::Remote>>,
+}
+
+/// The run's remote cache, if one is named (the command line's, else the pipeline's): read
+/// through by every run, kept locally and written behind only by a run that may send.
+fn open_remote(
+    p: &Pipeline,
+    opts: &RunOptions,
+    mode: Mode,
+) -> Result<Option<Arc<crate::remote::Remote>>> {
+    let Some(url) = opts
+        .cache_remote
+        .as_deref()
+        .or(p.spec.cache_remote.as_deref())
+    else {
+        return Ok(None);
+    };
+    let access = crate::remote::Access {
+        keep_local: mode == Mode::Run,
+        upload: mode == Mode::Run && !opts.offline,
+    };
+    let r = crate::remote::Remote::open(url, access).map_err(|e| InvalidInput(e.to_string()))?;
+    Ok(Some(Arc::new(r)))
+}
+
+/// Waits for the remote cache's pending uploads (at most `wait`), saying so when there are any.
+fn flush_remote(ctx: &RunCtx, wait: std::time::Duration) {
+    if let Some(r) = &ctx.remote {
+        let pending = r.report().unfinished;
+        if pending > 0 {
+            eprintln!(
+                "remote cache {}: waiting for {pending} upload(s) (at most {} s)",
+                r.url,
+                wait.as_secs()
+            );
+        }
+        r.flush(wait);
+    }
 }
 
 /// The models some node of the pipeline calls (only those need a provider and a key).
@@ -135,7 +176,11 @@ impl RunCtx {
     pub fn new(pipeline: Pipeline, opts: &RunOptions, mode: Mode) -> Result<Self> {
         let templates = Templates::compile(&pipeline.prompts)
             .map_err(|e| anyhow::anyhow!("prompt templates: {e:?}"))?;
-        let cache = Cache::open(&opts.cache_dir).map_err(|e| InvalidInput(format!("{e:#}")))?;
+        let mut cache = Cache::open(&opts.cache_dir).map_err(|e| InvalidInput(format!("{e:#}")))?;
+        let remote = open_remote(&pipeline, opts, mode)?;
+        if let Some(r) = &remote {
+            cache.set_tier(r.clone());
+        }
         // a run that may send must be able to keep what it pays for: refused before any call
         if mode == Mode::Run && !opts.offline {
             cache.check_writable().map_err(|e| {
@@ -172,6 +217,7 @@ impl RunCtx {
             started: Instant::now(),
             dashboard: None,
             import,
+            remote,
         })
     }
 
@@ -454,6 +500,7 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                 interrupted: true,
                 ..Default::default()
             };
+            flush_remote(&ctx, std::time::Duration::from_secs(10));
             let _ = out.finish(&ctx, &o);
             return Err(e);
         }
@@ -464,6 +511,14 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         outcome.failed.len(),
         outcome.incomplete,
         outcome.interrupted
+    );
+    flush_remote(
+        &ctx,
+        if outcome.interrupted {
+            std::time::Duration::from_secs(10)
+        } else {
+            crate::remote::FLUSH_WAIT
+        },
     );
     ctx.calls.cache.sync();
     let summary = out.finish(&ctx, &outcome)?;

@@ -68,6 +68,7 @@ fn config_fields(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
             "concurrency": opts.concurrency,
             "offline": opts.offline,
             "cache_dir": opts.cache_dir.display().to_string(),
+            "cache_remote": ctx.remote.as_ref().map(|r| r.url.to_string()),
             "simulated_models": p.spec.models.iter().filter(|(_, m)| m.provider == "sim").map(|(k, _)| k.clone()).collect::<Vec<_>>(),
         },
         "warnings": p.recorded_warnings(),
@@ -236,6 +237,13 @@ impl Finished {
             );
             println!("NOT CACHED: {uncached} answer(s) (see the error above)");
         }
+        if let Some(r) = &ctx.remote {
+            let (line, warnings) = r.report().lines();
+            println!("{line}");
+            for w in warnings {
+                println!("{w}");
+            }
+        }
         println!("results: {}", self.dir.display());
         Ok(RunSummary {
             run_dir: Some(self.dir.clone()),
@@ -309,6 +317,7 @@ pub fn metrics_json(ctx: &RunCtx, outcome: &Outcome, problems_written: usize) ->
         "concurrency": ctx.concurrency,
         "max_calls_in_flight": g(&st.max_in_flight),
         "cache": {"hits": g(&c.hits), "misses": g(&c.misses), "corrupt": g(&c.corrupt), "writes": g(&c.writes)},
+        "remote_cache": ctx.remote.as_ref().map(|r| r.report()),
     })
 }
 

@@ -140,6 +140,10 @@ pub struct PipelineSpec {
     /// Directory of prompt templates (default `prompts`).
     #[serde(default)]
     pub prompts_dir: Option<String>,
+    /// A remote cache shared by many machines (`s3://bucket/prefix`); `--cache-remote` and
+    /// `DISTILL_CACHE_REMOTE` take precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_remote: Option<String>,
     pub nodes: Map<String, Value>,
     /// Free-form settings that a pipeline shares through YAML anchors; ignored by the engine.
     #[serde(default, rename = "x-shared", skip_serializing)]

@@ -2,7 +2,7 @@
 //! collect their errors (in the manner of Vector's topology checks): `tree` (the file,
 //! `extends`, `--set`, CLI filters), `known_keys` (every unknown key of the typed sections,
 //! at once, with the nearest valid name), `decode`, the pipeline checks of [`SPEC_CHECKS`]
-//! (name, samples, nodes, prompts folder, models, the grade block), `problems` (the problem
+//! (name, samples, nodes, prompts folder, models, the grade block, the remote cache URL), `problems` (the problem
 //! set and its filters), `expand`, the node checks of `checks::NODE_CHECKS`, `templates`
 //! (they compile) and `acyclic`. Nothing runs until every step passed; all errors are
 //! reported together, sorted by file and line.
@@ -302,7 +302,20 @@ pub const SPEC_CHECKS: &[(&str, SpecCheck)] = &[
     ("prompts_dir_exists", check_prompts_dir),
     ("models", super::model::check_models),
     ("grade_block", check_grade_block),
+    ("cache_remote", check_cache_remote),
 ];
+
+/// `cache_remote:` is an `s3://bucket/prefix` URL (checked here, connected at run time).
+fn check_cache_remote(spec: &PipelineSpec, locs: &LocMap, _: &Path, diags: &mut Vec<Diag>) {
+    let Some(url) = &spec.cache_remote else {
+        return;
+    };
+    if let Err(e) = crate::remote::RemoteUrl::parse(url) {
+        diags.push(Diag::at(&locs.find("cache_remote"), format!("`cache_remote:` {e}")).hint(
+            "give the bucket and a prefix, e.g. `cache_remote: s3://my-lab-cache/distill`, or remove the line (the cache directory alone is used)",
+        ));
+    }
+}
 
 /// Most samples per problem.
 pub const MAX_SAMPLES: u32 = 10_000;
