@@ -21,6 +21,8 @@ function isSummaryCol(c) { return S.grid.cols[c][2] === "summarize"; }
 function runOf(c) { return (S.grid.col_run && S.grid.col_run[c]) || 0; }
 function multi() { return S.grid.runs && S.grid.runs.length > 1; }
 function runLabel(k) { const r = S.grid.runs && S.grid.runs[k]; return (r && r.label) || "run " + (k + 1); }
+// a run's short name on the grid and in the tables: A, B, C, … (its card gives the label)
+function runTag(k) { return k < 26 ? String.fromCharCode(65 + k) : "R" + (k + 1); }
 // Wilson 95% interval of x right out of n, in percent
 function wilson(x, n) {
   if (!(n > 0)) return null;
@@ -55,7 +57,7 @@ function cellText(cell, c) {
 function cellTitle(r, c) {
   const cell = S.grid.cells[r][c];
   const [pi, s] = S.grid.rows[r];
-  let t = S.grid.problems[pi][0] + (s ? " #" + s : "") + " · " + (multi() ? runLabel(runOf(c)) + " · " : "") + S.grid.cols[c][0] + " · " + STATES[cell[0]];
+  let t = S.grid.problems[pi][0] + (s ? " #" + s : "") + " · " + (multi() ? runTag(runOf(c)) + " " + runLabel(runOf(c)) + " · " : "") + S.grid.cols[c][0] + " · " + STATES[cell[0]];
   if (cell[4] != null && cell[4] !== STATES[cell[0]]) t += ": " + cell[4];
   if (cell[1]) t += " (cached)";
   if (cell[3]) t += " · " + cell[3] + " retr" + (cell[3] > 1 ? "ies" : "y");
@@ -71,18 +73,19 @@ function renderGrid() {
   g.cols.forEach((col, c) => {
     const k = runOf(c);
     const first = c > 0 && g.cols[c - 1][1] !== col[1] ? " round-start" : "";
-    const tag = many ? '<span class="rt">' + esc(short(runLabel(k), 10)) + "</span>" : "";
-    h += '<div class="h' + (col[2] === "summarize" ? " k-s" : "") + (many ? " run-" + (k % 6) : "") + first + '" data-c="' + c + '" data-run="' + k + '" title="' + esc((many ? runLabel(k) + " · " : "") + col[0] + " (round " + col[1] + ", " + col[2] + ")") + '">' +
+    const tag = many ? '<span class="rt">' + runTag(k) + "</span>" : "";
+    h += '<div class="h' + (col[2] === "summarize" ? " k-s" : "") + (many ? " run-" + (k % 6) : "") + first + '" data-c="' + c + '" data-run="' + k + '" title="' + esc((many ? runTag(k) + " " + runLabel(k) + " · " : "") + col[0] + " (round " + col[1] + ", " + col[2] + ")") + '">' +
       tag + (col[2] === "summarize" ? "Σ" + col[1] : "r" + col[1] + " " + esc(col[0])) + "</div>";
   });
   $("gridhead").innerHTML = h;
   const parts = [];
-  const multi = g.rows.some((row) => row[1] > 0);
+  const samples = g.rows.some((row) => row[1] > 0);
   g.rows.forEach((row, r) => {
     const p = g.problems[row[0]];
-    const st = g.status[row[0]];
+    // several runs: a problem's status differs by run (the cells say it)
+    const st = many ? null : g.status[row[0]];
     let line = '<div class="row" data-r="' + r + '"><div class="lab' + (st ? " " + esc(st) : "") + '" title="' + esc(p[1]) + '">' +
-      esc(p[0]) + (multi ? " #" + row[1] : "") + "</div>";
+      esc(p[0]) + (samples ? " #" + row[1] : "") + "</div>";
     g.cells[r].forEach((cell, c) => {
       const k = runOf(c), n = g.cols[c][0];
       const first = c > 0 && g.cols[c - 1][1] !== g.cols[c][1] ? " round-start" : "";
@@ -168,12 +171,12 @@ function renderAccuracy() {
     const extra = [carried ? carried + " carried" : "", run ? run + " running" : "", wait ? wait + " waiting" : "", failed ? failed + " failed" : "", notRun ? notRun + " not run" : ""].filter((x) => x).join(", ");
     const bar = ci ? '<div class="ci"><i style="left:' + ci[0] + "%;width:" + (ci[1] - ci[0]) + '%"></i><b style="left:' + (100 * y / graded) + '%"></b></div>' : "";
     rows.push([k, c, '<tr id="acc-' + esc(k + "-" + col[0]) + '" data-run="' + k + '" data-node="' + esc(col[0]) + '" data-round="' + col[1] + '" data-correct="' + y + '" data-graded="' + graded + '" data-acc="' + acc +
-      '" data-lo="' + (ci ? ci[0].toFixed(1) : "") + '" data-hi="' + (ci ? ci[1].toFixed(1) : "") + '">' + (many ? '<td class="runc run-' + (k % 6) + '" title="' + esc(runLabel(k)) + '">' + esc(short(runLabel(k), 14)) + "</td>" : "") + "<td>" +
-      col[1] + "</td><td>" + esc(col[0]) + (extra ? ' <span class="muted">(' + esc(extra) + ")</span>" : "") + "</td><td>" + y + "/" + graded +
-      "</td><td><b>" + acc + '</b> <span class="muted">[' + ciText + "]</span>" + bar + "</td></tr>"]);
+      '" data-lo="' + (ci ? ci[0].toFixed(1) : "") + '" data-hi="' + (ci ? ci[1].toFixed(1) : "") + '">' + (many ? '<td class="runc run-' + (k % 6) + '" title="' + esc(runLabel(k)) + '">' + runTag(k) + "</td>" : "") + "<td>" +
+      col[1] + "</td><td>" + esc(col[0]) + (extra ? '<div class="muted small">' + esc(extra) + "</div>" : "") + "</td><td>" + y + "/" + graded +
+      "</td><td><b>" + acc + '</b> <span class="muted cit">[' + ciText + "]</span>" + bar + "</td></tr>"]);
   });
   rows.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  $("acchead").innerHTML = (many ? "<th>run</th>" : "") + "<th>round</th><th>node</th><th>right / with a verdict</th><th>acc. [95% CI]</th>";
+  $("acchead").innerHTML = (many ? "<th>run</th>" : "") + '<th>round</th><th>node</th><th title="right / attempts with a verdict">right / n</th><th>acc. [95% CI]</th>';
   $("acc").tBodies[0].innerHTML = rows.map((x) => x[2]).join("") || '<tr><td colspan="5" class="muted">no graded node yet</td></tr>';
 }
 
@@ -217,7 +220,7 @@ function renderRuns() {
     const m = r.metrics || {}, tok = m.tokens || {};
     const bits = [r.status || "", (r.problems != null ? r.problems + " problems" : ""), m.calls != null ? fmtInt(m.calls) + " calls" : "",
       tok.completion != null ? fmtInt(tok.completion) + " completion tokens" : ""].filter(Boolean).join(" · ");
-    return '<div class="stat run-' + (k % 6) + '" id="run-' + k + '" title="' + esc(r.path || "") + '"><b>' + esc(r.label) + "</b><span>" + esc(bits) + "</span></div>";
+    return '<div class="stat run-' + (k % 6) + '" id="run-' + k + '" title="' + esc(r.path || "") + '"><b>' + runTag(k) + " · " + esc(r.label) + "</b><span>" + esc(bits) + "</span></div>";
   }).join("");
 }
 
@@ -255,7 +258,7 @@ function handle(m) {
     case "p":
       if (m.grid) { S.grid = m.grid; renderGrid(); } else applyCells(m.cells);
       S.grid.status[m.p] = m.status;
-      { const lab = cellRowsOf(m.p); lab.forEach((el) => { el.className = "lab " + m.status; }); }
+      if (!multi()) { const lab = cellRowsOf(m.p); lab.forEach((el) => { el.className = "lab " + m.status; }); }
       if (sel && S.grid.rows[sel.r][0] === m.p && sel.source !== "record") loadAttempt();
       dirty = true; break;
     case "d":
@@ -353,7 +356,7 @@ function showAttempt(a) {
   const rec = a.record || {};
   const out = rec.output || {};
   sel.source = a.source;
-  $("ptitle").textContent = a.problem + (a.sample ? " #" + a.sample : "") + " · " + (multi() ? runLabel(a.run || 0) + " · " : "") + a.node;
+  $("ptitle").textContent = a.problem + (a.sample ? " #" + a.sample : "") + " · " + (multi() ? runTag(a.run || 0) + " " + runLabel(a.run || 0) + " · " : "") + a.node;
   const meta = ["round " + a.round, a.kind || rec.kind || "", STATES[a.cell[0]] + (a.cell[1] ? " (cached)" : "")];
   if (out.model) meta.push(out.model);
   if (out.finish_reason) meta.push("finish: " + out.finish_reason);
