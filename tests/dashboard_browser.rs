@@ -2,7 +2,10 @@
 //! with a notice when absent), driven over the DevTools protocol (`browser/cdp.rs`): a real
 //! `distill pipeline run --dashboard` on the sim model with latency (the page must show every
 //! problem done and the report's accuracy), a live run fed through the API (the streamed text
-//! shows in the panel as it comes), `distill view` over the finished run, and the timings of
+//! shows in the panel as it comes), `distill view` over the finished run, `distill view` of
+//! two runs side by side (one of them interrupted by SIGTERM: columns per run, cell links to
+//! attempts, labels of missing answers, the grid's scroll and sticky header at a desktop and a
+//! narrow width, screenshots that are not blank), and the timings of
 //! a 500-problem grid and of selecting an attempt with a 100 KB trace. Screenshots go to
 //! /tmp, never into the repository.
 

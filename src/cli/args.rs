@@ -39,7 +39,7 @@ pub(super) enum Cmd {
         /// Run directories or results.json files (distill's or the original tool's).
         #[arg(required = true)]
         runs: Vec<PathBuf>,
-        /// Where report.md, report.csv, report.json and the SVG plots go (default: the run's
+        /// Where report.md, report.csv, report.json and the figures (SVG, PNG) go (default: the run's
         /// directory for one run, ./report for several).
         #[arg(long)]
         out: Option<PathBuf>,
