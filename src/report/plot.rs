@@ -406,7 +406,7 @@ fn draw(rep: &Report, spec: &Spec, series: &[Vec<Pt>]) -> Result<String, String>
                     let style = ("sans-serif", TEXT).into_font().color(&lk.color);
                     root.draw(&Text::new(
                         p.round.to_string(),
-                        (at.0 + 4 * U, at.1 - 8 * U),
+                        (at.0 + 5 * U, at.1 - 9 * U),
                         style,
                     ))
                     .map_err(e)?;
