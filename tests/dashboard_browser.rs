@@ -244,6 +244,10 @@ fn dashboard_in_headless_chromium() {
     cdp.screenshot("/tmp/distill-dashboard-view.png");
     println!("view page accuracy per round (= the report's): {acc:?}");
 
+    // 3a. a run with 2 samples per problem: the page averages each problem's samples as the
+    // report does (n = problems)
+    samples_like_the_report(&rt, &mut cdp, tmp.path());
+
     // 3b. `view` of two runs side by side: the early-stopping run and a wider one, interrupted
     compare_two_runs(&rt, &mut cdp, &run, &interrupted_run(tmp.path()));
 
@@ -279,6 +283,77 @@ fn dashboard_in_headless_chromium() {
     assert!(ms(&click, "selectChars") >= 100_000.0);
     // the timings are printed, not asserted: a loaded machine is slower (speed is the
     // benchmark's business, not a test's)
+}
+
+/// `distill view` of a quickstart run with 2 samples: every accuracy row of the page has the
+/// report's successes (a sum of per-problem shares), n (problems) and interval.
+fn samples_like_the_report(rt: &tokio::runtime::Runtime, cdp: &mut Cdp, root: &Path) {
+    let results = root.join("results-s2");
+    let out = Command::new(env!("CARGO_BIN_EXE_distill"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "pipeline",
+            "run",
+            "pipelines/quickstart.yaml",
+            "--no-progress",
+        ])
+        .args([
+            "--set",
+            "samples=2",
+            "--set",
+            "models.reasoner.sim.latency_ms=0",
+        ])
+        .arg("--results")
+        .arg(&results)
+        .arg("--cache")
+        .arg(root.join("cache-s2"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(results.join("quickstart"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let (url, _task) = rt
+        .block_on(dashboard::view_start(&run, "127.0.0.1", 0))
+        .unwrap();
+    cdp.navigate(&url);
+    cdp.wait_for("document.querySelectorAll('#grid .row').length === 16", 20);
+    cdp.wait_for(
+        "document.querySelectorAll('#acc tr[data-node]').length === 5",
+        10,
+    );
+    let page: Vec<(f64, u64, f64, f64)> = serde_json::from_value(cdp.eval(
+        "[...document.querySelectorAll('#acc tr[data-node]')].map(r => [Number(r.dataset.correct), Number(r.dataset.graded), Number(r.dataset.lo), Number(r.dataset.hi)])",
+    ))
+    .unwrap();
+    let rounds = report["runs"][0]["rounds"].as_array().unwrap();
+    assert_eq!(page.len(), rounds.len());
+    for (p, r) in page.iter().zip(rounds) {
+        let a = &r["per_round_accuracy"];
+        assert_eq!(p.1, a["n"].as_u64().unwrap(), "n = problems: {p:?} {a}");
+        assert!(
+            (p.0 - a["successes"].as_f64().unwrap()).abs() < 0.006,
+            "{p:?} {a}"
+        );
+        assert!(
+            (p.2 - 100.0 * a["ci_low"].as_f64().unwrap()).abs() < 0.06,
+            "{p:?} {a}"
+        );
+        assert!(
+            (p.3 - 100.0 * a["ci_high"].as_f64().unwrap()).abs() < 0.06,
+            "{p:?} {a}"
+        );
+    }
+    println!("samples = 2: page accuracy rows = the report's (successes, n, interval): {page:?}");
 }
 
 /// A run of the quickstart with 6 rounds and slow calls, stopped by SIGTERM part way: its

@@ -16,6 +16,7 @@ function esc(s) {
 }
 function short(a, n) { a = String(a); return a.length > n ? a.slice(0, n - 1) + "…" : a; }
 function fmtInt(x) { return x == null ? "–" : Number(x).toLocaleString("en-US"); }
+function fmtShare(x) { return Number.isInteger(x) ? String(x) : x.toFixed(2); }
 function pct(a, b) { return b > 0 ? (100 * a / b).toFixed(1) + "%" : "–"; }
 function isSummaryCol(c) { return S.grid.cols[c][2] === "summarize"; }
 function runOf(c) { return (S.grid.col_run && S.grid.col_run[c]) || 0; }
@@ -153,26 +154,38 @@ function renderAccuracy() {
   const rows = [];
   const many = multi();
   const last = g.cells.map(() => ({})); // per row and run: the latest verdict, "y" or "n"
+  const sampled = g.rows.some((row) => row[1] > 0);
   g.cols.forEach((col, c) => {
     const k = runOf(c);
     let y = 0, n = 0, d = 0, run = 0, wait = 0, carried = 0, failed = 0, notRun = 0;
+    const per = new Map(); // with samples: problem → [right, with a verdict]
     g.cells.forEach((rc, ri) => {
       let st = rc[c][0];
       if (st === "k" && GRADED_KINDS.has(col[2]) && last[ri][k]) { st = last[ri][k]; carried++; }
       if (st === "y") y++; else if (st === "n") n++; else if (st === "d") d++;
       else if (st === "r" || st === "s") run++; else if (st === "w") wait++; else if (st === "f") failed++; else if (st === "x") notRun++;
       if ((st === "y" || st === "n") && GRADED_KINDS.has(col[2]) && col[2] !== "vote") last[ri][k] = st;
+      if (sampled && (st === "y" || st === "n" || st === "d")) {
+        const pi = g.rows[ri][0], e = per.get(pi) || [0, 0];
+        e[0] += st === "y" ? 1 : 0; e[1] += 1; per.set(pi, e);
+      }
     });
     if (y + n === 0 && !(GRADED_KINDS.has(col[2]) && d === 0)) return;
-    const graded = y + n + d;
-    const acc = pct(y, graded);
-    const ci = wilson(y, graded);
+    let right = y, graded = y + n + d;
+    if (sampled) {
+      // as the report counts samples: each problem's share over its samples with a verdict,
+      // averaged over the problems with one (n = those problems)
+      right = 0; graded = per.size;
+      for (const [r, v] of per.values()) right += r / v;
+    }
+    const acc = pct(right, graded);
+    const ci = wilson(right, graded);
     const ciText = ci ? ci[0].toFixed(1) + "–" + ci[1].toFixed(1) : "–";
     const extra = [carried ? carried + " carried" : "", run ? run + " running" : "", wait ? wait + " waiting" : "", failed ? failed + " failed" : "", notRun ? notRun + " not run" : ""].filter((x) => x).join(", ");
-    const bar = ci ? '<div class="ci"><i style="left:' + ci[0] + "%;width:" + (ci[1] - ci[0]) + '%"></i><b style="left:' + (100 * y / graded) + '%"></b></div>' : "";
-    rows.push([k, c, '<tr id="acc-' + esc(k + "-" + col[0]) + '" data-run="' + k + '" data-node="' + esc(col[0]) + '" data-round="' + col[1] + '" data-correct="' + y + '" data-graded="' + graded + '" data-acc="' + acc +
+    const bar = ci ? '<div class="ci"><i style="left:' + ci[0] + "%;width:" + (ci[1] - ci[0]) + '%"></i><b style="left:' + (100 * right / graded) + '%"></b></div>' : "";
+    rows.push([k, c, '<tr id="acc-' + esc(k + "-" + col[0]) + '" data-run="' + k + '" data-node="' + esc(col[0]) + '" data-round="' + col[1] + '" data-correct="' + fmtShare(right) + '" data-graded="' + graded + '" data-acc="' + acc +
       '" data-lo="' + (ci ? ci[0].toFixed(1) : "") + '" data-hi="' + (ci ? ci[1].toFixed(1) : "") + '">' + (many ? '<td class="runc run-' + (k % 6) + '" title="' + esc(runLabel(k)) + '">' + runTag(k) + "</td>" : "") + "<td>" +
-      col[1] + "</td><td>" + esc(col[0]) + (extra ? '<div class="muted small">' + esc(extra) + "</div>" : "") + "</td><td>" + y + "/" + graded +
+      col[1] + "</td><td>" + esc(col[0]) + (extra ? '<div class="muted small">' + esc(extra) + "</div>" : "") + "</td><td>" + fmtShare(right) + "/" + graded +
       "</td><td><b>" + acc + '</b> <span class="muted cit">[' + ciText + "]</span>" + bar + "</td></tr>"]);
   });
   rows.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
