@@ -1,8 +1,8 @@
 //! HTTP-level tests of the dashboard: the page and its endpoints, the server-sent event stream
 //! fed through the public API, a reconnecting page getting the current state first, the
 //! bounded streamed text, and `distill view` over a real finished run (distill's format, the
-//! original tool's, one cut short) with path traversal attempts answered 404, and two runs
-//! viewed side by side (columns per run, labels for attempts without an answer, figures).
+//! original tool's, one cut short) with path traversal attempts answered 404. Several runs
+//! side by side: `dashboard_compare.rs`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -621,127 +621,4 @@ async fn samples_are_rows_and_unknown_nodes_are_added() {
     d.event(&e);
     let m = sse.until("c").await;
     assert_eq!(m["cells"][0], json!([1, 0, ["n", 0, "7", 0, null]]));
-}
-
-/// A hand-written run directory: `pipeline` names it; p1 and p2 (p2 only when `both`).
-fn hand_run(
-    dir: &Path,
-    pipeline: &str,
-    records: Vec<Value>,
-    status: &str,
-    selected: &[&str],
-) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let doc = json!({"run_id": "20250101T000000000Z-abcdef", "pipeline": pipeline,
-                     "problems": records, "status": status});
-    std::fs::write(dir.join("results.json"), doc.to_string()).unwrap();
-    let nodes: Vec<Value> = cols()
-        .iter()
-        .map(|(n, r, k)| json!({"id": n, "round": r, "kind": k}))
-        .collect();
-    let cfg = json!({"run_id": "20250101T000000000Z-abcdef", "pipeline": {"name": pipeline, "samples": 1},
-                     "expanded_nodes": nodes, "problems": {"path": "x.csv", "selected": selected}});
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    dir.to_path_buf()
-}
-
-#[tokio::test]
-async fn view_of_two_runs_side_by_side() {
-    let tmp = tempfile::tempdir().unwrap();
-    let a = hand_run(
-        &tmp.path().join("a"),
-        "base",
-        vec![record("p1", true)],
-        "complete",
-        &["p1"],
-    );
-    // run b: p1's last attempt not run (interrupted), p2 wrong with no answer extracted
-    let mut p1 = record("p1", false);
-    p1["samples"][0]["attempt_1"] = json!({"node": "attempt_1", "kind": "reason", "round": 1, "status": "not_run", "reason": "interrupted", "cached": false, "latency_ms": 0});
-    p1["samples"][0]["attempt_0"]["output"]["text"] = json!("B-TRACE-0");
-    let mut p2 = record("p2", false);
-    p2["samples"][0]["attempt_0"]["output"]["answer"] = Value::Null;
-    let b = hand_run(
-        &tmp.path().join("b"),
-        "new",
-        vec![p1, p2],
-        "interrupted",
-        &["p1", "p2"],
-    );
-    let (url, _t) = dashboard::view_runs_start(&[a, b], "127.0.0.1", 0)
-        .await
-        .unwrap();
-    let snap = get_json(&format!("{url}api/snapshot")).await;
-    let g = &snap["grid"];
-    let labels: Vec<&str> = g["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["label"].as_str().unwrap())
-        .collect();
-    assert_eq!(labels, ["base abcdef", "new abcdef"]);
-    // round by round, the runs next to each other
-    let cols: Vec<(String, usize)> = g["cols"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(g["col_run"].as_array().unwrap())
-        .map(|(c, k)| {
-            (
-                c[0].as_str().unwrap().to_string(),
-                k.as_u64().unwrap() as usize,
-            )
-        })
-        .collect();
-    let want: Vec<(String, usize)> = [
-        ("attempt_0", 0),
-        ("attempt_0", 1),
-        ("summary_1", 0),
-        ("attempt_1", 0),
-        ("summary_1", 1),
-        ("attempt_1", 1),
-    ]
-    .iter()
-    .map(|(n, k)| (n.to_string(), *k))
-    .collect();
-    assert_eq!(cols, want);
-    let cell = |p: usize, c: usize| g["cells"][p][c].clone();
-    assert_eq!(cell(0, 0), json!(["y", 0, "2", 0, null]));
-    assert_eq!(cell(0, 1), json!(["n", 0, "2", 0, null]));
-    assert_eq!(cell(0, 5), json!(["x", 0, null, 0, "interrupted"]));
-    assert_eq!(cell(1, 1), json!(["n", 0, null, 0, "no answer"]));
-    // p2 is not in run a
-    assert_eq!(cell(1, 0), json!(["x", 0, null, 0, "not in run"]));
-    // each run's attempt by its index
-    let t0 = get_json(&format!("{url}api/attempt?p=p1&s=0&n=attempt_0&r=0")).await;
-    let t1 = get_json(&format!("{url}api/attempt?p=p1&s=0&n=attempt_0&r=1")).await;
-    assert_eq!(t0["record"]["output"]["text"], "TRACE-0 \\boxed{2}");
-    assert_eq!(
-        (t1["record"]["output"]["text"].as_str(), t1["run"].as_u64()),
-        (Some("B-TRACE-0"), Some(1))
-    );
-    // the report's figures over both runs
-    let names: Vec<&str> = snap["plots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "accuracy_vs_round.svg",
-            "cumulative_accuracy.svg",
-            "accuracy_vs_tokens.svg"
-        ]
-    );
-    let (s, svg) = get(&format!("{url}api/plot/accuracy_vs_round.svg")).await;
-    assert_eq!(s, 200);
-    assert!(
-        svg.contains("base abcdef") && svg.contains("new abcdef"),
-        "{svg}"
-    );
-    assert_eq!(get(&format!("{url}api/plot/nope.svg")).await.0, 404);
-    // several runs: no single directory's files are served
-    assert_eq!(get(&format!("{url}run/results.json")).await.0, 404);
 }

@@ -2,23 +2,27 @@
 //! size): `accuracy_vs_round` (per-round accuracy of every run, one 95% Wilson band each),
 //! `cumulative_accuracy` (solved by round i, same bands) and `accuracy_vs_tokens` (per-round
 //! accuracy against the mean tokens spent per attempt up to the round, round labels at the
-//! points, Wilson bars). Each run has its own colour, line style and marker, so the figures
-//! read in greyscale. Drawn with plotters' SVG backend (text stays SVG text); the PNG beside
-//! each SVG is that SVG rendered by `png`. What each figure and band is: [`FIGURES`], the
-//! caption lines of report.md. This module does not compute any number: it draws the
-//! report's.
+//! points, Wilson bars). Each run has its own colour, line style and marker (`marks`), so the
+//! figures read in greyscale. Drawn with plotters' SVG backend (text stays SVG text); the PNG
+//! beside each SVG is that SVG rendered by `png`. What each figure and band is: [`FIGURES`],
+//! the caption lines of report.md. This module computes no number: it draws the report's.
 
 use std::path::Path;
 
 use plotters::coord::Shift;
-use plotters::element::DashedPathElement;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::Report;
 use super::metrics::{CUMULATIVE, PER_ROUND, RunReport};
 
+#[path = "marks.rs"]
+mod marks;
 #[path = "png.rs"]
 mod png;
+
+pub use marks::{Look, Marker, look};
+use marks::{line, marker};
 
 pub const ACCURACY_VS_ROUND: &str = "accuracy_vs_round.svg";
 pub const CUMULATIVE_ACCURACY: &str = "cumulative_accuracy.svg";
@@ -187,52 +191,6 @@ fn series(
         .collect()
 }
 
-/// A run's look: colour (Okabe–Ito, safe for colour blindness), dash pattern and marker.
-#[derive(Clone, Copy)]
-pub struct Look {
-    pub color: RGBColor,
-    /// (dash, gap) in units; (0, 0) is a solid line
-    pub dash: (u32, u32),
-    pub marker: Marker,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Marker {
-    Circle,
-    Square,
-    Triangle,
-    Diamond,
-    Cross,
-    InvertedTriangle,
-}
-
-/// The look of run `i`: no two of the first six runs share a colour, a marker or (of the
-/// first four) a line style.
-pub fn look(i: usize) -> Look {
-    const COLORS: [RGBColor; 6] = [
-        RGBColor(0, 114, 178),
-        RGBColor(213, 94, 0),
-        RGBColor(0, 158, 115),
-        RGBColor(204, 121, 167),
-        RGBColor(230, 159, 0),
-        RGBColor(86, 180, 233),
-    ];
-    const DASHES: [(u32, u32); 4] = [(0, 0), (10, 5), (2, 4), (18, 6)];
-    const MARKERS: [Marker; 6] = [
-        Marker::Circle,
-        Marker::Square,
-        Marker::Triangle,
-        Marker::Diamond,
-        Marker::Cross,
-        Marker::InvertedTriangle,
-    ];
-    Look {
-        color: COLORS[i % COLORS.len()],
-        dash: DASHES[i % DASHES.len()],
-        marker: MARKERS[i % MARKERS.len()],
-    }
-}
-
 /// A run's legend entry: its label (shortened), n (the attempts with a verdict per round),
 /// and for a run that stopped early or has attempts without a verdict, `STOPPED EARLY` and
 /// those counts.
@@ -305,6 +263,8 @@ fn tokens_label(x: f64) -> String {
     }
 }
 
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
 /// Draws one figure: bands (or bars) first, then each run's line and markers, then the legend
 /// below the chart, one row per run.
 fn draw(rep: &Report, spec: &Spec, series: &[Vec<Pt>]) -> Result<String, String> {
@@ -325,54 +285,12 @@ fn draw(rep: &Report, spec: &Spec, series: &[Vec<Pt>]) -> Result<String, String>
             .y_label_area_size(24 * U)
             .build_cartesian_2d(xlo..xhi, ylo..yhi)
             .map_err(e)?;
-        let grey = RGBColor(110, 110, 110);
-        let text = ("sans-serif", TEXT).into_font().color(&BLACK);
-        let int_label = |x: &f64| format!("{x:.0}");
-        let tok_label = |x: &f64| tokens_label(*x);
-        let max_round = series.iter().flatten().map(|p| p.round).max().unwrap_or(0);
-        let mut mesh = chart.configure_mesh();
-        mesh.bold_line_style(RGBColor(226, 226, 226).stroke_width(1))
-            .light_line_style(WHITE.mix(0.0))
-            .axis_style(grey.stroke_width(1))
-            .label_style(text.clone())
-            .axis_desc_style(("sans-serif", AXIS_TEXT).into_font())
-            .x_desc(spec.x_desc.as_str())
-            .y_desc(spec.y_desc.as_str())
-            .y_labels(6)
-            .y_label_formatter(&int_label);
-        if spec.rounds_axis {
-            mesh.x_labels(max_round as usize + 2)
-                .x_label_formatter(&int_label);
-        } else {
-            mesh.x_labels(5).x_label_formatter(&tok_label);
-        }
-        mesh.draw().map_err(e)?;
-        for (i, pts) in series.iter().enumerate() {
-            let c = look(i).color;
-            if spec.bars {
-                // drawn with the points (in pixels, side by side)
-            } else if pts.len() > 1 {
-                let band: Vec<(f64, f64)> = pts
-                    .iter()
-                    .map(|p| (p.x, p.hi))
-                    .chain(pts.iter().rev().map(|p| (p.x, p.lo)))
-                    .collect();
-                chart
-                    .draw_series(std::iter::once(Polygon::new(band, c.mix(0.11).filled())))
-                    .map_err(e)?;
-            } else if let Some(p) = pts.first() {
-                // one round: the band is a bar
-                chart
-                    .draw_series(std::iter::once(PathElement::new(
-                        vec![(p.x, p.lo), (p.x, p.hi)],
-                        c.mix(0.4).stroke_width(3 * U as u32),
-                    )))
-                    .map_err(e)?;
-            }
+        mesh(&mut chart, spec, series)?;
+        if !spec.bars {
+            bands(&mut chart, series)?;
         }
         let runs = series.len() as i32;
         for (i, pts) in series.iter().enumerate() {
-            let lk = look(i);
             // bars of runs at the same x stand side by side, 4 units apart
             let dodge = if spec.bars {
                 (2 * i as i32 - (runs - 1)) * 2 * U
@@ -383,35 +301,16 @@ fn draw(rep: &Report, spec: &Spec, series: &[Vec<Pt>]) -> Result<String, String>
                 let (px, py) = chart.backend_coord(&(x, y));
                 (px + dodge, py)
             };
-            let px: Vec<(i32, i32)> = pts.iter().map(|p| at(p.x, p.y)).collect();
-            if spec.bars {
-                for p in pts {
-                    let (lo, hi) = (at(p.x, p.lo), at(p.x, p.hi));
-                    let st = lk.color.mix(0.8).stroke_width(U as u32);
-                    let cap = 2 * U;
-                    root.draw(&PathElement::new(vec![lo, hi], st)).map_err(e)?;
-                    for end in [lo, hi] {
-                        root.draw(&PathElement::new(
-                            vec![(end.0 - cap, end.1), (end.0 + cap, end.1)],
-                            st,
-                        ))
-                        .map_err(e)?;
-                    }
-                }
-            }
-            line(&root, &px, lk)?;
-            for (p, &at) in pts.iter().zip(&px) {
-                marker(&root, at, lk)?;
-                if spec.bars {
-                    let style = ("sans-serif", TEXT).into_font().color(&lk.color);
-                    root.draw(&Text::new(
-                        p.round.to_string(),
-                        (at.0 + 5 * U, at.1 - 9 * U),
-                        style,
-                    ))
-                    .map_err(e)?;
-                }
-            }
+            let px: Vec<Px> = pts
+                .iter()
+                .map(|p| Px {
+                    at: at(p.x, p.y),
+                    lo: at(p.x, p.lo),
+                    hi: at(p.x, p.hi),
+                    round: p.round,
+                })
+                .collect();
+            run(&root, &px, look(i), spec.bars)?;
         }
         draw_legend(&bottom, rep)?;
         root.present().map_err(e)?;
@@ -419,78 +318,107 @@ fn draw(rep: &Report, spec: &Spec, series: &[Vec<Pt>]) -> Result<String, String>
     Ok(physical_size(buf, h))
 }
 
-/// A run's line through backend points, in its dash pattern.
-fn line<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    pts: &[(i32, i32)],
-    lk: Look,
+/// The axes, their labels and a light grid (major lines only).
+fn mesh<DB: DrawingBackend>(
+    chart: &mut Chart<'_, DB>,
+    spec: &Spec,
+    series: &[Vec<Pt>],
 ) -> Result<(), String> {
-    let style = lk.color.stroke_width((3 * U / 4) as u32 + 1);
-    if lk.dash == (0, 0) {
-        area.draw(&PathElement::new(pts.to_vec(), style)).map_err(e)
+    let grey = RGBColor(110, 110, 110);
+    let text = ("sans-serif", TEXT).into_font().color(&BLACK);
+    let int_label = |x: &f64| format!("{x:.0}");
+    let tok_label = |x: &f64| tokens_label(*x);
+    let max_round = series.iter().flatten().map(|p| p.round).max().unwrap_or(0);
+    let mut mesh = chart.configure_mesh();
+    mesh.bold_line_style(RGBColor(226, 226, 226).stroke_width(1))
+        .light_line_style(WHITE.mix(0.0))
+        .axis_style(grey.stroke_width(1))
+        .label_style(text)
+        .axis_desc_style(("sans-serif", AXIS_TEXT).into_font())
+        .x_desc(spec.x_desc.as_str())
+        .y_desc(spec.y_desc.as_str())
+        .y_labels(6)
+        .y_label_formatter(&int_label);
+    if spec.rounds_axis {
+        mesh.x_labels(max_round as usize + 2)
+            .x_label_formatter(&int_label);
     } else {
-        area.draw(&DashedPathElement::new(
-            pts.iter().copied(),
-            lk.dash.0,
-            lk.dash.1,
-            style,
-        ))
-        .map_err(e)
+        mesh.x_labels(5).x_label_formatter(&tok_label);
     }
+    mesh.draw().map_err(e)
 }
 
-/// A run's marker centred at `at` (backend coordinates); open markers are filled white.
-fn marker<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    (x, y): (i32, i32),
-    lk: Look,
-) -> Result<(), String> {
-    let r = 5 * U / 2;
-    let c = lk.color;
-    let stroke = c.stroke_width(U as u32);
-    let white = WHITE.filled();
-    match lk.marker {
-        Marker::Circle => area.draw(&Circle::new((x, y), r, c.filled())).map_err(e),
-        Marker::Square => {
-            let rr = r - 1;
-            area.draw(&Rectangle::new([(x - rr, y - rr), (x + rr, y + rr)], white))
+/// Each run's interval band, light, under every line (a single round: a short thick bar).
+fn bands<DB: DrawingBackend>(chart: &mut Chart<'_, DB>, series: &[Vec<Pt>]) -> Result<(), String> {
+    for (i, pts) in series.iter().enumerate() {
+        let c = look(i).color;
+        if pts.len() > 1 {
+            let band: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|p| (p.x, p.hi))
+                .chain(pts.iter().rev().map(|p| (p.x, p.lo)))
+                .collect();
+            chart
+                .draw_series(std::iter::once(Polygon::new(band, c.mix(0.11).filled())))
                 .map_err(e)?;
-            area.draw(&Rectangle::new(
-                [(x - rr, y - rr), (x + rr, y + rr)],
-                stroke,
-            ))
-            .map_err(e)
-        }
-        Marker::Triangle | Marker::InvertedTriangle => {
-            let s = if lk.marker == Marker::Triangle { 1 } else { -1 };
-            let pts = vec![
-                (x, y - s * r),
-                (x - r, y + s * r * 4 / 5),
-                (x + r, y + s * r * 4 / 5),
-            ];
-            area.draw(&Polygon::new(pts, c.filled())).map_err(e)
-        }
-        Marker::Diamond => {
-            let pts = vec![(x, y - r), (x + r, y), (x, y + r), (x - r, y)];
-            area.draw(&Polygon::new(pts.clone(), white)).map_err(e)?;
-            let mut ring = pts.clone();
-            ring.push(pts[0]);
-            area.draw(&PathElement::new(ring, stroke)).map_err(e)
-        }
-        Marker::Cross => {
-            let k = r - 1;
-            area.draw(&PathElement::new(
-                vec![(x - k, y - k), (x + k, y + k)],
-                stroke,
-            ))
-            .map_err(e)?;
-            area.draw(&PathElement::new(
-                vec![(x - k, y + k), (x + k, y - k)],
-                stroke,
-            ))
-            .map_err(e)
+        } else if let Some(p) = pts.first() {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(p.x, p.lo), (p.x, p.hi)],
+                    c.mix(0.4).stroke_width(3 * U as u32),
+                )))
+                .map_err(e)?;
         }
     }
+    Ok(())
+}
+
+/// A point in backend coordinates: the estimate, its interval's ends, its round.
+struct Px {
+    at: (i32, i32),
+    lo: (i32, i32),
+    hi: (i32, i32),
+    round: u32,
+}
+
+/// One run: with `bars`, its interval bars (capped) and a round label at each point; then its
+/// line and markers.
+fn run<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    pts: &[Px],
+    lk: Look,
+    bars: bool,
+) -> Result<(), String> {
+    if bars {
+        let st = lk.color.mix(0.8).stroke_width(U as u32);
+        let cap = 2 * U;
+        for p in pts {
+            root.draw(&PathElement::new(vec![p.lo, p.hi], st))
+                .map_err(e)?;
+            for end in [p.lo, p.hi] {
+                root.draw(&PathElement::new(
+                    vec![(end.0 - cap, end.1), (end.0 + cap, end.1)],
+                    st,
+                ))
+                .map_err(e)?;
+            }
+        }
+    }
+    let line_pts: Vec<(i32, i32)> = pts.iter().map(|p| p.at).collect();
+    line(root, &line_pts, lk)?;
+    for p in pts {
+        marker(root, p.at, lk)?;
+        if bars {
+            let style = ("sans-serif", TEXT).into_font().color(&lk.color);
+            root.draw(&Text::new(
+                p.round.to_string(),
+                (p.at.0 + 5 * U, p.at.1 - 9 * U),
+                style,
+            ))
+            .map_err(e)?;
+        }
+    }
+    Ok(())
 }
 
 /// One legend row per run: a sample of its line with its marker, then its label.
