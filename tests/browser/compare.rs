@@ -249,6 +249,15 @@ pub fn compare_two_runs(rt: &tokio::runtime::Runtime, cdp: &mut Cdp, a: &Path, b
         cdp.eval("document.getElementById('ptext').textContent"),
         links[1]["text"]
     );
+    let (scroll, narrow) = scroll_and_screens(cdp);
+    println!(
+        "compare view: columns per run {heads:?}, accuracy rows {accrows:?}, grid scroll {scroll}, narrow {narrow}"
+    );
+}
+
+/// The compare page's grid scrolls both ways with its header on top, at 1400 px and at 600 px
+/// (panels stacked); a screenshot of each, neither blank. Returns what was measured.
+fn scroll_and_screens(cdp: &mut Cdp) -> (Value, Value) {
     // the grid scrolls sideways (22 columns do not fit) with its header row on top
     let scroll: Value = serde_json::from_str(
         cdp.eval(
@@ -309,7 +318,5 @@ pub fn compare_two_runs(rt: &tokio::runtime::Runtime, cdp: &mut Cdp, a: &Path, b
         let n = colours(cdp, png);
         assert!(n > 20, "{png} looks blank ({n} colours)");
     }
-    println!(
-        "compare view: columns per run {heads:?}, accuracy rows {accrows:?}, grid scroll {scroll}, narrow {narrow}"
-    );
+    (scroll, narrow)
 }
