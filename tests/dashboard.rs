@@ -1,7 +1,8 @@
 //! HTTP-level tests of the dashboard: the page and its endpoints, the server-sent event stream
 //! fed through the public API, a reconnecting page getting the current state first, the
 //! bounded streamed text, and `distill view` over a real finished run (distill's format, the
-//! original tool's, one cut short) with path traversal attempts answered 404.
+//! original tool's, one cut short) with path traversal attempts answered 404. Several runs
+//! side by side: `dashboard_compare.rs`.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -160,7 +161,7 @@ async fn event_stream_carries_events_deltas_records_metrics_and_the_end() {
 
     d.event(&ev("p1", "attempt_0", 0, "started", json!({})));
     let m = sse.until("c").await;
-    assert_eq!(m["cells"][0], json!([0, 0, ["r", 0, null, 0]]));
+    assert_eq!(m["cells"][0], json!([0, 0, ["r", 0, null, 0, null]]));
 
     d.delta("p1", 0, "attempt_0", "Let me ");
     d.delta("p1", 0, "attempt_0", "think… ünïcode");
@@ -180,7 +181,7 @@ async fn event_stream_carries_events_deltas_records_metrics_and_the_end() {
         json!({"cached": true, "answer": "2", "correct": true}),
     ));
     let m = sse.until("c").await;
-    assert_eq!(m["cells"][0], json!([0, 0, ["y", 1, "2", 0]]));
+    assert_eq!(m["cells"][0], json!([0, 0, ["y", 1, "2", 0, null]]));
 
     d.event(&ev(
         "p1",
@@ -578,7 +579,9 @@ async fn view_reads_the_original_tools_results_and_a_cut_short_run() {
     let snap = get_json(&format!("{url}api/snapshot")).await;
     let g = &snap["grid"];
     assert_eq!(g["status"], json!(["ok", null]));
-    assert_eq!(g["cells"][1][0], json!(["y", 0, "4", 1]));
+    assert_eq!(g["cells"][1][0], json!(["y", 0, "4", 1, null]));
+    // what the crash left unrun is labelled, not blank
+    assert_eq!(g["cells"][1][2], json!(["x", 0, null, 0, "interrupted"]));
     assert_eq!(snap["retries"], 1);
     assert_eq!(snap["summary"]["status"], "truncated");
 
@@ -617,5 +620,5 @@ async fn samples_are_rows_and_unknown_nodes_are_added() {
     e["sample"] = json!(1);
     d.event(&e);
     let m = sse.until("c").await;
-    assert_eq!(m["cells"][0], json!([1, 0, ["n", 0, "7", 0]]));
+    assert_eq!(m["cells"][0], json!([1, 0, ["n", 0, "7", 0, null]]));
 }

@@ -2,12 +2,17 @@
 //! with a notice when absent), driven over the DevTools protocol (`browser/cdp.rs`): a real
 //! `distill pipeline run --dashboard` on the sim model with latency (the page must show every
 //! problem done and the report's accuracy), a live run fed through the API (the streamed text
-//! shows in the panel as it comes), `distill view` over the finished run, and the timings of
+//! shows in the panel as it comes), `distill view` over the finished run, `distill view` of
+//! two runs side by side (one of them interrupted by SIGTERM: columns per run, cell links to
+//! attempts, labels of missing answers, the grid's scroll and sticky header at a desktop and a
+//! narrow width, screenshots that are not blank), and the timings of
 //! a 500-problem grid and of selecting an attempt with a 100 KB trace. Screenshots go to
 //! /tmp, never into the repository.
 
 #[path = "browser/cdp.rs"]
 mod cdp;
+#[path = "browser/compare.rs"]
+mod compare;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -240,6 +245,13 @@ fn dashboard_in_headless_chromium() {
     assert_eq!(acc, report_acc);
     cdp.screenshot("/tmp/distill-dashboard-view.png");
     println!("view page accuracy per round (= the report's): {acc:?}");
+
+    // 3a. a run with 2 samples per problem: the page averages each problem's samples as the
+    // report does (n = problems)
+    compare::samples_like_the_report(&rt, &mut cdp, tmp.path());
+
+    // 3b. `view` of two runs side by side: the early-stopping run and a wider one, interrupted
+    compare::compare_two_runs(&rt, &mut cdp, &run, &compare::interrupted_run(tmp.path()));
 
     // 4. 500 problems × 9 columns, attempts with 100 KB traces
     let big = rt.block_on(big_dashboard(500));

@@ -500,7 +500,16 @@ fn every_run_writes_a_report_that_agrees_with_its_results() {
         "report.csv",
         "report.json",
         "accuracy_vs_round.svg",
+        "cumulative_accuracy.svg",
         "accuracy_vs_tokens.svg",
+    ] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    #[cfg(feature = "png")]
+    for f in [
+        "accuracy_vs_round.png",
+        "cumulative_accuracy.png",
+        "accuracy_vs_tokens.png",
     ] {
         assert!(run.join(f).exists(), "{f}");
     }

@@ -215,7 +215,7 @@ fn hand_computed_figures_with_skips_failures_and_missing_rounds() {
         );
     }
     let t = std::fs::read_to_string(out.join("accuracy_vs_round.svg")).unwrap();
-    assert!(t.contains("n=6") && t.contains("n=5"), "n per point");
+    assert!(t.contains("(n=5–6)"), "n per round, in the legend");
     // the compact table says the same
     let compact = compact_table(&tmp.path().join("run")).unwrap();
     assert!(

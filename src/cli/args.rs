@@ -39,7 +39,7 @@ pub(super) enum Cmd {
         /// Run directories or results.json files (distill's or the original tool's).
         #[arg(required = true)]
         runs: Vec<PathBuf>,
-        /// Where report.md, report.csv, report.json and the SVG plots go (default: the run's
+        /// Where report.md, report.csv, report.json and the figures (SVG, PNG) go (default: the run's
         /// directory for one run, ./report for several).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -56,10 +56,12 @@ pub(super) enum Cmd {
     /// Fetch public benchmarks into data/ (`pull`) or show what can be pulled (`list`).
     #[command(subcommand)]
     Data(DataCmd),
-    /// Serve the dashboard over a finished run (read-only) until Ctrl-C.
+    /// Serve the dashboard over finished runs (read-only) until Ctrl-C; several runs are
+    /// shown side by side.
     View {
-        /// The run directory (results/<pipeline>/<run-id>/).
-        run_dir: PathBuf,
+        /// The run directories (results/<pipeline>/<run-id>/); several: compared.
+        #[arg(required = true, num_args = 1..)]
+        run_dirs: Vec<PathBuf>,
         /// Port to listen on (0: any free port).
         #[arg(long, default_value_t = 8080)]
         port: u16,

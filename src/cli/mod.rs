@@ -89,10 +89,10 @@ pub fn main() -> i32 {
             }
         }
         Cmd::View {
-            run_dir,
+            run_dirs,
             port,
             host,
-        } => match runtime().block_on(crate::dashboard::view(&run_dir, &host, port)) {
+        } => match runtime().block_on(crate::dashboard::view(&run_dirs, &host, port)) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -10,7 +10,7 @@ mod server;
 mod state;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
@@ -136,12 +136,18 @@ impl Dashboard {
     }
 }
 
-/// `distill view RUN_DIR`: serves the same page over a finished run (distill's or the
-/// original tool's results.json), read-only, until Ctrl-C. `/run/<file>` serves files of
-/// that directory only.
-pub async fn view(run_dir: &Path, host: &str, port: u16) -> Result<(), String> {
-    let (url, task) = view_start(run_dir, host, port).await?;
-    println!("viewing {} at {url} (Ctrl-C to stop)", run_dir.display());
+/// `distill view RUN_DIR…`: serves the same page over finished runs (distill's or the
+/// original tool's results.json), read-only, until Ctrl-C; several runs side by side, with
+/// the report's figures over them. `/run/<file>` serves files of a single run's directory.
+pub async fn view(run_dirs: &[PathBuf], host: &str, port: u16) -> Result<(), String> {
+    let (url, task) = view_runs_start(run_dirs, host, port).await?;
+    match run_dirs {
+        [one] => println!("viewing {} at {url} (Ctrl-C to stop)", one.display()),
+        _ => println!(
+            "viewing {} runs side by side at {url} (Ctrl-C to stop)",
+            run_dirs.len()
+        ),
+    }
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = task => {}
@@ -155,9 +161,59 @@ pub async fn view_start(
     host: &str,
     port: u16,
 ) -> Result<(String, tokio::task::JoinHandle<()>), String> {
-    let root = run_dir
-        .canonicalize()
-        .map_err(|e| format!("{}: {e}", run_dir.display()))?;
-    let state = load::load_run(&root)?;
-    serve(Shared::new(state, Some(root)), host, port).await
+    view_runs_start(&[run_dir.to_path_buf()], host, port).await
+}
+
+/// Starts serving finished runs side by side and returns the URL.
+pub async fn view_runs_start(
+    run_dirs: &[PathBuf],
+    host: &str,
+    port: u16,
+) -> Result<(String, tokio::task::JoinHandle<()>), String> {
+    if run_dirs.is_empty() {
+        return Err("view: no run directory given".into());
+    }
+    let roots = run_dirs
+        .iter()
+        .map(|d| {
+            d.canonicalize()
+                .map_err(|e| format!("{}: {e}", d.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (labels, plots) = figures(&roots);
+    let state = load::load_runs(&roots, &labels)?;
+    let run_dir = (roots.len() == 1).then(|| roots[0].clone());
+    serve(Shared::with_plots(state, run_dir, plots), host, port).await
+}
+
+/// The report's run labels and figures (SVG) over these runs; none, with a note on stderr,
+/// when the report cannot be built (e.g. a run with only events).
+fn figures(dirs: &[PathBuf]) -> (Vec<String>, Vec<(String, String)>) {
+    let opts = crate::report::ReportOptions {
+        runs: dirs.to_vec(),
+        bootstrap: 1,
+        ..Default::default()
+    };
+    let rep = match crate::report::build(&opts) {
+        Ok((rep, _)) => rep,
+        Err(e) => {
+            eprintln!("note: the view shows no figures: {e}");
+            return (Vec::new(), Vec::new());
+        }
+    };
+    let labels = rep.runs.iter().map(|r| r.label.clone()).collect();
+    if rep.runs.iter().all(|r| r.rounds.is_empty()) {
+        return (labels, Vec::new());
+    }
+    let plots = crate::report::plot::FIGURES
+        .iter()
+        .filter_map(|f| match crate::report::plot::svg(&rep, f.name) {
+            Ok(svg) => Some((f.name.to_string(), svg)),
+            Err(e) => {
+                eprintln!("note: {e}");
+                None
+            }
+        })
+        .collect();
+    (labels, plots)
 }

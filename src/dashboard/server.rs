@@ -1,6 +1,6 @@
 //! The HTTP side: the page (embedded), `/api/snapshot`, `/api/events` (server-sent events:
 //! first the current state, then every change), `/api/attempt` (one attempt's full text, on
-//! demand), `/api/config`, and in `view` mode `/run/<file>` (files of that run directory
+//! demand), `/api/config`, `/api/plot/<name>` (the report's figures over the viewed runs), and in `view` mode `/run/<file>` (files of that run directory
 //! only: anything that is not a plain relative path inside it is a 404).
 
 use std::convert::Infallible;
@@ -36,17 +36,28 @@ static PAGE: LazyLock<String> = LazyLock::new(|| {
 pub struct Shared {
     pub state: Mutex<State>,
     pub tx: broadcast::Sender<Arc<str>>,
-    /// The run directory whose files `/run/…` serves (`view` only), canonical.
+    /// The run directory whose files `/run/…` serves (`view` of one run), canonical.
     pub run_dir: Option<PathBuf>,
+    /// The report's figures over the viewed runs: (file name, SVG), served at `/api/plot/…`.
+    pub plots: Vec<(String, String)>,
 }
 
 impl Shared {
     pub fn new(state: State, run_dir: Option<PathBuf>) -> Arc<Self> {
+        Self::with_plots(state, run_dir, Vec::new())
+    }
+
+    pub fn with_plots(
+        state: State,
+        run_dir: Option<PathBuf>,
+        plots: Vec<(String, String)>,
+    ) -> Arc<Self> {
         let (tx, _) = broadcast::channel(CHANNEL);
         Arc::new(Shared {
             state: Mutex::new(state),
             tx,
             run_dir,
+            plots,
         })
     }
 
@@ -69,6 +80,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/events", get(events))
         .route("/api/attempt", get(attempt))
         .route("/api/config", get(config))
+        .route("/api/plot/{name}", get(plot))
         .route("/run/{*path}", get(run_file))
         .fallback(|| async { not_found() })
         .with_state(shared)
@@ -101,8 +113,12 @@ async fn snapshot(Ext(sh): Ext<Arc<Shared>>) -> Response {
     Json(with_files(&sh, snap)).into_response()
 }
 
-/// A view's snapshot lists the run directory's files (links on the page).
+/// A view's snapshot lists the run directory's files (links on the page) and its figures.
 fn with_files(sh: &Shared, mut snap: Value) -> Value {
+    if !sh.plots.is_empty() {
+        let names: Vec<&str> = sh.plots.iter().map(|(n, _)| n.as_str()).collect();
+        snap["plots"] = json!(names);
+    }
     if let Some(dir) = &sh.run_dir {
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .into_iter()
@@ -148,6 +164,9 @@ struct AttemptQuery {
     #[serde(default)]
     s: u32,
     n: String,
+    /// The run's index among the runs shown (0 for a single run).
+    #[serde(default)]
+    r: usize,
 }
 
 async fn attempt(Ext(sh): Ext<Arc<Shared>>, Query(q): Query<AttemptQuery>) -> Response {
@@ -155,7 +174,7 @@ async fn attempt(Ext(sh): Ext<Arc<Shared>>, Query(q): Query<AttemptQuery>) -> Re
         .state
         .lock()
         .ok()
-        .and_then(|st| st.attempt(&q.p, q.s, &q.n));
+        .and_then(|st| st.attempt(&q.p, q.s, &q.n, q.r));
     match found {
         Some(v) => Json(v).into_response(),
         None => not_found(),
@@ -169,6 +188,20 @@ async fn config(Ext(sh): Ext<Arc<Shared>>) -> Response {
         .map(|s| s.config.clone())
         .unwrap_or_default();
     Json(c).into_response()
+}
+
+async fn plot(Ext(sh): Ext<Arc<Shared>>, UrlPath(name): UrlPath<String>) -> Response {
+    match sh.plots.iter().find(|(n, _)| *n == name) {
+        Some((_, svg)) => (
+            [
+                (header::CONTENT_TYPE, "image/svg+xml"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            svg.clone(),
+        )
+            .into_response(),
+        None => not_found(),
+    }
 }
 
 /// The file `rel` of the run directory `root` (canonical), if it is one.

@@ -35,6 +35,9 @@ pub struct Cell {
     pub answer: Option<String>,
     pub retries: u32,
     pub error: Option<String>,
+    /// What a cell without an answer shows instead: `no answer`, `failed`, a not-run reason
+    /// (`interrupted`, `budget`, `no record`, `not in run`, …).
+    pub note: Option<String>,
 }
 
 impl Default for Cell {
@@ -45,6 +48,7 @@ impl Default for Cell {
             answer: None,
             retries: 0,
             error: None,
+            note: None,
         }
     }
 }
@@ -55,7 +59,8 @@ impl Cell {
             self.state.to_string(),
             u8::from(self.cached),
             self.answer,
-            self.retries
+            self.retries,
+            self.note
         ])
     }
 }
@@ -77,7 +82,11 @@ pub struct State {
     problems: Vec<(String, String)>,
     problem_ix: HashMap<String, usize>,
     cols: Vec<(String, u32, String)>,
-    col_ix: HashMap<String, usize>,
+    /// Per column: the run it belongs to (an index into `runs`; 0 for a live run).
+    col_run: Vec<usize>,
+    col_ix: HashMap<(usize, String), usize>,
+    /// The runs shown (label, path, status, …); one for a live run or a single view.
+    runs: Vec<Value>,
     rows: Vec<(usize, u32)>,
     row_ix: HashMap<(usize, u32), usize>,
     cells: Vec<Vec<Cell>>,
@@ -114,6 +123,11 @@ fn preview(s: &str, n: usize) -> String {
     }
 }
 
+/// What a finished cell shows when it has no answer to show.
+fn done_note(state: char, answer: &Option<String>) -> Option<String> {
+    (answer.is_none() && (state == WRONG || state == DONE)).then(|| "no answer".to_string())
+}
+
 /// The state of a finished node from its `correct` verdict.
 fn done_state(correct: &Value) -> char {
     match correct {
@@ -130,6 +144,20 @@ impl State {
         problems: Vec<(String, String)>,
         cols: Vec<(String, u32, String)>,
     ) -> Self {
+        let cols = cols.into_iter().map(|(n, r, k)| (n, r, k, 0)).collect();
+        let run = json!({"label": "", "status": ""});
+        Self::with_runs(mode, config, problems, cols, vec![run])
+    }
+
+    /// A state over several runs side by side: `cols` are (node, round, kind, run index into
+    /// `runs`), in the order the page shows them.
+    pub fn with_runs(
+        mode: &'static str,
+        config: Value,
+        problems: Vec<(String, String)>,
+        cols: Vec<(String, u32, String, usize)>,
+        runs: Vec<Value>,
+    ) -> Self {
         let title = format!(
             "{} {}",
             config["pipeline"]["name"]
@@ -145,11 +173,11 @@ impl State {
             mode,
             title,
             config,
+            runs,
             ..Default::default()
         };
-        for (i, col) in cols.into_iter().enumerate() {
-            s.col_ix.insert(col.0.clone(), i);
-            s.cols.push(col);
+        for (node, round, kind, run) in cols {
+            s.col(run, &node, round, &kind);
         }
         for (id, q) in problems {
             let pi = s.problem(&id);
@@ -182,12 +210,14 @@ impl State {
         self.rows.len() - 1
     }
 
-    fn col(&mut self, node: &str, round: u32, kind: &str) -> usize {
-        if let Some(&c) = self.col_ix.get(node) {
+    fn col(&mut self, run: usize, node: &str, round: u32, kind: &str) -> usize {
+        if let Some(&c) = self.col_ix.get(&(run, node.to_string())) {
             return c;
         }
         self.cols.push((node.to_string(), round, kind.to_string()));
-        self.col_ix.insert(node.to_string(), self.cols.len() - 1);
+        self.col_run.push(run);
+        self.col_ix
+            .insert((run, node.to_string()), self.cols.len() - 1);
         for r in &mut self.cells {
             r.push(Cell::default());
         }
@@ -197,6 +227,7 @@ impl State {
     /// Row and column of an instance, created when new; `grew` tells the page to rebuild.
     fn place(
         &mut self,
+        run: usize,
         problem: &str,
         sample: u32,
         node: &str,
@@ -205,7 +236,7 @@ impl State {
         let (np, nr, nc) = (self.problems.len(), self.rows.len(), self.cols.len());
         let pi = self.problem(problem);
         let r = self.row(pi, sample);
-        let c = self.col(node, round, "");
+        let c = self.col(run, node, round, "");
         let grew = np != self.problems.len() || nr != self.rows.len() || nc != self.cols.len();
         (r, c, grew)
     }
@@ -216,12 +247,17 @@ impl State {
 
     /// Applies a run event (an events.jsonl line); returns the message for the pages.
     pub fn event(&mut self, e: &Value) -> Option<Value> {
+        self.event_in(e, 0)
+    }
+
+    /// Applies an event of run `run` (an index into the runs shown).
+    fn event_in(&mut self, e: &Value, run: usize) -> Option<Value> {
         let problem = e["problem"].as_str()?;
         let node = e["node"].as_str()?;
         let sample = e["sample"].as_u64().unwrap_or(0) as u32;
         let round = e["round"].as_u64().unwrap_or(0) as u32;
         self.events += 1;
-        let (r, c, grew) = self.place(problem, sample, node, round);
+        let (r, c, grew) = self.place(run, problem, sample, node, round);
         let cell = &mut self.cells[r][c];
         match e["event"].as_str().unwrap_or("") {
             "started" => {
@@ -232,13 +268,16 @@ impl State {
                 cell.state = done_state(&e["correct"]);
                 cell.cached = e["cached"].as_bool().unwrap_or(false);
                 cell.answer = text_of(&e["answer"]);
+                cell.note = done_note(cell.state, &cell.answer);
             }
             "failed" => {
                 cell.state = FAILED;
                 cell.error = text_of(&e["error"]);
+                cell.note = Some("failed".into());
             }
             "skipped" => {
                 cell.state = SKIPPED;
+                cell.note = Some("skipped".into());
                 cell.error = text_of(&e["error"]);
             }
             "retry" => {
@@ -258,11 +297,25 @@ impl State {
 
     /// Replays an events.jsonl line of a finished run: a problem with a record only counts
     /// its retries (the record says the rest).
-    pub fn replay_event(&mut self, e: &Value, recorded: bool) {
+    pub fn replay_event(&mut self, e: &Value, recorded: bool, run: usize) {
         if recorded && e["event"].as_str() != Some("retry") {
             self.events += 1;
         } else {
-            self.event(e);
+            self.event_in(e, run);
+        }
+    }
+
+    /// After a finished run is read: its cells that nothing ran are `not run`, labelled by
+    /// `note_of(problem id)` (e.g. `interrupted`, `not in run`).
+    pub fn mark_unrun(&mut self, run: usize, note_of: impl Fn(&str) -> String) {
+        for (r, &(pi, _)) in self.rows.iter().enumerate() {
+            let note = note_of(&self.problems[pi].0);
+            for (c, cell) in self.cells[r].iter_mut().enumerate() {
+                if self.col_run[c] == run && cell.state == WAITING {
+                    cell.state = NOT_RUN;
+                    cell.note = Some(note.clone());
+                }
+            }
         }
     }
 
@@ -275,7 +328,7 @@ impl State {
 
     /// Keeps a streamed piece (bounded) and queues it for the pages.
     pub fn delta(&mut self, problem: &str, sample: u32, node: &str, text: &str) {
-        let (r, c, grew) = self.place(problem, sample, node, 0);
+        let (r, c, grew) = self.place(0, problem, sample, node, 0);
         self.grid_dirty |= grew;
         let cell = &mut self.cells[r][c];
         if cell.state == RUNNING || cell.state == WAITING {
@@ -327,6 +380,11 @@ impl State {
 
     /// Applies a finished problem's record (a results.json entry).
     pub fn record(&mut self, rec: &Value) -> Option<Value> {
+        self.record_in(rec, 0)
+    }
+
+    /// Applies a finished problem's record of run `run` (an index into the runs shown).
+    pub fn record_in(&mut self, rec: &Value, run: usize) -> Option<Value> {
         let id = text_of(&rec["id"])?;
         let (np, nr, nc) = (self.problems.len(), self.rows.len(), self.cols.len());
         let pi = self.problem(&id);
@@ -349,7 +407,7 @@ impl State {
             for (node, nr_) in nodes {
                 let round = nr_["round"].as_u64().unwrap_or(0) as u32;
                 let kind = nr_["kind"].as_str().unwrap_or("");
-                let c = self.col(node, round, kind);
+                let c = self.col(run, node, round, kind);
                 if self.cols[c].2.is_empty() {
                     self.cols[c].2 = kind.to_string();
                 }
@@ -359,10 +417,21 @@ impl State {
                     "done" => {
                         cell.state = done_state(&out["correct"]);
                         cell.answer = text_of(&out["answer"]);
+                        cell.note = done_note(cell.state, &cell.answer);
                     }
-                    "failed" => cell.state = FAILED,
-                    "skipped" => cell.state = SKIPPED,
-                    "not_run" => cell.state = NOT_RUN,
+                    "failed" => {
+                        cell.state = FAILED;
+                        cell.note = Some("failed".into());
+                    }
+                    "skipped" => {
+                        cell.state = SKIPPED;
+                        cell.note = Some("skipped".into());
+                    }
+                    "not_run" => {
+                        cell.state = NOT_RUN;
+                        let why = nr_["reason"].as_str().unwrap_or("interrupted");
+                        cell.note = Some(why.replace('_', " "));
+                    }
                     _ => cell.state = WAITING,
                 }
                 cell.cached = nr_["cached"].as_bool().unwrap_or(false);
@@ -415,6 +484,8 @@ impl State {
             "problems": problems,
             "rows": self.rows,
             "cols": self.cols,
+            "col_run": self.col_run,
+            "runs": self.runs,
             "cells": cells,
             "status": self.status,
         })
@@ -436,15 +507,15 @@ impl State {
 
     /// The full detail of one attempt: from its problem's record when finished, else what is
     /// known so far (cell, streamed text).
-    pub fn attempt(&self, problem: &str, sample: u32, node: &str) -> Option<Value> {
+    pub fn attempt(&self, problem: &str, sample: u32, node: &str, run: usize) -> Option<Value> {
         let pi = *self.problem_ix.get(problem)?;
-        let c = *self.col_ix.get(node)?;
+        let c = *self.col_ix.get(&(run, node.to_string()))?;
         let r = *self.row_ix.get(&(pi, sample))?;
         let cell = &self.cells[r][c];
         let (id, question) = &self.problems[pi];
         let (_, round, kind) = &self.cols[c];
         let mut out = json!({
-            "problem": id, "sample": sample, "node": node, "round": round, "kind": kind,
+            "problem": id, "sample": sample, "node": node, "round": round, "kind": kind, "run": run,
             "question": question, "cell": cell.json(), "error": cell.error,
         });
         if self.status[pi].is_some() {

@@ -325,7 +325,17 @@ pub fn markdown(rep: &Report, plots: &[String]) -> String {
     if !plots.is_empty() {
         s.push_str("\n## plots\n\n");
         for p in plots {
-            let _ = writeln!(s, "![{p}]({p})");
+            let png = p.replace(".svg", ".png");
+            let _ = writeln!(s, "![{p}]({p})\n");
+            match super::plot::caption(p) {
+                Some(c) if super::plot::PNG => {
+                    let _ = writeln!(s, "*{c}* (PNG, 300 dpi: [{png}]({png}))\n");
+                }
+                Some(c) => {
+                    let _ = writeln!(s, "*{c}*\n");
+                }
+                None => {}
+            }
         }
     }
     s

@@ -16,8 +16,24 @@ function esc(s) {
 }
 function short(a, n) { a = String(a); return a.length > n ? a.slice(0, n - 1) + "…" : a; }
 function fmtInt(x) { return x == null ? "–" : Number(x).toLocaleString("en-US"); }
+function fmtShare(x) { return Number.isInteger(x) ? String(x) : x.toFixed(2); }
 function pct(a, b) { return b > 0 ? (100 * a / b).toFixed(1) + "%" : "–"; }
 function isSummaryCol(c) { return S.grid.cols[c][2] === "summarize"; }
+function runOf(c) { return (S.grid.col_run && S.grid.col_run[c]) || 0; }
+function multi() { return S.grid.runs && S.grid.runs.length > 1; }
+function runLabel(k) { const r = S.grid.runs && S.grid.runs[k]; return (r && r.label) || "run " + (k + 1); }
+// a run's short name on the grid and in the tables: A, B, C, … (its card gives the label)
+function runTag(k) { return k < 26 ? String.fromCharCode(65 + k) : "R" + (k + 1); }
+// Wilson 95% interval of x right out of n, in percent
+function wilson(x, n) {
+  if (!(n > 0)) return null;
+  const z = 1.959964, p = x / n, z2 = z * z / n;
+  const mid = (p + z2 / 2) / (1 + z2), half = z * Math.sqrt(p * (1 - p) / n + z2 / (4 * n)) / (1 + z2);
+  return [100 * Math.max(0, mid - half), 100 * Math.min(1, mid + half)];
+}
+// the page address that selects an attempt (each cell links to it)
+function selHash(p, s, n, k) { return "#sel=" + encodeURIComponent(p) + "/" + s + "/" + encodeURIComponent(n) + (k ? "@" + k : ""); }
+function attemptUrl(p, s, n, k) { return "api/attempt?p=" + encodeURIComponent(p) + "&s=" + s + "&n=" + encodeURIComponent(n) + "&r=" + (k || 0); }
 
 function cellClass(cell, c) {
   let k = "c st-" + cell[0];
@@ -26,20 +42,24 @@ function cellClass(cell, c) {
   if (isSummaryCol(c)) k += " k-s";
   return k;
 }
+// A cell says what it holds: its answer, or why it has none ("no answer", "failed", the
+// not-run reason such as "interrupted"); narrow summary cells keep a symbol.
 function cellText(cell, c) {
   const st = cell[0];
-  if (st === "f") return "!";
-  if (st === "k") return "–";
-  if (st === "x") return "·";
   if (st === "r" || st === "s") return "…";
-  if (isSummaryCol(c)) return st === "w" ? "" : "Σ";
+  if (isSummaryCol(c)) return st === "w" ? "" : ({ f: "!", k: "–", x: "·" }[st] || "Σ");
   if (cell[2] != null) return esc(short(cell[2], 8));
+  if (cell[4] != null) return esc(short(cell[4], 11));
+  if (st === "f") return "failed";
+  if (st === "k") return "–";
+  if (st === "x") return "not run";
   return "";
 }
 function cellTitle(r, c) {
   const cell = S.grid.cells[r][c];
   const [pi, s] = S.grid.rows[r];
-  let t = S.grid.problems[pi][0] + (s ? " #" + s : "") + " · " + S.grid.cols[c][0] + " · " + STATES[cell[0]];
+  let t = S.grid.problems[pi][0] + (s ? " #" + s : "") + " · " + (multi() ? runTag(runOf(c)) + " " + runLabel(runOf(c)) + " · " : "") + S.grid.cols[c][0] + " · " + STATES[cell[0]];
+  if (cell[4] != null && cell[4] !== STATES[cell[0]]) t += ": " + cell[4];
   if (cell[1]) t += " (cached)";
   if (cell[3]) t += " · " + cell[3] + " retr" + (cell[3] > 1 ? "ies" : "y");
   if (cell[2] != null) t += " · answer " + cell[2];
@@ -49,21 +69,29 @@ function cellTitle(r, c) {
 function renderGrid() {
   const t0 = performance.now();
   const g = S.grid;
+  const many = multi();
   let h = '<div class="lab"><b>problem</b></div>';
   g.cols.forEach((col, c) => {
-    h += '<div class="h' + (col[2] === "summarize" ? " k-s" : "") + '" title="' + esc(col[0] + " (round " + col[1] + ", " + col[2] + ")") + '">' +
-      (col[2] === "summarize" ? "Σ" + col[1] : "r" + col[1] + " " + esc(col[0])) + "</div>";
+    const k = runOf(c);
+    const first = c > 0 && g.cols[c - 1][1] !== col[1] ? " round-start" : "";
+    const tag = many ? '<span class="rt">' + runTag(k) + "</span>" : "";
+    h += '<div class="h' + (col[2] === "summarize" ? " k-s" : "") + (many ? " run-" + (k % 6) : "") + first + '" data-c="' + c + '" data-run="' + k + '" title="' + esc((many ? runTag(k) + " " + runLabel(k) + " · " : "") + col[0] + " (round " + col[1] + ", " + col[2] + ")") + '">' +
+      tag + (col[2] === "summarize" ? "Σ" + col[1] : "r" + col[1] + " " + esc(col[0])) + "</div>";
   });
   $("gridhead").innerHTML = h;
   const parts = [];
-  const multi = g.rows.some((row) => row[1] > 0);
+  const samples = g.rows.some((row) => row[1] > 0);
   g.rows.forEach((row, r) => {
     const p = g.problems[row[0]];
-    const st = g.status[row[0]];
+    // several runs: a problem's status differs by run (the cells say it)
+    const st = many ? null : g.status[row[0]];
     let line = '<div class="row" data-r="' + r + '"><div class="lab' + (st ? " " + esc(st) : "") + '" title="' + esc(p[1]) + '">' +
-      esc(p[0]) + (multi ? " #" + row[1] : "") + "</div>";
+      esc(p[0]) + (samples ? " #" + row[1] : "") + "</div>";
     g.cells[r].forEach((cell, c) => {
-      line += '<div class="' + cellClass(cell, c) + '" data-c="' + c + '">' + cellText(cell, c) + "</div>";
+      const k = runOf(c), n = g.cols[c][0];
+      const first = c > 0 && g.cols[c - 1][1] !== g.cols[c][1] ? " round-start" : "";
+      line += '<a class="' + cellClass(cell, c) + first + '" data-c="' + c + '" data-run="' + k + '" href="' + esc(selHash(p[0], row[1], n, k)) +
+        '" data-attempt="' + esc(attemptUrl(p[0], row[1], n, k)) + '" title="' + esc(cellTitle(r, c)) + '">' + cellText(cell, c) + "</a>";
     });
     parts.push(line + "</div>");
   });
@@ -95,8 +123,10 @@ function setCell(r, c, cell) {
   rowCells[c] = cell;
   const el = cellEls[r] && cellEls[r][c];
   if (el) {
-    el.className = cellClass(cell, c) + (sel && sel.r === r && sel.c === c ? " sel" : "");
+    const first = c > 0 && S.grid.cols[c - 1][1] !== S.grid.cols[c][1] ? " round-start" : "";
+    el.className = cellClass(cell, c) + first + (sel && sel.r === r && sel.c === c ? " sel" : "");
     el.innerHTML = cellText(cell, c);
+    el.title = cellTitle(r, c);
   }
   if (sel && sel.r === r && sel.c === c) {
     const restarted = (cell[0] === "r" && old && old[0] !== "r") || (old && cell[3] > old[3]);
@@ -115,31 +145,52 @@ function refresh() {
 }
 setInterval(refresh, 250);
 
-// Accuracy per graded column as the report counts it: over attempts with a verdict; a cell
-// skipped by `when:` carries the row's previous verdict; failed and not-run cells are counts
-// apart, outside the denominator.
+// Accuracy per graded column as the report counts it, with one denominator: the attempts with
+// a verdict (right + wrong, a cell skipped by `when:` carrying the row's previous verdict);
+// running, waiting, failed and not-run cells are counts apart, outside it. The interval is
+// the Wilson 95% interval over that denominator.
 function renderAccuracy() {
   const g = S.grid;
   const rows = [];
-  const last = g.cells.map(() => null); // the row's latest verdict, "y" or "n"
+  const many = multi();
+  const last = g.cells.map(() => ({})); // per row and run: the latest verdict, "y" or "n"
+  const sampled = g.rows.some((row) => row[1] > 0);
   g.cols.forEach((col, c) => {
-    let y = 0, n = 0, d = 0, run = 0, carried = 0, failed = 0, notRun = 0;
+    const k = runOf(c);
+    let y = 0, n = 0, d = 0, run = 0, wait = 0, carried = 0, failed = 0, notRun = 0;
+    const per = new Map(); // with samples: problem → [right, with a verdict]
     g.cells.forEach((rc, ri) => {
       let st = rc[c][0];
-      if (st === "k" && GRADED_KINDS.has(col[2]) && last[ri]) { st = last[ri]; carried++; }
+      if (st === "k" && GRADED_KINDS.has(col[2]) && last[ri][k]) { st = last[ri][k]; carried++; }
       if (st === "y") y++; else if (st === "n") n++; else if (st === "d") d++;
-      else if (st === "r" || st === "s") run++; else if (st === "f") failed++; else if (st === "x") notRun++;
-      if ((st === "y" || st === "n") && GRADED_KINDS.has(col[2]) && col[2] !== "vote") last[ri] = st;
+      else if (st === "r" || st === "s") run++; else if (st === "w") wait++; else if (st === "f") failed++; else if (st === "x") notRun++;
+      if ((st === "y" || st === "n") && GRADED_KINDS.has(col[2]) && col[2] !== "vote") last[ri][k] = st;
+      if (sampled && (st === "y" || st === "n" || st === "d")) {
+        const pi = g.rows[ri][0], e = per.get(pi) || [0, 0];
+        e[0] += st === "y" ? 1 : 0; e[1] += 1; per.set(pi, e);
+      }
     });
     if (y + n === 0 && !(GRADED_KINDS.has(col[2]) && d === 0)) return;
-    const graded = y + n + d;
-    const acc = pct(y, graded);
-    const extra = [carried ? carried + " carried" : "", failed ? failed + " failed" : "", notRun ? notRun + " not run" : ""].filter((x) => x).join(", ");
-    rows.push('<tr id="acc-' + esc(col[0]) + '" data-node="' + esc(col[0]) + '" data-round="' + col[1] + '" data-correct="' + y + '" data-graded="' + graded + '" data-acc="' + acc + '"><td>' +
-      col[1] + "</td><td>" + esc(col[0]) + (run ? ' <span class="muted">(' + run + " running)</span>" : "") + (extra ? ' <span class="muted">(' + esc(extra) + ")</span>" : "") + "</td><td>" + y + "/" + graded +
-      "</td><td><b>" + acc + '</b><div class="bar" style="width:' + (graded ? (100 * y / graded) : 0) + '%"></div></td></tr>');
+    let right = y, graded = y + n + d;
+    if (sampled) {
+      // as the report counts samples: each problem's share over its samples with a verdict,
+      // averaged over the problems with one (n = those problems)
+      right = 0; graded = per.size;
+      for (const [r, v] of per.values()) right += r / v;
+    }
+    const acc = pct(right, graded);
+    const ci = wilson(right, graded);
+    const ciText = ci ? ci[0].toFixed(1) + "–" + ci[1].toFixed(1) : "–";
+    const extra = [carried ? carried + " carried" : "", run ? run + " running" : "", wait ? wait + " waiting" : "", failed ? failed + " failed" : "", notRun ? notRun + " not run" : ""].filter((x) => x).join(", ");
+    const bar = ci ? '<div class="ci"><i style="left:' + ci[0] + "%;width:" + (ci[1] - ci[0]) + '%"></i><b style="left:' + (100 * right / graded) + '%"></b></div>' : "";
+    rows.push([k, c, '<tr id="acc-' + esc(k + "-" + col[0]) + '" data-run="' + k + '" data-node="' + esc(col[0]) + '" data-round="' + col[1] + '" data-correct="' + fmtShare(right) + '" data-graded="' + graded + '" data-acc="' + acc +
+      '" data-lo="' + (ci ? ci[0].toFixed(1) : "") + '" data-hi="' + (ci ? ci[1].toFixed(1) : "") + '">' + (many ? '<td class="runc run-' + (k % 6) + '" title="' + esc(runLabel(k)) + '">' + runTag(k) + "</td>" : "") + "<td>" +
+      col[1] + "</td><td>" + esc(col[0]) + (extra ? '<div class="muted small">' + esc(extra) + "</div>" : "") + "</td><td>" + fmtShare(right) + "/" + graded +
+      "</td><td><b>" + acc + '</b> <span class="muted cit">[' + ciText + "]</span>" + bar + "</td></tr>"]);
   });
-  $("acc").tBodies[0].innerHTML = rows.join("") || '<tr><td colspan="4" class="muted">no graded node yet</td></tr>';
+  rows.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  $("acchead").innerHTML = (many ? "<th>run</th>" : "") + '<th>round</th><th>node</th><th title="right / attempts with a verdict">right / n</th><th>acc. [95% CI]</th>';
+  $("acc").tBodies[0].innerHTML = rows.map((x) => x[2]).join("") || '<tr><td colspan="5" class="muted">no graded node yet</td></tr>';
 }
 
 function renderStats() {
@@ -167,13 +218,29 @@ function renderStats() {
     ["failed nodes", fmtInt(failed), "failed"],
     ["wall time", m.wall_time_s != null ? Number(m.wall_time_s).toFixed(1) + " s" : "–", "wall"],
   ];
-  $("stats").innerHTML = stats.map(([k, v, id]) => '<div class="stat" id="stat-' + id + '"><b>' + esc(v) + "</b><span>" + esc(k) + "</span></div>").join("");
+  $("stats").innerHTML = multi() ? renderRuns() : stats.map(([k, v, id]) => '<div class="stat" id="stat-' + id + '"><b>' + esc(v) + "</b><span>" + esc(k) + "</span></div>").join("");
   const b = $("badge");
   const allDone = probDone === g.problems.length && g.problems.length > 0;
   if (S.mode === "view") { b.textContent = "finished run (read-only)"; b.className = "badge view"; }
   else if (S.summary != null) { b.textContent = "run finished · still serving until Ctrl-C"; b.className = "badge end"; }
   else { b.textContent = "running"; b.className = "badge live"; }
   b.dataset.allDone = allDone ? "1" : "0";
+}
+
+// Several runs: one card per run (its label, status, problems, calls and tokens).
+function renderRuns() {
+  return S.grid.runs.map((r, k) => {
+    const m = r.metrics || {}, tok = m.tokens || {};
+    const bits = [r.status || "", (r.problems != null ? r.problems + " problems" : ""), m.calls != null ? fmtInt(m.calls) + " calls" : "",
+      tok.completion != null ? fmtInt(tok.completion) + " completion tokens" : ""].filter(Boolean).join(" · ");
+    return '<div class="stat run-' + (k % 6) + '" id="run-' + k + '" title="' + esc(r.path || "") + '"><b>' + runTag(k) + " · " + esc(r.label) + "</b><span>" + esc(bits) + "</span></div>";
+  }).join("");
+}
+
+function renderPlots() {
+  const names = S.plots || [];
+  $("plots").hidden = names.length === 0;
+  $("plotlist").innerHTML = names.map((n) => '<a href="api/plot/' + encodeURIComponent(n) + '" target="_blank"><img alt="' + esc(n) + '" src="api/plot/' + encodeURIComponent(n) + '"></a>').join("");
 }
 
 function renderLegend() {
@@ -186,6 +253,7 @@ function onSnapshot(m) {
   S = m;
   $("title").textContent = "distill · " + (m.title || "run");
   document.title = "distill · " + (m.title || "run");
+  renderPlots();
   if (m.files) $("files").innerHTML = m.files.map((f) => '<a href="run/' + encodeURIComponent(f) + '" target="_blank">' + esc(f) + "</a>").join("");
   renderGrid();
   dirty = true;
@@ -203,7 +271,7 @@ function handle(m) {
     case "p":
       if (m.grid) { S.grid = m.grid; renderGrid(); } else applyCells(m.cells);
       S.grid.status[m.p] = m.status;
-      { const lab = cellRowsOf(m.p); lab.forEach((el) => { el.className = "lab " + m.status; }); }
+      if (!multi()) { const lab = cellRowsOf(m.p); lab.forEach((el) => { el.className = "lab " + m.status; }); }
       if (sel && S.grid.rows[sel.r][0] === m.p && sel.source !== "record") loadAttempt();
       dirty = true; break;
     case "d":
@@ -253,23 +321,23 @@ function onDelta(o, t) {
 
 function select(r, c, fromClick) {
   const [pi, s] = S.grid.rows[r];
-  sel = { r, c, p: S.grid.problems[pi][0], s, n: S.grid.cols[c][0], units: null, loading: false, queue: [], t0: performance.now() };
+  sel = { r, c, p: S.grid.problems[pi][0], s, n: S.grid.cols[c][0], k: runOf(c), units: null, loading: false, queue: [], t0: performance.now() };
   markSelected();
-  if (fromClick) history.replaceState(null, "", "#sel=" + encodeURIComponent(sel.p) + "/" + s + "/" + encodeURIComponent(sel.n));
+  if (fromClick) history.replaceState(null, "", selHash(sel.p, s, sel.n, sel.k));
   loadAttempt();
 }
 function reselect() {
   // after a fresh snapshot: find the selection again by its ids
   const pi = S.grid.problems.findIndex((p) => p[0] === sel.p);
   const r = S.grid.rows.findIndex((row) => row[0] === pi && row[1] === sel.s);
-  const c = S.grid.cols.findIndex((col) => col[0] === sel.n);
+  const c = S.grid.cols.findIndex((col, ci) => col[0] === sel.n && runOf(ci) === (sel.k || 0));
   if (r >= 0 && c >= 0) select(r, c, false);
 }
 function fromHash() {
   const h = decodeURIComponent(location.hash);
-  const mm = /^#sel=(.*)\/(\d+)\/([^/]*)$/.exec(h);
+  const mm = /^#sel=(.*)\/(\d+)\/([^/@]*)(?:@(\d+))?$/.exec(h);
   if (!mm) return;
-  sel = { p: mm[1], s: Number(mm[2]), n: mm[3] };
+  sel = { p: mm[1], s: Number(mm[2]), n: mm[3], k: Number(mm[4] || 0) };
   reselect();
 }
 
@@ -279,7 +347,7 @@ async function loadAttempt() {
   me.queue = [];
   let a = null;
   try {
-    const res = await fetch("api/attempt?p=" + encodeURIComponent(me.p) + "&s=" + me.s + "&n=" + encodeURIComponent(me.n));
+    const res = await fetch(attemptUrl(me.p, me.s, me.n, me.k));
     if (res.ok) a = await res.json();
   } catch (e) { /* shown as empty */ }
   if (sel !== me) return;
@@ -301,7 +369,7 @@ function showAttempt(a) {
   const rec = a.record || {};
   const out = rec.output || {};
   sel.source = a.source;
-  $("ptitle").textContent = a.problem + (a.sample ? " #" + a.sample : "") + " · " + a.node;
+  $("ptitle").textContent = a.problem + (a.sample ? " #" + a.sample : "") + " · " + (multi() ? runTag(a.run || 0) + " " + runLabel(a.run || 0) + " · " : "") + a.node;
   const meta = ["round " + a.round, a.kind || rec.kind || "", STATES[a.cell[0]] + (a.cell[1] ? " (cached)" : "")];
   if (out.model) meta.push(out.model);
   if (out.finish_reason) meta.push("finish: " + out.finish_reason);
@@ -338,16 +406,18 @@ function showCellGrade(cell, out) {
   const ans = out && out.answer !== undefined ? out.answer : cell[2];
   const truth = sel.truth != null ? ' <span class="muted">· expected ' + esc(sel.truth) + "</span>" : "";
   if (cell[0] === "y") g.innerHTML = 'answer <b>' + esc(ans) + '</b> <span class="ok">✓ right</span>' + truth;
-  else if (cell[0] === "n") g.innerHTML = 'answer <b>' + esc(ans == null ? "(none)" : ans) + '</b> <span class="no">✗ wrong</span>' + truth;
+  else if (cell[0] === "n") g.innerHTML = (ans == null ? "<b>no answer</b> (none extracted)" : "answer <b>" + esc(ans) + "</b>") + ' <span class="no">✗ wrong</span>' + truth;
   else if (cell[0] === "d") g.innerHTML = ans != null ? "answer <b>" + esc(ans) + "</b>" + truth : '<span class="muted">done (not graded)</span>';
-  else g.innerHTML = '<span class="muted">' + STATES[cell[0]] + "</span>" + truth;
+  else g.innerHTML = '<span class="muted">' + STATES[cell[0]] + (cell[4] != null && cell[4] !== STATES[cell[0]] ? ": " + esc(cell[4]) : "") + "</span>" + truth;
 }
 
 $("grid").addEventListener("click", (ev) => {
   const el = ev.target.closest(".c");
-  if (!el) return;
+  if (!el || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) return; // a new tab follows the link
+  ev.preventDefault();
   select(Number(el.parentNode.dataset.r), Number(el.dataset.c), true);
 });
+window.addEventListener("hashchange", () => { if (S) fromHash(); });
 $("cfg").addEventListener("toggle", async () => {
   if (!$("cfg").open || $("cfg").dataset.loaded) return;
   $("cfg").dataset.loaded = "1";
