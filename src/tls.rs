@@ -18,3 +18,8 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     init();
     reqwest::Client::builder()
 }
+
+/// A one-off GET (as `reqwest::get`), with the crypto provider in place.
+pub async fn get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    client_builder().build()?.get(url).send().await
+}

@@ -323,7 +323,7 @@ fn a_killed_run_reads_at_once_as_interrupted_with_its_finished_problems() {
         let (url, _task) = distill::dashboard::view_start(&run, "127.0.0.1", 0)
             .await
             .unwrap();
-        let body = reqwest::get(format!("{url}api/snapshot"))
+        let body = distill::tls::get(format!("{url}api/snapshot"))
             .await
             .unwrap()
             .text()

@@ -55,7 +55,7 @@ fn record(id: &str, correct0: bool) -> Value {
 }
 
 async fn get(url: &str) -> (u16, String) {
-    let r = reqwest::get(url).await.unwrap();
+    let r = distill::tls::get(url).await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
@@ -73,7 +73,9 @@ struct SseReader {
 
 impl SseReader {
     async fn open(base: &str) -> Self {
-        let r = reqwest::get(format!("{base}api/events")).await.unwrap();
+        let r = distill::tls::get(format!("{base}api/events"))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let ct = r.headers()["content-type"].to_str().unwrap().to_string();
         assert!(ct.starts_with("text/event-stream"), "{ct}");

@@ -31,7 +31,7 @@ fn record(id: &str, correct0: bool) -> Value {
 }
 
 async fn get(url: &str) -> (u16, String) {
-    let r = reqwest::get(url).await.unwrap();
+    let r = distill::tls::get(url).await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
