@@ -341,6 +341,8 @@ impl Fuzz {
                 dashboard: None,
                 load: None,
                 resume: None,
+                batch: false,
+                cancel_batches: false,
             };
             let _ = rt.block_on(distill::cli::plan::run(p, &ro));
             (true, true)

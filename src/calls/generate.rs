@@ -29,6 +29,27 @@ pub struct CallInfo {
     pub fresh: Usage,
     /// Keys of the cache entries this node used (for `cache gc`).
     pub keys: Vec<String>,
+    /// The part of `usage` and of `fresh` answered by a provider batch (batch-priced).
+    #[serde(default, skip_serializing_if = "no_usage")]
+    pub batch_usage: Usage,
+    #[serde(default, skip_serializing_if = "no_usage")]
+    pub batch_fresh: Usage,
+}
+
+fn no_usage(u: &Usage) -> bool {
+    u.total() == 0
+}
+
+/// Dollars for `all` usage of which `batched` was answered by batches (at the batch price).
+pub(super) fn priced(price: &crate::spec::model::Price, all: &Usage, batched: &Usage) -> f64 {
+    let direct = Usage {
+        prompt_tokens: all.prompt_tokens.saturating_sub(batched.prompt_tokens),
+        completion_tokens: all
+            .completion_tokens
+            .saturating_sub(batched.completion_tokens),
+        ..Default::default()
+    };
+    price.cost(&direct) + price.batch_cost(batched)
 }
 
 /// A node's outputs and what its call did.
@@ -288,6 +309,12 @@ impl Calls {
                 info.call_hits += 1;
             }
             info.usage.add(&usage);
+            if step.resp.batch.is_some() {
+                info.batch_usage.add(&usage);
+                if step.sent {
+                    info.batch_fresh.add(&usage);
+                }
+            }
             chain.add(step.resp);
             let steps = chain.finish_reasons.len() as u32;
             let under_budget = max_total.is_none_or(|m| info.usage.completion_tokens < m);
@@ -316,7 +343,10 @@ impl Calls {
         info.cached = info.calls == 0;
         self.record(model, &info);
         // priced now, never cached: a price changed later applies to reruns
-        out.insert("cost_usd".into(), json!(spec.price.cost(&info.usage)));
+        out.insert(
+            "cost_usd".into(),
+            json!(priced(&spec.price, &info.usage, &info.batch_usage)),
+        );
         Ok(Generated { output: out, info })
     }
 
@@ -409,7 +439,11 @@ impl Calls {
                     ..Default::default()
                 };
                 s.planned_tokens.fetch_add(est.total(), Ordering::Relaxed);
-                let micro = model.spec.price.cost(&est) * 1e6;
+                let micro = if model.batch.is_some() {
+                    model.spec.price.batch_cost(&est)
+                } else {
+                    model.spec.price.cost(&est)
+                } * 1e6;
                 s.planned_cost_micro
                     .fetch_add(micro as u64, Ordering::Relaxed);
                 return Err(NotSent::Planned);
@@ -466,6 +500,16 @@ impl Calls {
             });
         }
         self.gate(model, req)?;
+        // a batch model's miss waits for its batch (no lock: batches register their keys);
+        // after repeated failed batches it is sent directly below
+        if model.batch.is_some()
+            && let Some((resp, sent)) = self.batched(model, key, req, site).await?
+        {
+            if !sent {
+                return Ok(Step { resp, sent: false });
+            }
+            return self.keep(model, key, req, resp);
+        }
         // the simulated model costs nothing: other processes may repeat its calls, so it
         // takes no lock file (which would cost more than the call)
         let free = model.spec.provider == "sim";
@@ -492,7 +536,20 @@ impl Calls {
         {
             return Ok(Step { resp, sent: false });
         }
-        let mut resp = self.send(model, req, site).await?;
+        let resp = self.send(model, req, site).await?;
+        self.keep(model, key, req, resp)
+    }
+
+    /// A sent call's answer (direct or from a batch): keys redacted, usage estimated when
+    /// the server reported none, refused unless complete, then stored (the first stored
+    /// answer wins).
+    fn keep(
+        &self,
+        model: &Model,
+        key: &Key,
+        req: &CallRequest,
+        mut resp: CallResponse,
+    ) -> Result<Step> {
         self.redactor.redact_in_place(&mut resp.text);
         if let Some(r) = resp.reasoning.as_mut() {
             self.redactor.redact_in_place(r);

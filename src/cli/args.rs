@@ -252,6 +252,13 @@ pub(super) struct RunArgs {
     /// finished; takes no pipeline file, --set or filters: the run's own config is used.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
+    /// Send the cache misses of every OpenAI-compatible model (unless it says `batch: false`)
+    /// through its provider's batch API: about half price, answers within 24 h.
+    #[arg(long)]
+    pub batch: bool,
+    /// On Ctrl-C, cancel submitted batches (default: leave them running for a rerun or --resume).
+    #[arg(long = "cancel-batches", alias = "cancel_batches")]
+    pub cancel_batches: bool,
 }
 
 #[derive(Args, Clone)]

@@ -300,6 +300,8 @@ fn run_options(a: &RunArgs) -> RunOptions {
             crate::runfile::config::LoadRecord::new(f, &a.load.sets, &filters_of(&a.load))
         }),
         resume: a.resume.clone(),
+        batch: a.batch,
+        cancel_batches: a.cancel_batches,
     }
 }
 

@@ -299,7 +299,16 @@ pub fn metrics_json(ctx: &RunCtx, outcome: &Outcome, problems_written: usize) ->
         "concurrency": ctx.concurrency,
         "max_calls_in_flight": g(&st.max_in_flight),
         "cache": {"hits": g(&c.hits), "misses": g(&c.misses), "corrupt": g(&c.corrupt), "writes": g(&c.writes)},
+        "batches": batches_json(ctx),
     })
+}
+
+/// This run's provider batches: submitted, their lines, those of earlier runs it followed,
+/// and the ones in flight with their status (the dashboard shows them).
+fn batches_json(ctx: &RunCtx) -> Value {
+    let (submitted, lines, picked_up) = ctx.calls.batches.counts();
+    json!({"submitted": submitted, "lines": lines, "picked_up": picked_up,
+        "in_flight": ctx.calls.batches.in_flight()})
 }
 
 impl Sink for RunWriter {

@@ -109,7 +109,7 @@ pub async fn schedule(
         .cloned()
         .map(Arc::new)
         .collect();
-    let window = (ctx.concurrency * 4).max(16);
+    let window = window(&ctx);
     let mut open: HashMap<usize, Open> = HashMap::new();
     let mut next = 0usize;
     let mut ready = Ready::default();
@@ -388,6 +388,7 @@ async fn wait(
                 }
             }
             _ = ctx.calls.waiting_changed().notified() => return Ok(Wake::Again),
+            _ = ctx.calls.batches.changed().notified() => return Ok(Wake::Again),
             sig = signals.recv() => {
                 if grace_until.is_some() {
                     eprintln!("{}: abandoning the calls still in flight", name(sig));
@@ -410,6 +411,12 @@ async fn wait(
             }
         }
     }
+}
+
+/// How many problems are open at once: enough to keep `--concurrency` calls busy, and, with
+/// a batch model, to fill one batch (a wave of every open problem's ready calls).
+fn window(ctx: &RunCtx) -> usize {
+    (ctx.concurrency * 4).max(16).max(ctx.calls.batch_window())
 }
 
 /// Waits until `t`, or forever without one.
