@@ -451,3 +451,34 @@ fn batch_on_a_model_without_a_batch_api_is_an_error_at_its_line() {
     );
     assert!(t.contains("`batch_size` must be from 1 to 50000"), "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_continuation_on_length_is_a_call_in_the_next_batch() {
+    let s = FakeServer::start(FakeConfig {
+        split_parts: Some(2),
+        ..Default::default()
+    })
+    .await;
+    let p = Project::new();
+    let m = model(&s, ", continuation: {max_continuations: 2}");
+    p.write("pipelines/d.yaml", &iterated("d", 1, &m, ""));
+    assert_eq!(
+        run(&p, &["pipelines/d.yaml", "--cache", "d"]).status.code(),
+        Some(0)
+    );
+    let direct = p.last_run("d");
+    let n = s.request_count();
+    assert!(n >= 48, "3 nodes × at least 2 steps × 8 problems: {n}");
+    let out = run(&p, &["pipelines/d.yaml", "--cache", "b", "--batch"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(s.request_count(), n, "{t}");
+    // a node's next step waits for its last: each step of 3 nodes is a batch of its own
+    assert_eq!(created(&s), n / 8, "{t}");
+    assert_eq!(custom_ids(&s).len() as u64, n);
+    assert_eq!(equal_part(&direct), equal_part(&p.last_run("d")));
+    let r = json(&p.last_run("d").join("results.json"));
+    let f = &r["problems"][0]["samples"][0]["attempt_0"]["output"]["finish_reasons"];
+    // the fake's split answer never ends on a chat endpoint: max_continuations + 1 steps
+    assert_eq!(f, &serde_json::json!(["length", "length", "length"]));
+}

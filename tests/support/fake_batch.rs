@@ -49,6 +49,8 @@ pub struct BatchScript {
     pub error_lines: usize,
     /// This many distinct `custom_id`s come back once with `finish_reason: null`.
     pub incomplete_lines: usize,
+    /// Print one line per Batch API request (the standalone example server's log).
+    pub log: bool,
 }
 
 impl Default for BatchScript {
@@ -58,6 +60,7 @@ impl Default for BatchScript {
             ends: Vec::new(),
             error_lines: 0,
             incomplete_lines: 0,
+            log: false,
         }
     }
 }
@@ -113,6 +116,12 @@ pub(super) fn routes() -> Router<Arc<Inner>> {
         .route("/v1/batches", post(create))
         .route("/v1/batches/{id}", get(status))
         .route("/v1/batches/{id}/cancel", post(cancel))
+}
+
+fn log(s: &Inner, line: &str) {
+    if s.cfg.batch.log {
+        println!("{line}");
+    }
 }
 
 fn unauthorized(s: &Inner, headers: &HeaderMap) -> Option<Response> {
@@ -192,6 +201,7 @@ async fn upload(State(s): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) ->
     s.batch.uploads.fetch_add(1, Ordering::SeqCst);
     let id = s.batch.id("file");
     let bytes = file.len();
+    log(&s, &format!("POST /v1/files -> {id} ({bytes} bytes)"));
     s.batch
         .files
         .lock()
@@ -278,6 +288,14 @@ async fn create(State(s): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) ->
         lines: lines.len(),
     };
     let v = view(&b, "validating");
+    log(
+        &s,
+        &format!(
+            "POST /v1/batches -> {id} ({} lines; {} batches created so far)",
+            b.lines,
+            s.batch.created.load(Ordering::SeqCst)
+        ),
+    );
     s.batch.batches.lock().unwrap().insert(id, b);
     json_ok(v)
 }
@@ -424,6 +442,7 @@ async fn status(
         );
     };
     let st = advance(&s, b);
+    log(&s, &format!("GET /v1/batches/{id} -> {st}"));
     json_ok(view(b, st))
 }
 
@@ -436,6 +455,7 @@ async fn cancel(
         return r;
     }
     s.batch.cancels.fetch_add(1, Ordering::SeqCst);
+    log(&s, &format!("POST /v1/batches/{id}/cancel"));
     let mut g = s.batch.batches.lock().unwrap();
     let Some(b) = g.get_mut(&id) else {
         return error(
