@@ -482,3 +482,33 @@ async fn a_continuation_on_length_is_a_call_in_the_next_batch() {
     // the fake's split answer never ends on a chat endpoint: max_continuations + 1 steps
     assert_eq!(f, &serde_json::json!(["length", "length", "length"]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_problems_with_one_request_are_one_line_paid_once() {
+    let s = server(BatchScript::default()).await;
+    let p = Project::new();
+    p.write(
+        "data/dup.csv",
+        "id,question,solution,answer\na,What is 2+2?,,4\nb,What is 2+2?,,4\nc,What is 3+3?,,6\n",
+    );
+    let pipeline = |name: &str| {
+        iterated(name, 1, &model(&s, ""), "").replace("data/arithmetic.csv", "data/dup.csv")
+    };
+    p.write("pipelines/d.yaml", &pipeline("d"));
+    assert_eq!(
+        run(&p, &["pipelines/d.yaml", "--cache", "d"]).status.code(),
+        Some(0)
+    );
+    let out = run(&p, &["pipelines/d.yaml", "--cache", "b", "--batch"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (direct, batch) = (metrics(&p.runs("d")[0]), metrics(&p.runs("d")[1]));
+    assert_eq!(custom_ids(&s).len(), 6, "2 distinct requests × 3 waves");
+    assert_eq!(batch["calls"], direct["calls"], "{batch}");
+    assert_eq!(batch["calls"], 6);
+    let (d, b) = (
+        direct["spend_usd"].as_f64().unwrap(),
+        batch["spend_usd"].as_f64().unwrap(),
+    );
+    assert!((b - d / 2.0).abs() < 1e-5, "{b} vs {d}");
+    assert_eq!(equal_part(&p.runs("d")[0]), equal_part(&p.runs("d")[1]));
+}

@@ -513,8 +513,20 @@ async fn read_back(shared: &Shared, q: &Queue, info: &BatchInfo, record: &mut Re
                     ))
                 }
             };
-            for tx in st.waiters.remove(k).unwrap_or_default() {
-                let _ = tx.send(got.clone());
+            // one answer is one call: the first waiter stores and pays for it, the others
+            // (nodes with the same request) read it as a cache hit would
+            for (n, tx) in st
+                .waiters
+                .remove(k)
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                let g = match (&got, n) {
+                    (Got::Answer(r, id), 1..) => Got::Stored(with_batch(r.clone(), id)),
+                    _ => got.clone(),
+                };
+                let _ = tx.send(g);
             }
         }
     }

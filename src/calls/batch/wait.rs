@@ -62,7 +62,13 @@ impl Calls {
                 .submit(&model_name(model), make, &key.0, body.clone())
                 .await
             {
-                Got::Stored(r) => return Ok(Some((r, false))),
+                Got::Stored(mut r) => {
+                    self.redactor.redact_in_place(&mut r.text);
+                    if let Some(x) = r.reasoning.as_mut() {
+                        self.redactor.redact_in_place(x);
+                    }
+                    return Ok(Some((r, false)));
+                }
                 Got::Answer(r, id) => return Ok(Some((with_batch(r, &id), true))),
                 Got::NotSent(n) => return Err(n.into()),
                 Got::Error(why) => {
