@@ -77,7 +77,8 @@ async fn a_batch_run_equals_a_direct_run_wave_by_wave_and_a_rerun_is_free() {
     p.write("pipelines/d.yaml", &iterated("d", 2, &model(&s, ""), ""));
     p.write(
         "pipelines/b.yaml",
-        &iterated("b", 2, &model(&s, ", batch: true"), ""),
+        // max_in_flight limits requests in flight, not lines waiting in a batch
+        &iterated("b", 2, &model(&s, ", batch: true, max_in_flight: 2"), ""),
     );
     let out = run(&p, &["pipelines/d.yaml", "--cache", "direct"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -511,4 +512,28 @@ async fn two_problems_with_one_request_are_one_line_paid_once() {
     );
     assert!((b - d / 2.0).abs() < 1e-5, "{b} vs {d}");
     assert_eq!(equal_part(&p.runs("d")[0]), equal_part(&p.runs("d")[1]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_completions_model_is_batched_on_the_completions_endpoint() {
+    let s = server(BatchScript::default()).await;
+    let p = Project::new();
+    let m = model(&s, ", endpoint: completions, chat_format: chatml");
+    p.write("pipelines/d.yaml", &iterated("d", 1, &m, ""));
+    assert_eq!(
+        run(&p, &["pipelines/d.yaml", "--cache", "d"]).status.code(),
+        Some(0)
+    );
+    let direct = p.last_run("d");
+    let out = run(&p, &["pipelines/d.yaml", "--cache", "b", "--batch"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(equal_part(&direct), equal_part(&p.last_run("d")));
+    let paths: HashSet<String> = s.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        HashSet::from([
+            "/v1/completions".to_string(),
+            "batch:/v1/completions".to_string()
+        ])
+    );
 }

@@ -354,6 +354,11 @@ impl Calls {
             .unwrap_or(0)
     }
 
+    /// True when this model's misses go to its provider's batch API.
+    pub fn is_batched(&self, model: &str) -> bool {
+        self.models.get(model).is_some_and(|m| m.batch.is_some())
+    }
+
     /// The models whose misses go to a batch API, with their settings.
     pub fn batch_models(&self) -> Vec<(String, crate::spec::batch::BatchSettings)> {
         let mut v: Vec<_> = self

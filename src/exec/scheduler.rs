@@ -151,12 +151,14 @@ pub async fn schedule(
                 break;
             }
             let m = node.model.as_deref().unwrap_or_default();
+            // a batch model's waiting calls are lines of a batch, not requests in flight
             let cap = ctx
                 .pipeline
                 .spec
                 .models
                 .get(m)
-                .and_then(|m| m.max_in_flight);
+                .and_then(|m| m.max_in_flight)
+                .filter(|_| !ctx.calls.is_batched(m));
             if cap.is_some_and(|c| per_model.get(m).copied().unwrap_or(0) >= c) {
                 tracing::trace!(
                     "schedule: model `{m}` at its max_in_flight; {} waits",

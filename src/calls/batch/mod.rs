@@ -84,10 +84,17 @@ struct Queue {
     wake: Notify,
 }
 
+/// One request of a batch: its key (the `custom_id`), body and cost estimate.
+struct Line {
+    key: String,
+    body: Value,
+    est_micro: u64,
+}
+
 #[derive(Default)]
 struct QueueState {
-    /// Lines not yet submitted: key, body.
-    lines: Vec<(String, Value)>,
+    /// Lines not yet submitted.
+    lines: Vec<Line>,
     first_at: Option<Instant>,
     last_at: Option<Instant>,
     /// Everyone waiting for a key that is queued or in a batch.
@@ -169,7 +176,14 @@ impl Batches {
 
     /// Waits for the answer to one line (queued now, or found in a batch already
     /// submitted, by this run or a killed one).
-    async fn submit(&self, model: &str, q: impl FnOnce() -> Queue, key: &str, body: Value) -> Got {
+    async fn submit(
+        &self,
+        model: &str,
+        q: impl FnOnce() -> Queue,
+        key: &str,
+        body: Value,
+        est_micro: u64,
+    ) -> Got {
         let queue = self.queue(model, q);
         let (tx, rx) = oneshot::channel();
         {
@@ -186,7 +200,11 @@ impl Batches {
             } else {
                 st.waiters.insert(key.to_string(), vec![tx]);
                 if !st.in_batch.contains_key(key) {
-                    st.lines.push((key.to_string(), body));
+                    st.lines.push(Line {
+                        key: key.to_string(),
+                        body,
+                        est_micro,
+                    });
                     let now = Instant::now();
                     st.first_at.get_or_insert(now);
                     st.last_at = Some(now);
@@ -270,8 +288,8 @@ async fn collect(shared: Arc<Shared>, q: Arc<Queue>) {
         };
         if *stop.borrow() {
             let Ok(mut st) = q.state.lock() else { return };
-            for (k, _) in std::mem::take(&mut st.lines) {
-                deliver(&mut st, &k, || Got::NotSent(NotSent::Interrupted));
+            for l in std::mem::take(&mut st.lines) {
+                deliver(&mut st, &l.key, || Got::NotSent(NotSent::Interrupted));
             }
             return;
         }
@@ -303,15 +321,18 @@ async fn collect(shared: Arc<Shared>, q: Arc<Queue>) {
 }
 
 /// Uploads and creates one batch, records it, then follows it.
-async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<(String, Value)>) {
+async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<Line>) {
     let fail_all = |why: String| {
         if let Ok(mut st) = q.state.lock() {
-            for (k, _) in &lines {
-                deliver(&mut st, k, || Got::Error(why.clone()));
+            for l in &lines {
+                deliver(&mut st, &l.key, || Got::Error(why.clone()));
             }
         }
     };
-    let jsonl: String = lines.iter().map(|(k, b)| q.api.line(k, b) + "\n").collect();
+    let jsonl: String = lines
+        .iter()
+        .map(|l| q.api.line(&l.key, &l.body) + "\n")
+        .collect();
     let file = match q.api.upload(&jsonl).await {
         Ok(f) => f,
         Err(e) => return fail_all(format!("{e:#}")),
@@ -319,8 +340,8 @@ async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<(String, Va
     // the last moment to hold back: a stop after the upload submits nothing
     if *shared.stop.borrow() {
         if let Ok(mut st) = q.state.lock() {
-            for (k, _) in &lines {
-                deliver(&mut st, k, || Got::NotSent(NotSent::Interrupted));
+            for l in &lines {
+                deliver(&mut st, &l.key, || Got::NotSent(NotSent::Interrupted));
             }
         }
         return;
@@ -338,8 +359,8 @@ async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<(String, Va
         input_file_id: file,
         submitted_at: unix_now(),
         state: "submitted".into(),
-        keys: lines.iter().map(|(k, _)| k.clone()).collect(),
-        estimate_usd: 0.0,
+        keys: lines.iter().map(|l| l.key.clone()).collect(),
+        estimate_usd: lines.iter().map(|l| l.est_micro).sum::<u64>() as f64 / 1e6,
     };
     if let Err(e) = shared.registry.write(&record) {
         eprintln!(

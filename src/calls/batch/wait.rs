@@ -59,7 +59,7 @@ impl Calls {
             };
             match self
                 .batches
-                .submit(&model_name(model), make, &key.0, body.clone())
+                .submit(&model_name(model), make, &key.0, body.clone(), est)
                 .await
             {
                 Got::Stored(mut r) => {
