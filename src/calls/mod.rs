@@ -7,6 +7,7 @@
 //! Node kinds get a [`Calls`] and a [`Site`]; like a solver handed `generate`, they know
 //! nothing of the scheduler. Nothing here imports `exec` or `nodes`.
 
+mod answer;
 pub mod batch;
 pub mod complete;
 pub mod flight;

@@ -161,6 +161,8 @@ impl Batches {
         )
     }
 
+    /// The estimate (micro-dollars) of lines waiting for an answer, counted against
+    /// `--max-cost` until their answer's real cost is.
     pub fn reserved_micro(&self) -> u64 {
         self.shared.reserved_micro.load(Ordering::Relaxed)
     }
@@ -196,7 +198,12 @@ impl Batches {
             } else if let Some(r) = stored(&self.shared.cache, key) {
                 return Got::Stored(r);
             } else if *self.shared.stop.borrow() {
-                return Got::NotSent(NotSent::Interrupted);
+                // a line of a batch still running is collected by a rerun, not lost
+                return Got::NotSent(if st.in_batch.contains_key(key) {
+                    NotSent::BatchPending
+                } else {
+                    NotSent::Interrupted
+                });
             } else {
                 st.waiters.insert(key.to_string(), vec![tx]);
                 if !st.in_batch.contains_key(key) {
