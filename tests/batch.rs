@@ -537,3 +537,30 @@ async fn a_completions_model_is_batched_on_the_completions_endpoint() {
         ])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_model_and_a_direct_model_mix_in_one_run() {
+    let s = server(BatchScript::default()).await;
+    let p = Project::new();
+    // attempts batched (the bulk rounds), summaries direct (`batch: false` holds under --batch)
+    let yaml = iterated("m", 2, &model(&s, ", batch: true"), "")
+        .replace(
+            "models:\n",
+            &format!("models:\n  direct: {}\n", model(&s, ", batch: false")),
+        )
+        .replace(
+            "kind: summarize, model: reasoner",
+            "kind: summarize, model: direct",
+        );
+    p.write("pipelines/m.yaml", &yaml);
+    let out = run(&p, &["pipelines/m.yaml", "--batch"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(
+        s.request_count(),
+        16,
+        "2 summary rounds × 8, sent directly: {t}"
+    );
+    assert_eq!(created(&s), 3, "3 attempt waves, one batch each: {t}");
+    assert_eq!(custom_ids(&s).len(), 24);
+}
