@@ -447,7 +447,9 @@ fn batch_on_a_model_without_a_batch_api_is_an_error_at_its_line() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(
-        t.contains("`batch: true` needs a provider with a batch API"),
+        t.contains(
+            "s.yaml:4: error: model `reasoner`: `batch: true` needs a provider with a batch API"
+        ),
         "{t}"
     );
     assert!(t.contains("`batch_size` must be from 1 to 50000"), "{t}");

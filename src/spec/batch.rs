@@ -106,11 +106,11 @@ pub(super) fn check(name: &str, m: &ModelSpec, locs: &LocMap, diags: &mut Vec<Di
         ("batch_output_per_m", p.batch_output_per_m),
     ] {
         if let Some(v) = v
-            && !(v.is_finite() && (0.0..=10_000.0).contains(&v))
+            && !(v.is_finite() && (0.0..=1_000_000.0).contains(&v))
         {
             diags.push(Diag::at(
                 &at(&format!("price.{k}")),
-                format!("model `{name}`: `price.{k}` must be dollars per million tokens from 0 to 10000, not {v}"),
+                format!("model `{name}`: `price.{k}` must be dollars per million tokens from 0 to 1000000, not {v}"),
             ));
         }
     }
