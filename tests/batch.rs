@@ -104,8 +104,8 @@ async fn a_batch_run_equals_a_direct_run_wave_by_wave_and_a_rerun_is_free() {
     let log = std::fs::read_to_string(batched.join("batches.jsonl")).unwrap();
     assert_eq!(
         log.lines().count(),
-        10,
-        "submitted + collected per batch: {log}"
+        15,
+        "creating, submitted, collected per batch: {log}"
     );
     let records = std::fs::read_dir(p.path().join("batch/batches"))
         .unwrap()
@@ -564,5 +564,52 @@ async fn a_batch_model_and_a_direct_model_mix_in_one_run() {
         "2 summary rounds × 8, sent directly: {t}"
     );
     assert_eq!(created(&s), 3, "3 attempt waves, one batch each: {t}");
+    assert_eq!(custom_ids(&s).len(), 24);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_while_a_batch_is_created_finds_it_by_its_input_file() {
+    let s = server(BatchScript {
+        create_delay: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .await;
+    let p = Project::new();
+    p.write(
+        "pipelines/k.yaml",
+        &iterated("k", 1, &model(&s, ", batch: true"), ""),
+    );
+    let mut child = p
+        .cmd()
+        .args(["pipeline", "run", "pipelines/k.yaml", "--no-progress"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // the server created the batch; the client is still waiting for its id
+    wait_created(&s, 1, &mut child);
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = p.last_run("k");
+    let records: Vec<Value> = std::fs::read_dir(p.path().join("cache/batches"))
+        .unwrap()
+        .flatten()
+        .map(|e| json(&e.path()))
+        .collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["state"], "creating", "{records:?}");
+    let out = p.run(&[
+        "pipeline",
+        "run",
+        "--resume",
+        killed.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("found by its input file"), "{t}");
+    assert_eq!(s.batches().lists.load(Ordering::SeqCst), 1);
+    assert!(no_duplicates(&custom_ids(&s)), "{t}");
     assert_eq!(custom_ids(&s).len(), 24);
 }

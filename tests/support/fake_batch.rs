@@ -51,6 +51,9 @@ pub struct BatchScript {
     pub incomplete_lines: usize,
     /// Print one line per Batch API request (the standalone example server's log).
     pub log: bool,
+    /// The first `POST /v1/batches` creates the batch at once but answers only after this
+    /// long (a client killed meanwhile never learns the id).
+    pub create_delay: Duration,
 }
 
 impl Default for BatchScript {
@@ -61,6 +64,7 @@ impl Default for BatchScript {
             error_lines: 0,
             incomplete_lines: 0,
             log: false,
+            create_delay: Duration::ZERO,
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct BatchState {
     pub created: AtomicU64,
     pub polls: AtomicU64,
     pub cancels: AtomicU64,
+    /// `GET /v1/batches` (list) requests.
+    pub lists: AtomicU64,
     /// Lines of every created batch (a `custom_id` submitted twice counts twice).
     pub lines: AtomicU64,
     /// Every `custom_id` submitted, in order.
@@ -113,7 +119,7 @@ pub(super) fn routes() -> Router<Arc<Inner>> {
     Router::new()
         .route("/v1/files", post(upload))
         .route("/v1/files/{id}/content", get(content))
-        .route("/v1/batches", post(create))
+        .route("/v1/batches", post(create).get(list))
         .route("/v1/batches/{id}", get(status))
         .route("/v1/batches/{id}/cancel", post(cancel))
 }
@@ -297,7 +303,31 @@ async fn create(State(s): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) ->
         ),
     );
     s.batch.batches.lock().unwrap().insert(id, b);
+    if !s.cfg.batch.create_delay.is_zero() && s.batch.created.load(Ordering::SeqCst) == 1 {
+        tokio::time::sleep(s.cfg.batch.create_delay).await;
+    }
     json_ok(v)
+}
+
+async fn list(State(s): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    s.batch.lists.fetch_add(1, Ordering::SeqCst);
+    let mut g = s.batch.batches.lock().unwrap();
+    let mut data: Vec<(u64, Value)> = g
+        .values_mut()
+        .map(|b| {
+            let st = advance(&s, b);
+            (b.created_unix, view(b, st))
+        })
+        .collect();
+    data.sort_by_key(|d| std::cmp::Reverse(d.0));
+    log(&s, &format!("GET /v1/batches -> {} batches", data.len()));
+    json_ok(
+        json!({"object": "list", "data": data.into_iter().map(|d| d.1).collect::<Vec<_>>(),
+        "has_more": false}),
+    )
 }
 
 fn view(b: &Batch, status: &str) -> Value {

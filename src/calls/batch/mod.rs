@@ -234,19 +234,22 @@ impl Batches {
             return q.clone();
         }
         let q = Arc::new(make());
-        g.insert(model.to_string(), q.clone());
-        drop(g);
         let pending = self.shared.registry.pending(
             q.api.base_url(),
             q.api.endpoint_path(),
             &q.provider_model,
         );
-        for r in pending {
-            if let Ok(mut st) = q.state.lock() {
+        // their keys are known before any call can find the queue: none is queued again
+        if let Ok(mut st) = q.state.lock() {
+            for r in &pending {
                 for k in &r.keys {
                     st.in_batch.insert(k.clone(), r.id.clone());
                 }
             }
+        }
+        g.insert(model.to_string(), q.clone());
+        drop(g);
+        for r in pending {
             eprintln!(
                 "batch {} (model `{}`, {} requests, submitted by an earlier run): waiting for it instead of submitting again",
                 r.id,
@@ -254,7 +257,7 @@ impl Batches {
                 r.keys.len()
             );
             self.shared.picked_up.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(follow(self.shared.clone(), q.clone(), r));
+            tokio::spawn(adopt(self.shared.clone(), q.clone(), r));
         }
         tokio::spawn(collect(self.shared.clone(), q.clone()));
         q
@@ -353,23 +356,35 @@ async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<Line>) {
         }
         return;
     }
-    let info = match q.api.create(&file).await {
-        Ok(i) => i,
-        Err(e) => return fail_all(format!("{e:#}")),
-    };
-    let record = Record {
-        id: info.id.clone(),
+    let mut record = Record {
+        id: file.clone(),
         model: q.name.clone(),
         provider_model: q.provider_model.clone(),
         base_url: q.api.base_url().to_string(),
         endpoint: q.api.endpoint_path().to_string(),
-        input_file_id: file,
+        input_file_id: file.clone(),
         submitted_at: unix_now(),
-        state: "submitted".into(),
+        state: "creating".into(),
         keys: lines.iter().map(|l| l.key.clone()).collect(),
         estimate_usd: lines.iter().map(|l| l.est_micro).sum::<u64>() as f64 / 1e6,
     };
+    // recorded before the batch exists: a kill while it is created leaves a record a rerun
+    // resolves through the provider's list of batches
     if let Err(e) = shared.registry.write(&record) {
+        tracing::warn!("batch of {file}: {e:#}");
+    }
+    let info = match q.api.create(&file).await {
+        Ok(i) => i,
+        Err(e) => {
+            shared.registry.remove(&file);
+            return fail_all(format!("{e:#}"));
+        }
+    };
+    record.id = info.id.clone();
+    record.state = "submitted".into();
+    let written = shared.registry.write(&record);
+    shared.registry.remove(&file);
+    if let Err(e) = written {
         eprintln!(
             "WARNING: batch {} was submitted but could not be recorded ({e:#}): a rerun after a crash would submit its requests again",
             record.id
@@ -390,6 +405,55 @@ async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<Line>) {
         q.name,
         record.keys.len()
     );
+    follow(shared, q, record).await;
+}
+
+/// Follows a batch of an earlier run; one recorded while it was being created is first
+/// looked up by its input file in the provider's list (not found: it never existed, and its
+/// lines are resubmitted).
+async fn adopt(shared: Arc<Shared>, q: Arc<Queue>, mut record: Record) {
+    if record.creating() {
+        let file = record.input_file_id.clone();
+        let found = match q.api.list().await {
+            Ok(list) => list
+                .into_iter()
+                .find(|b| b.input_file_id.as_deref() == Some(file.as_str())),
+            Err(e) => {
+                eprintln!(
+                    "batch of input file {file}: cannot list the provider's batches ({e:#}); its requests wait for a later run"
+                );
+                answer_not_sent(&q, &record, NotSent::BatchPending);
+                return;
+            }
+        };
+        let Some(b) = found else {
+            shared.registry.remove(&file);
+            if let Ok(mut st) = q.state.lock() {
+                for k in &record.keys {
+                    st.in_batch.remove(k);
+                    deliver(&mut st, k, || {
+                        Got::Error(format!("the batch of input file {file} was never created"))
+                    });
+                }
+            }
+            return;
+        };
+        eprintln!(
+            "batch {} found by its input file {file} (the run that created it was stopped before it could record its id)",
+            b.id
+        );
+        record.id = b.id;
+        record.state = "submitted".into();
+        if let Err(e) = shared.registry.write(&record) {
+            tracing::warn!("batch {}: {e:#}", record.id);
+        }
+        shared.registry.remove(&file);
+        if let Ok(mut st) = q.state.lock() {
+            for k in &record.keys {
+                st.in_batch.insert(k.clone(), record.id.clone());
+            }
+        }
+    }
     follow(shared, q, record).await;
 }
 

@@ -27,6 +27,7 @@ pub struct Record {
     pub input_file_id: String,
     /// Unix seconds.
     pub submitted_at: u64,
+    /// `creating` while `POST /batches` is under way (`id` is then the input file's id),
     /// `submitted` until its results were read, then the provider's final status.
     pub state: String,
     /// The `custom_id` of every line: the call's cache key.
@@ -38,7 +39,13 @@ pub struct Record {
 
 impl Record {
     pub fn pending(&self) -> bool {
-        self.state == "submitted"
+        self.state == "submitted" || self.creating()
+    }
+
+    /// Recorded before the provider answered `POST /batches`: a kill then leaves a batch
+    /// whose id only the provider's list of batches (by input file) can tell.
+    pub fn creating(&self) -> bool {
+        self.state == "creating"
     }
 }
 
@@ -109,6 +116,11 @@ impl Registry {
             writeln!(f, "{line}").with_context(|| format!("writing {}", log.display()))?;
         }
         Ok(())
+    }
+
+    /// Removes a record (a `creating` one, once the batch has its own or never existed).
+    pub fn remove(&self, id: &str) {
+        let _ = std::fs::remove_file(self.path_of(id));
     }
 
     /// Every batch still pending at this base URL and endpoint for this provider model.

@@ -27,6 +27,7 @@ pub struct BatchInfo {
     pub error_file_id: Option<String>,
     /// The provider's reason for a failed batch.
     pub errors: Option<String>,
+    pub input_file_id: Option<String>,
 }
 
 impl BatchInfo {
@@ -214,6 +215,18 @@ impl BatchApi {
         info(&v)
     }
 
+    /// The provider's most recent batches (up to 100), newest first.
+    pub async fn list(&self) -> anyhow::Result<Vec<BatchInfo>> {
+        let url = format!("{}/batches?limit=100", self.base_url);
+        let v = self
+            .json("listing batches", || self.client.get(&url))
+            .await?;
+        v["data"]
+            .as_array()
+            .map(|a| a.iter().map(info).collect())
+            .unwrap_or_else(|| Ok(Vec::new()))
+    }
+
     /// Asks the provider to cancel the batch.
     pub async fn cancel(&self, id: &str) -> anyhow::Result<BatchInfo> {
         let url = format!("{}/batches/{id}/cancel", self.base_url);
@@ -250,6 +263,7 @@ fn info(v: &Value) -> anyhow::Result<BatchInfo> {
         output_file_id: s("output_file_id"),
         error_file_id: s("error_file_id"),
         errors,
+        input_file_id: s("input_file_id"),
     })
 }
 
