@@ -399,11 +399,13 @@ async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<Line>) {
             st.in_batch.insert(k.clone(), record.id.clone());
         }
     }
-    tracing::info!(
-        "batch {} submitted: model `{}`, {} requests",
+    // said on the terminal: a batch may take hours, and this is what the run waits for
+    eprintln!(
+        "batch {} submitted: model `{}`, {} requests (estimate ${:.4}); its status is polled until it ends",
         record.id,
         q.name,
-        record.keys.len()
+        record.keys.len(),
+        record.estimate_usd
     );
     follow(shared, q, record).await;
 }
