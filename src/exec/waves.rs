@@ -45,7 +45,11 @@ pub fn plan(p: &Pipeline, batch: &[(String, BatchSettings)]) -> Waves {
         }
         waves = waves.max(d + 1);
         let node = &p.nodes[g.inst(i).node];
-        if let Some(m) = node.model.as_deref()
+        let model = node
+            .model
+            .as_deref()
+            .or_else(|| node.params.get("judge_model").and_then(|m| m.as_str()));
+        if let Some(m) = model
             && batch.iter().any(|(b, _)| b == m)
         {
             *per.entry((d, m.to_string())).or_default() += p.problems.len() as u64;
