@@ -1,7 +1,9 @@
 //! Runs the fake OpenAI-compatible server of the tests as a standalone process (for
 //! benchmarks and manual runs): `cargo run --example fake_openai -- --port 8099
 //! --rps-limit 20 --latency-ms 50 [--fault-rate 0.1] [--reasoning-field] [--traces CSV]`
-//! (`--traces` replays e.g. shared/traces/aime_2024_deepseek_r1_completions.csv).
+//! (`--traces` replays e.g. shared/traces/aime_2024_deepseek_r1_completions.csv). Its Batch
+//! API spends `--batch-step-ms` in each status (default 150), fails `--batch-error-lines`
+//! lines once, and with `--batch-log` prints every Batch API request.
 //! Prints its base URL and serves until killed.
 
 #[path = "../tests/support/fake_openai.rs"]
@@ -38,13 +40,20 @@ fn main() -> anyhow::Result<()> {
                 ];
             }
             "--reasoning-field" => cfg.reasoning_field = true,
+            "--batch-step-ms" => {
+                cfg.batch.step = Duration::from_millis(value("--batch-step-ms")?.parse()?)
+            }
+            "--batch-error-lines" => {
+                cfg.batch.error_lines = value("--batch-error-lines")?.parse()?
+            }
+            "--batch-log" => cfg.batch.log = true,
             "--traces" => {
                 let path = std::path::PathBuf::from(value("--traces")?);
                 cfg.responder = fake_openai::trace_responder(fake_openai::load_traces(&path)?);
             }
             "-h" | "--help" => {
                 println!(
-                    "fake_openai [--port N] [--rps-limit N] [--latency-ms N] [--fault-rate P] [--reasoning-field] [--traces CSV]"
+                    "fake_openai [--port N] [--rps-limit N] [--latency-ms N] [--fault-rate P] [--reasoning-field] [--traces CSV] [--batch-step-ms N] [--batch-error-lines N] [--batch-log]"
                 );
                 return Ok(());
             }
@@ -56,10 +65,17 @@ fn main() -> anyhow::Result<()> {
         let server = FakeServer::start_on(port, cfg).await;
         println!("{}", server.base_url());
         tokio::signal::ctrl_c().await?;
+        let b = server.batches();
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::SeqCst);
         eprintln!(
-            "served {} requests ({} answered 429)",
+            "served {} requests ({} answered 429); batch API: {} uploads, {} batches created, {} lines, {} status polls, {} cancels",
             server.request_count(),
-            server.rate_limited_count()
+            server.rate_limited_count(),
+            n(&b.uploads),
+            n(&b.created),
+            n(&b.lines),
+            n(&b.polls),
+            n(&b.cancels)
         );
         server.shutdown();
         Ok(())

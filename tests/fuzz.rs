@@ -342,6 +342,8 @@ impl Fuzz {
                 load: None,
                 resume: None,
                 cache_remote: None,
+                batch: false,
+                cancel_batches: false,
             };
             let _ = rt.block_on(distill::cli::plan::run(p, &ro));
             (true, true)

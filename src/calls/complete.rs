@@ -78,6 +78,7 @@ mod tests {
             usage: None,
             latency_ms: 0,
             model_id: None,
+            batch: None,
         }
     }
 

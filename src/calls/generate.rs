@@ -29,6 +29,27 @@ pub struct CallInfo {
     pub fresh: Usage,
     /// Keys of the cache entries this node used (for `cache gc`).
     pub keys: Vec<String>,
+    /// The part of `usage` and of `fresh` answered by a provider batch (batch-priced).
+    #[serde(default, skip_serializing_if = "no_usage")]
+    pub batch_usage: Usage,
+    #[serde(default, skip_serializing_if = "no_usage")]
+    pub batch_fresh: Usage,
+}
+
+fn no_usage(u: &Usage) -> bool {
+    u.total() == 0
+}
+
+/// Dollars for `all` usage of which `batched` was answered by batches (at the batch price).
+pub(super) fn priced(price: &crate::spec::model::Price, all: &Usage, batched: &Usage) -> f64 {
+    let direct = Usage {
+        prompt_tokens: all.prompt_tokens.saturating_sub(batched.prompt_tokens),
+        completion_tokens: all
+            .completion_tokens
+            .saturating_sub(batched.completion_tokens),
+        ..Default::default()
+    };
+    price.cost(&direct) + price.batch_cost(batched)
 }
 
 /// A node's outputs and what its call did.
@@ -173,9 +194,9 @@ impl Chain {
 }
 
 /// What one step of a chain got.
-struct Step {
-    resp: CallResponse,
-    sent: bool,
+pub(super) struct Step {
+    pub(super) resp: CallResponse,
+    pub(super) sent: bool,
 }
 
 impl Calls {
@@ -288,6 +309,12 @@ impl Calls {
                 info.call_hits += 1;
             }
             info.usage.add(&usage);
+            if step.resp.batch.is_some() {
+                info.batch_usage.add(&usage);
+                if step.sent {
+                    info.batch_fresh.add(&usage);
+                }
+            }
             chain.add(step.resp);
             let steps = chain.finish_reasons.len() as u32;
             let under_budget = max_total.is_none_or(|m| info.usage.completion_tokens < m);
@@ -316,7 +343,10 @@ impl Calls {
         info.cached = info.calls == 0;
         self.record(model, &info);
         // priced now, never cached: a price changed later applies to reruns
-        out.insert("cost_usd".into(), json!(spec.price.cost(&info.usage)));
+        out.insert(
+            "cost_usd".into(),
+            json!(priced(&spec.price, &info.usage, &info.batch_usage)),
+        );
         Ok(Generated { output: out, info })
     }
 
@@ -409,7 +439,11 @@ impl Calls {
                     ..Default::default()
                 };
                 s.planned_tokens.fetch_add(est.total(), Ordering::Relaxed);
-                let micro = model.spec.price.cost(&est) * 1e6;
+                let micro = if model.batch.is_some() {
+                    model.spec.price.batch_cost(&est)
+                } else {
+                    model.spec.price.cost(&est)
+                } * 1e6;
                 s.planned_cost_micro
                     .fetch_add(micro as u64, Ordering::Relaxed);
                 return Err(NotSent::Planned);
@@ -466,6 +500,16 @@ impl Calls {
             });
         }
         self.gate(model, req)?;
+        // a batch model's miss waits for its batch (no lock: batches register their keys);
+        // after repeated failed batches it is sent directly below
+        if model.batch.is_some()
+            && let Some((resp, sent)) = self.batched(model, key, req, site).await?
+        {
+            if !sent {
+                return Ok(Step { resp, sent: false });
+            }
+            return self.keep(model, key, req, resp);
+        }
         // the simulated model costs nothing: other processes may repeat its calls, so it
         // takes no lock file (which would cost more than the call)
         let free = model.spec.provider == "sim";
@@ -492,56 +536,8 @@ impl Calls {
         {
             return Ok(Step { resp, sent: false });
         }
-        let mut resp = self.send(model, req, site).await?;
-        self.redactor.redact_in_place(&mut resp.text);
-        if let Some(r) = resp.reasoning.as_mut() {
-            self.redactor.redact_in_place(r);
-        }
-        if resp.usage.is_none() {
-            resp.usage = Some(self.estimate(model, req, &resp));
-            self.stats.usage_estimated.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Err(why) = complete::response(&resp) {
-            // providers refuse these already; a backend that does not is not trusted either
-            return Err(anyhow!(
-                "model `{}` answered without a complete answer ({why}); not used, not cached",
-                req.model
-            ));
-        }
-        // the first stored answer wins: a process that answered the same call first (one
-        // whose lock could not be taken) keeps its entry, and this node uses it too
-        match self
-            .cache
-            .put_first(key, "call", resp.clone(), |r: &CallResponse| {
-                complete::response(r).is_ok()
-            }) {
-            Ok(stored) => Ok(Step {
-                resp: stored,
-                sent: true,
-            }),
-            Err(e) => {
-                self.cache_write_failed(&e.context("writing a call entry to the cache"));
-                Ok(Step { resp, sent: true })
-            }
-        }
-    }
-
-    /// Usage counted with the model's tokenizer when the server reported none.
-    fn estimate(&self, model: &Model, req: &CallRequest, resp: &CallResponse) -> Usage {
-        let t = &model.tokenizer;
-        let reasoning = resp.reasoning.as_deref().unwrap_or("");
-        let reasoning_tokens = if reasoning.is_empty() {
-            0
-        } else {
-            t.count(reasoning)
-        };
-        Usage {
-            prompt_tokens: t.count(&req.prompt.full_text()),
-            completion_tokens: t.count(&resp.text) + reasoning_tokens,
-            reasoning_tokens,
-            cached_tokens: 0,
-            estimated: true,
-        }
+        let resp = self.send(model, req, site).await?;
+        self.keep(model, key, req, resp)
     }
 }
 

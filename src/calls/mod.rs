@@ -7,6 +7,8 @@
 //! Node kinds get a [`Calls`] and a [`Site`]; like a solver handed `generate`, they know
 //! nothing of the scheduler. Nothing here imports `exec` or `nodes`.
 
+mod answer;
+pub mod batch;
 pub mod complete;
 pub mod flight;
 mod generate;
@@ -82,6 +84,12 @@ pub enum NotSent {
     /// tool's) was written there as an error, so there is no answer to count.
     #[error("recorded as an error by the run it was read from")]
     RecordedError,
+    /// Submitted in a provider batch that is still running: a rerun or `--resume` picks
+    /// the batch up instead of submitting it again.
+    #[error(
+        "in a provider batch still running: rerun or --resume the run to collect it (nothing is submitted twice)"
+    )]
+    BatchPending,
 }
 
 impl NotSent {
@@ -93,6 +101,7 @@ impl NotSent {
             NotSent::Budget => "budget",
             NotSent::OfflineMiss => "offline_miss",
             NotSent::RecordedError => "recorded_error",
+            NotSent::BatchPending => "batch_pending",
         }
     }
 }
@@ -144,7 +153,11 @@ fn load(a: &AtomicU64) -> u64 {
 
 /// One model as the call layer uses it.
 struct Model {
+    /// The pipeline's name for it.
+    name: String,
     spec: ModelSpec,
+    /// Its cache misses go through the provider's batch API.
+    batch: Option<crate::spec::batch::BatchSettings>,
     provider: Arc<dyn Provider>,
     /// The model's own `max_in_flight` below the run's `--concurrency`.
     slots: Option<Semaphore>,
@@ -164,6 +177,8 @@ pub struct Settings<'a> {
     pub base_dir: &'a Path,
     /// The pipeline's `sample_offset`, added to the sample index in keys and seeds.
     pub sample_offset: u32,
+    /// `--batch`: every OpenAI-compatible model without `batch: false` uses its batch API.
+    pub batch: bool,
 }
 
 /// The call layer of one run.
@@ -189,6 +204,8 @@ pub struct Calls {
     pub sample_offset: u32,
     /// The calls a plan found missing from the cache, in order (`plan --explain`).
     pub planned: Mutex<Vec<PlannedMiss>>,
+    /// The provider batches of this run's batch models.
+    pub batches: batch::Batches,
 }
 
 /// A call a plan would send: where, and the prompt it would send first.
@@ -216,9 +233,14 @@ impl Calls {
             let tokenizer = tokenizer::Tokenizer::load(spec.tokenizer.as_deref(), s.base_dir)
                 .map_err(|e| anyhow::anyhow!("model `{name}`: {e:#}"))?;
             keys.extend(crate::llm::openai::keys::key_value(spec));
+            let batch = spec
+                .batch_settings(s.batch)
+                .or_else(|| batch::resume_settings(name, spec, provider.as_ref(), &s));
             models.insert(
                 name.clone(),
                 Model {
+                    name: name.clone(),
+                    batch,
                     spec: spec.clone(),
                     provider,
                     slots: spec.max_in_flight.map(Semaphore::new),
@@ -227,7 +249,9 @@ impl Calls {
             );
         }
         let concurrency = s.concurrency.max(1);
+        let batches = batch::Batches::new(s.cache.root())?;
         Ok(Calls {
+            batches,
             models,
             cache: s.cache,
             flights: flight::Flights::new(true),
@@ -302,6 +326,7 @@ impl Calls {
     /// No new call is sent from now on (Ctrl-C, a signal).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.batches.stop();
     }
 
     pub fn stopped(&self) -> bool {
@@ -317,7 +342,33 @@ impl Calls {
     /// Calls now waiting for the same call in flight elsewhere: they hold no call slot, so
     /// the scheduler may start that many more model nodes.
     pub fn waiting(&self) -> usize {
-        self.flights.waiting()
+        self.flights.waiting() + self.batches.waiting()
+    }
+
+    /// The largest `batch_size` of this run's batch models (0: none batches), so the
+    /// scheduler can open enough problems to fill a batch.
+    pub fn batch_window(&self) -> usize {
+        self.models
+            .values()
+            .filter_map(|m| m.batch.as_ref().map(|b| b.size))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// True when this model's misses go to its provider's batch API.
+    pub fn is_batched(&self, model: &str) -> bool {
+        self.models.get(model).is_some_and(|m| m.batch.is_some())
+    }
+
+    /// The models whose misses go to a batch API, with their settings.
+    pub fn batch_models(&self) -> Vec<(String, crate::spec::batch::BatchSettings)> {
+        let mut v: Vec<_> = self
+            .models
+            .values()
+            .filter_map(|m| m.batch.clone().map(|b| (m.name.clone(), b)))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// Notified whenever `waiting()` changes.
@@ -408,15 +459,17 @@ impl Calls {
             .fetch_add(info.usage.completion_tokens, Ordering::Relaxed);
         s.reasoning_tokens
             .fetch_add(info.usage.reasoning_tokens, Ordering::Relaxed);
-        let micro = |u: &crate::llm::Usage| (model.spec.price.cost(u) * 1e6).round() as u64;
+        let micro = |all: &crate::llm::Usage, batched: &crate::llm::Usage| {
+            (generate::priced(&model.spec.price, all, batched) * 1e6).round() as u64
+        };
         s.total_cost_micro_usd
-            .fetch_add(micro(&info.usage), Ordering::Relaxed);
+            .fetch_add(micro(&info.usage, &info.batch_usage), Ordering::Relaxed);
         s.spent_prompt_tokens
             .fetch_add(info.fresh.prompt_tokens, Ordering::Relaxed);
         s.spent_completion_tokens
             .fetch_add(info.fresh.completion_tokens, Ordering::Relaxed);
         s.spend_micro_usd
-            .fetch_add(micro(&info.fresh), Ordering::Relaxed);
+            .fetch_add(micro(&info.fresh, &info.batch_fresh), Ordering::Relaxed);
         if let Ok(mut g) = self.keys_out.lock()
             && let Some(w) = g.as_mut()
         {

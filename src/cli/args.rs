@@ -261,6 +261,13 @@ pub(super) struct RunArgs {
     /// N run directories merges them into one column.
     #[arg(long, value_name = "I/N", value_parser = crate::data::Shard::parse)]
     pub shard: Option<crate::data::Shard>,
+    /// Send the cache misses of every OpenAI-compatible model (unless it says `batch: false`)
+    /// through its provider's batch API: about half price, answers within 24 h.
+    #[arg(long)]
+    pub batch: bool,
+    /// On Ctrl-C, cancel submitted batches (default: leave them running for a rerun or --resume).
+    #[arg(long = "cancel-batches", alias = "cancel_batches")]
+    pub cancel_batches: bool,
 }
 
 #[derive(Args, Clone)]

@@ -309,6 +309,8 @@ fn run_options(a: &RunArgs) -> RunOptions {
         }),
         resume: a.resume.clone(),
         cache_remote: a.remote.url().map(str::to_string),
+        batch: a.batch,
+        cancel_batches: a.cancel_batches,
     }
 }
 

@@ -85,6 +85,7 @@ pub async fn run_with(p: Pipeline, opts: &RunOptions, explain: bool) -> anyhow::
         "  estimated cost: ~${:.2} (from the models' price: settings)",
         cost * scale
     );
+    print_batches(&ctx);
     for node in &model_nodes {
         println!(
             "    {:<14} cached {:>6}  to make {:>6}",
@@ -199,4 +200,23 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
         out.push_str("    (none: every call is cached)\n");
     }
     out
+}
+
+/// Waves and batches of a run with batch models (`batch: true` or `--batch`).
+fn print_batches(ctx: &RunCtx) {
+    let batch = ctx.calls.batch_models();
+    if batch.is_empty() {
+        return;
+    }
+    let w = exec::waves::plan(&ctx.pipeline, &batch);
+    let names: Vec<&str> = batch.iter().map(|(m, _)| m.as_str()).collect();
+    println!(
+        "  batch models: {} (cost above at the batch price); {} wave(s) of model calls, {} batch(es) if every call misses the cache (when: and continuations change this)",
+        names.join(", "),
+        w.waves,
+        w.batches
+    );
+    for ((wave, model), calls) in &w.batch_calls {
+        println!("    wave {:<3} {model:<14} {calls:>6} call(s)", wave + 1);
+    }
 }

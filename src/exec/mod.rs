@@ -9,6 +9,7 @@ pub mod output;
 pub mod progress;
 pub mod scheduler;
 pub mod signals;
+pub mod waves;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -63,6 +64,10 @@ pub struct RunOptions {
     pub resume: Option<PathBuf>,
     /// The remote cache (`--cache-remote`, `DISTILL_CACHE_REMOTE`); else the pipeline's.
     pub cache_remote: Option<String>,
+    /// `--batch`: OpenAI-compatible models use their provider's batch API.
+    pub batch: bool,
+    /// `--cancel-batches`: Ctrl-C cancels submitted batches instead of leaving them running.
+    pub cancel_batches: bool,
 }
 
 /// Everything the scheduler and the run directory share during a run.
@@ -203,8 +208,10 @@ impl RunCtx {
             max_cost: opts.max_cost,
             base_dir: &base_dir,
             sample_offset: pipeline.spec.sample_offset,
+            batch: opts.batch,
         })
         .map_err(|e| InvalidInput(format!("{e:#}")))?;
+        calls.batches.set_cancel_on_stop(opts.cancel_batches);
         let import = load_import(&pipeline, opts)?;
         if let Some(l) = &import {
             calls.set_imports(l.imports.clone());
@@ -466,6 +473,9 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     tracing::debug!("run: run id {}; scheduling", out.run_id);
     let ctx = Arc::new(rc);
     ctx.calls.set_keys_file(out.keys_file()?);
+    ctx.calls
+        .batches
+        .set_run_log(out.dir.join(crate::calls::batch::registry::RUN_LOG));
     let p = &ctx.pipeline;
     let model_nodes = (0..p.nodes.len())
         .filter(|&i| crate::graph::uses_model(p, i))

@@ -318,7 +318,18 @@ pub fn metrics_json(ctx: &RunCtx, outcome: &Outcome, problems_written: usize) ->
         "max_calls_in_flight": g(&st.max_in_flight),
         "cache": {"hits": g(&c.hits), "misses": g(&c.misses), "corrupt": g(&c.corrupt), "writes": g(&c.writes)},
         "remote_cache": ctx.remote.as_ref().map(|r| r.report()),
+        "batches": batches_json(ctx),
     })
+}
+
+/// This run's provider batches: submitted, their lines, those of earlier runs it followed,
+/// the ones in flight with their status (the dashboard shows them), and the `--max-cost`
+/// estimate of the lines still waiting for an answer.
+fn batches_json(ctx: &RunCtx) -> Value {
+    let (submitted, lines, picked_up) = ctx.calls.batches.counts();
+    json!({"submitted": submitted, "lines": lines, "picked_up": picked_up,
+        "in_flight": ctx.calls.batches.in_flight(),
+        "waiting_estimate_usd": ctx.calls.batches.reserved_micro() as f64 / 1e6})
 }
 
 impl Sink for RunWriter {

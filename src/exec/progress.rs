@@ -66,13 +66,14 @@ impl Progress {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let failed = g(&self.failed);
         format!(
-            "{}/{} problems · {} calls sent · {} cache hits · {} tokens · ${:.4}{}",
+            "{}/{} problems · {} calls sent · {} cache hits · {} tokens · ${:.4}{}{}",
             g(&self.problems_done),
             self.problems,
             g(&s.calls),
             g(&s.call_hits) + g(&s.node_hits),
             g(&s.prompt_tokens) + g(&s.completion_tokens),
             g(&s.spend_micro_usd) as f64 / 1e6,
+            batches_line(ctx),
             if failed > 0 {
                 format!(" · {failed} problem(s) failed")
             } else {
@@ -116,4 +117,17 @@ impl Progress {
             b.finish_and_clear();
         }
     }
+}
+
+/// The batches in flight, e.g. ` · batches: batch_abc in_progress (60)`.
+fn batches_line(ctx: &RunCtx) -> String {
+    let f = ctx.calls.batches.in_flight();
+    if f.is_empty() {
+        return String::new();
+    }
+    let each: Vec<String> = f
+        .iter()
+        .map(|b| format!("{} {} ({})", b.id, b.status, b.requests))
+        .collect();
+    format!(" · batches: {}", each.join(", "))
 }

@@ -106,7 +106,7 @@ pub async fn schedule(
     // with the pipeline's copy (`Problem::fields`)
     let problems = ctx.clone();
     let problems = &problems.pipeline.problems;
-    let window = (ctx.concurrency * 4).max(16);
+    let window = window(&ctx);
     let mut open: HashMap<usize, Open> = HashMap::new();
     let mut next = 0usize;
     let mut ready = Ready::default();
@@ -149,12 +149,14 @@ pub async fn schedule(
                 break;
             }
             let m = node.model.as_deref().unwrap_or_default();
+            // a batch model's waiting calls are lines of a batch, not requests in flight
             let cap = ctx
                 .pipeline
                 .spec
                 .models
                 .get(m)
-                .and_then(|m| m.max_in_flight);
+                .and_then(|m| m.max_in_flight)
+                .filter(|_| !ctx.calls.is_batched(m));
             if cap.is_some_and(|c| per_model.get(m).copied().unwrap_or(0) >= c) {
                 tracing::trace!(
                     "schedule: model `{m}` at its max_in_flight; {} waits",
@@ -386,6 +388,7 @@ async fn wait(
                 }
             }
             _ = ctx.calls.waiting_changed().notified() => return Ok(Wake::Again),
+            _ = ctx.calls.batches.changed().notified() => return Ok(Wake::Again),
             sig = signals.recv() => {
                 if grace_until.is_some() {
                     eprintln!("{}: abandoning the calls still in flight", name(sig));
@@ -408,6 +411,12 @@ async fn wait(
             }
         }
     }
+}
+
+/// How many problems are open at once: enough to keep `--concurrency` calls busy, and, with
+/// a batch model, to fill one batch (a wave of every open problem's ready calls).
+fn window(ctx: &RunCtx) -> usize {
+    (ctx.concurrency * 4).max(16).max(ctx.calls.batch_window())
 }
 
 /// Waits until `t`, or forever without one.

@@ -99,6 +99,11 @@ pub struct CallResponse {
     pub latency_ms: u64,
     #[serde(default)]
     pub model_id: Option<String>,
+    /// The provider batch that answered it (priced at the batch price); none for a direct
+    /// call. Not part of any key: a batch answer and a direct one to the same request are
+    /// the same entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 /// Things a provider may report while a call runs (streamed text, retries, a server that
@@ -150,6 +155,10 @@ pub trait Provider: Send + Sync {
     /// Requests per replica of a model served by several (`base_urls:`); empty otherwise.
     fn replicas(&self) -> Vec<openai::pool::ReplicaStats> {
         Vec::new()
+    }
+    /// The OpenAI-compatible client behind this provider (its batch API), if it is one.
+    fn openai(&self) -> Option<&openai::OpenAiProvider> {
+        None
     }
     /// Makes one call (one HTTP request, with the backend's own retries).
     async fn call(

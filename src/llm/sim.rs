@@ -266,6 +266,7 @@ impl Provider for SimProvider {
             usage: Some(usage),
             latency_ms: start.elapsed().as_millis() as u64,
             model_id: Some(format!("sim:{}", req.model)),
+            batch: None,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! loading reports, and `load`, which turns a file (+ `--set` overrides + CLI filters) into a
 //! validated, expanded `Pipeline` or every error found. Running it is `exec`'s job.
 
+pub mod batch;
 pub mod checks;
 pub mod expand;
 pub mod load;

@@ -80,6 +80,21 @@ pub struct ModelSpec {
     /// pipeline file's folder).
     #[serde(default)]
     pub tokenizer: Option<String>,
+    /// Send this model's cache misses through the provider's batch API (`--batch` turns it
+    /// on for every OpenAI-compatible model that does not say `batch: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<bool>,
+    /// Lines per batch (default 5000), the quiet time that closes a batch (default 5 s), the
+    /// longest pause between status polls (default 60 s), and how many later batches a
+    /// failed line is resubmitted in before it is sent directly (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_wait_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_poll_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_retries: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +153,14 @@ pub struct Price {
     pub input_per_m: f64,
     #[serde(default)]
     pub output_per_m: f64,
+    /// Dollars per million tokens of a batch answer; without them, the list price times
+    /// `batch_discount` (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_input_per_m: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_output_per_m: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_discount: Option<f64>,
 }
 
 /// The simulated reasoner's knobs. Its answers depend only on the request and sample
@@ -208,6 +231,16 @@ impl Price {
     pub fn cost(&self, u: &crate::llm::Usage) -> f64 {
         (u.prompt_tokens as f64 * self.input_per_m + u.completion_tokens as f64 * self.output_per_m)
             / 1e6
+    }
+
+    /// Dollars for this usage answered by a batch.
+    pub fn batch_cost(&self, u: &crate::llm::Usage) -> f64 {
+        let d = self
+            .batch_discount
+            .unwrap_or(super::batch::DEFAULT_DISCOUNT);
+        let i = self.batch_input_per_m.unwrap_or(self.input_per_m * d);
+        let o = self.batch_output_per_m.unwrap_or(self.output_per_m * d);
+        (u.prompt_tokens as f64 * i + u.completion_tokens as f64 * o) / 1e6
     }
 }
 
@@ -332,6 +365,7 @@ pub(super) fn check_models(
             ));
         }
         super::ranges::check_ranges(name, m, locs, diags);
+        super::batch::check(name, m, locs, diags);
         let sim_numbers = [
             ("latency_ms", m.sim.latency_ms),
             ("jitter_ms", m.sim.jitter_ms),

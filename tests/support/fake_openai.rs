@@ -32,6 +32,8 @@ use serde_json::{Value, json};
 pub mod traces;
 #[allow(unused_imports)]
 pub use traces::{Trace, load_traces, shared_dir, trace_responder};
+#[path = "fake_batch.rs"]
+pub mod batch;
 
 /// What the fake model answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +174,8 @@ pub struct FakeConfig {
     /// right after the chunk during which another request started waiting. Needs a
     /// `chunk_delay` to be observable.
     pub interrupt_on_new_request: bool,
+    /// What the Batch API (`/v1/files`, `/v1/batches`) does.
+    pub batch: batch::BatchScript,
 }
 
 impl Default for FakeConfig {
@@ -191,6 +195,7 @@ impl Default for FakeConfig {
             cached_tokens: 0,
             chunk_delay: Duration::ZERO,
             interrupt_on_new_request: false,
+            batch: batch::BatchScript::default(),
         }
     }
 }
@@ -266,6 +271,7 @@ struct Inner {
     model_lock: Arc<tokio::sync::Mutex<()>>,
     waiting: Arc<AtomicU64>,
     interrupted: Arc<AtomicU64>,
+    batch: batch::BatchState,
 }
 
 /// A running fake server; stopped on `shutdown` or drop.
@@ -293,11 +299,13 @@ impl FakeServer {
             model_lock: Arc::new(tokio::sync::Mutex::new(())),
             waiting: Arc::new(AtomicU64::new(0)),
             interrupted: Arc::new(AtomicU64::new(0)),
+            batch: batch::BatchState::new(&cfg.batch),
             cfg,
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(handle))
             .route("/v1/completions", post(handle))
+            .merge(batch::routes())
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
@@ -328,6 +336,10 @@ impl FakeServer {
     /// Streams ended early by `interrupt_on_new_request`.
     pub fn interrupted_count(&self) -> u64 {
         self.inner.interrupted.load(Ordering::SeqCst)
+    }
+    /// The Batch API's counters (uploads, batches created, polls, cancels, lines).
+    pub fn batches(&self) -> &batch::BatchState {
+        &self.inner.batch
     }
     pub fn shutdown(self) {
         self.task.abort();
@@ -523,15 +535,7 @@ async fn handle(
         .and_then(Value::as_str)
         .unwrap_or("fake-model")
         .to_string();
-    let prompt_chars = prompt_text(&body).chars().count() as u64;
-    let reasoning_chars = reply.reasoning.as_ref().map_or(0, |r| r.chars().count()) as u64;
-    let usage = json!({
-        "prompt_tokens": prompt_chars.div_ceil(4),
-        "completion_tokens": (reply.content.chars().count() as u64 + reasoning_chars).div_ceil(4),
-        "total_tokens": prompt_chars.div_ceil(4) + (reply.content.chars().count() as u64 + reasoning_chars).div_ceil(4),
-        "prompt_tokens_details": {"cached_tokens": s.cfg.cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": reasoning_chars.div_ceil(4)},
-    });
+    let usage = usage_of(&s.cfg, &body, &reply);
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mut resp = if stream {
         let include_usage = body
@@ -567,6 +571,20 @@ async fn handle(
         set(&mut resp, "x-ratelimit-reset-requests", reset);
     }
     resp
+}
+
+/// The usage the fake reports for an answer: characters / 4.
+fn usage_of(cfg: &FakeConfig, body: &Value, reply: &Reply) -> Value {
+    let prompt_chars = prompt_text(body).chars().count() as u64;
+    let reasoning_chars = reply.reasoning.as_ref().map_or(0, |r| r.chars().count()) as u64;
+    let completion = (reply.content.chars().count() as u64 + reasoning_chars).div_ceil(4);
+    json!({
+        "prompt_tokens": prompt_chars.div_ceil(4),
+        "completion_tokens": completion,
+        "total_tokens": prompt_chars.div_ceil(4) + completion,
+        "prompt_tokens_details": {"cached_tokens": cfg.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": reasoning_chars.div_ceil(4)},
+    })
 }
 
 fn next_fault(s: &Inner) -> Fault {
@@ -898,7 +916,9 @@ fn dropped() -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> 
     })
 }
 
-fn json_response(chat: bool, model: &str, reply: &Reply, usage: Value, fault: &Fault) -> Response {
+/// A non-streamed answer's JSON body (`Fault::BareDoneMidStream`: no finish_reason,
+/// `EmptyChoices`, `NoUsage` shape it).
+fn answer_json(chat: bool, model: &str, reply: &Reply, usage: Value, fault: &Fault) -> Value {
     let finish = match fault {
         Fault::BareDoneMidStream => Value::Null,
         _ => json!(reply.finish_reason),
@@ -921,6 +941,11 @@ fn json_response(chat: bool, model: &str, reply: &Reply, usage: Value, fault: &F
     if *fault == Fault::NoUsage {
         v.as_object_mut().unwrap().remove("usage");
     }
+    v
+}
+
+fn json_response(chat: bool, model: &str, reply: &Reply, usage: Value, fault: &Fault) -> Response {
+    let v = answer_json(chat, model, reply, usage, fault);
     let text = if *fault == Fault::ErrorBody200 {
         error_object().to_string()
     } else {

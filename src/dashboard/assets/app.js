@@ -218,6 +218,9 @@ function renderStats() {
     ["failed nodes", fmtInt(failed), "failed"],
     ["wall time", m.wall_time_s != null ? Number(m.wall_time_s).toFixed(1) + " s" : "–", "wall"],
   ];
+  // provider batches (batch models): those in flight with their status
+  const bt = m.batches || {}, bf = bt.in_flight || [];
+  if (bt.submitted || bf.length) stats.push(["batches in flight", bf.length ? bf.map((x) => x.id + " " + x.status + " (" + x.requests + ")").join(", ") : "none (" + fmtInt(bt.submitted) + " submitted)", "batches"]);
   $("stats").innerHTML = multi() ? renderRuns() : stats.map(([k, v, id]) => '<div class="stat" id="stat-' + id + '"><b>' + esc(v) + "</b><span>" + esc(k) + "</span></div>").join("");
   const b = $("badge");
   const allDone = probDone === g.problems.length && g.problems.length > 0;

@@ -4,6 +4,7 @@
 //! client-side rate limits. Submodules: `keys` (base URLs, API keys), `retry` (policy and
 //! header parsing), `limits` (rpm/tpm/adaptive in-flight), `sse` (reading answers).
 
+pub mod batch;
 pub mod keys;
 pub mod limits;
 pub mod pace;
@@ -383,6 +384,10 @@ impl Provider for OpenAiProvider {
         "openai-compatible"
     }
 
+    fn openai(&self) -> Option<&OpenAiProvider> {
+        Some(self)
+    }
+
     fn replicas(&self) -> Vec<pool::ReplicaStats> {
         if self.pool.len() > 1 {
             self.pool.stats()
@@ -465,6 +470,7 @@ impl Provider for OpenAiProvider {
                     usage: ans.usage,
                     latency_ms: latency.as_millis() as u64,
                     model_id: ans.model,
+                    batch: None,
                 })
             }
             Err(e) => {
