@@ -123,7 +123,7 @@ pub fn build(opts: &ReportOptions) -> Result<(Report, Vec<Run>), String> {
     let runs = opts
         .runs
         .iter()
-        .map(|p| load_run(p))
+        .map(|p| records::load_run_for(p, grouping.is_some()))
         .collect::<Result<Vec<_>, _>>()?;
     // the shards of a sharded run are one column; one run given is that run's own report
     // (the end-of-run report of a shard says which shard it is)

@@ -22,8 +22,14 @@ fn output(n: &NodeRecord) -> Option<&Output> {
 
 /// `path` is a run directory, a results.jsonl or a results file of either tool (`runfile`).
 pub fn load_run(path: &Path) -> Result<Run, String> {
+    load_run_for(path, true)
+}
+
+/// As [`load_run`]; `columns`: keep each problem's question, answer and problem-set columns
+/// (only grouping reads them: without it a report of 100,000 problems holds none).
+pub fn load_run_for(path: &Path, columns: bool) -> Result<Run, String> {
     let rf = crate::runfile::open(path)?;
-    let mut run = run_of(&rf)?;
+    let mut run = run_of(&rf, columns)?;
     run.label = match (&rf.format, run.pipeline.is_empty()) {
         (crate::runfile::Format::Distill, false) => {
             format!("{} {}", run.pipeline, short_id(&run.run_id))
@@ -112,7 +118,7 @@ fn graded_nodes(sv: &Survey, cfg: Option<&Value>, kinds: &[&str]) -> BTreeMap<St
 }
 
 /// A run's records as the report's model (its label and path are the caller's).
-pub fn run_of(rf: &RunFile) -> Result<Run, String> {
+pub fn run_of(rf: &RunFile, columns: bool) -> Result<Run, String> {
     let config = rf.config().filter(|_| rf.format == Format::Distill);
     let cfg = config.as_ref();
     let mut warnings = Vec::new();
@@ -150,6 +156,7 @@ pub fn run_of(rf: &RunFile) -> Result<Run, String> {
         samples,
         prices: &prices,
         original: rf.original().is_some(),
+        columns,
         unrecorded: match status.as_str() {
             "interrupted" | "truncated" => "interrupted",
             "running" => "pending",
@@ -224,7 +231,9 @@ pub fn run_of(rf: &RunFile) -> Result<Run, String> {
         shard: cfg.and_then(crate::runfile::config::ShardRecord::read),
         coverage: None,
     };
-    if let Some(o) = rf.original() {
+    if !columns {
+        // nothing to attach to
+    } else if let Some(o) = rf.original() {
         if let Some(path) = o.config["data_path"].as_str() {
             super::columns::attach(&mut run, path, &[]);
         }
@@ -243,6 +252,8 @@ struct Shape<'a> {
     prices: &'a HashMap<String, (f64, f64)>,
     /// The original tool's file: its consensus is its own vote.
     original: bool,
+    /// Keep the problems' columns (for grouping).
+    columns: bool,
     /// Why a round without a record in an incomplete problem did not run: the run was
     /// stopped (`interrupted`), is still going (`pending`), or the record is just absent.
     unrecorded: &'static str,
@@ -307,12 +318,14 @@ fn add_usage(u: &mut RoundUsage, o: &Output, prices: &HashMap<String, (f64, f64)
 fn problem(p: &ProblemRecord, sh: &Shape) -> Problem {
     let rounds = sh.rounds;
     let mut columns = BTreeMap::new();
-    for (k, v) in [("question", &p.question), ("answer", &p.answer)] {
-        if !v.is_empty() {
-            columns.insert(k.to_string(), v.clone());
+    if sh.columns {
+        for (k, v) in [("question", &p.question), ("answer", &p.answer)] {
+            if !v.is_empty() {
+                columns.insert(k.to_string(), v.clone());
+            }
         }
+        columns.insert("id".into(), p.id.clone());
     }
-    columns.insert("id".into(), p.id.clone());
     let slot = |r: u32| -> usize {
         // usage of a round without a graded node goes to the next graded round (or the last)
         rounds
