@@ -158,7 +158,7 @@ pub struct Run {
     /// This run is one shard of a sharded run (`--shard I/N`, from its config.json).
     pub shard: Option<crate::runfile::config::ShardRecord>,
     /// This run is the merge of a sharded run's shards (`shards.rs`): which were there.
-    pub coverage: Option<super::shards::Coverage>,
+    pub coverage: Option<Coverage>,
 }
 
 /// A selected problem without a record: not run at every round, for `reason`.
@@ -179,5 +179,49 @@ pub fn missing_problem(id: &str, samples: usize, rounds: usize, reason: &str) ->
             rounds
         ],
         votes: Vec::new(),
+    }
+}
+
+/// Which shards a merged run holds.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Coverage {
+    pub count: u32,
+    /// The shards given: index → the status of its run (`complete`, `interrupted`, …).
+    pub present: BTreeMap<u32, String>,
+    /// The shards not given (0-based indices).
+    pub missing: Vec<u32>,
+    /// Problems in the whole selection (every shard together).
+    pub problems_total: usize,
+}
+
+impl Coverage {
+    /// `shard 2/4 missing: the table covers 3 of 4 shards (7 of 10 problems)`; None when
+    /// every shard is there.
+    pub fn missing_note(&self, problems: usize) -> Option<String> {
+        if self.missing.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = self
+            .missing
+            .iter()
+            .map(|i| format!("{i}/{}", self.count))
+            .collect();
+        let word = if names.len() == 1 { "shard" } else { "shards" };
+        Some(format!(
+            "{word} {} missing: the table covers {} of {} shards ({problems} of {} problems)",
+            names.join(", "),
+            self.present.len(),
+            self.count,
+            self.problems_total
+        ))
+    }
+
+    /// The shards given that did not end complete: `shard 1/4 interrupted`.
+    pub fn unfinished(&self) -> Vec<String> {
+        self.present
+            .iter()
+            .filter(|(_, s)| s.as_str() != "complete")
+            .map(|(i, s)| format!("shard {i}/{} {s}", self.count))
+            .collect()
     }
 }

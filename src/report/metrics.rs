@@ -93,7 +93,7 @@ pub struct RunReport {
     /// A merged sharded run: its shard count, the shards given (with their status), the
     /// missing ones and the problems of all shards.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shards: Option<super::shards::Coverage>,
+    pub shards: Option<super::load::Coverage>,
     pub rounds: Vec<RoundRow>,
     pub k_metrics: Vec<KMetric>,
     /// per-round accuracy: the first round (a) vs the last (b), paired over the problems with

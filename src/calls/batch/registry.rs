@@ -104,7 +104,9 @@ impl Registry {
         let log = self.run_log.lock().ok().and_then(|g| g.clone());
         if let Some(log) = log {
             let line = serde_json::json!({
-                "time": crate::runfile::records::now(), "batch": r.id, "model": r.model,
+                "time": time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(), "batch": r.id, "model": r.model,
                 "state": r.state, "requests": r.keys.len(), "estimate_usd": r.estimate_usd,
                 "record": path.display().to_string(),
             });
