@@ -79,21 +79,31 @@ pub fn write_plots(rep: &Report, dir: &Path) -> Result<Vec<String>, String> {
         return Ok(Vec::new());
     }
     let mut written = Vec::new();
+    let mut svgs = Vec::new();
     for f in &FIGURES {
         let svg = svg(rep, f.name)?;
         let path = dir.join(f.name);
         std::fs::write(&path, &svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        if !png::ENABLED {
-            written.push(f.name.to_string());
-            continue;
-        }
-        let png_path = path.with_extension("png");
-        match png::render(&svg) {
-            Ok(bytes) => std::fs::write(&png_path, bytes)
-                .map_err(|e| format!("writing {}: {e}", png_path.display()))?,
-            Err(e) => eprintln!("warning: {}: not written: {e}", png_path.display()),
-        }
         written.push(f.name.to_string());
+        svgs.push((path.with_extension("png"), svg));
+    }
+    if png::ENABLED {
+        // the figures are rasterized side by side: it is most of a warm run's end
+        std::thread::scope(|s| {
+            let jobs: Vec<_> = svgs
+                .iter()
+                .map(|(path, svg)| s.spawn(move || (path, png::render(svg))))
+                .collect();
+            for j in jobs {
+                let Ok((path, r)) = j.join() else { continue };
+                match r.and_then(|bytes| {
+                    std::fs::write(path, bytes).map_err(|e| format!("writing: {e}"))
+                }) {
+                    Ok(()) => {}
+                    Err(e) => eprintln!("warning: {}: not written: {e}", path.display()),
+                }
+            }
+        });
     }
     Ok(written)
 }

@@ -33,12 +33,27 @@ const SANS: [&str; 6] = [
     "FreeSans",
 ];
 
+/// Where Debian/Ubuntu, Fedora and Arch put DejaVu Sans.
+#[cfg(feature = "png")]
+const DEJAVU: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+];
+
 #[cfg(feature = "png")]
 fn fonts() -> Arc<usvg::fontdb::Database> {
     static DB: OnceLock<Arc<usvg::fontdb::Database>> = OnceLock::new();
     DB.get_or_init(|| {
         let mut db = usvg::fontdb::Database::new();
-        db.load_system_fonts();
+        // the usual places of DejaVu Sans first: reading every system font costs more than
+        // drawing the three figures
+        for f in DEJAVU {
+            let _ = db.load_font_file(f);
+        }
+        if db.is_empty() {
+            db.load_system_fonts();
+        }
         let has = |name: &str| {
             db.faces()
                 .any(|f| f.families.iter().any(|(fam, _)| fam == name))
