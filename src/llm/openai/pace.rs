@@ -6,7 +6,8 @@
 //! new requests are spaced evenly at `BACKOFF` times that (never above what it was).
 //! From then on the rate grows slowly while it stays near the level it was cut at (so it
 //! probes the limit about once every `1 / SLOW_GROWTH × (1 - BACKOFF)` seconds), and fast
-//! when far from it (a limit that was raised, or an estimate that was too low). An
+//! when far from it (a limit that was raised, or an estimate that was too low). It never
+//! falls below half the best estimate (a server refusing at random is not a limit). An
 //! `x-ratelimit-limit-requests` header (requests per minute) caps the rate. At most one cut
 //! per `WINDOW`: the refusals of requests sent together are one signal.
 
@@ -37,6 +38,10 @@ struct State {
     level: f64,
     /// The span (s) its count was taken over.
     span: f64,
+    /// The highest admission rate estimated at any cut: the rate never falls below half of
+    /// it, so a server that refuses a share of requests at random (whatever the rate) does
+    /// not drive the rate down cut after cut.
+    best: f64,
     /// The earliest start of the next request.
     next: Option<Instant>,
     grown: Option<Instant>,
@@ -111,7 +116,7 @@ impl Pace {
                 // in flight at the cut, so counted as admitted then: correct the estimate
                 if now.duration_since(t) < WINDOW {
                     s.level = (s.level - 1.0 / s.span).max(FLOOR);
-                    let r = BACKOFF * s.level;
+                    let r = (BACKOFF * s.level).max(s.best / 2.0);
                     s.rate = Some(s.rate.map_or(r, |x| x.min(r)).max(FLOOR));
                 }
                 return;
@@ -133,7 +138,8 @@ impl Pace {
             None => admitted,
         }
         .max(FLOOR);
-        let mut rate = BACKOFF * estimate;
+        s.best = s.best.max(estimate);
+        let mut rate = (BACKOFF * estimate).max(s.best / 2.0);
         if let Some(c) = s.cap {
             rate = rate.min(c);
         }
@@ -228,6 +234,28 @@ mod tests {
             Some(Duration::from_millis(980)),
         );
         assert!((q.rate().unwrap() - BACKOFF * 10.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn refusals_at_random_do_not_drive_the_rate_to_the_floor() {
+        // 30% refused whatever the rate: cut after cut, second after second
+        let p = Pace::default();
+        let t0 = Instant::now();
+        for sec in 0..30u64 {
+            let now = t0 + Duration::from_secs(sec);
+            let n = p.rate().map_or(20, |r| r.round() as usize).max(1);
+            for _ in 0..n {
+                p.reserve(now);
+            }
+            for _ in 0..(n * 3).div_ceil(10) {
+                p.refused(now, now + Duration::from_millis(500), None);
+            }
+        }
+        let r = p.rate().unwrap();
+        assert!(
+            r >= 6.0,
+            "held at half the best estimate, not the floor: {r}"
+        );
     }
 
     #[test]
