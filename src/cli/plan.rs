@@ -143,6 +143,14 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
         .iter()
         .filter_map(|n| Some((n.id.as_str(), n.model.as_deref()?)))
         .collect();
+    // a call's completion is estimated at its model's max_tokens (1000 when unset)
+    let max_tokens = |m: &str| {
+        p.spec
+            .models
+            .get(m)
+            .and_then(|s| s.params.max_tokens)
+            .unwrap_or(1000)
+    };
     // model -> (calls to make, known calls, known prompt tokens, known completion tokens)
     let mut by: BTreeMap<&str, (u64, u64, u64, u64)> = BTreeMap::new();
     for (node, n) in &sink.to_make {
@@ -160,12 +168,7 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
         let Some(m) = model_of.get(miss.node_id.as_str()) else {
             continue;
         };
-        let max = p
-            .spec
-            .models
-            .get(*m)
-            .and_then(|s| s.params.max_tokens)
-            .unwrap_or(1000);
+        let max = max_tokens(m);
         let e = by.entry(m).or_default();
         e.1 += 1;
         e.2 += crate::llm::sim::approx_tokens(&miss.prompt);
@@ -174,12 +177,7 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
     let mut out = String::from("  per model (calls to make, estimated tokens and cost):\n");
     for (m, (calls, known, pt, ct)) in &by {
         let later = calls.saturating_sub(*known);
-        let max = p
-            .spec
-            .models
-            .get(*m)
-            .and_then(|s| s.params.max_tokens)
-            .unwrap_or(1000);
+        let max = max_tokens(m);
         let (pt_each, ct_each) = match known {
             0 => (1000, max),
             k => (pt / k, ct / k),

@@ -7,6 +7,7 @@ pub mod checks;
 pub mod expand;
 pub mod load;
 pub mod model;
+mod order;
 pub mod paths;
 mod ranges;
 pub mod resolve;
