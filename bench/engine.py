@@ -12,6 +12,8 @@ the exact command behind each figure.
       max(total call time / 16, longest chain of one problem). Target ratio <= 1.05.
   (b) throughput: 60 problems x `samples: 10` = 5,400 calls, latency 0, cold cache.
       Calls per second of process wall time, cache writes included. Target >= 5,000/s.
+      Also 600 problems x 1 sample (the same 5,400 calls): CPU per call of the two, whose
+      ratio must be <= 1.10 (a sample costs what a problem costs).
   (c) warm cache: (b) again on the same cache directory. Process wall time. Target <= 0.15 s.
   (d) memory (only with --big): 10,000 problems x 3 calls (reason, summarize, reason),
       outputs of ~16 KB (trace_words 2700), peak RSS of the process. Target <= 150 MB.
@@ -111,6 +113,7 @@ class Run:
         self.rc = rc
         self.wall_s = wall_s  # process wall time measured here
         self.maxrss_kb = maxrss_kb  # ru_maxrss of this child (wait4)
+        self.cpu_s = 0.0  # user + sys CPU seconds of this child (wait4)
         self.time_v = time_v  # parsed `/usr/bin/time -v` output, when used
         self.stdout = stdout
         self.stderr = stderr
@@ -156,7 +159,9 @@ def run_distill(binary: Path, cwd: Path, yaml_rel: str, name: str, args: list[st
             if k:
                 parsed[k] = v
         tv_out.unlink()
-    return Run(full, p.returncode, wall, ru.ru_maxrss, parsed, stdout, stderr, new[-1])
+    r = Run(full, p.returncode, wall, ru.ru_maxrss, parsed, stdout, stderr, new[-1])
+    r.cpu_s = ru.ru_utime + ru.ru_stime
+    return r
 
 
 def show_cmd(r: Run, cwd: Path) -> str:
@@ -261,6 +266,7 @@ def bench_bc(binary: Path, wd: Path, runs: int, conc: int) -> None:
     row("b", "peak RSS MB", f"{best.maxrss_kb / 1024:.1f}")
     NOTES.append("(b) process walls: " + ", ".join(f"{r.wall_s:.3f}" for r, _ in cold) + " s")
     COMMANDS.append(("b", show_cmd(best, wd) + "   # each run with a new, empty --cache dir"))
+    bench_b_problems(binary, wd, runs, conc, cold)
 
     warm = []
     for k in range(runs):
@@ -278,6 +284,35 @@ def bench_bc(binary: Path, wd: Path, runs: int, conc: int) -> None:
     row("c", "wall, metrics wall_time_s s", f"{mw['wall_time_s']:.3f}")
     NOTES.append("(c) process walls: " + ", ".join(f"{r.wall_s:.3f}" for r in warm) + " s")
     COMMANDS.append(("c", show_cmd(bw, wd) + "   # the cache of (b)'s best run, warm"))
+
+
+def bench_b_problems(binary: Path, wd: Path, runs: int, conc: int, cold: list) -> None:
+    """(b) as 600 problems x 1 sample (the same 5,400 calls): a sample must cost what a
+    problem costs. CPU seconds (user + sys, wait4) per call of the best runs of each."""
+    write_problems(wd / "problems_600.csv", 600)
+    (wd / "bench_b600.yaml").write_text(
+        pipeline_yaml("bench_b600", "problems_600.csv", rounds=4, samples=1, latency_ms=0))
+    runs600 = []
+    for k in range(runs):
+        cache = f"cache_b600_{k}"
+        shutil.rmtree(wd / cache, ignore_errors=True)
+        r = run_distill(binary, wd, "bench_b600.yaml", "bench_b600",
+                        ["--concurrency", str(conc), "--cache", cache])
+        log(f"  (b) 600 x 1 run {k + 1}: {r.wall_s:.3f} s process, {r.cpu_s:.3f} s CPU")
+        runs600.append(r)
+        shutil.rmtree(wd / cache, ignore_errors=True)
+    samples_cpu = min(r.cpu_s for r, _ in cold)
+    problems_cpu = min(r.cpu_s for r in runs600)
+    calls = runs600[0].metrics["calls"]
+    row("b", "600 problems x 1 sample: calls (must be 5400)", f"{calls}", "5400", calls == 5400)
+    row("b", "CPU ms per call: 60 x 10 samples / 600 x 1", f"{1000 * samples_cpu / 5400:.3f} / "
+        f"{1000 * problems_cpu / calls:.3f}")
+    ratio = samples_cpu / problems_cpu
+    row("b", "CPU per call ratio samples / problems", f"{ratio:.2f}", "<= 1.10", ratio <= 1.10)
+    NOTES.append("(b) 600 x 1: process walls " + ", ".join(f"{r.wall_s:.3f}" for r in runs600)
+                 + " s; CPU " + ", ".join(f"{r.cpu_s:.3f}" for r in runs600) + " s; 60 x 10 CPU "
+                 + ", ".join(f"{r.cpu_s:.3f}" for r, _ in cold) + " s")
+    COMMANDS.append(("b", show_cmd(runs600[0], wd) + "   # 600 problems x 1 sample"))
 
 
 def run_memory(binary: Path, wd: Path, conc: int, n: int, tag: str) -> Run:

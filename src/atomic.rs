@@ -1,9 +1,17 @@
 //! Writing a file whole or not at all: a temporary file in the same folder, synced, checked
 //! if the caller asks, then renamed over the target; on any failure the target is untouched
 //! and the temporary file is removed. Used by `data pull`, data/SOURCES.md and `distill grade`.
+//! Also the process id that temporary and lock file names carry ([`pid`], read once).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// This process's id, read once: temporary and lock file names carry it, and
+/// `std::process::id` is a system call each time (one per cache write on the hot path).
+pub fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -31,7 +39,7 @@ pub fn write_checked(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let tmp = dir.join(format!(".{file_name}.{}.{nanos}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{file_name}.{}.{nanos}.tmp", pid()));
     let guard = TempGuard(tmp.clone());
     let mut f =
         std::fs::File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;

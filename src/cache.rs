@@ -154,7 +154,7 @@ impl Cache {
             .root
             .join("objects")
             .join("00")
-            .join(format!(".tmp-probe-{}", std::process::id()));
+            .join(format!(".tmp-probe-{}", crate::atomic::pid()));
         fs::File::create(&probe).with_context(|| {
             format!(
                 "the cache directory {} cannot be written",
@@ -243,8 +243,11 @@ impl Cache {
     /// Writes an entry atomically (temporary file + rename; no fsync, see `sync`).
     pub fn put<T: Serialize>(&self, key: &Key, kind: &str, value: &T) -> Result<()> {
         let (tmp, path) = self.write_tmp(key, kind, value)?;
-        self.clear_non_file(&path);
-        fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
+        if fs::rename(&tmp, &path).is_err() {
+            // a directory in the entry's place: moved aside, then the rename is retried
+            self.clear_non_file(&path);
+            fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
+        }
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
         self.tell_written(key);
         Ok(())
@@ -261,7 +264,6 @@ impl Cache {
         usable: impl Fn(&T) -> bool,
     ) -> Result<T> {
         let (tmp, path) = self.write_tmp(key, kind, &value)?;
-        self.clear_non_file(&path);
         match rename_noreplace(&tmp, &path) {
             Ok(()) => {
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
@@ -277,6 +279,8 @@ impl Cache {
                     let _ = fs::remove_file(&tmp);
                     return Ok(v);
                 }
+                // unusable, or not an entry file at all (a directory is moved aside)
+                self.clear_non_file(&path);
             }
             // file systems with neither renameat2 nor hard links: a plain rename
             Err(_) => {}
@@ -395,17 +399,18 @@ impl Cache {
     }
 }
 
-/// Moves `tmp` to `path` unless `path` exists (`AlreadyExists` then): one `renameat2`
-/// with `RENAME_NOREPLACE`, or where the file system lacks it, a hard link (which never
-/// replaces either) and the removal of `tmp`.
 /// A temporary file's name in `dir` (renamed into place once written; `entries` skips it).
 fn tmp_beside(dir: &Path) -> PathBuf {
     dir.join(format!(
         ".tmp-{}-{:x}",
-        std::process::id(),
+        crate::atomic::pid(),
         rand::random::<u64>()
     ))
 }
+
+/// Moves `tmp` to `path` unless `path` exists (`AlreadyExists` then): one `renameat2`
+/// with `RENAME_NOREPLACE`, or where the file system lacks it, a hard link (which never
+/// replaces either) and the removal of `tmp`.
 
 fn rename_noreplace(tmp: &Path, path: &Path) -> std::io::Result<()> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};

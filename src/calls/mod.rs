@@ -476,7 +476,15 @@ impl Calls {
             for k in &info.keys {
                 let _ = writeln!(w, "{k}");
             }
-            // flushed as it goes, so `cache gc` never deletes a crashed run's entries
+        }
+    }
+
+    /// Writes out the buffered used keys: the scheduler calls it before it waits, so
+    /// `cache gc` never deletes the entries of what a crashed run finished.
+    pub fn flush_keys(&self) {
+        if let Ok(mut g) = self.keys_out.lock()
+            && let Some(w) = g.as_mut()
+        {
             let _ = w.flush();
         }
     }

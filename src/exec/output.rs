@@ -19,7 +19,8 @@ use super::{RunCtx, RunOptions, RunSummary};
 pub struct RunWriter {
     pub dir: PathBuf,
     pub run_id: String,
-    events: File,
+    /// Buffered; written out by `Sink::flush` before the scheduler waits.
+    events: BufWriter<File>,
     /// results.jsonl as problems finish; results.json from it at the end (`runfile`).
     journal: crate::runfile::Journal,
     problems_written: usize,
@@ -120,7 +121,7 @@ impl RunWriter {
         RunWriter {
             dir,
             run_id,
-            events,
+            events: BufWriter::with_capacity(64 * 1024, events),
             journal,
             problems_written: 0,
         }
@@ -156,8 +157,11 @@ impl RunWriter {
             run_id,
             journal,
             problems_written,
-            ..
+            mut events,
         } = self;
+        events
+            .flush()
+            .with_context(|| format!("appending to {}", dir.join("events.jsonl").display()))?;
         journal.finish(status)?;
         let this = Finished {
             dir,
@@ -336,10 +340,17 @@ impl Sink for RunWriter {
     fn event(&mut self, e: &Event) -> Result<()> {
         let mut line = serde_json::to_vec(e)?;
         line.push(b'\n');
-        // one write per event: a crash loses nothing that finished
+        // whole lines, written out with the journal's before the scheduler waits again
         self.events
             .write_all(&line)
             .with_context(|| format!("appending to {}", self.dir.join("events.jsonl").display()))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.events
+            .flush()
+            .with_context(|| format!("appending to {}", self.dir.join("events.jsonl").display()))?;
+        self.journal.flush()
     }
 
     fn problem_open(&mut self, p: &crate::data::Problem) -> Result<()> {
@@ -376,6 +387,9 @@ impl Sink for Tee<'_> {
     fn problem_done(&mut self, p: ProblemRecord) -> Result<()> {
         self.dashboard.problem(&serde_json::to_value(&p)?);
         self.inner.problem_done(p)
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -37,6 +37,11 @@ pub trait Sink {
         Ok(())
     }
     fn problem_done(&mut self, p: ProblemRecord) -> Result<()>;
+    /// Writes out what is buffered; called before the scheduler waits, so every record of
+    /// what finished is in its file while nothing runs (nodes that end together: one write).
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What the scheduler observed.
@@ -95,6 +100,8 @@ pub async fn schedule(
     sink: &mut dyn Sink,
     progress: &Progress,
 ) -> Result<Outcome> {
+    let mut grouped = Grouped::new(sink, &ctx);
+    let sink = &mut grouped;
     let g = Arc::new(graph::build(&ctx.pipeline));
     let kinds: Vec<Arc<dyn NodeKind>> = ctx
         .pipeline
@@ -249,45 +256,50 @@ pub async fn schedule(
         for e in side.drain(None) {
             sink.event(&e)?;
         }
-        let Some(joined) = joined else { continue };
-        let (pid, i, r, ms) = match joined {
-            Ok(v) => v,
-            Err(e) if e.is_cancelled() => continue,
-            Err(e) => anyhow::bail!("a node task panicked: {e}"),
-        };
-        let node = &ctx.pipeline.nodes[g.inst(i).node];
-        if g.uses_model[i] {
-            release(&mut in_flight_model, &mut per_model, node);
+        // this task and every other one that ended meanwhile, before dispatching again (their
+        // records are written together when the scheduler next waits)
+        let mut joined = joined;
+        while let Some(j) = joined.take() {
+            joined = tasks.try_join_next();
+            let (pid, i, r, ms) = match j {
+                Ok(v) => v,
+                Err(e) if e.is_cancelled() => continue,
+                Err(e) => anyhow::bail!("a node task panicked: {e}"),
+            };
+            let node = &ctx.pipeline.nodes[g.inst(i).node];
+            if g.uses_model[i] {
+                release(&mut in_flight_model, &mut per_model, node);
+            }
+            let state = match r {
+                Ok(p) => State::Done(Arc::new(p.output), p.cached, ms),
+                Err(e) => State::Failed(Failure::of(&e)),
+            };
+            tracing::debug!(
+                "schedule: {} {}/{} after {ms} ms",
+                match &state {
+                    State::Done(_, true, _) => "cached",
+                    State::Done(..) => "done",
+                    _ => "failed",
+                },
+                open.get(&pid).map_or("?", |o| o.problem.id.as_str()),
+                node.id
+            );
+            if ctx.stop_new_calls() {
+                outcome.interrupted = true;
+            }
+            finish(
+                &ctx,
+                &g,
+                sink,
+                &mut open,
+                pid,
+                i,
+                state,
+                &mut ready,
+                &mut outcome,
+                progress,
+            )?;
         }
-        let state = match r {
-            Ok(p) => State::Done(Arc::new(p.output), p.cached, ms),
-            Err(e) => State::Failed(Failure::of(&e)),
-        };
-        tracing::debug!(
-            "schedule: {} {}/{} after {ms} ms",
-            match &state {
-                State::Done(_, true, _) => "cached",
-                State::Done(..) => "done",
-                _ => "failed",
-            },
-            open.get(&pid).map_or("?", |o| o.problem.id.as_str()),
-            node.id
-        );
-        if ctx.stop_new_calls() {
-            outcome.interrupted = true;
-        }
-        finish(
-            &ctx,
-            &g,
-            sink,
-            &mut open,
-            pid,
-            i,
-            state,
-            &mut ready,
-            &mut outcome,
-            progress,
-        )?;
     }
     for e in side.drain(None) {
         sink.event(&e)?;
@@ -372,7 +384,7 @@ enum Wake {
 async fn wait(
     tasks: &mut JoinSet<TaskResult>,
     side: &mut super::Heard,
-    sink: &mut dyn Sink,
+    sink: &mut Grouped<'_>,
     signals: &mut super::signals::Signals,
     grace_until: &mut Option<tokio::time::Instant>,
     ctx: &RunCtx,
@@ -380,7 +392,9 @@ async fn wait(
 ) -> Result<Wake> {
     use super::signals::{GRACE, name};
     loop {
+        let flush_by = sink.before_wait()?;
         tokio::select! {
+            _ = until(flush_by) => sink.flush()?,
             j = tasks.join_next() => return Ok(Wake::Joined(j)),
             Some(e) = side.wake.recv() => {
                 for e in side.drain(Some(e)) {
@@ -410,6 +424,71 @@ async fn wait(
                 return Ok(Wake::Abandon);
             }
         }
+    }
+}
+
+/// Writes to the run's files within this long of a node's end when nodes end in a burst
+/// (cache hits); a node ending after a quieter spell is written before the scheduler waits.
+const FLUSH_GROUP: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The sink as the scheduler uses it: records of nodes that end together are written at
+/// once (`Sink::flush`, with the used cache keys). Before every wait what is buffered is
+/// written out, unless the last write is under [`FLUSH_GROUP`] old: then it is written
+/// when that has passed, so a SIGKILL in a burst of cache hits loses at most that much of
+/// the run files (the answers themselves are in the cache already).
+struct Grouped<'a> {
+    inner: &'a mut dyn Sink,
+    calls: &'a crate::calls::Calls,
+    last: tokio::time::Instant,
+    pending: bool,
+}
+
+impl<'a> Grouped<'a> {
+    fn new(inner: &'a mut dyn Sink, ctx: &'a RunCtx) -> Self {
+        Grouped {
+            inner,
+            calls: &ctx.calls,
+            last: tokio::time::Instant::now(),
+            pending: false,
+        }
+    }
+
+    /// Before a wait: writes out now, or returns by when (None: nothing waits to be written).
+    fn before_wait(&mut self) -> Result<Option<tokio::time::Instant>> {
+        if !self.pending {
+            return Ok(None);
+        }
+        if self.last.elapsed() >= FLUSH_GROUP {
+            self.flush()?;
+            return Ok(None);
+        }
+        Ok(Some(self.last + FLUSH_GROUP))
+    }
+}
+
+impl Sink for Grouped<'_> {
+    fn event(&mut self, e: &Event) -> Result<()> {
+        self.pending = true;
+        self.inner.event(e)
+    }
+    fn problem_open(&mut self, p: &Problem) -> Result<()> {
+        self.pending = true;
+        self.inner.problem_open(p)
+    }
+    fn node_done(&mut self, index: usize, sample: Option<u32>, r: &NodeRecord) -> Result<()> {
+        self.pending = true;
+        self.inner.node_done(index, sample, r)
+    }
+    fn problem_done(&mut self, p: ProblemRecord) -> Result<()> {
+        self.pending = true;
+        self.inner.problem_done(p)
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.inner.flush()?;
+        self.calls.flush_keys();
+        self.last = tokio::time::Instant::now();
+        self.pending = false;
+        Ok(())
     }
 }
 

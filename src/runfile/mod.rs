@@ -2,8 +2,9 @@
 //! records (`records`). One owner: this module writes it and reads it back.
 //!
 //! Format:
-//! - `results.jsonl`: a journal, one JSON object per line, each appended with one write and
-//!   nothing buffered: `{"record":"run",…}` (run id, pipeline, node order, samples), then as
+//! - `results.jsonl`: a journal, one JSON object per line, whole lines appended; the lines
+//!   of the nodes that finish together are written at once, before the scheduler waits
+//!   again (`Journal::flush`): `{"record":"run",…}` (run id, pipeline, node order, samples), then as
 //!   the run goes `{"record":"open",…}` when a problem starts, `{"record":"node",…}` when
 //!   one of its node instances ends (the whole node record, outputs included), `{"record":
 //!   "close",…}` when the problem is done, and `{"record":"end","status":…}`. A SIGKILL, an
@@ -41,11 +42,15 @@ pub const JOURNAL: &str = "results.jsonl";
 pub const LOCK: &str = "run.lock";
 /// The cache entries a run used, one key a line (for `cache gc` and `cache export`).
 pub const KEYS: &str = "cache_keys.txt";
+/// The journal's write buffer: several finished nodes' lines, one write.
+const BUFFER: usize = 256 * 1024;
 
 /// The live run's journal and lock.
 pub struct Journal {
     dir: PathBuf,
-    file: File,
+    /// Lines are buffered and written by [`Journal::flush`], which the scheduler calls
+    /// before it waits again: nodes that finish together are one write.
+    file: std::io::BufWriter<File>,
     /// Held for the run's life (the lock is released when the file is closed or the
     /// process dies, however it dies).
     _lock: File,
@@ -75,7 +80,7 @@ impl Journal {
                             "nodes": nodes, "samples": samples});
         let mut j = Journal {
             dir: dir.to_path_buf(),
-            file,
+            file: std::io::BufWriter::with_capacity(BUFFER, file),
             _lock: lock,
             run_id: run_id.to_string(),
             places: journal::Scan::new(header.clone()),
@@ -120,7 +125,7 @@ impl Journal {
         let _ = fs::remove_file(dir.join(RESULTS));
         Ok(Journal {
             dir: dir.to_path_buf(),
-            file,
+            file: std::io::BufWriter::with_capacity(BUFFER, file),
             _lock: lock,
             run_id: head["run_id"].as_str().unwrap_or_default().to_string(),
             places,
@@ -176,8 +181,15 @@ impl Journal {
         Ok(())
     }
 
-    /// Appends one record as one line, written at once (no buffer: what finished is on disk
-    /// as soon as the OS has it).
+    /// Writes the buffered lines (whole lines: a full buffer is written before a line that
+    /// does not fit), so what finished is in the file as soon as the OS has it.
+    pub fn flush(&mut self) -> Result<()> {
+        self.file
+            .flush()
+            .with_context(|| format!("appending to {}", self.dir.join(JOURNAL).display()))
+    }
+
+    /// Appends one record as one line (buffered until [`Journal::flush`]).
     /// Returns where the line is.
     fn append<T: Serialize>(&mut self, record: &T) -> Result<journal::Span> {
         let mut line = serde_json::to_vec(record)?;
@@ -193,6 +205,7 @@ impl Journal {
     /// Ends the journal with `status` and writes results.json from it, atomically.
     pub fn finish(mut self, status: &str) -> Result<()> {
         self.append(&json!({"record": "end", "status": status}))?;
+        self.flush()?;
         let path = self.dir.join(RESULTS);
         let tmp = self.dir.join(".results.json.tmp");
         journal::write_results(&self.dir.join(JOURNAL), &self.places, &tmp, status)

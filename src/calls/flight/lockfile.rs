@@ -87,7 +87,7 @@ pub(super) fn process_is_dead(pid: u32) -> bool {
 pub(super) fn remove_stale(lock_path: &Path, seen: &Seen) -> io::Result<()> {
     let grave = lock_path.with_file_name(format!(
         ".tmp-lock-{}-{:016x}",
-        std::process::id(),
+        crate::atomic::pid(),
         rand::random::<u64>()
     ));
     match fs::rename(lock_path, &grave) {

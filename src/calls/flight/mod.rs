@@ -272,7 +272,7 @@ impl Flights {
     fn try_lock(&self, path: &Path) -> io::Result<FileLock<'_>> {
         let content = format!(
             "pid={}\nhost={}\ntaken={}\nid={:016x}\n",
-            std::process::id(),
+            crate::atomic::pid(),
             hostname(),
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
