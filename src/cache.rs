@@ -411,7 +411,6 @@ fn tmp_beside(dir: &Path) -> PathBuf {
 /// Moves `tmp` to `path` unless `path` exists (`AlreadyExists` then): one `renameat2`
 /// with `RENAME_NOREPLACE`, or where the file system lacks it, a hard link (which never
 /// replaces either) and the removal of `tmp`.
-
 fn rename_noreplace(tmp: &Path, path: &Path) -> std::io::Result<()> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     match renameat_with(CWD, tmp, CWD, path, RenameFlags::NOREPLACE) {
