@@ -55,7 +55,7 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend(serde_json::to_vec(k).expect("string serializes"));
+                serde_json::to_writer(&mut *out, k).expect("string serializes");
                 out.push(b':');
                 write_canonical(&m[*k], out);
             }
@@ -71,7 +71,8 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        other => out.extend(serde_json::to_vec(other).expect("scalar serializes")),
+        // written in place: no buffer per string (prompts are most of the material)
+        other => serde_json::to_writer(&mut *out, other).expect("scalar serializes"),
     }
 }
 
@@ -451,6 +452,21 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], key: &Key) -> Result<(String, T), S
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn keys_are_stable_across_versions() {
+        // a key that changed would make every stored answer a miss: this one is pinned
+        let material = json!({
+            "level": "call",
+            "call": {"provider": "openai-compatible", "model": "qwq", "sample": 3,
+                     "params": {"temperature": 0.6, "top_k": 40, "max_tokens": 8192, "seed": null}},
+            "prompt": {"chat": [{"role": "user",
+                                 "content": "Solve \"x\"\n\t\\boxed{½} — ünïcode \u{1F600}"}]},
+            "list": [1, -2.5, true, false, "s"]
+        });
+        assert_eq!(Key::of(&material).0, PINNED);
+    }
+    const PINNED: &str = "dcf7380d65d06c2c0842e3077b1786e1680de891d729adbea96402af1f748e3e";
 
     #[test]
     fn key_is_canonical_and_sensitive() {
