@@ -250,11 +250,17 @@ impl Calls {
         }
         let concurrency = s.concurrency.max(1);
         let batches = batch::Batches::new(s.cache.root())?;
+        let flights = if s.mode == Mode::Run {
+            flight::Flights::for_cache(s.cache.root())
+        } else {
+            // a plan or an offline run sends nothing (and may read a read-only cache)
+            flight::Flights::new(false)
+        };
         Ok(Calls {
             batches,
             models,
             cache: s.cache,
-            flights: flight::Flights::new(true),
+            flights,
             global: Semaphore::new(concurrency),
             concurrency,
             mode: s.mode,

@@ -5,8 +5,11 @@
 //! - In-process: a map key → leader. The first asker of a key leads; later askers wait (on a
 //!   channel, no polling) until the leader's [`FlightGuard`] is dropped, then get
 //!   [`Turn::Waited`] and re-check the cache themselves.
-//! - Across processes (when enabled): the in-process leader takes a lock file next to the
-//!   entry, `<entry path>.lock`, created with `create_new` (O_EXCL). Its text is
+//! - Across processes (when enabled): the in-process leader takes the key's byte-range lock
+//!   in `<cache>/flight.locks` (`range.rs`: nothing created or deleted per call, released
+//!   by the kernel when its holder dies); a waiter polls it as below until it is free
+//!   (→ `Waited`). Where the file system takes no such locks, a lock file next to the
+//!   entry instead, `<entry path>.lock`, created with `create_new` (O_EXCL). Its text is
 //!   `pid=<pid>\nhost=<hostname>\ntaken=<unix seconds>\nid=<random hex>\n`; `id` tells this
 //!   holder's file from a later holder's. While held, one background task per [`Flights`]
 //!   (spawned on the first lock, ended when none is held) sets the mtime of every held lock
@@ -43,6 +46,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 mod lockfile;
+mod range;
 use lockfile::{Look, hostname, lock_path_of, look, remove_stale};
 
 /// How often a held lock's mtime is refreshed.
@@ -59,6 +63,9 @@ const MAX_STALE_REMOVALS: u32 = 100;
 /// Single-flight of calls for one cache directory (one per process and directory).
 pub struct Flights {
     lock_across_processes: bool,
+    /// The cache directory's byte-range locks, where its file system takes them (else lock
+    /// files).
+    ranges: Option<range::RangeLocks>,
     shared: Arc<Shared>,
 }
 
@@ -102,6 +109,7 @@ pub struct FlightGuard<'a> {
     // Field order is drop order: the lock file goes before the in-process slot, so an
     // in-process waiter that asks again does not find this caller's own lock.
     file: Option<FileLock<'a>>,
+    range: Option<range::RangeLock>,
     slot: Slot<'a>,
 }
 
@@ -110,7 +118,7 @@ impl FlightGuard<'_> {
     /// and when the lock could not be taken (unwritable directory, full disk, …): the call
     /// goes ahead anyway, and the caller may warn once.
     pub fn file_locked(&self) -> bool {
-        self.file.is_some()
+        self.file.is_some() || self.range.is_some()
     }
 }
 
@@ -140,9 +148,24 @@ impl Flights {
         Flights::with_refresh(lock_across_processes, REFRESH_EVERY)
     }
 
+    /// Single-flight for the cache directory at `root`, across processes: byte-range locks
+    /// in its `flight.locks` where the file system takes them, lock files otherwise.
+    pub fn for_cache(root: &Path) -> Flights {
+        let mut f = Flights::new(true);
+        match range::RangeLocks::open(root) {
+            Ok(r) => f.ranges = Some(r),
+            Err(e) => tracing::debug!(
+                "single-flight: no byte-range locks in {} ({e}); lock files instead",
+                root.display()
+            ),
+        }
+        f
+    }
+
     fn with_refresh(lock_across_processes: bool, refresh_every: Duration) -> Flights {
         Flights {
             lock_across_processes,
+            ranges: None,
             shared: Arc::new(Shared {
                 leaders: Mutex::new(HashMap::new()),
                 waiting: AtomicUsize::new(0),
@@ -177,11 +200,20 @@ impl Flights {
                 return Turn::Waited;
             }
         };
+        let unlocked = |slot| {
+            Turn::Lead(FlightGuard {
+                file: None,
+                range: None,
+                slot,
+            })
+        };
         if !across {
-            return Turn::Lead(FlightGuard { file: None, slot });
+            return unlocked(slot);
+        }
+        if let Some(ranges) = &self.ranges {
+            return self.turn_by_range(ranges, key, slot).await;
         }
         let lock_path = lock_path_of(entry_path);
-        let unlocked = |slot| Turn::Lead(FlightGuard { file: None, slot });
         let mut waiting: Option<Waiting<'_>> = None;
         let mut delay = POLL_FIRST;
         let mut removals = 0;
@@ -194,6 +226,7 @@ impl Flights {
                     Ok(file) => {
                         return Turn::Lead(FlightGuard {
                             file: Some(file),
+                            range: None,
                             slot,
                         });
                     }
@@ -225,6 +258,40 @@ impl Flights {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(POLL_MAX);
+        }
+    }
+
+    /// `turn` with byte-range locks: take the key's lock, or poll it while another process
+    /// holds it; once free, `Waited` (the caller re-checks the cache). A lock that cannot be
+    /// taken for another reason: lead without it, as with an unwritable lock file.
+    async fn turn_by_range<'s>(
+        &'s self,
+        ranges: &range::RangeLocks,
+        key: &str,
+        slot: Slot<'s>,
+    ) -> Turn<'s> {
+        let lead = |range, slot| {
+            Turn::Lead(FlightGuard {
+                file: None,
+                range,
+                slot,
+            })
+        };
+        match ranges.try_lock(key) {
+            Ok(range::Attempt::Taken(l)) => return lead(Some(l), slot),
+            Ok(range::Attempt::Busy) => {}
+            Err(_) => return lead(None, slot),
+        }
+        let _waiting = self.start_waiting();
+        let mut delay = POLL_FIRST;
+        loop {
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(POLL_MAX);
+            match ranges.is_held(key) {
+                Ok(true) => {}
+                Ok(false) => return Turn::Waited,
+                Err(_) => return lead(None, slot),
+            }
         }
     }
 

@@ -383,3 +383,38 @@ fn staleness_rules() {
     };
     assert!(!is_stale(&future, now));
 }
+
+#[tokio::test]
+async fn byte_range_locks_make_another_process_wait_and_leave_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "3f2a9c0d1e5b7a8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e";
+    let path = entry(&dir, key);
+    // two `Flights` on one directory stand for two processes: their locks are separate
+    // open file descriptions, which conflict as another process's would
+    let a = Flights::for_cache(dir.path());
+    let b = Arc::new(Flights::for_cache(dir.path()));
+    let guard = lead(a.turn(key, &path).await);
+    assert!(guard.file_locked());
+    assert!(
+        !lock_path_of(&path).exists(),
+        "no lock file beside the entry"
+    );
+    let (b2, p) = (b.clone(), path.clone());
+    let other = tokio::spawn(async move { matches!(b2.turn(key, &p).await, Turn::Waited) });
+    sleep(SOON).await;
+    assert!(!other.is_finished(), "b waits while a holds the key");
+    assert_eq!(b.waiting(), 1);
+    drop(guard);
+    assert!(timeout(LIMIT, other).await.unwrap().unwrap());
+    assert_eq!(b.waiting(), 0);
+    // free now: b leads
+    assert!(lead(b.turn(key, &path).await).file_locked());
+    let names: Vec<String> = fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.is_empty(),
+        "nothing created beside entries: {names:?}"
+    );
+}
