@@ -200,7 +200,8 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
     out
 }
 
-/// Waves and batches of a run with batch models (`batch: true` or `--batch`).
+/// Waves and batches of a run with batch models (`batch: true` or `--batch`), per model
+/// (the `grade:` block's judge included: batched when its model is, direct when not).
 fn print_batches(ctx: &RunCtx) {
     let batch = ctx.calls.batch_models();
     if batch.is_empty() {
@@ -208,13 +209,49 @@ fn print_batches(ctx: &RunCtx) {
     }
     let w = exec::waves::plan(&ctx.pipeline, &batch);
     let names: Vec<&str> = batch.iter().map(|(m, _)| m.as_str()).collect();
+    let bound = if w.conditional || w.judge.is_some() {
+        " (upper bounds: a `when:` can skip calls and a judge is asked only about an extracted answer)"
+    } else {
+        ""
+    };
     println!(
-        "  batch models: {} (cost above at the batch price); {} wave(s) of model calls, {} batch(es) if every call misses the cache (when: and continuations change this)",
+        "  batch models: {} (cost above at the batch price); if every call misses the cache: at most {} wave(s) of model calls and {} batch(es){bound}",
         names.join(", "),
         w.waves,
         w.batches
     );
-    for ((wave, model), calls) in &w.batch_calls {
-        println!("    wave {:<3} {model:<14} {calls:>6} call(s)", wave + 1);
+    if w.max_waves > w.waves {
+        println!(
+            "  with every answer cut at max_tokens and continued max_continuations times: at most {} wave(s), {} batch(es)",
+            w.max_waves, w.max_batches
+        );
+    }
+    for (m, c) in &w.per_model {
+        let judge = match c.judge_calls {
+            0 => String::new(),
+            j => format!(", {j} of them judging the grade: block's answers"),
+        };
+        if c.batched {
+            println!(
+                "    {m:<14} batched: at most {} call(s) in {} batch(es){judge}",
+                c.calls, c.batches
+            );
+        } else {
+            println!(
+                "    {m:<14} direct (not batched): at most {} call(s){judge}",
+                c.calls
+            );
+        }
+    }
+    for ((wave, model), calls) in &w.calls {
+        let how = if w.per_model.get(model).is_some_and(|c| c.batched) {
+            "batched"
+        } else {
+            "direct"
+        };
+        println!(
+            "    wave {:<3} {model:<14} {calls:>6} call(s) {how}",
+            wave + 1
+        );
     }
 }
