@@ -187,7 +187,15 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
             completion_tokens: ct + later * ct_each,
             ..Default::default()
         };
-        let cost = p.spec.models.get(*m).map_or(0.0, |s| s.price.cost(&usage));
+        // a batch model's calls at the batch price, as the estimate above
+        let cost = p
+            .spec
+            .models
+            .get(*m)
+            .map_or(0.0, |s| match ctx.calls.is_batched(m) {
+                true => s.price.batch_cost(&usage),
+                false => s.price.cost(&usage),
+            });
         let _ = writeln!(
             out,
             "    {m:<14} to make {calls:>6}  tokens ~{:>10}  cost ~${cost:.2}",
