@@ -297,7 +297,7 @@ async fn plan_counts_the_judge_per_model_batched_or_direct() {
     assert_eq!(out.status.code(), Some(0), "{t}");
     // attempt_0, judge, summary_1, attempt_1, judge: 5 waves; the reasoner's 3 are batches
     assert!(
-        t.contains("at most 5 wave(s) of model calls and 3 batch(es) (upper bounds"),
+        t.contains("at most 5 wave(s) of model calls and 3 batch(es) (upper bounds: the judge is asked only about an extracted answer)"),
         "{t}"
     );
     assert!(
@@ -351,6 +351,21 @@ async fn plan_counts_the_judge_per_model_batched_or_direct() {
     );
     assert!(
         t.contains("continued max_continuations times: at most 9 wave(s), 9 batch(es)"),
+        "{t}"
+    );
+    // a `when:` can skip rounds: the counts are upper bounds, and say so
+    p.write(
+        "pipelines/when.yaml",
+        &iterated("w", 1, &model(&s, ", batch: true"), "").replace(
+            "    repeat: 1\n",
+            "    repeat: 1\n    when: \"not previous.attempt.correct\"\n",
+        ),
+    );
+    let out = p.run(&["pipeline", "plan", "pipelines/when.yaml"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("at most 3 wave(s) of model calls and 3 batch(es) (upper bounds: a `when:` can skip calls)"),
         "{t}"
     );
     assert_eq!(created(&s), 0);

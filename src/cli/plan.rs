@@ -217,10 +217,19 @@ fn print_batches(ctx: &RunCtx) {
     }
     let w = exec::waves::plan(&ctx.pipeline, &batch);
     let names: Vec<&str> = batch.iter().map(|(m, _)| m.as_str()).collect();
-    let bound = if w.conditional || w.judge.is_some() {
-        " (upper bounds: a `when:` can skip calls and a judge is asked only about an extracted answer)"
-    } else {
-        ""
+    let why: Vec<&str> = [
+        (w.conditional, "a `when:` can skip calls"),
+        (
+            w.judge.is_some(),
+            "the judge is asked only about an extracted answer",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(on, why)| on.then_some(why))
+    .collect();
+    let bound = match why.is_empty() {
+        true => String::new(),
+        false => format!(" (upper bounds: {})", why.join("; ")),
     };
     println!(
         "  batch models: {} (cost above at the batch price); if every call misses the cache: at most {} wave(s) of model calls and {} batch(es){bound}",
