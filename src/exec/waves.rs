@@ -53,8 +53,10 @@ fn chain(p: &Pipeline, node: usize, judge: Option<&str>) -> Vec<(String, bool)> 
         .as_deref()
         .or_else(|| n.params.get("judge_model").and_then(|m| m.as_str()));
     let mut out: Vec<(String, bool)> = own.map(|m| (m.to_string(), false)).into_iter().collect();
+    // only the kinds the block grades (an explicit `grade` node gives its own verdict)
     if let Some(j) = judge
         && !out.is_empty()
+        && crate::nodes::graded_answer_field(&n.kind).is_some()
         && crate::nodes::node_graded(n, &p.spec)
     {
         out.push((j.to_string(), true));

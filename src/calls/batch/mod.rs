@@ -458,7 +458,9 @@ async fn follow(shared: Arc<Shared>, q: Arc<Queue>, mut record: Record) {
     let info = loop {
         let d = delays.next().unwrap_or(q.cfg.poll_max);
         if !cancelled && *stop.borrow() {
-            if !shared.cancel_on_stop.load(Ordering::SeqCst) {
+            // another live process's batch is never cancelled from here: it waits for it
+            let ours = record.pid == std::process::id() || !record.writer_alive();
+            if !shared.cancel_on_stop.load(Ordering::SeqCst) || !ours {
                 leave_running(&shared, &q, &record);
                 return;
             }
