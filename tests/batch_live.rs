@@ -3,7 +3,8 @@
 //! line submitted once); the progress line and the dashboard's API show a pending batch
 //! with its status and request counts; a continued (multi-step) batch answer read back from
 //! its node entry costs what it cost the run that made it; `pipeline plan` counts the
-//! judge of a `grade:` block per model, batched or direct.
+//! judge of a `grade:` block per model, batched or direct; `--cancel-batches` on Ctrl-C
+//! leaves another live run's batch running.
 
 mod common;
 mod support;
@@ -369,4 +370,40 @@ async fn plan_counts_the_judge_per_model_batched_or_direct() {
         "{t}"
     );
     assert_eq!(created(&s), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_batches_leaves_another_live_runs_batch_alone() {
+    let s = server(1500).await;
+    let p = Project::new();
+    p.write(
+        "pipelines/k.yaml",
+        &iterated("k", 1, &model(&s, ", batch: true"), ""),
+    );
+    let mut a = spawn(&p, &["pipelines/k.yaml", "--no-progress"]);
+    wait_created(&s, 1, &mut a);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut b = spawn(
+        &p,
+        &["pipelines/k.yaml", "--no-progress", "--cancel-batches"],
+    );
+    let rx = lines_of(&mut b);
+    let mut seen = Vec::new();
+    wait_line(&rx, &mut seen, |l| {
+        l.contains("waiting for it instead of submitting again")
+    });
+    let st = std::process::Command::new("kill")
+        .args(["-INT", &b.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let b = b.wait_with_output().unwrap();
+    assert_eq!(b.status.code(), Some(130), "{}", seen.join("\n"));
+    // A's batch runs on: A finishes, each line submitted once
+    let a = a.wait_with_output().unwrap();
+    assert_eq!(a.status.code(), Some(0), "{}", text(&a));
+    assert_eq!(s.batches().cancels.load(Ordering::SeqCst), 0);
+    let ids = custom_ids(&s);
+    assert_eq!(ids.len(), 24);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 24);
 }
