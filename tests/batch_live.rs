@@ -313,6 +313,17 @@ async fn plan_counts_the_judge_per_model_batched_or_direct() {
         t.contains("wave 2   judge               8 call(s) direct"),
         "{t}"
     );
+    // and in the per-model table of calls to make
+    assert!(
+        t.contains("to make: 24 (continuations and conditional skips may change this), and at most 16 call(s) of the judge `judge`"),
+        "{t}"
+    );
+    assert!(t.contains("    judge          to make     16"), "{t}");
+    assert!(t.contains("    reasoner       to make     24"), "{t}");
+    assert!(
+        t.contains("(judge: 16 of these judge the grade: block's answers"),
+        "{t}"
+    );
     assert!(
         t.contains("wave 5   judge               8 call(s) direct"),
         "{t}"

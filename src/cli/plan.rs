@@ -56,7 +56,15 @@ pub async fn run_with(p: Pipeline, opts: &RunOptions, explain: bool) -> anyhow::
     let cached: u64 = sink.cached.values().sum();
     let to_make: u64 = sink.to_make.values().sum();
     println!("  in the cache: {cached}");
-    println!("  to make: {to_make} (continuations and conditional skips may change this)");
+    let judged = judge_calls(p, &sink).filter(|j| j.1 > 0);
+    match judged {
+        Some((j, n)) => println!(
+            "  to make: {to_make} (continuations and conditional skips may change this), and at most {n} call(s) of the judge `{j}`"
+        ),
+        None => {
+            println!("  to make: {to_make} (continuations and conditional skips may change this)")
+        }
+    }
     if !sink.not_run.is_empty() {
         let n: u64 = sink.not_run.values().sum();
         let why: Vec<String> = sink
@@ -82,8 +90,13 @@ pub async fn run_with(p: Pipeline, opts: &RunOptions, explain: bool) -> anyhow::
         1.0
     };
     println!(
-        "  estimated cost: ~${:.2} (from the models' price: settings)",
-        cost * scale
+        "  estimated cost: ~${:.2} (from the models' price: settings{})",
+        cost * scale,
+        if judged.is_some() {
+            "; the judge's calls are counted per model below"
+        } else {
+            ""
+        }
     );
     print_batches(&ctx);
     for node in &model_nodes {
@@ -158,6 +171,10 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
             by.entry(m).or_default().0 += n;
         }
     }
+    let judge = judge_calls(p, sink);
+    if let Some((j, n)) = judge {
+        by.entry(j).or_default().0 += n;
+    }
     let misses = ctx
         .calls
         .planned
@@ -205,7 +222,34 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
     if by.is_empty() {
         out.push_str("    (none: every call is cached)\n");
     }
+    if let Some((j, n)) = judge.filter(|j| j.1 > 0) {
+        let _ = writeln!(
+            out,
+            "    ({j}: {n} of these judge the grade: block's answers, at most one per graded call to make)"
+        );
+    }
     out
+}
+
+/// The `grade:` block's judge model and its calls to make: at most one per block-graded
+/// node to make (a node whose own call is cached and whose judgement is not counts as one
+/// to make already).
+fn judge_calls<'a>(p: &'a Pipeline, sink: &exec::output::PlanSink) -> Option<(&'a str, u64)> {
+    let g = p.spec.grade.as_ref()?;
+    if g.compare != crate::grade::Compare::LlmJudge {
+        return None;
+    }
+    let j = g.judge_model.as_deref()?;
+    let n = p
+        .nodes
+        .iter()
+        .filter(|n| {
+            crate::nodes::graded_answer_field(&n.kind).is_some()
+                && crate::nodes::node_graded(n, &p.spec)
+        })
+        .filter_map(|n| sink.to_make.get(&n.id))
+        .sum();
+    Some((j, n))
 }
 
 /// Waves and batches of a run with batch models (`batch: true` or `--batch`), per model
