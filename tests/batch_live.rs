@@ -113,6 +113,18 @@ async fn two_live_runs_on_one_cache_share_one_pending_batch() {
     let runs = p.runs("k");
     assert_eq!(runs.len(), 2);
     assert_eq!(equal_part(&runs[0]), equal_part(&runs[1]));
+    // each answer is paid by the run that submitted its line: 24 calls between both runs,
+    // their spends add up to one run's cost
+    let (ma, mb) = (metrics(&runs[0]), metrics(&runs[1]));
+    let n = |m: &Value, k: &str| m[k].as_f64().unwrap();
+    assert_eq!(n(&ma, "calls") + n(&mb, "calls"), 24.0, "{ma}\n{mb}");
+    assert!(n(&mb, "calls") < 24.0, "{mb}");
+    let spent = n(&ma, "spend_usd") + n(&mb, "spend_usd");
+    assert!(
+        (spent - n(&ma, "total_cost_usd")).abs() < 2e-5,
+        "{ma}\n{mb}"
+    );
+    assert_eq!(ma["total_cost_usd"], mb["total_cost_usd"], "{ma}\n{mb}");
     eprintln!(
         "two live runs: server saw {} uploads, {} batches, {} lines, {} polls",
         s.batches().uploads.load(Ordering::SeqCst),
