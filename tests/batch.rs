@@ -104,8 +104,8 @@ async fn a_batch_run_equals_a_direct_run_wave_by_wave_and_a_rerun_is_free() {
     let log = std::fs::read_to_string(batched.join("batches.jsonl")).unwrap();
     assert_eq!(
         log.lines().count(),
-        15,
-        "creating, submitted, collected per batch: {log}"
+        20,
+        "claimed, uploaded (both `creating`), submitted, collected per batch: {log}"
     );
     let records = std::fs::read_dir(p.path().join("batch/batches"))
         .unwrap()
@@ -431,7 +431,10 @@ async fn plan_shows_waves_batches_and_the_batch_priced_cost() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
     // 9 waves of 8 calls; batches of at most 5 lines: 2 per wave
-    assert!(t.contains("9 wave(s) of model calls, 18 batch(es)"), "{t}");
+    assert!(
+        t.contains("at most 9 wave(s) of model calls and 18 batch(es)"),
+        "{t}"
+    );
     assert!(t.contains("wave 9"), "{t}");
     assert_eq!(created(&s), 0);
 }

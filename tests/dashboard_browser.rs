@@ -2,7 +2,7 @@
 //! with a notice when absent), driven over the DevTools protocol (`browser/cdp.rs`): a real
 //! `distill pipeline run --dashboard` on the sim model with latency (the page must show every
 //! problem done and the report's accuracy), a live run fed through the API (the streamed text
-//! shows in the panel as it comes), `distill view` over the finished run, `distill view` of
+//! shows in the panel as it comes, a provider batch in flight shows with its request counts), `distill view` over the finished run, `distill view` of
 //! two runs side by side (one of them interrupted by SIGTERM: columns per run, cell links to
 //! attempts, labels of missing answers, the grid's scroll and sticky header at a desktop and a
 //! narrow width, screenshots that are not blank), and the timings of
@@ -99,7 +99,10 @@ async fn feed(d: Dashboard, ids: Vec<String>, cols: Vec<(String, u32, String)>) 
             _ = set.join_next() => {}
             _ = tokio::time::sleep(Duration::from_millis(200)) => {
                 calls += 4;
-                d.metrics(&json!({"calls": calls, "tokens": {"prompt": calls * 100, "completion": calls * 50}, "cache": {"hits": 1, "misses": calls}, "spend_usd": 0.01}));
+                // a provider batch in flight, as metrics.json has it (its stat on the page)
+                let batches = json!({"submitted": 1, "in_flight": [{"id": "batch-7", "model": "reasoner",
+                    "status": "in_progress", "requests": 60, "counts": {"total": 60, "completed": 10, "failed": 2}}]});
+                d.metrics(&json!({"calls": calls, "tokens": {"prompt": calls * 100, "completion": calls * 50}, "cache": {"hits": 1, "misses": calls}, "spend_usd": 0.01, "batches": batches}));
             }
         }
     }
@@ -195,6 +198,11 @@ fn dashboard_in_headless_chromium() {
         "{live_text}"
     );
     cdp.wait_for("window.sawStreaming", 20);
+    // the batches in flight, with the provider's request counts (10 done + 2 failed of 60)
+    cdp.wait_for(
+        "(document.getElementById('stat-batches') || {textContent: ''}).textContent.includes('batch-7 in_progress 12/60')",
+        20,
+    );
     cdp.wait_for("document.getElementById('badge').dataset.allDone === '1' && document.querySelectorAll('.c.st-w, .c.st-r, .c.st-s').length === 0", 60);
     cdp.wait_for(
         "document.getElementById('badge').textContent.includes('finished')",

@@ -59,10 +59,13 @@ pub struct Generated {
     pub info: CallInfo,
 }
 
-/// The stored value of a node entry.
+/// The stored value of a node entry: the outputs, and the part of their usage a provider
+/// batch answered, so a rerun prices the chain as the run that made it did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct NodeEntry {
     output: Output,
+    #[serde(default, skip_serializing_if = "no_usage")]
+    batch_usage: Usage,
 }
 
 /// Splits a response into `reasoning` and `answer_text` (DESIGN.md, settled semantics).
@@ -238,14 +241,17 @@ impl Calls {
 
     /// Stores a node's final outputs as its node entry (also used to import earlier reasoning).
     pub fn store_node_entry(&self, key: &Key, output: &Output) -> Result<()> {
+        self.store_chain(key, output, Usage::default())
+    }
+
+    /// A node entry whose `batch_usage` was answered by provider batches.
+    fn store_chain(&self, key: &Key, output: &Output, batch_usage: Usage) -> Result<()> {
+        let entry = NodeEntry {
+            output: output.clone(),
+            batch_usage,
+        };
         self.cache
-            .put(
-                key,
-                "node",
-                &NodeEntry {
-                    output: output.clone(),
-                },
-            )
+            .put(key, "node", &entry)
             .context("writing a node entry to the cache")
     }
 
@@ -274,7 +280,7 @@ impl Calls {
         if let Some(e) = self.cache.get::<NodeEntry>(&node_key, "node")
             && complete::node_output(&e.output).is_ok()
         {
-            return Ok(self.served_by_node_entry(model, e.output, info));
+            return Ok(self.served_by_node_entry(model, e, info));
         }
         if let Some(rec) = self.imports().and_then(|i| i.lookup(site)) {
             return self.imported(model, rec, &prompt, site, &node_key, info);
@@ -336,7 +342,7 @@ impl Calls {
         // cache may be read-only).
         if steps > 1
             && self.mode == Mode::Run
-            && let Err(e) = self.store_node_entry(&node_key, &out)
+            && let Err(e) = self.store_chain(&node_key, &out, info.batch_usage)
         {
             self.cache_write_failed(&e);
         }
@@ -394,14 +400,12 @@ impl Calls {
         Ok(Generated { output: out, info })
     }
 
-    /// A node served whole from its node entry.
-    fn served_by_node_entry(
-        &self,
-        model: &Model,
-        mut out: Output,
-        mut info: CallInfo,
-    ) -> Generated {
+    /// A node served whole from its node entry (priced as when it was made: the part a
+    /// batch answered at the batch price).
+    fn served_by_node_entry(&self, model: &Model, e: NodeEntry, mut info: CallInfo) -> Generated {
+        let mut out = e.output;
         info.cached = true;
+        info.batch_usage = e.batch_usage;
         if let Some(u) = out
             .get("usage")
             .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
@@ -409,7 +413,8 @@ impl Calls {
             info.usage = u;
         }
         self.record(model, &info);
-        out.insert("cost_usd".into(), json!(model.spec.price.cost(&info.usage)));
+        let cost = priced(&model.spec.price, &info.usage, &info.batch_usage);
+        out.insert("cost_usd".into(), json!(cost));
         Generated { output: out, info }
     }
 

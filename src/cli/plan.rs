@@ -56,7 +56,15 @@ pub async fn run_with(p: Pipeline, opts: &RunOptions, explain: bool) -> anyhow::
     let cached: u64 = sink.cached.values().sum();
     let to_make: u64 = sink.to_make.values().sum();
     println!("  in the cache: {cached}");
-    println!("  to make: {to_make} (continuations and conditional skips may change this)");
+    let judged = judge_calls(p, &sink).filter(|j| j.1 > 0);
+    match judged {
+        Some((j, n)) => println!(
+            "  to make: {to_make} (continuations and conditional skips may change this), and at most {n} call(s) of the judge `{j}`"
+        ),
+        None => {
+            println!("  to make: {to_make} (continuations and conditional skips may change this)")
+        }
+    }
     if !sink.not_run.is_empty() {
         let n: u64 = sink.not_run.values().sum();
         let why: Vec<String> = sink
@@ -82,8 +90,13 @@ pub async fn run_with(p: Pipeline, opts: &RunOptions, explain: bool) -> anyhow::
         1.0
     };
     println!(
-        "  estimated cost: ~${:.2} (from the models' price: settings)",
-        cost * scale
+        "  estimated cost: ~${:.2} (from the models' price: settings{})",
+        cost * scale,
+        if judged.is_some() {
+            "; the judge's calls are counted per model below"
+        } else {
+            ""
+        }
     );
     print_batches(&ctx);
     for node in &model_nodes {
@@ -158,6 +171,10 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
             by.entry(m).or_default().0 += n;
         }
     }
+    let judge = judge_calls(p, sink);
+    if let Some((j, n)) = judge {
+        by.entry(j).or_default().0 += n;
+    }
     let misses = ctx
         .calls
         .planned
@@ -187,7 +204,15 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
             completion_tokens: ct + later * ct_each,
             ..Default::default()
         };
-        let cost = p.spec.models.get(*m).map_or(0.0, |s| s.price.cost(&usage));
+        // a batch model's calls at the batch price, as the estimate above
+        let cost = p
+            .spec
+            .models
+            .get(*m)
+            .map_or(0.0, |s| match ctx.calls.is_batched(m) {
+                true => s.price.batch_cost(&usage),
+                false => s.price.cost(&usage),
+            });
         let _ = writeln!(
             out,
             "    {m:<14} to make {calls:>6}  tokens ~{:>10}  cost ~${cost:.2}",
@@ -197,10 +222,38 @@ fn per_model(ctx: &RunCtx, sink: &exec::output::PlanSink) -> String {
     if by.is_empty() {
         out.push_str("    (none: every call is cached)\n");
     }
+    if let Some((j, n)) = judge.filter(|j| j.1 > 0) {
+        let _ = writeln!(
+            out,
+            "    ({j}: {n} of these judge the grade: block's answers, at most one per graded call to make)"
+        );
+    }
     out
 }
 
-/// Waves and batches of a run with batch models (`batch: true` or `--batch`).
+/// The `grade:` block's judge model and its calls to make: at most one per block-graded
+/// node to make (a node whose own call is cached and whose judgement is not counts as one
+/// to make already).
+fn judge_calls<'a>(p: &'a Pipeline, sink: &exec::output::PlanSink) -> Option<(&'a str, u64)> {
+    let g = p.spec.grade.as_ref()?;
+    if g.compare != crate::grade::Compare::LlmJudge {
+        return None;
+    }
+    let j = g.judge_model.as_deref()?;
+    let n = p
+        .nodes
+        .iter()
+        .filter(|n| {
+            crate::nodes::graded_answer_field(&n.kind).is_some()
+                && crate::nodes::node_graded(n, &p.spec)
+        })
+        .filter_map(|n| sink.to_make.get(&n.id))
+        .sum();
+    Some((j, n))
+}
+
+/// Waves and batches of a run with batch models (`batch: true` or `--batch`), per model
+/// (the `grade:` block's judge included: batched when its model is, direct when not).
 fn print_batches(ctx: &RunCtx) {
     let batch = ctx.calls.batch_models();
     if batch.is_empty() {
@@ -208,13 +261,58 @@ fn print_batches(ctx: &RunCtx) {
     }
     let w = exec::waves::plan(&ctx.pipeline, &batch);
     let names: Vec<&str> = batch.iter().map(|(m, _)| m.as_str()).collect();
+    let why: Vec<&str> = [
+        (w.conditional, "a `when:` can skip calls"),
+        (
+            w.judge.is_some(),
+            "the judge is asked only about an extracted answer",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(on, why)| on.then_some(why))
+    .collect();
+    let bound = match why.is_empty() {
+        true => String::new(),
+        false => format!(" (upper bounds: {})", why.join("; ")),
+    };
     println!(
-        "  batch models: {} (cost above at the batch price); {} wave(s) of model calls, {} batch(es) if every call misses the cache (when: and continuations change this)",
+        "  batch models: {} (cost above at the batch price); if every call misses the cache: at most {} wave(s) of model calls and {} batch(es){bound}",
         names.join(", "),
         w.waves,
         w.batches
     );
-    for ((wave, model), calls) in &w.batch_calls {
-        println!("    wave {:<3} {model:<14} {calls:>6} call(s)", wave + 1);
+    if w.max_waves > w.waves {
+        println!(
+            "  with every answer cut at max_tokens and continued max_continuations times: at most {} wave(s), {} batch(es)",
+            w.max_waves, w.max_batches
+        );
+    }
+    for (m, c) in &w.per_model {
+        let judge = match c.judge_calls {
+            0 => String::new(),
+            j => format!(", {j} of them judging the grade: block's answers"),
+        };
+        if c.batched {
+            println!(
+                "    {m:<14} batched: at most {} call(s) in {} batch(es){judge}",
+                c.calls, c.batches
+            );
+        } else {
+            println!(
+                "    {m:<14} direct (not batched): at most {} call(s){judge}",
+                c.calls
+            );
+        }
+    }
+    for ((wave, model), calls) in &w.calls {
+        let how = if w.per_model.get(model).is_some_and(|c| c.batched) {
+            "batched"
+        } else {
+            "direct"
+        };
+        println!(
+            "    wave {:<3} {model:<14} {calls:>6} call(s) {how}",
+            wave + 1
+        );
     }
 }

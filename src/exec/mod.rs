@@ -481,8 +481,13 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         .filter(|&i| crate::graph::uses_model(p, i))
         .count()
         * p.spec.samples.max(1) as usize;
-    let progress = progress::Progress::new(p.problems.len(), model_nodes, opts.progress);
+    let progress = Arc::new(progress::Progress::new(
+        p.problems.len(),
+        model_nodes,
+        opts.progress,
+    ));
     let ticker = metrics_ticker(&ctx);
+    let bar_ticker = progress::batch_ticker(&progress, &ctx);
     let result = match ctx.dashboard.clone() {
         Some(d) => {
             scheduler::schedule(
@@ -497,7 +502,7 @@ pub async fn run(pipeline: Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         }
         None => scheduler::schedule(ctx.clone(), &mut out, &progress).await,
     };
-    if let Some(t) = ticker {
+    for t in [ticker, bar_ticker].into_iter().flatten() {
         t.abort();
     }
     progress.finish();

@@ -3,12 +3,17 @@
 //! for the first third of a run. It shows model nodes done of the expected total
 //! (problems × samples × model nodes: continuations and `when:` skips move the real number),
 //! problems done, calls sent, cache hits, tokens, spend and an ETA. On a terminal it is an
-//! indicatif bar; otherwise a plain line every tenth of the model nodes. It only displays:
-//! the counters live in the call layer's `Stats`.
+//! indicatif bar; otherwise a plain line every tenth of the model nodes. With batch models
+//! a ticker (`batch_ticker`) also refreshes it every second and after every poll, so the
+//! batches in flight (status, lines done of total) stay current through a wave that takes
+//! hours; without a terminal it prints a line whenever that list changes. It only
+//! displays: the counters live in the call layer's `Stats` and `Batches`.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -24,6 +29,8 @@ pub struct Progress {
     failed: AtomicU64,
     plain: bool,
     started: Instant,
+    /// The batches part of the last plain line printed by the ticker.
+    last_batches: Mutex<String>,
 }
 
 impl Progress {
@@ -51,6 +58,7 @@ impl Progress {
             failed: AtomicU64::new(0),
             plain: enabled && !tty,
             started: Instant::now(),
+            last_batches: Mutex::new(String::new()),
         }
     }
 
@@ -112,6 +120,30 @@ impl Progress {
         }
     }
 
+    /// Redraws the message (a batch was polled, or a second passed); a plain display
+    /// prints a line only when the batches in flight changed.
+    pub fn refresh(&self, ctx: &RunCtx) {
+        if let Some(b) = &self.bar {
+            b.set_message(self.message(ctx));
+        } else if self.plain {
+            let now = batches_line(ctx);
+            let Ok(mut last) = self.last_batches.lock() else {
+                return;
+            };
+            if *last != now {
+                if !now.is_empty() {
+                    eprintln!(
+                        "[{}/{} model nodes] batches in flight:{}",
+                        self.nodes_done.load(Ordering::Relaxed),
+                        self.nodes,
+                        now.trim_start_matches(" · batches:")
+                    );
+                }
+                *last = now;
+            }
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
@@ -125,9 +157,27 @@ fn batches_line(ctx: &RunCtx) -> String {
     if f.is_empty() {
         return String::new();
     }
-    let each: Vec<String> = f
-        .iter()
-        .map(|b| format!("{} {} ({})", b.id, b.status, b.requests))
-        .collect();
+    let each: Vec<String> = f.iter().map(|b| b.label()).collect();
     format!(" · batches: {}", each.join(", "))
+}
+
+/// With batch models: refreshes the progress every second and after each batch poll
+/// (stopped by aborting the handle).
+pub fn batch_ticker(
+    progress: &Arc<Progress>,
+    ctx: &Arc<RunCtx>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if ctx.calls.batch_models().is_empty() || (progress.bar.is_none() && !progress.plain) {
+        return None;
+    }
+    let (p, c) = (progress.clone(), ctx.clone());
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = c.calls.batches.polled().notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            p.refresh(&c);
+        }
+    }))
 }

@@ -9,6 +9,7 @@
 //! (`--cancel-batches`). The answers themselves are stored by the caller
 //! (`Calls::batched`), under the same rules and keys as a direct call's.
 
+mod claim;
 mod read;
 pub mod registry;
 mod wait;
@@ -27,7 +28,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use super::{NotSent, complete};
 use crate::cache::{Cache, Key};
 use crate::llm::CallResponse;
-use crate::llm::openai::batch::{BatchApi, BatchInfo, LineResult};
+use crate::llm::openai::batch::{BatchApi, BatchInfo, LineResult, RequestCounts};
 use crate::spec::batch::BatchSettings;
 use registry::{Record, Registry, unix_now};
 
@@ -49,8 +50,36 @@ pub enum Got {
 pub struct InFlight {
     pub id: String,
     pub model: String,
+    /// `submitted` until the first poll, then the provider's status (`validating`,
+    /// `in_progress`, `finalizing`, …).
     pub status: String,
     pub requests: usize,
+    /// The provider's `request_counts` at the last poll, when it gives them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts: Option<RequestCounts>,
+    /// Unix seconds of the submission (its age on the progress line and dashboard).
+    pub submitted_at: u64,
+}
+
+impl InFlight {
+    /// E.g. `batch_abc in_progress 12/60 (2 failed)`, or `batch_abc validating (60)`.
+    pub fn label(&self) -> String {
+        match self.counts {
+            Some(c) if c.total > 0 => format!(
+                "{} {} {}/{}{}",
+                self.id,
+                self.status,
+                c.completed + c.failed,
+                c.total,
+                if c.failed > 0 {
+                    format!(" ({} failed)", c.failed)
+                } else {
+                    String::new()
+                }
+            ),
+            _ => format!("{} {} ({})", self.id, self.status, self.requests),
+        }
+    }
 }
 
 /// The batches of one run.
@@ -68,6 +97,8 @@ struct Shared {
     stop: watch::Sender<bool>,
     cancel_on_stop: AtomicBool,
     in_flight: Mutex<BTreeMap<String, InFlight>>,
+    /// Notified after every poll of a batch (its status may have changed).
+    polled: Notify,
     pub submitted: AtomicU64,
     pub lines: AtomicU64,
     pub picked_up: AtomicU64,
@@ -102,6 +133,8 @@ struct QueueState {
     waiters: HashMap<String, Vec<oneshot::Sender<Got>>>,
     /// Keys in a submitted batch, with its id.
     in_batch: HashMap<String, String>,
+    /// The records (batch or claim ids) this process follows or wrote.
+    known: std::collections::HashSet<String>,
 }
 
 impl Batches {
@@ -117,6 +150,7 @@ impl Batches {
                 stop,
                 cancel_on_stop: AtomicBool::new(false),
                 in_flight: Mutex::new(BTreeMap::new()),
+                polled: Notify::new(),
                 submitted: AtomicU64::new(0),
                 lines: AtomicU64::new(0),
                 picked_up: AtomicU64::new(0),
@@ -166,6 +200,11 @@ impl Batches {
     /// `--max-cost` until their answer's real cost is.
     pub fn reserved_micro(&self) -> u64 {
         self.shared.reserved_micro.load(Ordering::Relaxed)
+    }
+
+    /// Notified after every poll of a batch of this run.
+    pub fn polled(&self) -> &Notify {
+        &self.shared.polled
     }
 
     /// The batches in flight now.
@@ -243,22 +282,13 @@ impl Batches {
         // their keys are known before any call can find the queue: none is queued again
         if let Ok(mut st) = q.state.lock() {
             for r in &pending {
-                for k in &r.keys {
-                    st.in_batch.insert(k.clone(), r.id.clone());
-                }
+                claim::mark(&mut st, r);
             }
         }
         g.insert(model.to_string(), q.clone());
         drop(g);
         for r in pending {
-            eprintln!(
-                "batch {} (model `{}`, {} requests, submitted by an earlier run): waiting for it instead of submitting again",
-                r.id,
-                r.model,
-                r.keys.len()
-            );
-            self.shared.picked_up.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(adopt(self.shared.clone(), q.clone(), r));
+            claim::follow_theirs(&self.shared, &q, r);
         }
         tokio::spawn(collect(self.shared.clone(), q.clone()));
         q
@@ -331,8 +361,12 @@ async fn collect(shared: Arc<Shared>, q: Arc<Queue>) {
     }
 }
 
-/// Uploads and creates one batch, records it, then follows it.
+/// Claims, uploads and creates one batch, records it, then follows it.
 async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<Line>) {
+    // lines another process submitted meanwhile are left to its batch
+    let Some((lines, mut record)) = claim::claim(&shared, &q, lines) else {
+        return;
+    };
     let fail_all = |why: String| {
         if let Ok(mut st) = q.state.lock() {
             for l in &lines {
@@ -346,10 +380,14 @@ async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<Line>) {
         .collect();
     let file = match q.api.upload(&jsonl).await {
         Ok(f) => f,
-        Err(e) => return fail_all(format!("{e:#}")),
+        Err(e) => {
+            shared.registry.remove(&record.id);
+            return fail_all(format!("{e:#}"));
+        }
     };
     // the last moment to hold back: a stop after the upload submits nothing
     if *shared.stop.borrow() {
+        shared.registry.remove(&record.id);
         if let Ok(mut st) = q.state.lock() {
             for l in &lines {
                 deliver(&mut st, &l.key, || Got::NotSent(NotSent::Interrupted));
@@ -357,34 +395,27 @@ async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<Line>) {
         }
         return;
     }
-    let mut record = Record {
-        id: file.clone(),
-        model: q.name.clone(),
-        provider_model: q.provider_model.clone(),
-        base_url: q.api.base_url().to_string(),
-        endpoint: q.api.endpoint_path().to_string(),
-        input_file_id: file.clone(),
-        submitted_at: unix_now(),
-        state: "creating".into(),
-        keys: lines.iter().map(|l| l.key.clone()).collect(),
-        estimate_usd: lines.iter().map(|l| l.est_micro).sum::<u64>() as f64 / 1e6,
-    };
     // recorded before the batch exists: a kill while it is created leaves a record a rerun
     // resolves through the provider's list of batches
+    record.input_file_id = file.clone();
     if let Err(e) = shared.registry.write(&record) {
         tracing::warn!("batch of {file}: {e:#}");
     }
+    let claim_id = record.id.clone();
     let info = match q.api.create(&file).await {
         Ok(i) => i,
         Err(e) => {
-            shared.registry.remove(&file);
+            shared.registry.remove(&claim_id);
             return fail_all(format!("{e:#}"));
         }
     };
     record.id = info.id.clone();
     record.state = "submitted".into();
+    if let Ok(mut st) = q.state.lock() {
+        st.known.insert(record.id.clone());
+    }
     let written = shared.registry.write(&record);
-    shared.registry.remove(&file);
+    shared.registry.remove(&claim_id);
     if let Err(e) = written {
         eprintln!(
             "WARNING: batch {} was submitted but could not be recorded ({e:#}): a rerun after a crash would submit its requests again",
@@ -411,61 +442,12 @@ async fn submit_batch(shared: Arc<Shared>, q: Arc<Queue>, lines: Vec<Line>) {
     follow(shared, q, record).await;
 }
 
-/// Follows a batch of an earlier run; one recorded while it was being created is first
-/// looked up by its input file in the provider's list (not found: it never existed, and its
-/// lines are resubmitted).
-async fn adopt(shared: Arc<Shared>, q: Arc<Queue>, mut record: Record) {
-    if record.creating() {
-        let file = record.input_file_id.clone();
-        let found = match q.api.list().await {
-            Ok(list) => list
-                .into_iter()
-                .find(|b| b.input_file_id.as_deref() == Some(file.as_str())),
-            Err(e) => {
-                eprintln!(
-                    "batch of input file {file}: cannot list the provider's batches ({e:#}); its requests wait for a later run"
-                );
-                answer_not_sent(&q, &record, NotSent::BatchPending);
-                return;
-            }
-        };
-        let Some(b) = found else {
-            shared.registry.remove(&file);
-            if let Ok(mut st) = q.state.lock() {
-                for k in &record.keys {
-                    st.in_batch.remove(k);
-                    deliver(&mut st, k, || {
-                        Got::Error(format!("the batch of input file {file} was never created"))
-                    });
-                }
-            }
-            return;
-        };
-        eprintln!(
-            "batch {} found by its input file {file} (the run that created it was stopped before it could record its id)",
-            b.id
-        );
-        record.id = b.id;
-        record.state = "submitted".into();
-        if let Err(e) = shared.registry.write(&record) {
-            tracing::warn!("batch {}: {e:#}", record.id);
-        }
-        shared.registry.remove(&file);
-        if let Ok(mut st) = q.state.lock() {
-            for k in &record.keys {
-                st.in_batch.insert(k.clone(), record.id.clone());
-            }
-        }
-    }
-    follow(shared, q, record).await;
-}
-
 /// Polls a submitted batch with backoff until it ends, then reads its files and answers
 /// its waiters. On stop it leaves the batch running (waiters: `batch_pending`) or, with
 /// `--cancel-batches`, cancels it.
 async fn follow(shared: Arc<Shared>, q: Arc<Queue>, mut record: Record) {
     let mut stop = shared.stop.subscribe();
-    set_status(&shared, &q, &record, "submitted");
+    set_status(&shared, &q, &record, "submitted", None);
     let mut delays = backon::ExponentialBuilder::default()
         .with_min_delay(q.cfg.poll_min)
         .with_max_delay(q.cfg.poll_max)
@@ -476,7 +458,9 @@ async fn follow(shared: Arc<Shared>, q: Arc<Queue>, mut record: Record) {
     let info = loop {
         let d = delays.next().unwrap_or(q.cfg.poll_max);
         if !cancelled && *stop.borrow() {
-            if !shared.cancel_on_stop.load(Ordering::SeqCst) {
+            // another live process's batch is never cancelled from here: it waits for it
+            let ours = record.pid == std::process::id() || !record.writer_alive();
+            if !shared.cancel_on_stop.load(Ordering::SeqCst) || !ours {
                 leave_running(&shared, &q, &record);
                 return;
             }
@@ -493,7 +477,7 @@ async fn follow(shared: Arc<Shared>, q: Arc<Queue>, mut record: Record) {
         }
         match q.api.get(&record.id).await {
             Ok(i) => {
-                set_status(&shared, &q, &record, &i.status);
+                set_status(&shared, &q, &record, &i.status, i.counts);
                 if i.is_final() {
                     break i;
                 }
@@ -533,7 +517,13 @@ impl Shared {
     }
 }
 
-fn set_status(shared: &Shared, q: &Queue, record: &Record, status: &str) {
+fn set_status(
+    shared: &Shared,
+    q: &Queue,
+    record: &Record,
+    status: &str,
+    counts: Option<RequestCounts>,
+) {
     let Ok(mut g) = shared.in_flight.lock() else {
         return;
     };
@@ -548,8 +538,13 @@ fn set_status(shared: &Shared, q: &Queue, record: &Record, status: &str) {
             model: q.name.clone(),
             status: status.to_string(),
             requests: record.keys.len(),
+            counts,
+            submitted_at: record.submitted_at,
         },
     );
+    drop(g);
+    // the progress line and the dashboard follow each poll
+    shared.polled.notify_waiters();
 }
 
 /// The response marked with the batch that answered it (priced at the batch price).

@@ -1,6 +1,7 @@
 //! Reading a finished batch back: its output and error files, each line to its call by
 //! `custom_id` (the cache key), answers stored as direct ones are, the rest queued again
-//! or sent directly.
+//! or sent directly. The answers of a batch another live process submitted are cache hits
+//! here (that process pays for them); those of a killed run's batch are this run's.
 
 use super::*;
 
@@ -19,14 +20,18 @@ pub(super) async fn read_back(shared: &Shared, q: &Queue, info: &BatchInfo, reco
         }
     }
     let (mut answered, mut failed) = (0usize, 0usize);
+    // a batch another live process submitted is its to pay: here its answers are read as
+    // cache hits (stored all the same, should that process die before it reads them)
+    let theirs = record.pid != 0 && record.pid != std::process::id() && record.writer_alive();
     if let Ok(mut st) = q.state.lock() {
         for k in &record.keys {
             st.in_batch.remove(k);
             let got = match results.remove(k) {
                 Some(LineResult::Answer(r)) if complete::response(&r).is_ok() => {
                     answered += 1;
-                    // no node waits for it (a batch of a killed run): stored here
-                    if !st.waiters.contains_key(k) && r.usage.is_some() {
+                    // no node waits for it (a batch of a killed run), or its submitter
+                    // counts it: stored here
+                    if (theirs || !st.waiters.contains_key(k)) && r.usage.is_some() {
                         let _ = shared.cache.put_first(
                             &Key(k.clone()),
                             "call",
@@ -71,6 +76,7 @@ pub(super) async fn read_back(shared: &Shared, q: &Queue, info: &BatchInfo, reco
             {
                 let g = match (&got, n) {
                     (Got::Answer(r, id), 1..) => Got::Stored(with_batch(r.clone(), id)),
+                    (Got::Answer(r, id), _) if theirs => Got::Stored(with_batch(r.clone(), id)),
                     _ => got.clone(),
                 };
                 let _ = tx.send(g);

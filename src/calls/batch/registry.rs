@@ -3,7 +3,10 @@
 //! provider gave the batch an id, rewritten when it is collected) and a line per change in
 //! the run directory (`batches.jsonl`). A rerun or `--resume` after a kill reads the cache
 //! directory's files and waits for those batches instead of submitting their keys again.
-//! Batches take no single-flight locks: this registry is what other processes see.
+//! Batches take no single-flight locks: this registry is what other processes see. Only
+//! closing a batch takes a short lock (`<cache>/batches.lock`, held while the registry is
+//! read and the new batch's `creating` record written), so two live processes never
+//! submit the same request: the second finds the first's record and waits for its batch.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,11 +38,28 @@ pub struct Record {
     /// The estimated cost counted against `--max_cost` when it was submitted.
     #[serde(default)]
     pub estimate_usd: f64,
+    /// The id of the `creating` record this batch was claimed under (kept once the batch
+    /// has its own id, so another process waiting on the claim finds the batch).
+    #[serde(default)]
+    pub claim: String,
+    /// The process that wrote the record (0: unknown), so a `creating` record of a killed
+    /// run is not waited for.
+    #[serde(default)]
+    pub pid: u32,
 }
 
 impl Record {
     pub fn pending(&self) -> bool {
         self.state == "submitted" || self.creating()
+    }
+
+    /// Whether the process that wrote the record may still run (on Linux, by `/proc`;
+    /// elsewhere, or when unknown, assumed).
+    pub fn writer_alive(&self) -> bool {
+        if self.pid == 0 || !cfg!(target_os = "linux") {
+            return true;
+        }
+        self.pid == std::process::id() || Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 
     /// Recorded before the provider answered `POST /batches`: a kill then leaves a batch
@@ -120,6 +140,32 @@ impl Registry {
         Ok(())
     }
 
+    /// Holds the registry while a batch is claimed (released on drop); `None` when the lock
+    /// file cannot be opened or locked (the claim then goes ahead unlocked).
+    pub fn lock(&self) -> Option<std::fs::File> {
+        std::fs::create_dir_all(&self.dir).ok()?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.with_extension("lock"))
+            .ok()?;
+        f.lock().ok()?;
+        Some(f)
+    }
+
+    /// Whether the record `id` is still there.
+    pub fn exists(&self, id: &str) -> bool {
+        self.path_of(id).exists()
+    }
+
+    /// The batch recorded under the claim `claim`, once it has its own id.
+    pub fn by_claim(&self, claim: &str) -> Option<Record> {
+        self.all()
+            .into_iter()
+            .find(|r| r.claim == claim && !r.creating())
+    }
+
     /// Removes a record (a `creating` one, once the batch has its own or never existed).
     pub fn remove(&self, id: &str) {
         let _ = std::fs::remove_file(self.path_of(id));
@@ -127,11 +173,26 @@ impl Registry {
 
     /// Every batch still pending at this base URL and endpoint for this provider model.
     pub fn pending(&self, base_url: &str, endpoint: &str, provider_model: &str) -> Vec<Record> {
+        let mut out: Vec<Record> = self
+            .all()
+            .into_iter()
+            .filter(|r| {
+                r.pending()
+                    && r.base_url == base_url
+                    && r.endpoint == endpoint
+                    && r.provider_model == provider_model
+            })
+            .collect();
+        out.sort_by(|a, b| (a.submitted_at, &a.id).cmp(&(b.submitted_at, &b.id)));
+        out
+    }
+
+    /// Every readable record.
+    fn all(&self) -> Vec<Record> {
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
-        let mut out: Vec<Record> = rd
-            .flatten()
+        rd.flatten()
             .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
             .filter_map(|e| {
                 let text = std::fs::read(e.path()).ok()?;
@@ -146,15 +207,7 @@ impl Registry {
                     }
                 }
             })
-            .filter(|r| {
-                r.pending()
-                    && r.base_url == base_url
-                    && r.endpoint == endpoint
-                    && r.provider_model == provider_model
-            })
-            .collect();
-        out.sort_by(|a, b| (a.submitted_at, &a.id).cmp(&(b.submitted_at, &b.id)));
-        out
+            .collect()
     }
 }
 
@@ -179,6 +232,8 @@ mod tests {
             state: "submitted".into(),
             keys: vec!["k".into()],
             estimate_usd: 0.5,
+            claim: "local-1".into(),
+            pid: 0,
         };
         reg.write(&r).unwrap();
         assert!(d.path().join("batches/batch_1.json").exists());
@@ -197,5 +252,11 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(std::fs::read_to_string(log).unwrap().lines().count(), 2);
+        assert_eq!(
+            reg.by_claim("local-1").map(|r| r.id),
+            Some("batch/1".into())
+        );
+        assert!(reg.lock().is_some());
+        assert!(d.path().join("batches.lock").exists());
     }
 }

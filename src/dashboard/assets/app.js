@@ -220,7 +220,7 @@ function renderStats() {
   ];
   // provider batches (batch models): those in flight with their status
   const bt = m.batches || {}, bf = bt.in_flight || [];
-  if (bt.submitted || bf.length) stats.push(["batches in flight", bf.length ? bf.map((x) => x.id + " " + x.status + " (" + x.requests + ")").join(", ") : "none (" + fmtInt(bt.submitted) + " submitted)", "batches"]);
+  if (bt.submitted || bf.length) stats.push(["batches in flight", bf.length ? bf.map((x) => x.id + " " + x.status + (x.counts && x.counts.total ? " " + fmtInt(x.counts.completed + x.counts.failed) + "/" + fmtInt(x.counts.total) : " (" + fmtInt(x.requests) + ")")).join(", ") : "none (" + fmtInt(bt.submitted) + " submitted)", "batches"]);
   $("stats").innerHTML = multi() ? renderRuns() : stats.map(([k, v, id]) => '<div class="stat" id="stat-' + id + '"><b>' + esc(v) + "</b><span>" + esc(k) + "</span></div>").join("");
   const b = $("badge");
   const allDone = probDone === g.problems.length && g.problems.length > 0;

@@ -28,6 +28,16 @@ pub struct BatchInfo {
     /// The provider's reason for a failed batch.
     pub errors: Option<String>,
     pub input_file_id: Option<String>,
+    /// The provider's `request_counts`, when it gives them.
+    pub counts: Option<RequestCounts>,
+}
+
+/// A batch's `request_counts`: lines in all, answered and failed so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
 }
 
 impl BatchInfo {
@@ -264,6 +274,14 @@ fn info(v: &Value) -> anyhow::Result<BatchInfo> {
         error_file_id: s("error_file_id"),
         errors,
         input_file_id: s("input_file_id"),
+        counts: v.get("request_counts").and_then(|c| {
+            let n = |k: &str| c.get(k).and_then(Value::as_u64);
+            Some(RequestCounts {
+                total: n("total")?,
+                completed: n("completed").unwrap_or(0),
+                failed: n("failed").unwrap_or(0),
+            })
+        }),
     })
 }
 
