@@ -14,6 +14,8 @@
 //! the wire pass [`wire_cap`] of it, is an error that is not retried: nothing that large
 //! is held or stored.
 
+use std::borrow::Cow;
+
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -111,19 +113,28 @@ pub async fn read_stream(
             done = true;
             break;
         }
-        let v: Value = serde_json::from_str(data).map_err(|e| {
-            AttemptError::retryable(format!(
-                "malformed JSON in stream chunk ({e}): {}",
-                snippet(data)
-            ))
-        })?;
-        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
-            return Err(body_error(err));
-        }
-        if v.get("object").and_then(Value::as_str) == Some("error") {
-            return Err(body_error(&v));
-        }
-        apply(&mut ans, &v, true, observer);
+        // the usual chunk is read straight into `Chunk`; any other shape (a number where a
+        // string goes, an error object) through a JSON tree, with the same rules
+        let tree: Value;
+        let chunk = match serde_json::from_str::<Chunk<'_>>(data) {
+            Ok(c) if c.error.is_none() && c.object.as_deref() != Some("error") => c,
+            _ => {
+                tree = serde_json::from_str(data).map_err(|e| {
+                    AttemptError::retryable(format!(
+                        "malformed JSON in stream chunk ({e}): {}",
+                        snippet(data)
+                    ))
+                })?;
+                if let Some(err) = tree.get("error").filter(|e| !e.is_null()) {
+                    return Err(body_error(err));
+                }
+                if tree.get("object").and_then(Value::as_str) == Some("error") {
+                    return Err(body_error(&tree));
+                }
+                Chunk::of(&tree)
+            }
+        };
+        apply(&mut ans, &chunk, true, observer);
         if ans.text.len() + ans.reasoning.as_ref().map_or(0, String::len) > cap {
             return Err(too_large(cap, "text"));
         }
@@ -169,7 +180,7 @@ pub fn parse_body(
         )));
     }
     let mut ans = Answer::default();
-    apply(&mut ans, &v, false, observer);
+    apply(&mut ans, &Chunk::of(&v), false, observer);
     if ans.text.len() + ans.reasoning.as_ref().map_or(0, String::len) > cap {
         return Err(too_large(cap, "text"));
     }
@@ -185,54 +196,118 @@ pub fn parse_body(
     Ok(ans)
 }
 
+/// A chunk (or a whole body) as far as an answer is made of it. Read straight from a
+/// stream chunk's text (strings borrowed where they have no escapes), or from a JSON tree
+/// by [`Chunk::of`] for any other shape, so both go through one [`apply`].
+#[derive(Debug, Default, serde::Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(borrow, default)]
+    object: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Choice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    delta: Option<Part<'a>>,
+    #[serde(borrow, default)]
+    message: Option<Part<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+}
+
+impl<'a> Chunk<'a> {
+    /// The chunk of a JSON tree of any shape: a field of another type counts as absent.
+    fn of(v: &'a Value) -> Chunk<'a> {
+        let text = |o: &'a Value, k: &str| o.get(k).and_then(Value::as_str).map(Cow::Borrowed);
+        let part = |p: &'a Value| Part {
+            reasoning_content: text(p, "reasoning_content"),
+            reasoning: text(p, "reasoning"),
+            content: text(p, "content"),
+        };
+        Chunk {
+            model: text(v, "model"),
+            usage: v.get("usage").cloned(),
+            choices: v.get("choices").and_then(Value::as_array).map(|cs| {
+                cs.iter()
+                    .map(|c| Choice {
+                        index: Some(c.get("index").and_then(Value::as_u64).unwrap_or(0)),
+                        delta: c.get("delta").map(part),
+                        message: c.get("message").map(part),
+                        text: text(c, "text"),
+                        finish_reason: text(c, "finish_reason"),
+                    })
+                    .collect()
+            }),
+            error: v.get("error").filter(|e| !e.is_null()).cloned(),
+            object: text(v, "object"),
+        }
+    }
+}
+
 /// Adds one chunk (or a whole body) to the answer.
-fn apply(ans: &mut Answer, v: &Value, streaming: bool, observer: &dyn CallObserver) {
-    if let Some(m) = v.get("model").and_then(Value::as_str) {
+fn apply(ans: &mut Answer, v: &Chunk<'_>, streaming: bool, observer: &dyn CallObserver) {
+    if let Some(m) = &v.model {
         ans.model = Some(m.to_string());
     }
     // a usage object without token counts (some proxies send `{}`) is no usage
-    if let Some(u) = v.get("usage").filter(|u| {
+    if let Some(u) = v.usage.as_ref().filter(|u| {
         u.get("prompt_tokens").is_some_and(Value::is_u64)
             || u.get("completion_tokens").is_some_and(Value::is_u64)
     }) {
         ans.usage = Some(parse_usage(u));
     }
-    let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+    let Some(choices) = &v.choices else {
         return;
     };
-    let choice = choices
-        .iter()
-        .find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0);
-    let Some(choice) = choice else { return };
+    let Some(choice) = choices.iter().find(|c| c.index.unwrap_or(0) == 0) else {
+        return;
+    };
     let part = if streaming {
-        choice.get("delta")
+        choice.delta.as_ref()
     } else {
-        choice.get("message")
+        choice.message.as_ref()
     };
     if let Some(part) = part {
-        for field in ["reasoning_content", "reasoning"] {
-            if let Some(r) = part.get(field).and_then(Value::as_str)
-                && !r.is_empty()
-            {
-                observer.delta(r);
-                ans.reasoning.get_or_insert_with(String::new).push_str(r);
-                break;
-            }
+        let reasoning = [&part.reasoning_content, &part.reasoning]
+            .into_iter()
+            .flatten()
+            .find(|r| !r.is_empty());
+        if let Some(r) = reasoning {
+            observer.delta(r);
+            ans.reasoning.get_or_insert_with(String::new).push_str(r);
         }
-        if let Some(c) = part.get("content").and_then(Value::as_str)
-            && !c.is_empty()
-        {
+        if let Some(c) = part.content.as_deref().filter(|c| !c.is_empty()) {
             observer.delta(c);
             ans.text.push_str(c);
         }
     }
-    if let Some(t) = choice.get("text").and_then(Value::as_str)
-        && !t.is_empty()
-    {
+    if let Some(t) = choice.text.as_deref().filter(|t| !t.is_empty()) {
         observer.delta(t);
         ans.text.push_str(t);
     }
-    if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+    if let Some(f) = &choice.finish_reason {
         ans.finish_reason = Some(f.to_string());
     }
 }
@@ -288,5 +363,62 @@ fn snippet(s: &str) -> String {
         format!("{cut}…")
     } else {
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Quiet;
+    impl CallObserver for Quiet {}
+
+    fn answer(chunks: &[&str], typed: bool) -> Answer {
+        let mut ans = Answer::default();
+        for c in chunks {
+            let tree: Value = serde_json::from_str(c).unwrap();
+            let chunk = if typed {
+                serde_json::from_str::<Chunk<'_>>(c).unwrap()
+            } else {
+                Chunk::of(&tree)
+            };
+            apply(&mut ans, &chunk, true, &Quiet);
+        }
+        ans
+    }
+
+    #[test]
+    fn a_chunk_read_typed_or_from_a_tree_gives_the_same_answer() {
+        let chunks = [
+            r#"{"model":"m","choices":[{"index":0,"delta":{"reasoning_content":"th\"ink\n","content":null}}]}"#,
+            r#"{"choices":[{"index":1,"delta":{"content":"other choice"}},{"delta":{"reasoning_content":"","reasoning":"r2","content":"A é"}}]}"#,
+            r#"{"choices":[{"index":0,"text":"","delta":{"content":"B"},"finish_reason":null}],"usage":null}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":2}},"error":null}"#,
+        ];
+        let (a, b) = (answer(&chunks, true), answer(&chunks, false));
+        assert_eq!(a.text, "A éB");
+        assert_eq!(a.reasoning.as_deref(), Some("th\"ink\nr2"));
+        assert_eq!(a.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(a.model.as_deref(), Some("m"));
+        assert_eq!(
+            a.usage.map(|u| (u.prompt_tokens, u.reasoning_tokens)),
+            Some((3, 2))
+        );
+        assert_eq!(
+            (a.text, a.reasoning, a.finish_reason, a.model),
+            (b.text, b.reasoning, b.finish_reason, b.model)
+        );
+    }
+
+    #[test]
+    fn odd_shapes_fall_back_to_the_tree() {
+        // a number where a string goes does not read typed; the tree reads it as absent
+        let odd = r#"{"model":7,"choices":[{"index":"0","delta":{"content":"x"},"finish_reason":"length"}]}"#;
+        assert!(serde_json::from_str::<Chunk<'_>>(odd).is_err());
+        let tree: Value = serde_json::from_str(odd).unwrap();
+        let mut ans = Answer::default();
+        apply(&mut ans, &Chunk::of(&tree), true, &Quiet);
+        assert_eq!((ans.text.as_str(), ans.model), ("x", None));
+        assert_eq!(ans.finish_reason.as_deref(), Some("length"));
     }
 }
