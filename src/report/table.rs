@@ -126,7 +126,9 @@ fn title(rep: &Report) -> String {
     }
 }
 
-pub fn markdown(rep: &Report, plots: &[String]) -> String {
+/// report.md; `png`: the figures' PNG copies were written beside their SVGs (else each
+/// caption says how to make them).
+pub fn markdown(rep: &Report, plots: &[String], png: bool) -> String {
     let mut s = format!("{}\n\n", title(rep));
     s.push_str("| run | format | pipeline | run id | status | problems | samples | rounds | failed | not run | file |\n|---|---|---|---|---|---:|---:|---|---:|---:|---|\n");
     for r in &rep.runs {
@@ -325,11 +327,17 @@ pub fn markdown(rep: &Report, plots: &[String]) -> String {
     if !plots.is_empty() {
         s.push_str("\n## plots\n\n");
         for p in plots {
-            let png = p.replace(".svg", ".png");
+            let png_name = p.replace(".svg", ".png");
             let _ = writeln!(s, "![{p}]({p})\n");
             match super::plot::caption(p) {
+                Some(c) if png => {
+                    let _ = writeln!(s, "*{c}* (PNG, 300 dpi: [{png_name}]({png_name}))\n");
+                }
                 Some(c) if super::plot::PNG => {
-                    let _ = writeln!(s, "*{c}* (PNG, 300 dpi: [{png}]({png}))\n");
+                    let _ = writeln!(
+                        s,
+                        "*{c}* (PNG, 300 dpi: `distill report` on this run writes {png_name})\n"
+                    );
                 }
                 Some(c) => {
                     let _ = writeln!(s, "*{c}*\n");
