@@ -337,11 +337,7 @@ mod tests {
         for (k, v) in [("id", id), ("question", "q"), ("answer", "1")] {
             fields.insert(k.to_string(), v.to_string());
         }
-        crate::data::Problem {
-            id: id.into(),
-            index,
-            fields: fields.into(),
-        }
+        crate::data::Problem::new(index, id.into(), fields)
     }
 
     fn node(id: &str) -> NodeRecord {
