@@ -12,6 +12,9 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
+mod row;
+use row::Row;
+
 use serde::{Deserialize, Serialize};
 
 /// One problem: its CSV position and every column by name. Held compactly (one text with
@@ -27,57 +30,6 @@ pub struct Problem {
     row: Row,
     #[serde(skip)]
     map: std::sync::OnceLock<BTreeMap<String, String>>,
-}
-
-/// A row's values in one shared text, and the names of its columns (shared by the rows of a
-/// set): clones share both.
-#[derive(Debug, Clone)]
-struct Row {
-    names: Arc<[Box<str>]>,
-    text: Arc<str>,
-    /// Where each value ends in `text` (value i is `text[ends[i-1]..ends[i]]`).
-    ends: Arc<[u32]>,
-}
-
-impl Row {
-    fn new<'a>(names: Arc<[Box<str>]>, values: impl Iterator<Item = &'a str>) -> Row {
-        let (mut text, mut ends) = (String::new(), Vec::with_capacity(names.len()));
-        for v in values {
-            text.push_str(v);
-            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-        }
-        Row {
-            names,
-            text: text.into(),
-            ends: ends.into(),
-        }
-    }
-
-    fn value(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        self.text.get(start..self.ends[i] as usize).unwrap_or("")
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        let i = self.names.iter().position(|n| &**n == name)?;
-        (i < self.ends.len()).then(|| self.value(i))
-    }
-
-    /// (name, value) in name order (a map's order).
-    fn sorted(&self) -> BTreeMap<&str, &str> {
-        self.names
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i < self.ends.len())
-            .map(|(i, n)| (&**n, self.value(i)))
-            .collect()
-    }
-}
-
-impl Serialize for Row {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.sorted().serialize(s)
-    }
 }
 
 impl Problem {

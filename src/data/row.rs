@@ -1,0 +1,58 @@
+//! A problem-set row held compactly: its values in one shared text, the names of its columns
+//! shared by every row of the set (a clone shares both).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// A row's values in one shared text, and the names of its columns (shared by the rows of a
+/// set): clones share both.
+#[derive(Debug, Clone)]
+pub(super) struct Row {
+    names: Arc<[Box<str>]>,
+    text: Arc<str>,
+    /// Where each value ends in `text` (value i is `text[ends[i-1]..ends[i]]`).
+    ends: Arc<[u32]>,
+}
+
+impl Row {
+    pub(super) fn new<'a>(names: Arc<[Box<str>]>, values: impl Iterator<Item = &'a str>) -> Row {
+        let (mut text, mut ends) = (String::new(), Vec::with_capacity(names.len()));
+        for v in values {
+            text.push_str(v);
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+        }
+        Row {
+            names,
+            text: text.into(),
+            ends: ends.into(),
+        }
+    }
+
+    fn value(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.text.get(start..self.ends[i] as usize).unwrap_or("")
+    }
+
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
+        let i = self.names.iter().position(|n| &**n == name)?;
+        (i < self.ends.len()).then(|| self.value(i))
+    }
+
+    /// (name, value) in name order (a map's order).
+    pub(super) fn sorted(&self) -> BTreeMap<&str, &str> {
+        self.names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < self.ends.len())
+            .map(|(i, n)| (&**n, self.value(i)))
+            .collect()
+    }
+}
+
+impl Serialize for Row {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.sorted().serialize(s)
+    }
+}
