@@ -28,8 +28,10 @@ pub struct Problem {
     pub id: String,
     #[serde(rename = "fields")]
     row: Row,
+    /// Boxed: a problem not yet opened (every row the selection holds) is 16 bytes smaller.
     #[serde(skip)]
-    map: std::sync::OnceLock<BTreeMap<String, String>>,
+    #[allow(clippy::box_collection)]
+    map: std::sync::OnceLock<Box<BTreeMap<String, String>>>,
 }
 
 impl Problem {
@@ -40,18 +42,15 @@ impl Problem {
             index,
             id,
             row: Row::new(names, fields.values().map(String::as_str)),
-            map: fields.into(),
+            map: Box::new(fields).into(),
         }
     }
 
     /// Every column by name (made on first use, then kept with this copy of the problem).
     pub fn fields(&self) -> &BTreeMap<String, String> {
         self.map.get_or_init(|| {
-            self.row
-                .sorted()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+            let map = self.row.sorted().into_iter();
+            Box::new(map.map(|(k, v)| (k.to_string(), v.to_string())).collect())
         })
     }
 

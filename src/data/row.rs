@@ -7,13 +7,16 @@ use std::sync::Arc;
 use serde::Serialize;
 
 /// A row's values in one shared text, and the names of its columns (shared by the rows of a
-/// set): clones share both.
+/// set): a clone is one pointer, sharing everything.
 #[derive(Debug, Clone)]
-pub(super) struct Row {
+pub(super) struct Row(Arc<Data>);
+
+#[derive(Debug)]
+struct Data {
     names: Arc<[Box<str>]>,
-    text: Arc<str>,
     /// Where each value ends in `text` (value i is `text[ends[i-1]..ends[i]]`).
-    ends: Arc<[u32]>,
+    ends: Box<[u32]>,
+    text: Box<str>,
 }
 
 impl Row {
@@ -23,29 +26,31 @@ impl Row {
             text.push_str(v);
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
         }
-        Row {
+        Row(Arc::new(Data {
             names,
-            text: text.into(),
             ends: ends.into(),
-        }
+            text: text.into(),
+        }))
     }
 
     fn value(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        self.text.get(start..self.ends[i] as usize).unwrap_or("")
+        let d = &self.0;
+        let start = if i == 0 { 0 } else { d.ends[i - 1] as usize };
+        d.text.get(start..d.ends[i] as usize).unwrap_or("")
     }
 
     pub(super) fn get(&self, name: &str) -> Option<&str> {
-        let i = self.names.iter().position(|n| &**n == name)?;
-        (i < self.ends.len()).then(|| self.value(i))
+        let i = self.0.names.iter().position(|n| &**n == name)?;
+        (i < self.0.ends.len()).then(|| self.value(i))
     }
 
     /// (name, value) in name order (a map's order).
     pub(super) fn sorted(&self) -> BTreeMap<&str, &str> {
-        self.names
+        self.0
+            .names
             .iter()
             .enumerate()
-            .filter(|(i, _)| *i < self.ends.len())
+            .filter(|(i, _)| *i < self.0.ends.len())
             .map(|(i, n)| (&**n, self.value(i)))
             .collect()
     }

@@ -16,7 +16,9 @@
 //! `stats.rs` (Wilson, bootstrap, pass@k, majority), `metrics.rs` (the numbers), `passk.rs`
 //! (pass@k, majority@k), `problems.rs` (outcome classes, failed and not-run problems),
 //! `table.rs` (markdown, JSON), `csv.rs`, `compact.rs` (the end-of-run table), `plot.rs` (SVG),
-//! `shards.rs` (the run directories of a sharded run merged into one run).
+//! `shards.rs` (the run directories of a sharded run merged into one run), `tally.rs` (the
+//! numbers of one run as a fold over its problems: a report of one run is streamed, holding
+//! per-round sums, not its problems).
 
 mod columns;
 pub mod compact;

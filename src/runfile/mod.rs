@@ -8,9 +8,11 @@
 //!   one of its node instances ends (the whole node record, outputs included), `{"record":
 //!   "close",…}` when the problem is done, and `{"record":"end","status":…}`. A SIGKILL, an
 //!   OOM kill or a power loss can cut at most the line being written; readers skip it.
-//! - `results.json`: written once, at the end, atomically (temporary file + rename), from
-//!   the journal, problems in CSV order: `{"run_id", "pipeline", "problems": [one problem a
-//!   line], "status"}`. Its presence means the run ended and wrote everything.
+//! - `results.json`: made from the journal as problems close (in CSV order, behind the
+//!   problems still open: `.results.json.tmp`) and renamed into place at the end, so it
+//!   appears once, whole (the writer keeps the journal places of open problems only):
+//!   `{"run_id", "pipeline", "problems": [one problem a line], "status"}`. Its presence
+//!   means the run ended and wrote everything.
 //! - `run.lock`: held (`flock`) by the live run. No end record and a free lock mean the run
 //!   was killed: it reads as `interrupted`, every node that finished counted.
 //!
