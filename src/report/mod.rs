@@ -226,8 +226,16 @@ pub fn report_with_compact(opts: &ReportOptions) -> Result<(String, String), Str
     };
     write("report.md", md.as_bytes())?;
     write("report.csv", csv::csv(&rep).as_bytes())?;
-    let json = serde_json::to_vec_pretty(&table::json(&rep)).map_err(|e| e.to_string())?;
-    write("report.json", &json)?;
+    // straight from the report (a JSON tree of it first held ~100 bytes per problem id)
+    let p = out_dir.join("report.json");
+    std::fs::File::create(&p)
+        .map(std::io::BufWriter::new)
+        .map_err(|e| e.to_string())
+        .and_then(|mut w| {
+            serde_json::to_writer_pretty(&mut w, &rep).map_err(|e| e.to_string())?;
+            std::io::Write::flush(&mut w).map_err(|e| e.to_string())
+        })
+        .map_err(|e| format!("writing {}: {e}", p.display()))?;
     Ok((md, compact))
 }
 

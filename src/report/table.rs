@@ -5,7 +5,6 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
 
 use super::Report;
 use super::metrics::{CUMULATIVE, Estimate, PER_ROUND, RunReport, reasons_text};
@@ -454,8 +453,4 @@ fn run_section(s: &mut String, r: &RunReport) {
     for w in &r.warnings {
         let _ = writeln!(s, "\nWarning: {w}");
     }
-}
-
-pub fn json(rep: &Report) -> Value {
-    serde_json::to_value(rep).unwrap_or(Value::Null)
 }
