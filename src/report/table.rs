@@ -5,7 +5,6 @@
 
 use std::fmt::Write as _;
 
-
 use super::Report;
 use super::metrics::{CUMULATIVE, Estimate, PER_ROUND, RunReport, reasons_text};
 
