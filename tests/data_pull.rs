@@ -82,7 +82,7 @@ async fn gsm8k_pages_of_100_and_answers_after_hashes() {
     for (i, p) in set.problems.iter().enumerate() {
         assert_eq!(p.id, format!("gsm8k_test_{i}"));
         assert_eq!(p.answer(), fixtures::gsm8k_answer(i), "row {i}");
-        assert!(p.fields["solution"].contains("####"));
+        assert!(p.fields()["solution"].contains("####"));
     }
     // 100 * 1000 + 7 = 100,007 on the source side.
     assert_eq!(set.problems[100].answer(), "100007");
@@ -101,7 +101,7 @@ async fn aime_mappings_normalize_integers() {
         .collect();
     assert_eq!(answers, ["33", "23", "25", "540", "721"]);
     assert!(set.problems[0].question().starts_with("Let $x,y$"));
-    assert!(set.problems[0].fields["solution"].contains("\\boxed{033}"));
+    assert!(set.problems[0].fields()["solution"].contains("\\boxed{033}"));
 
     let rep = pull_ok(&opts(&fake.url, dir.path(), "aime-2025"), None).await;
     let set = load(&rep.path);
@@ -134,8 +134,8 @@ async fn math_500_keeps_latex_answers_and_extra_columns() {
     let p = &set.problems[0];
     assert_eq!(p.id, "test/precalculus/807.json");
     assert_eq!(p.answer(), "\\left( 3, \\frac{\\pi}{2} \\right)");
-    assert_eq!(p.fields["subject"], "Precalculus");
-    assert_eq!(p.fields["level"], "2");
+    assert_eq!(p.fields()["subject"], "Precalculus");
+    assert_eq!(p.fields()["level"], "2");
     assert_eq!(set.problems[2].answer(), "9");
 }
 
@@ -185,7 +185,10 @@ async fn gpqa_shuffle_is_reproducible_per_seed_and_recorded() {
                 .trim();
             assert!(q.contains(&format!(") {w}")), "{w} missing from {q}");
         }
-        assert_eq!(p.fields["record_id"], format!("recAAAAAAAAAAAAA{}", i + 1));
+        assert_eq!(
+            p.fields()["record_id"],
+            format!("recAAAAAAAAAAAAA{}", i + 1)
+        );
     }
     // Same seed: the same bytes.
     let again = pull_ok(&o, Some(TOKEN)).await;

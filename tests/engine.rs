@@ -505,14 +505,40 @@ fn every_run_writes_a_report_that_agrees_with_its_results() {
     ] {
         assert!(run.join(f).exists(), "{f}");
     }
-    #[cfg(feature = "png")]
-    for f in [
+    // the end of a run writes the SVGs only; `distill report` on the run adds the PNGs
+    let pngs = [
         "accuracy_vs_round.png",
         "cumulative_accuracy.png",
         "accuracy_vs_tokens.png",
-    ] {
-        assert!(run.join(f).exists(), "{f}");
+    ];
+    for f in pngs {
+        assert!(!run.join(f).exists(), "{f} written by the run");
     }
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    #[cfg(feature = "png")]
+    {
+        assert!(
+            md.contains("`distill report` on this run writes accuracy_vs_round.png"),
+            "{md}"
+        );
+        let before = json(&run.join("report.json"));
+        run_ok(&p, &["report", run.to_str().unwrap()]);
+        for f in pngs {
+            assert!(run.join(f).exists(), "{f}");
+        }
+        let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+        assert!(
+            md.contains("[accuracy_vs_round.png](accuracy_vs_round.png)"),
+            "{md}"
+        );
+        // the same numbers either way
+        let after = json(&run.join("report.json"));
+        for k in ["rounds", "k_metrics", "outcomes", "first_vs_last"] {
+            assert_eq!(after["runs"][0][k], before["runs"][0][k], "{k}");
+        }
+    }
+    #[cfg(not(feature = "png"))]
+    assert!(!md.contains(".png"), "{md}");
     let results = json(&run.join("results.json"));
     let report = json(&run.join("report.json"));
     let rounds = report["runs"][0]["rounds"].as_array().unwrap();

@@ -149,7 +149,7 @@ fn the_original_tools_recorded_run_reproduces_offline() {
     let back = distill::report::load_run(&run.join("results.original.json")).unwrap();
     assert_eq!(back.format, "original (iterated)");
     let tmp = tempfile::tempdir().unwrap();
-    let (rb, _) = distill::report::build(&distill::report::ReportOptions {
+    let rb = distill::report::build(&distill::report::ReportOptions {
         runs: vec![run.join("results.original.json")],
         out_dir: Some(tmp.path().to_path_buf()),
         ..Default::default()
@@ -242,7 +242,7 @@ fn the_report_reads_the_recording_itself_with_its_errors_not_run() {
         out_dir: Some(tmp.path().to_path_buf()),
         ..Default::default()
     };
-    let (rep, _) = distill::report::build(&o).unwrap();
+    let rep = distill::report::build(&o).unwrap();
     let r = &rep.runs[0];
     let shares: Vec<(u64, u64)> = r
         .rounds

@@ -283,7 +283,7 @@ fn ties_majority_and_pass_at_k_by_hand() {
     q1["aggregates"] = json!({"vote": {"node": "vote", "kind": "vote", "round": 0, "status": "done",
         "output": {"correct": false, "n": 4, "pass_at": {"2": 0.8333333333333334}}}});
     let run = write_run(&tmp.path().join("run"), vec![q1, q2], None);
-    let (rep, _) = build(&opts(vec![run], tmp.path())).unwrap();
+    let rep = build(&opts(vec![run], tmp.path())).unwrap();
     let r = &rep.runs[0];
     assert_eq!(r.samples, 4);
     assert!((r.rounds[0].per_round_accuracy.value - (0.5 + 0.25) / 2.0).abs() < EPS);
@@ -341,8 +341,8 @@ fn bootstrap_is_reproducible_with_a_seed() {
     let tmp = tempfile::tempdir().unwrap();
     let run = hand_run(&tmp.path().join("run"));
     let o = opts(vec![run], tmp.path());
-    let one = serde_json::to_value(build(&o).unwrap().0).unwrap();
-    let two = serde_json::to_value(build(&o).unwrap().0).unwrap();
+    let one = serde_json::to_value(build(&o).unwrap()).unwrap();
+    let two = serde_json::to_value(build(&o).unwrap()).unwrap();
     assert_eq!(one, two);
     assert!(one["runs"][0]["first_vs_last"]["ci_low"].is_number());
 }
@@ -378,7 +378,7 @@ fn several_runs_side_by_side_grouped_by_regex_and_column() {
         "{md}"
     );
     assert!(md.contains("| 0 | 25.0% [") && md.contains("(3/4) |"));
-    let (rep, _) = build(&o).unwrap();
+    let rep = build(&o).unwrap();
     let g: Vec<(String, usize, f64)> = rep.runs[1]
         .groups
         .iter()
@@ -405,7 +405,7 @@ fn several_runs_side_by_side_grouped_by_regex_and_column() {
     assert!((c.diff.diff - 0.5).abs() < EPS);
     // by a problem-set column (from config.json's problems.path)
     o.group_by = Some("year".into());
-    let (rep, _) = build(&o).unwrap();
+    let rep = build(&o).unwrap();
     let names: Vec<&str> = rep.runs[0]
         .groups
         .iter()
@@ -414,7 +414,7 @@ fn several_runs_side_by_side_grouped_by_regex_and_column() {
     assert_eq!(names, ["1990", "1991", "2024"]);
     assert!(rep.runs[0].warnings.is_empty());
     o.group_by = Some("difficulty".into());
-    let (rep, _) = build(&o).unwrap();
+    let rep = build(&o).unwrap();
     assert!(
         rep.runs[0]
             .warnings
@@ -437,7 +437,7 @@ fn reads_the_original_tools_iterated_and_pass_at_k_formats() {
     ]});
     let f = tmp.path().join("iterated.json");
     std::fs::write(&f, doc.to_string()).unwrap();
-    let (rep, _) = build(&opts(vec![f], tmp.path())).unwrap();
+    let rep = build(&opts(vec![f], tmp.path())).unwrap();
     let r = &rep.runs[0];
     assert_eq!(r.format, "original (iterated)");
     let acc: Vec<f64> = r
@@ -466,7 +466,7 @@ fn reads_the_original_tools_iterated_and_pass_at_k_formats() {
     ]}"#;
     let f = tmp.path().join("passk.json");
     std::fs::write(&f, raw).unwrap();
-    let (rep, _) = build(&opts(vec![f], tmp.path())).unwrap();
+    let rep = build(&opts(vec![f], tmp.path())).unwrap();
     let r = &rep.runs[0];
     assert_eq!((r.format.as_str(), r.samples), ("original (pass@k)", 3));
     assert!((r.rounds[0].per_round_accuracy.value - (2.0 / 3.0 + 1.0 / 3.0) / 2.0).abs() < EPS);
@@ -506,7 +506,7 @@ fn reads_the_shared_pass_at_5_trace() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let md = report(&opts(vec![path.clone()], tmp.path())).unwrap();
-    let (rep, _) = build(&opts(vec![path], tmp.path())).unwrap();
+    let rep = build(&opts(vec![path], tmp.path())).unwrap();
     let r = &rep.runs[0];
     assert_eq!(r.problems, results.len());
     assert_eq!(r.samples, 5);
@@ -532,7 +532,61 @@ fn a_results_file_cut_short_keeps_its_finished_problems() {
         p
     );
     std::fs::write(dir.join("results.json"), raw).unwrap();
-    let (rep, _) = build(&opts(vec![dir], tmp.path())).unwrap();
+    let rep = build(&opts(vec![dir], tmp.path())).unwrap();
     assert_eq!(rep.runs[0].problems, 1);
     assert_eq!(rep.runs[0].status, "truncated");
+}
+
+/// The report of one run is folded over its records as they are read; the report of a
+/// loaded run (every problem held, as for several runs) must be the same, to the byte.
+#[test]
+fn a_streamed_report_equals_the_report_of_the_loaded_run() {
+    use distill::report::load_run;
+    use distill::report::metrics::{Grouping, run_report};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut runs = vec![hand_run(&tmp.path().join("hand"))];
+    // samples with votes, a problem without its vote, a problem that failed
+    let smp = |ok: bool, answer: &str| {
+        let (id, mut v) = attempt(0, "done", ok);
+        v["output"]["answer"] = json!(answer);
+        sample(vec![
+            (id, v),
+            attempt(1, if ok { "done" } else { "failed" }, ok),
+        ])
+    };
+    let mut q1 = problem(
+        "q1",
+        "ok",
+        vec![smp(true, "1"), smp(false, "2"), smp(true, "1")],
+    );
+    q1["aggregates"] = json!({"vote": {"node": "vote", "kind": "vote", "round": 1, "status": "done",
+        "output": {"correct": true, "n": 3, "pass_at": {"2": 0.9, "3": 1.0}}}});
+    let q2 = problem(
+        "q2",
+        "failed",
+        vec![smp(false, "7"), smp(false, "8"), smp(true, "1")],
+    );
+    runs.push(write_run(&tmp.path().join("votes"), vec![q1, q2], None));
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    for f in [
+        "traces/passk5_r1_distill_qwen_14b_aime.json",
+        "original/results/post_think_seed_0/results.json",
+    ] {
+        if shared.join(f).is_file() {
+            runs.push(shared.join(f));
+        } else {
+            println!("skipped: {} is absent", shared.join(f).display());
+        }
+    }
+    for run in runs {
+        for group in [None, Some("re:^(.)")] {
+            let mut o = opts(vec![run.clone()], tmp.path());
+            o.group_by = group.map(str::to_string);
+            let streamed = serde_json::to_string(&build(&o).unwrap().runs[0]).unwrap();
+            let g = group.map(|g| Grouping::parse(g).unwrap());
+            let loaded = run_report(&load_run(&run).unwrap(), g.as_ref(), 500, 7);
+            let loaded = serde_json::to_string(&loaded).unwrap();
+            assert_eq!(streamed, loaded, "{}", run.display());
+        }
+    }
 }

@@ -50,6 +50,7 @@ pub fn main() -> i32 {
                 group_by,
                 seed,
                 bootstrap,
+                png: true,
             };
             match crate::report::report(&opts) {
                 Ok(md) => {

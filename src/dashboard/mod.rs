@@ -195,7 +195,7 @@ fn figures(dirs: &[PathBuf]) -> (Vec<String>, Vec<(String, String)>) {
         ..Default::default()
     };
     let rep = match crate::report::build(&opts) {
-        Ok((rep, _)) => rep,
+        Ok(rep) => rep,
         Err(e) => {
             eprintln!("note: the view shows no figures: {e}");
             return (Vec::new(), Vec::new());

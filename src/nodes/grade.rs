@@ -204,7 +204,7 @@ impl Kind for Grade {
             .and_then(|v| v.as_str())
             .map(|s| s.to_string());
         let col = p.truth_column.as_deref().unwrap_or("answer");
-        let truth = cx.problem.fields.get(col).map(|s| s.as_str()).unwrap_or("");
+        let truth = cx.problem.get(col).unwrap_or("");
         let correct = match (&answer, p.judge_model.as_deref()) {
             (Some(a), Some(m)) if p.compare == Compare::LlmJudge => judge(cx, m, a, truth).await?,
             _ => verdict(

@@ -129,7 +129,7 @@ impl NodeCx<'_> {
     pub fn site(&self) -> Site<'_> {
         Site {
             problem_id: &self.problem.id,
-            problem: &self.problem.fields,
+            problem: self.problem.fields(),
             node_id: &self.node.id,
             node_kind: &self.node.kind,
             round: self.node.round,
@@ -175,12 +175,12 @@ impl NodeCx<'_> {
     /// upstream nodes, plus `extra` (kind-specific variables).
     pub fn template_data(&self, extra: Map<String, Value>) -> Value {
         let mut m = Map::new();
-        for (k, v) in self.problem.fields.iter() {
+        for (k, v) in self.problem.fields().iter() {
             m.insert(k.clone(), Value::String(v.clone()));
         }
         m.insert(
             "problem".into(),
-            serde_json::to_value(&self.problem.fields).unwrap_or_default(),
+            serde_json::to_value(self.problem.fields()).unwrap_or_default(),
         );
         m.insert("round".into(), self.node.round.into());
         m.insert("sample".into(), self.sample.into());

@@ -90,7 +90,7 @@ impl Kind for Score {
             .unwrap_or_default();
         let answer = crate::grade::extract(&p.extract, &text, &ExtractOptions::default());
         let col = p.truth_column.as_deref().unwrap_or("answer");
-        let truth = cx.problem.fields.get(col).map(String::as_str).unwrap_or("");
+        let truth = cx.problem.get(col).unwrap_or("");
         let correct = super::grade::verdict(
             p.compare,
             answer.as_deref(),

@@ -1,9 +1,10 @@
-//! Attaching the problem-set CSV's columns to a run's problems (by `id`), for grouping.
+//! Attaching the problem-set CSV's columns to a run's problems (by `id`), for grouping: the
+//! CSV is read once, each problem is given its row as it is read.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::load::Run;
+use super::load::Problem;
 
 /// Finds `rel` as given, else under the folders of `bases` or any folder above them.
 fn resolve(rel: &str, bases: &[&Path]) -> Option<PathBuf> {
@@ -31,21 +32,18 @@ fn resolve(rel: &str, bases: &[&Path]) -> Option<PathBuf> {
     None
 }
 
-/// Adds the problem-set CSV's columns to every problem found in it (by `id`). A CSV that
-/// cannot be found or read leaves the run as it is (grouping by a column then says so).
-pub fn attach(run: &mut Run, rel: &str, bases: &[&Path]) {
-    let Some(path) = resolve(rel, bases) else {
-        return;
-    };
-    let Ok(mut rdr) = csv::Reader::from_path(&path) else {
-        return;
-    };
-    let Ok(headers) = rdr.headers().cloned() else {
-        return;
-    };
-    let Some(id_col) = headers.iter().position(|h| h == "id" || h == "problem_id") else {
-        return;
-    };
+/// The problem-set CSV's rows by id: each row's columns.
+pub struct Rows(BTreeMap<String, BTreeMap<String, String>>);
+
+/// Reads the problem-set CSV `rel` (found as [`resolve`] finds it). None when it cannot be
+/// found or read: the problems then keep their own columns (grouping by a column says so).
+pub fn load(rel: &str, bases: &[&Path]) -> Option<Rows> {
+    let path = resolve(rel, bases)?;
+    let mut rdr = csv::Reader::from_path(&path).ok()?;
+    let headers = rdr.headers().cloned().ok()?;
+    let id_col = headers
+        .iter()
+        .position(|h| h == "id" || h == "problem_id")?;
     let mut rows: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for rec in rdr.records().flatten() {
         let Some(id) = rec.get(id_col) else { continue };
@@ -56,8 +54,13 @@ pub fn attach(run: &mut Run, rel: &str, bases: &[&Path]) {
             .collect();
         rows.insert(id.trim().to_string(), cols);
     }
-    for p in &mut run.problems {
-        if let Some(cols) = rows.get(&p.id) {
+    Some(Rows(rows))
+}
+
+impl Rows {
+    /// Adds its row's columns (by `id`) to a problem; the problem's own columns win.
+    pub fn apply(&self, p: &mut Problem) {
+        if let Some(cols) = self.0.get(&p.id) {
             for (k, v) in cols {
                 p.columns.entry(k.clone()).or_insert_with(|| v.clone());
             }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::load::{Attempt, Problem, State};
+use super::load::{Attempt, State};
 use super::stats::wilson;
 
 /// A proportion over problems with its Wilson 95% interval. `successes` is the sum of
@@ -22,8 +22,11 @@ pub struct Estimate {
 
 impl Estimate {
     pub fn of(shares: &[f64]) -> Self {
-        let successes: f64 = shares.iter().sum();
-        let n = shares.len();
+        Estimate::of_sum(shares.iter().sum(), shares.len())
+    }
+
+    /// From the sum of the shares and their count.
+    pub fn of_sum(successes: f64, n: usize) -> Self {
         let (ci_low, ci_high) = wilson(successes, n as f64);
         Estimate {
             value: if n > 0 {
@@ -71,18 +74,5 @@ impl Counts {
             }
         }
         self.verdicts += usize::from(a.state.has_verdict());
-    }
-
-    /// The attempts of round index `j` of these problems.
-    pub fn of(problems: &[&Problem], j: usize) -> Self {
-        let mut c = Counts::default();
-        for a in problems
-            .iter()
-            .flat_map(|p| &p.samples)
-            .filter_map(|s| s.get(j))
-        {
-            c.add(a);
-        }
-        c
     }
 }

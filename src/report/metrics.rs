@@ -14,7 +14,7 @@ pub use super::figures::{Counts, Estimate};
 pub use super::passk::KMetric;
 pub use super::problems::{Failure, NotRun, Outcomes};
 
-use super::load::{Attempt, Problem, Run, State};
+use super::load::{Attempt, Problem, Run};
 use super::stats::{PairedDiff, paired_bootstrap};
 
 pub const PER_ROUND: &str = "per-round accuracy";
@@ -134,7 +134,7 @@ impl Grouping {
             None => Ok(Grouping::Column(s.to_string())),
         }
     }
-    fn group_of(&self, p: &Problem) -> String {
+    pub(super) fn group_of(&self, p: &Problem) -> String {
         match self {
             Grouping::Column(c) => p
                 .columns
@@ -169,13 +169,6 @@ pub fn share(p: &Problem, j: usize, cumulative: bool) -> Option<f64> {
     (n > 0).then(|| right as f64 / n as f64)
 }
 
-fn shares(problems: &[&Problem], j: usize, cumulative: bool) -> Vec<f64> {
-    problems
-        .iter()
-        .filter_map(|p| share(p, j, cumulative))
-        .collect()
-}
-
 impl RoundRow {
     /// A token figure of this round as shown in tables: `~N` when some of it is estimated.
     pub fn tokens_text(&self, n: u64) -> String {
@@ -194,161 +187,30 @@ pub fn estimated_note(rows: &[RoundRow]) -> Option<&'static str> {
         .then_some("~ tokens estimated with the model's `tokenizer:`: its server reported no usage")
 }
 
-fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-fn round_rows(run: &Run, problems: &[&Problem]) -> Vec<RoundRow> {
-    let attempts_per_round = problems
-        .iter()
-        .filter(|p| p.status != "not_run")
-        .map(|p| p.samples.len())
-        .sum::<usize>()
-        .max(1);
-    let mut cum_tokens = 0u64;
-    let mut rows = Vec::new();
-    for (j, &round) in run.rounds.iter().enumerate() {
-        let mut row = RoundRow {
-            round,
-            per_round_accuracy: Estimate::of(&shares(problems, j, false)),
-            cumulative_accuracy: Estimate::of(&shares(problems, j, true)),
-            attempts: Counts::of(problems, j),
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            tokens_estimated: false,
-            cumulative_tokens_per_attempt: 0.0,
-            cost_usd: Some(0.0),
-            mean_reasoning_chars: None,
-            mean_completion_tokens: None,
-            finish_reasons: BTreeMap::new(),
-            truncated: 0,
-        };
-        let (mut chars, mut toks) = (Vec::new(), Vec::new());
-        for p in problems {
-            if let Some(u) = p.usage.get(j) {
-                row.prompt_tokens += u.prompt_tokens;
-                row.completion_tokens += u.completion_tokens;
-                row.tokens_estimated |= u.estimated;
-                row.cost_usd = row.cost_usd.zip(u.cost_usd).map(|(a, b)| a + b);
-            }
-            for a in p.samples.iter().filter_map(|s| s.get(j)) {
-                if a.state != State::Done {
-                    continue;
-                }
-                chars.extend(a.reasoning_chars.map(|c| c as f64));
-                toks.extend(a.completion_tokens.map(|c| c as f64));
-                let fr = a.finish_reason.clone().unwrap_or_else(|| "(none)".into());
-                if fr == "length" {
-                    row.truncated += 1;
-                }
-                *row.finish_reasons.entry(fr).or_default() += 1;
-            }
-        }
-        if row.prompt_tokens + row.completion_tokens == 0 && row.cost_usd == Some(0.0) {
-            row.cost_usd = None;
-        }
-        row.mean_reasoning_chars = mean(&chars);
-        row.mean_completion_tokens = mean(&toks);
-        cum_tokens += row.prompt_tokens + row.completion_tokens;
-        row.cumulative_tokens_per_attempt = cum_tokens as f64 / attempts_per_round as f64;
-        rows.push(row);
-    }
-    rows
-}
-
-fn groups(run: &Run, g: &Grouping) -> Vec<Group> {
-    let mut by: BTreeMap<String, Vec<&Problem>> = BTreeMap::new();
-    for p in &run.problems {
-        by.entry(g.group_of(p)).or_default().push(p);
-    }
-    by.into_iter()
-        .map(|(group, ps)| Group {
-            group,
-            problems: ps.len(),
-            rounds: round_rows(run, &ps)
-                .into_iter()
-                .map(|r| GroupRound {
-                    round: r.round,
-                    per_round_accuracy: r.per_round_accuracy,
-                    cumulative_accuracy: r.cumulative_accuracy,
-                    failed: r.attempts.failed,
-                    not_run: r.attempts.not_run,
-                })
-                .collect(),
-        })
-        .collect()
-}
-
+/// The report of a loaded run: its problems folded one at a time (`tally.rs`), as a
+/// streamed report folds them from the run file.
 pub fn run_report(
     run: &Run,
     grouping: Option<&Grouping>,
     bootstrap: usize,
     seed: u64,
 ) -> RunReport {
-    let all: Vec<&Problem> = run.problems.iter().collect();
-    let mut warnings = run.warnings.clone();
-    let first_vs_last = (run.rounds.len() >= 2).then(|| {
-        let last = run.rounds.len() - 1;
-        let (a, b): (Vec<f64>, Vec<f64>) = all
-            .iter()
-            .filter_map(|p| share(p, 0, false).zip(share(p, last, false)))
-            .unzip();
-        paired_bootstrap(&a, &b, bootstrap, seed)
-    });
-    let mut total = Counts::default();
-    run.problems
-        .iter()
-        .flat_map(|p| p.samples.iter().flatten())
-        .for_each(|a| total.add(a));
-    let not_run = super::problems::not_run(run);
-    let not_started = run
-        .problems
-        .iter()
-        .filter(|p| p.status == "not_run")
-        .count();
-    let incomplete = run
-        .problems
-        .iter()
-        .filter(|p| {
-            p.status == "incomplete"
-                || (p.status != "not_run" && not_run.iter().any(|n| n.id == p.id))
-        })
-        .count();
-    let finished = run.problems.len() - not_started - incomplete;
-    if let Some(Grouping::Column(c)) = grouping
-        && !run.problems.iter().any(|p| p.columns.contains_key(c))
-    {
-        warnings.push(format!(
-            "no problem has a `{c}` column (results carry id/question/answer; other columns come from the problem-set CSV named in config.json)"
-        ));
+    let mut t = super::tally::Tally::new(run, grouping, &super::passk::vote_ks(run));
+    for p in &run.problems {
+        t.add(p);
     }
-    RunReport {
-        label: run.label.clone(),
-        path: run.path.display().to_string(),
-        format: run.format.clone(),
-        pipeline: run.pipeline.clone(),
-        run_id: run.run_id.clone(),
-        status: run.status.clone(),
-        simulated: run.simulated,
-        problems: run.problems.len(),
-        problems_finished: finished,
-        problems_incomplete: incomplete,
-        problems_not_started: not_started,
-        samples: run.samples,
-        failed_attempts: total.failed,
-        not_run_attempts: total.not_run,
-        stopped_early: stop_note(run, finished, incomplete, not_started, &total),
-        shards: run.coverage.clone(),
-        not_run_reasons: total.not_run_reasons,
-        rounds: round_rows(run, &all),
-        k_metrics: super::passk::k_metrics(run),
-        first_vs_last,
-        outcomes: super::problems::outcomes(run),
-        failures: super::problems::failures(run),
-        not_run,
-        groups: grouping.map(|g| groups(run, g)).unwrap_or_default(),
-        warnings,
-    }
+    t.finish(run, bootstrap, seed)
+}
+
+/// What the note on a run that stopped early is made of.
+pub(super) struct StopFacts<'a> {
+    pub problems: usize,
+    pub finished: usize,
+    pub incomplete: usize,
+    pub not_started: usize,
+    pub total: &'a Counts,
+    /// Per round: (right, n) over the attempts with a verdict or a recorded error.
+    pub recorded: &'a [(usize, usize)],
 }
 
 /// `STOPPED EARLY (interrupted): 3 of 5 problems finished, 2 not started; not run: 4
@@ -357,32 +219,22 @@ pub fn run_report(
 /// live run's journal. A merged sharded run names its missing shards first (`shard 2/4
 /// missing: the table covers 3 of 4 shards (…)`) and its unfinished ones as the cause
 /// (`STOPPED EARLY (shard 1/4 interrupted): …`). None for a run that ran everything.
-fn stop_note(
-    run: &Run,
-    finished: usize,
-    incomplete: usize,
-    not_started: usize,
-    total: &Counts,
-) -> Option<String> {
+pub(super) fn stop_note(run: &Run, f: &StopFacts) -> Option<String> {
     // the shards of a merged run that were not given come first
     let missing = run
         .coverage
         .as_ref()
-        .and_then(|c| c.missing_note(run.problems.len()));
-    let stop = stopped_note(run, finished, incomplete, not_started, total);
+        .and_then(|c| c.missing_note(f.problems));
+    let stop = stopped_note(run, f);
     match (missing, stop) {
         (Some(m), Some(s)) => Some(format!("{m}; {s}")),
         (m, s) => m.or(s),
     }
 }
 
-fn stopped_note(
-    run: &Run,
-    finished: usize,
-    incomplete: usize,
-    not_started: usize,
-    total: &Counts,
-) -> Option<String> {
+fn stopped_note(run: &Run, f: &StopFacts) -> Option<String> {
+    let (finished, incomplete, not_started, total) =
+        (f.finished, f.incomplete, f.not_started, f.total);
     let stopped = matches!(run.status.as_str(), "interrupted" | "truncated" | "running");
     if !stopped && total.not_run == 0 && incomplete + not_started == 0 {
         return None;
@@ -411,7 +263,7 @@ fn stopped_note(
     };
     let mut s = format!(
         "{head} ({cause}): {finished} of {} problems finished",
-        run.problems.len()
+        f.problems
     );
     for (n, what) in [(incomplete, "incomplete"), (not_started, "not started")] {
         if n > 0 {
@@ -427,28 +279,17 @@ fn stopped_note(
         s.push_str(&format!(" ({})", reasons_text(&total.not_run_reasons)));
     }
     if total.not_run_reasons.contains_key("recorded_error") {
-        s.push_str(&recorded_errors_note(run));
+        s.push_str(&recorded_errors_note(f.recorded));
     }
     Some(s)
 }
 
 /// How the imported run's own figure differs: the original tool counted the records it
 /// wrote as errors as wrong answers, so its per-round share is over every row.
-fn recorded_errors_note(run: &Run) -> String {
-    let shares: Vec<String> = (0..run.rounds.len())
-        .map(|i| {
-            let (mut right, mut n) = (0usize, 0usize);
-            for a in run
-                .problems
-                .iter()
-                .flat_map(|p| p.samples.iter().filter_map(|s| s.get(i)))
-            {
-                let recorded = a.reason.as_deref() == Some("recorded_error");
-                if a.verdict().is_some() || recorded {
-                    n += 1;
-                    right += usize::from(a.verdict() == Some(true));
-                }
-            }
+fn recorded_errors_note(recorded: &[(usize, usize)]) -> String {
+    let shares: Vec<String> = recorded
+        .iter()
+        .map(|&(right, n)| {
             if n == 0 {
                 "–".into()
             } else {

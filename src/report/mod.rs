@@ -16,7 +16,9 @@
 //! `stats.rs` (Wilson, bootstrap, pass@k, majority), `metrics.rs` (the numbers), `passk.rs`
 //! (pass@k, majority@k), `problems.rs` (outcome classes, failed and not-run problems),
 //! `table.rs` (markdown, JSON), `csv.rs`, `compact.rs` (the end-of-run table), `plot.rs` (SVG),
-//! `shards.rs` (the run directories of a sharded run merged into one run).
+//! `shards.rs` (the run directories of a sharded run merged into one run), `tally.rs` (the
+//! numbers of one run as a fold over its problems: a report of one run is streamed, holding
+//! per-round sums, not its problems).
 
 mod columns;
 pub mod compact;
@@ -31,6 +33,7 @@ mod records;
 pub mod shards;
 pub mod stats;
 pub mod table;
+mod tally;
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +58,9 @@ pub struct ReportOptions {
     pub seed: u64,
     /// Bootstrap resamples (2000 by default).
     pub bootstrap: usize,
+    /// Also write each figure as a 300 dpi PNG (`distill report`; the end of a run writes
+    /// the SVGs only).
+    pub png: bool,
 }
 
 impl Default for ReportOptions {
@@ -65,6 +71,7 @@ impl Default for ReportOptions {
             group_by: None,
             seed: 0,
             bootstrap: 2000,
+            png: true,
         }
     }
 }
@@ -114,24 +121,67 @@ pub const DEFINITIONS: [(&str, &str); 7] = [
     ),
 ];
 
-/// Loads and computes without writing anything.
-pub fn build(opts: &ReportOptions) -> Result<(Report, Vec<Run>), String> {
+/// Loads and computes without writing anything. One run is read one problem at a time
+/// (nothing per problem is held but what the tables need); several runs are loaded whole
+/// (shards merge, runs are compared problem by problem).
+pub fn build(opts: &ReportOptions) -> Result<Report, String> {
     if opts.runs.is_empty() {
         return Err("report: no run given".into());
     }
     let grouping = opts.group_by.as_deref().map(Grouping::parse).transpose()?;
+    let bootstrap = opts.bootstrap.max(1);
+    let (runs, comparisons) = if let [one] = opts.runs.as_slice() {
+        let rr = stream_one(one, grouping.as_ref(), bootstrap, opts.seed)?;
+        (vec![rr], Vec::new())
+    } else {
+        let runs = load_several(opts, grouping.is_some())?;
+        let reports = runs
+            .iter()
+            .map(|r| metrics::run_report(r, grouping.as_ref(), bootstrap, opts.seed))
+            .collect();
+        (reports, metrics::comparisons(&runs, bootstrap, opts.seed))
+    };
+    Ok(Report {
+        metrics: DEFINITIONS.to_vec(),
+        group_by: opts.group_by.clone(),
+        bootstrap,
+        seed: opts.seed,
+        runs,
+        comparisons,
+    })
+}
+
+/// One run's report, folded over its records as they are read (the end-of-run report of a
+/// shard says which shard it is).
+fn stream_one(
+    path: &Path,
+    grouping: Option<&Grouping>,
+    bootstrap: usize,
+    seed: u64,
+) -> Result<RunReport, String> {
+    let reading = records::Reading::open(path, grouping.is_some())?;
+    let mut tally = tally::Tally::new(reading.head(), grouping, reading.vote_ks());
+    let mut problems = 0usize;
+    let mut run = reading.for_each(|p| {
+        problems += 1;
+        tally.add(&p);
+    });
+    shards::alone(&mut run, problems);
+    if run.label.is_empty() {
+        run.label = "[1]".into();
+    }
+    Ok(tally.finish(&run, bootstrap, seed))
+}
+
+/// Several runs loaded whole, the shards of a sharded run merged into one, each labelled
+/// uniquely.
+fn load_several(opts: &ReportOptions, columns: bool) -> Result<Vec<Run>, String> {
     let runs = opts
         .runs
         .iter()
-        .map(|p| records::load_run_for(p, grouping.is_some()))
+        .map(|p| records::load_run_for(p, columns))
         .collect::<Result<Vec<_>, _>>()?;
-    // the shards of a sharded run are one column; one run given is that run's own report
-    // (the end-of-run report of a shard says which shard it is)
-    let mut runs = if opts.runs.len() == 1 {
-        runs.into_iter().map(shards::alone).collect()
-    } else {
-        shards::merge(runs)?
-    };
+    let mut runs = shards::merge(runs)?;
     // labels name the columns: keep them unique
     for i in 0..runs.len() {
         let dup = runs
@@ -142,19 +192,7 @@ pub fn build(opts: &ReportOptions) -> Result<(Report, Vec<Run>), String> {
             runs[i].label = format!("{} [{}]", runs[i].label, i + 1).trim().to_string();
         }
     }
-    let bootstrap = opts.bootstrap.max(1);
-    let report = Report {
-        metrics: DEFINITIONS.to_vec(),
-        group_by: opts.group_by.clone(),
-        bootstrap,
-        seed: opts.seed,
-        runs: runs
-            .iter()
-            .map(|r| metrics::run_report(r, grouping.as_ref(), bootstrap, opts.seed))
-            .collect(),
-        comparisons: metrics::comparisons(&runs, bootstrap, opts.seed),
-    };
-    Ok((report, runs))
+    Ok(runs)
 }
 
 /// Builds the report; returns the markdown (also written to out_dir/report.md).
@@ -165,7 +203,7 @@ pub fn report(opts: &ReportOptions) -> Result<String, String> {
 /// Writes the report like [`report`] and also returns the compact per-round table of its
 /// first run (the end-of-run summary: one load of the run, the same numbers).
 pub fn report_with_compact(opts: &ReportOptions) -> Result<(String, String), String> {
-    let (rep, _) = build(opts)?;
+    let rep = build(opts)?;
     let compact = rep.runs.first().map(compact::compact).unwrap_or_default();
     let out_dir = match &opts.out_dir {
         Some(d) => d.clone(),
@@ -179,16 +217,25 @@ pub fn report_with_compact(opts: &ReportOptions) -> Result<(String, String), Str
     };
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| format!("creating {}: {e}", out_dir.display()))?;
-    let plots = plot::write_plots(&rep, &out_dir)?;
-    let md = table::markdown(&rep, &plots);
+    let png = opts.png && plot::PNG;
+    let plots = plot::write_plots(&rep, &out_dir, png)?;
+    let md = table::markdown(&rep, &plots, png);
     let write = |name: &str, body: &[u8]| {
         let p = out_dir.join(name);
         std::fs::write(&p, body).map_err(|e| format!("writing {}: {e}", p.display()))
     };
     write("report.md", md.as_bytes())?;
     write("report.csv", csv::csv(&rep).as_bytes())?;
-    let json = serde_json::to_vec_pretty(&table::json(&rep)).map_err(|e| e.to_string())?;
-    write("report.json", &json)?;
+    // straight from the report (a JSON tree of it first held ~100 bytes per problem id)
+    let p = out_dir.join("report.json");
+    std::fs::File::create(&p)
+        .map(std::io::BufWriter::new)
+        .map_err(|e| e.to_string())
+        .and_then(|mut w| {
+            serde_json::to_writer_pretty(&mut w, &rep).map_err(|e| e.to_string())?;
+            std::io::Write::flush(&mut w).map_err(|e| e.to_string())
+        })
+        .map_err(|e| format!("writing {}: {e}", p.display()))?;
     Ok((md, compact))
 }
 
@@ -197,7 +244,5 @@ pub fn report_with_compact(opts: &ReportOptions) -> Result<(String, String), Str
 /// `carried`, `failed` and `not run` columns and, when the run stopped early, the note on its
 /// first line.
 pub fn compact_table(run_dir: &Path) -> Result<String, String> {
-    let run = load_run(run_dir)?;
-    let rr = metrics::run_report(&run, None, 0, 0);
-    Ok(compact::compact(&rr))
+    Ok(compact::compact(&stream_one(run_dir, None, 0, 0)?))
 }

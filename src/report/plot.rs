@@ -72,9 +72,10 @@ const AXIS_TEXT: i32 = 8 * U;
 /// Characters of a run's label kept in the legend.
 const LABEL_CHARS: usize = 58;
 
-/// Writes every figure into `dir` as SVG and PNG; returns the SVG names written (none when no
-/// run has a graded round). A PNG that cannot be rendered is a warning, the SVG stays.
-pub fn write_plots(rep: &Report, dir: &Path) -> Result<Vec<String>, String> {
+/// Writes every figure into `dir` as SVG, and as PNG when `png` (and the build has [`PNG`]);
+/// returns the SVG names written (none when no run has a graded round). A PNG that cannot be
+/// rendered is a warning, the SVG stays.
+pub fn write_plots(rep: &Report, dir: &Path, png: bool) -> Result<Vec<String>, String> {
     if rep.runs.iter().all(|r| r.rounds.is_empty()) {
         return Ok(Vec::new());
     }
@@ -87,7 +88,7 @@ pub fn write_plots(rep: &Report, dir: &Path) -> Result<Vec<String>, String> {
         written.push(f.name.to_string());
         svgs.push((path.with_extension("png"), svg));
     }
-    if png::ENABLED {
+    if png && png::ENABLED {
         // the figures are rasterized side by side: it is most of a warm run's end
         std::thread::scope(|s| {
             let jobs: Vec<_> = svgs

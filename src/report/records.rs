@@ -2,7 +2,7 @@
 //! adapter) to the report's model: which nodes are graded rounds, each attempt's state, the
 //! usage and cost of every round, the vote records.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::Value;
@@ -26,25 +26,31 @@ pub fn load_run(path: &Path) -> Result<Run, String> {
 }
 
 /// As [`load_run`]; `columns`: keep each problem's question, answer and problem-set columns
-/// (only grouping reads them: without it a report of 100,000 problems holds none).
+/// (only grouping reads them: without it a report of 100,000 problems holds none). Every
+/// problem is held: a report of one run streams instead ([`Reading`]).
 pub fn load_run_for(path: &Path, columns: bool) -> Result<Run, String> {
-    let rf = crate::runfile::open(path)?;
-    let mut run = run_of(&rf, columns)?;
-    run.label = match (&rf.format, run.pipeline.is_empty()) {
+    let mut problems = Vec::new();
+    let mut run = Reading::open(path, columns)?.for_each(|p| problems.push(p));
+    run.problems = problems;
+    Ok(run)
+}
+
+/// The label of a run: its pipeline and run id's suffix, else its folder's name.
+fn label_of(rf: &RunFile, run: &Run) -> String {
+    let label = match (&rf.format, run.pipeline.is_empty()) {
         (crate::runfile::Format::Distill, false) => {
             format!("{} {}", run.pipeline, short_id(&run.run_id))
         }
         (crate::runfile::Format::Distill, true) => String::new(),
         _ => run.pipeline.clone(),
     };
-    if run.label.is_empty() {
-        run.label = rf
-            .dir
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    if !label.is_empty() {
+        return label;
     }
-    Ok(run)
+    rf.dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The run id's random suffix, or the whole id.
@@ -53,17 +59,29 @@ fn short_id(id: &str) -> &str {
 }
 
 /// What one pass over a run's records finds: per node id its kind, round, whether some
-/// instance finished and whether some had a verdict; and the most samples of a problem.
+/// instance finished and whether some had a verdict; the most samples of a problem; the ks
+/// of its vote records; and (hashed) the ids it has a record of.
 #[derive(Default)]
 struct Survey {
     nodes: BTreeMap<String, (String, u32, bool, bool)>,
     samples: usize,
+    vote_ks: BTreeSet<u64>,
+    ids: HashSet<u64>,
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
 }
 
 fn survey(rf: &RunFile) -> Survey {
     let mut s = Survey::default();
     for p in rf.problems(Texts::Lengths).flatten() {
+        s.ids.insert(id_hash(&p.id));
         s.samples = s.samples.max(p.samples.len());
+        for n in p.aggregates.values().filter(|n| n.kind == "vote") {
+            s.vote_ks.extend(pass_at(output(n)).into_keys());
+        }
         for n in p.samples.iter().flat_map(|s| s.values()) {
             let e =
                 s.nodes
@@ -117,139 +135,190 @@ fn graded_nodes(sv: &Survey, cfg: Option<&Value>, kinds: &[&str]) -> BTreeMap<St
         .collect()
 }
 
-/// A run's records as the report's model (its label and path are the caller's).
-pub fn run_of(rf: &RunFile, columns: bool) -> Result<Run, String> {
-    let config = rf.config().filter(|_| rf.format == Format::Distill);
-    let cfg = config.as_ref();
-    let mut warnings = Vec::new();
-    // the attempts graded by the `grade:` block; a pipeline that grades only with nodes
-    // that give their own verdict (`grade`) has those instead
-    let sv = survey(rf);
-    let mut graded = graded_nodes(&sv, cfg, &crate::nodes::block_graded_kinds());
-    if graded.is_empty() {
-        graded = graded_nodes(&sv, cfg, &crate::nodes::own_verdict_kinds());
-    }
-    let mut rounds: BTreeSet<u32> = graded.values().copied().collect();
-    if let Some(o) = rf.original() {
-        rounds.extend(o.rounds());
-        if o.lacks_iteration_tokens() {
-            warnings.push(
-                "the original iterated format has no per-iteration token counts: tokens are shown as 0"
-                    .into(),
-            );
-        }
-    }
-    let rounds: Vec<u32> = rounds.into_iter().collect();
-    if rounds.is_empty() {
-        warnings.push("no graded node: accuracy needs a `grade:` block or grade nodes".into());
-    }
-    let prices = prices(cfg);
-    let cfg_samples = cfg
-        .and_then(|c| c["pipeline"]["samples"].as_u64())
-        .map(|n| n as usize);
-    let samples = sv.samples.max(cfg_samples.unwrap_or(1)).max(1);
+/// A run's records opened for one pass (after a first pass that finds its graded nodes,
+/// rounds and samples): the run without its problems ([`Reading::head`]), then its problems
+/// one at a time ([`Reading::for_each`]), so that a report need not hold them.
+pub struct Reading {
+    rf: RunFile,
+    run: Run,
+    shape: Shape,
+    vote_ks: BTreeSet<u64>,
+    /// Selected in config.json, without a record.
+    missing: Vec<String>,
+    /// The problem-set CSV's rows by id (grouping by a column).
+    csv: Option<super::columns::Rows>,
+}
 
-    let status = rf.status.clone();
-    let shape = Shape {
-        graded: &graded,
-        rounds: &rounds,
-        samples,
-        prices: &prices,
-        original: rf.original().is_some(),
-        columns,
-        unrecorded: match status.as_str() {
-            "interrupted" | "truncated" => "interrupted",
-            "running" => "pending",
-            _ => "no record",
-        },
-    };
-    let mut problems = Vec::new();
-    let mut ids_seen = BTreeSet::new();
-    let mut unreadable = Vec::new();
-    for p in rf.problems(Texts::Lengths) {
-        match p {
-            Ok(p) => {
-                ids_seen.insert(p.id.clone());
-                problems.push(problem(&p, &shape));
-            }
-            Err(u) => unreadable.push(u),
+impl Reading {
+    /// Opens a run's records (`runfile::open`) and reads them once for their shape.
+    /// `columns`: give each problem its question, answer and problem-set columns.
+    pub fn open(path: &Path, columns: bool) -> Result<Reading, String> {
+        let rf = crate::runfile::open(path)?;
+        let config = rf.config().filter(|_| rf.format == Format::Distill);
+        let cfg = config.as_ref();
+        let mut warnings = Vec::new();
+        // the attempts graded by the `grade:` block; a pipeline that grades only with nodes
+        // that give their own verdict (`grade`) has those instead
+        let sv = survey(&rf);
+        let mut graded = graded_nodes(&sv, cfg, &crate::nodes::block_graded_kinds());
+        if graded.is_empty() {
+            graded = graded_nodes(&sv, cfg, &crate::nodes::own_verdict_kinds());
         }
-    }
-    if let Some(u) = unreadable.first() {
-        warnings.push(format!(
-            "{} record(s) of {} could not be read and are left out (record {}: {})",
-            unreadable.len(),
-            rf.file.display(),
-            u.line,
-            u.error
-        ));
-    }
-    // selected but never written: the run was interrupted (or crashed) before them
-    if let Some(sel) = cfg.and_then(|c| c["problems"]["selected"].as_array()) {
-        let missing: Vec<String> = sel
-            .iter()
+        let mut rounds: BTreeSet<u32> = graded.values().copied().collect();
+        if let Some(o) = rf.original() {
+            rounds.extend(o.rounds());
+            if o.lacks_iteration_tokens() {
+                warnings.push(
+                    "the original iterated format has no per-iteration token counts: tokens are shown as 0"
+                        .into(),
+                );
+            }
+        }
+        let rounds: Vec<u32> = rounds.into_iter().collect();
+        if rounds.is_empty() {
+            warnings.push("no graded node: accuracy needs a `grade:` block or grade nodes".into());
+        }
+        let cfg_samples = cfg
+            .and_then(|c| c["pipeline"]["samples"].as_u64())
+            .map(|n| n as usize);
+        let samples = sv.samples.max(cfg_samples.unwrap_or(1)).max(1);
+        let status = rf.status.clone();
+        // selected but never written: the run was interrupted (or crashed) before them
+        let missing: Vec<String> = cfg
+            .and_then(|c| c["problems"]["selected"].as_array())
+            .into_iter()
+            .flatten()
             .filter_map(|v| v.as_str())
-            .filter(|id| !ids_seen.contains(*id))
+            .filter(|id| !sv.ids.contains(&id_hash(id)))
             .map(String::from)
             .collect();
+        let shape = Shape {
+            graded,
+            samples,
+            prices: prices(cfg),
+            original: rf.original().is_some(),
+            columns,
+            unrecorded: match status.as_str() {
+                "interrupted" | "truncated" => "interrupted",
+                "running" => "pending",
+                _ => "no record",
+            },
+        };
+        let csv = if !columns {
+            None
+        } else if let Some(o) = rf.original() {
+            o.config["data_path"]
+                .as_str()
+                .and_then(|path| super::columns::load(path, &[]))
+        } else if let Some(path) = cfg.and_then(|c| c["problems"]["path"].as_str()) {
+            let pipeline_file = cfg.and_then(|c| c["pipeline_file"].as_str()).unwrap_or("");
+            super::columns::load(path, &[&rf.dir, Path::new(pipeline_file)])
+        } else {
+            None
+        };
+        let mut run = Run {
+            label: String::new(),
+            path: rf.file.clone(),
+            format: rf.format.label().into(),
+            pipeline: rf.pipeline.clone().unwrap_or_default(),
+            run_id: rf.run_id.clone().unwrap_or_default(),
+            status,
+            simulated: cfg
+                .and_then(|c| c["provenance"]["simulated_models"].as_array())
+                .is_some_and(|a| !a.is_empty()),
+            rounds,
+            samples,
+            problems: Vec::new(),
+            warnings,
+            shard: cfg.and_then(crate::runfile::config::ShardRecord::read),
+            coverage: None,
+        };
+        run.label = label_of(&rf, &run);
+        Ok(Reading {
+            rf,
+            run,
+            shape,
+            vote_ks: sv.vote_ks,
+            missing,
+            csv,
+        })
+    }
+
+    /// The run without its problems: what every problem is read against.
+    pub fn head(&self) -> &Run {
+        &self.run
+    }
+
+    /// The ks of the run's vote records.
+    pub fn vote_ks(&self) -> &BTreeSet<u64> {
+        &self.vote_ks
+    }
+
+    /// Reads the problems in the run's order, then the selected ones without a record (not
+    /// run at every round), handing each to `sink`; returns the run (its problems empty),
+    /// with the warnings of this pass.
+    pub fn for_each(self, mut sink: impl FnMut(Problem)) -> Run {
+        let Reading {
+            rf,
+            mut run,
+            shape,
+            missing,
+            csv,
+            ..
+        } = self;
+        let mut give = |mut p: Problem| {
+            if let Some(rows) = &csv {
+                rows.apply(&mut p);
+            }
+            sink(p);
+        };
+        let (mut unreadable, mut first) = (0usize, None);
+        for p in rf.problems(Texts::Lengths) {
+            match p {
+                Ok(p) => give(problem(&p, &run.rounds, &shape)),
+                Err(u) => {
+                    unreadable += 1;
+                    first.get_or_insert(u);
+                }
+            }
+        }
+        if let Some(u) = first {
+            run.warnings.push(format!(
+                "{unreadable} record(s) of {} could not be read and are left out (record {}: {})",
+                rf.file.display(),
+                u.line,
+                u.error
+            ));
+        }
         if !missing.is_empty() {
-            warnings.push(format!(
+            run.warnings.push(format!(
                 "{} selected problem(s) have no record (the run stopped before they finished): not run, left out of the accuracy",
                 missing.len()
             ));
         }
         // a live run has not reached them yet; any other run stopped before them
-        let reason = if status == "running" {
+        let reason = if run.status == "running" {
             "pending"
         } else {
             "interrupted"
         };
         for id in missing {
-            problems.push(super::load::missing_problem(
+            give(super::load::missing_problem(
                 &id,
-                samples,
-                rounds.len(),
+                run.samples,
+                run.rounds.len(),
                 reason,
             ));
         }
+        run
     }
-    let simulated = cfg
-        .and_then(|c| c["provenance"]["simulated_models"].as_array())
-        .is_some_and(|a| !a.is_empty());
-    let mut run = Run {
-        label: String::new(),
-        path: rf.file.clone(),
-        format: rf.format.label().into(),
-        pipeline: rf.pipeline.clone().unwrap_or_default(),
-        run_id: rf.run_id.clone().unwrap_or_default(),
-        status,
-        simulated,
-        rounds,
-        samples,
-        problems,
-        warnings,
-        shard: cfg.and_then(crate::runfile::config::ShardRecord::read),
-        coverage: None,
-    };
-    if !columns {
-        // nothing to attach to
-    } else if let Some(o) = rf.original() {
-        if let Some(path) = o.config["data_path"].as_str() {
-            super::columns::attach(&mut run, path, &[]);
-        }
-    } else if let Some(path) = cfg.and_then(|c| c["problems"]["path"].as_str()) {
-        let pipeline_file = cfg.and_then(|c| c["pipeline_file"].as_str()).unwrap_or("");
-        super::columns::attach(&mut run, path, &[&rf.dir, Path::new(pipeline_file)]);
-    }
-    Ok(run)
 }
 
 /// What every problem of a run is read against.
-struct Shape<'a> {
-    graded: &'a BTreeMap<String, u32>,
-    rounds: &'a [u32],
+struct Shape {
+    graded: BTreeMap<String, u32>,
     samples: usize,
-    prices: &'a HashMap<String, (f64, f64)>,
+    prices: HashMap<String, (f64, f64)>,
     /// The original tool's file: its consensus is its own vote.
     original: bool,
     /// Keep the problems' columns (for grouping).
@@ -315,8 +384,7 @@ fn add_usage(u: &mut RoundUsage, o: &Output, prices: &HashMap<String, (f64, f64)
     }
 }
 
-fn problem(p: &ProblemRecord, sh: &Shape) -> Problem {
-    let rounds = sh.rounds;
+fn problem(p: &ProblemRecord, rounds: &[u32], sh: &Shape) -> Problem {
     let mut columns = BTreeMap::new();
     if sh.columns {
         for (k, v) in [("question", &p.question), ("answer", &p.answer)] {
@@ -350,7 +418,7 @@ fn problem(p: &ProblemRecord, sh: &Shape) -> Problem {
                 if sh.original && u.cost_usd.is_none() && o.contains_key("cost_usd") {
                     u.cost_usd = Some(0.0);
                 }
-                add_usage(u, o, sh.prices);
+                add_usage(u, o, &sh.prices);
             }
             let r = sh.graded.get(nid).copied().or_else(|| {
                 // the original tool's files name their attempts by kind, not by a pipeline
@@ -421,17 +489,21 @@ fn attempts(p: &ProblemRecord, by_round: &[Option<&NodeRecord>], unrecorded: &st
     out
 }
 
-fn vote(nid: &str, n: &NodeRecord, sh: &Shape) -> VoteRecord {
-    let o = output(n);
-    let pass_at = o
-        .and_then(|o| o.get("pass_at"))
+/// A vote node's `pass_at` figures by k.
+fn pass_at(o: Option<&Output>) -> BTreeMap<u64, f64> {
+    o.and_then(|o| o.get("pass_at"))
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
                 .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_f64()?)))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn vote(nid: &str, n: &NodeRecord, sh: &Shape) -> VoteRecord {
+    let o = output(n);
+    let pass_at = pass_at(o);
     let status = serde_json::to_value(n.status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

@@ -56,19 +56,18 @@ pub fn merge(runs: Vec<Run>) -> Result<Vec<Run>, String> {
 }
 
 /// A shard reported alone (its own report, at the end of its run): as itself, with a note
-/// saying what it is a piece of.
-pub fn alone(mut run: Run) -> Run {
+/// saying what it is a piece of (`problems`: how many it has).
+pub fn alone(run: &mut Run, problems: usize) {
     if let Some(s) = &run.shard {
         run.warnings.push(format!(
             "this run is shard {}/{} of a sharded run ({} problem(s) of the {} of all shards): report the {} shard directories together to merge them into one column",
             s.index,
             s.count,
-            run.problems.len(),
+            problems,
             s.problems_total,
             s.count
         ));
     }
-    run
 }
 
 /// One config, each shard once.

@@ -5,8 +5,6 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
 use super::Report;
 use super::metrics::{CUMULATIVE, Estimate, PER_ROUND, RunReport, reasons_text};
 
@@ -126,7 +124,9 @@ fn title(rep: &Report) -> String {
     }
 }
 
-pub fn markdown(rep: &Report, plots: &[String]) -> String {
+/// report.md; `png`: the figures' PNG copies were written beside their SVGs (else each
+/// caption says how to make them).
+pub fn markdown(rep: &Report, plots: &[String], png: bool) -> String {
     let mut s = format!("{}\n\n", title(rep));
     s.push_str("| run | format | pipeline | run id | status | problems | samples | rounds | failed | not run | file |\n|---|---|---|---|---|---:|---:|---|---:|---:|---|\n");
     for r in &rep.runs {
@@ -325,11 +325,17 @@ pub fn markdown(rep: &Report, plots: &[String]) -> String {
     if !plots.is_empty() {
         s.push_str("\n## plots\n\n");
         for p in plots {
-            let png = p.replace(".svg", ".png");
+            let png_name = p.replace(".svg", ".png");
             let _ = writeln!(s, "![{p}]({p})\n");
             match super::plot::caption(p) {
+                Some(c) if png => {
+                    let _ = writeln!(s, "*{c}* (PNG, 300 dpi: [{png_name}]({png_name}))\n");
+                }
                 Some(c) if super::plot::PNG => {
-                    let _ = writeln!(s, "*{c}* (PNG, 300 dpi: [{png}]({png}))\n");
+                    let _ = writeln!(
+                        s,
+                        "*{c}* (PNG, 300 dpi: `distill report` on this run writes {png_name})\n"
+                    );
                 }
                 Some(c) => {
                     let _ = writeln!(s, "*{c}*\n");
@@ -446,8 +452,4 @@ fn run_section(s: &mut String, r: &RunReport) {
     for w in &r.warnings {
         let _ = writeln!(s, "\nWarning: {w}");
     }
-}
-
-pub fn json(rep: &Report) -> Value {
-    serde_json::to_value(rep).unwrap_or(Value::Null)
 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 pub(super) type Span = (u64, usize);
 
 #[derive(Default)]
-struct Entry {
+pub(super) struct Entry {
     open: Option<Span>,
     nodes: Vec<Span>,
     close: Option<Span>,
@@ -269,25 +269,75 @@ pub(super) fn problems(path: &Path, s: &Scan) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// results.json in the making (a temporary file, renamed by the caller once it ends): its
+/// head, then problem records one a line as they are pushed, then its status.
+pub(super) struct Results {
+    w: std::io::BufWriter<File>,
+    first: bool,
+}
+
+impl Results {
+    pub(super) fn create(out: &Path, header: &Value) -> Result<Results> {
+        let mut w = std::io::BufWriter::new(File::create(out)?);
+        write!(
+            w,
+            "{{\n\"run_id\": {},\n\"pipeline\": {},\n\"problems\": [",
+            header["run_id"], header["pipeline"]
+        )?;
+        Ok(Results { w, first: true })
+    }
+
+    /// Appends one problem's record (assembled from the journal `f` at `e`'s places).
+    pub(super) fn push(&mut self, header: &Value, e: &Entry, f: &mut File) -> Result<()> {
+        let Some(p) = assemble(header, e, f)? else {
+            return Ok(());
+        };
+        self.w.write_all(if self.first { b"\n" } else { b",\n" })?;
+        self.first = false;
+        self.w.write_all(p.as_bytes())?;
+        Ok(())
+    }
+
+    pub(super) fn end(mut self, status: &str) -> Result<()> {
+        write!(self.w, "\n],\n\"status\": {}\n}}\n", json!(status))?;
+        self.w.flush()?;
+        Ok(())
+    }
+}
+
+impl Scan {
+    /// Takes out, in CSV order, the closed problems below `bound` that no open problem
+    /// precedes (they can go to results.json now: problems open in CSV order, so nothing
+    /// before them is still to come).
+    pub(super) fn take_closed_below(&mut self, bound: usize) -> Vec<(usize, Entry)> {
+        let mut out = Vec::new();
+        while let Some(e) = self.entries.first_entry() {
+            if *e.key() >= bound || e.get().close.is_none() {
+                break;
+            }
+            out.push(e.remove_entry());
+        }
+        out
+    }
+
+    /// Takes out every problem left, in CSV order.
+    pub(super) fn take_all(&mut self) -> Vec<(usize, Entry)> {
+        std::mem::take(&mut self.entries).into_iter().collect()
+    }
+
+    /// Problems noted and not yet taken out.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 /// results.json from the journal, written problem by problem, at the places `s` notes.
 pub(super) fn write_results(journal: &Path, s: &Scan, out: &Path, status: &str) -> Result<()> {
     let mut f = File::open(journal)?;
-    let mut w = std::io::BufWriter::new(File::create(out)?);
-    write!(
-        w,
-        "{{\n\"run_id\": {},\n\"pipeline\": {},\n\"problems\": [",
-        s.header["run_id"], s.header["pipeline"]
-    )?;
-    let mut first = true;
+    let mut r = Results::create(out, &s.header)?;
     for e in s.entries.values() {
-        let Some(p) = assemble(&s.header, e, &mut f)? else {
-            continue;
-        };
-        w.write_all(if first { b"\n" } else { b",\n" })?;
-        first = false;
-        w.write_all(p.as_bytes())?;
+        r.push(&s.header, e, &mut f)?;
     }
-    write!(w, "\n],\n\"status\": {}\n}}\n", json!(status))?;
-    w.flush()?;
-    Ok(())
+    r.end(status)
 }

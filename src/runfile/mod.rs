@@ -9,9 +9,11 @@
 //!   one of its node instances ends (the whole node record, outputs included), `{"record":
 //!   "close",…}` when the problem is done, and `{"record":"end","status":…}`. A SIGKILL, an
 //!   OOM kill or a power loss can cut at most the line being written; readers skip it.
-//! - `results.json`: written once, at the end, atomically (temporary file + rename), from
-//!   the journal, problems in CSV order: `{"run_id", "pipeline", "problems": [one problem a
-//!   line], "status"}`. Its presence means the run ended and wrote everything.
+//! - `results.json`: made from the journal as problems close (in CSV order, behind the
+//!   problems still open: `.results.json.tmp`) and renamed into place at the end, so it
+//!   appears once, whole (the writer keeps the journal places of open problems only):
+//!   `{"run_id", "pipeline", "problems": [one problem a line], "status"}`. Its presence
+//!   means the run ended and wrote everything.
 //! - `run.lock`: held (`flock`) by the live run. No end record and a free lock mean the run
 //!   was killed: it reads as `interrupted`, every node that finished counted.
 //!
@@ -40,6 +42,8 @@ use serde_json::{Value, json};
 pub const RESULTS: &str = "results.json";
 pub const JOURNAL: &str = "results.jsonl";
 pub const LOCK: &str = "run.lock";
+/// results.json while it is written (renamed into place at the end of the run).
+const RESULTS_TMP: &str = ".results.json.tmp";
 /// The cache entries a run used, one key a line (for `cache gc` and `cache export`).
 pub const KEYS: &str = "cache_keys.txt";
 /// The journal's write buffer: several finished nodes' lines, one write.
@@ -55,9 +59,22 @@ pub struct Journal {
     /// process dies, however it dies).
     _lock: File,
     run_id: String,
-    /// Where each problem's lines are, noted as they are written; and the file's length.
+    /// Where each problem's lines are, noted as they are written, until the problem is in
+    /// results.json; and the file's length.
     places: journal::Scan,
     at: u64,
+    /// results.json in the making (`.results.json.tmp`): the problems before every open one,
+    /// in CSV order, written as they close, so that the places of a finished problem are not
+    /// kept; renamed into results.json at the end.
+    results: Option<journal::Results>,
+    /// The journal read back for `results`.
+    reader: Option<File>,
+    /// The largest problem index opened, and the largest written to `results`.
+    max_open: Option<usize>,
+    written: Option<usize>,
+    /// A problem opened before one already written (not in CSV order): results.json is then
+    /// written anew from the whole journal at the end.
+    unordered: bool,
 }
 
 impl Journal {
@@ -85,6 +102,11 @@ impl Journal {
             run_id: run_id.to_string(),
             places: journal::Scan::new(header.clone()),
             at: 0,
+            results: None,
+            reader: None,
+            max_open: None,
+            written: None,
+            unordered: false,
         };
         j.append(&header)?;
         Ok(j)
@@ -130,6 +152,11 @@ impl Journal {
             run_id: head["run_id"].as_str().unwrap_or_default().to_string(),
             places,
             at,
+            results: None,
+            reader: None,
+            max_open: None,
+            written: None,
+            unordered: false,
         })
     }
 
@@ -143,6 +170,8 @@ impl Journal {
         let span = self.append(&json!({"record": "open", "index": p.index, "id": p.id,
                                        "question": p.question(), "answer": p.answer()}))?;
         self.places.note(journal::Rec::Open, p.index, span);
+        self.unordered |= self.written.is_some_and(|w| p.index <= w);
+        self.max_open = self.max_open.max(Some(p.index));
         Ok(())
     }
 
@@ -178,6 +207,49 @@ impl Journal {
                             "error": p.error}),
         )?;
         self.places.note(journal::Rec::Close, p.index, span);
+        if let (Some(bound), false) = (self.max_open, self.unordered) {
+            let done = self.places.take_closed_below(bound);
+            self.write(done)
+                .with_context(|| format!("writing {}", self.dir.join(RESULTS_TMP).display()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the problems not yet written, and the status, to results.json in the making.
+    fn finish_in_order(&mut self, status: &str) -> Result<()> {
+        let rest = self.places.take_all();
+        self.write(rest)?;
+        let r = match self.results.take() {
+            Some(r) => r,
+            None => journal::Results::create(&self.dir.join(RESULTS_TMP), &self.places.header)?,
+        };
+        r.end(status)
+    }
+
+    /// Appends problems to results.json in the making (created at the first).
+    fn write(&mut self, done: Vec<(usize, journal::Entry)>) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        // their lines are read back from the file: buffered ones are written out first
+        self.flush()?;
+        if self.reader.is_none() {
+            self.reader = Some(File::open(self.dir.join(JOURNAL))?);
+        }
+        if self.results.is_none() {
+            let header = &self.places.header;
+            self.results = Some(journal::Results::create(
+                &self.dir.join(RESULTS_TMP),
+                header,
+            )?);
+        }
+        let (Some(r), Some(f)) = (self.results.as_mut(), self.reader.as_mut()) else {
+            return Ok(());
+        };
+        for (index, e) in done {
+            r.push(&self.places.header, &e, f)?;
+            self.written = Some(index);
+        }
         Ok(())
     }
 
@@ -202,14 +274,21 @@ impl Journal {
         Ok(span)
     }
 
-    /// Ends the journal with `status` and writes results.json from it, atomically.
+    /// Ends the journal with `status` and finishes results.json from it (the problems not
+    /// yet written, in CSV order), atomically.
     pub fn finish(mut self, status: &str) -> Result<()> {
         self.append(&json!({"record": "end", "status": status}))?;
         self.flush()?;
         let path = self.dir.join(RESULTS);
-        let tmp = self.dir.join(".results.json.tmp");
-        journal::write_results(&self.dir.join(JOURNAL), &self.places, &tmp, status)
-            .with_context(|| format!("writing {}", path.display()))?;
+        let tmp = self.dir.join(RESULTS_TMP);
+        let journal = self.dir.join(JOURNAL);
+        if self.unordered {
+            self.results = None;
+            journal::write_results(&journal, &journal::scan(&journal)?, &tmp, status)
+        } else {
+            self.finish_in_order(status)
+        }
+        .with_context(|| format!("writing {}", path.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("renaming into {}", path.display()))?;
         Ok(())
     }
@@ -350,11 +429,7 @@ mod tests {
         for (k, v) in [("id", id), ("question", "q"), ("answer", "1")] {
             fields.insert(k.to_string(), v.to_string());
         }
-        crate::data::Problem {
-            id: id.into(),
-            index,
-            fields: fields.into(),
-        }
+        crate::data::Problem::new(index, id.into(), fields)
     }
 
     fn node(id: &str) -> NodeRecord {
@@ -445,5 +520,81 @@ mod tests {
             "an ended run reads results.json"
         );
         assert_eq!(liveness(dir.path()), Liveness::Ended("complete".into()));
+    }
+
+    #[test]
+    fn results_json_is_written_as_problems_close_in_csv_order_and_their_places_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = ["a0".to_string()];
+        let mut j = Journal::create(dir.path(), "r1", "p", &nodes, 1).unwrap();
+        let ps: Vec<_> = (0..5).map(|i| problem(&format!("p{i}"), i)).collect();
+        for p in &ps[..3] {
+            j.open(p).unwrap();
+            j.node(p.index, Some(0), &node("a0")).unwrap();
+        }
+        // 1 closes before 0: nothing can be written yet
+        j.close(&closed(&ps[1])).unwrap();
+        assert_eq!(j.places.len(), 3);
+        j.close(&closed(&ps[0])).unwrap();
+        // 0 and 1 are written (2 is open: it could still close), their places dropped
+        assert_eq!(j.places.len(), 1);
+        assert_eq!(j.written, Some(1));
+        j.close(&closed(&ps[2])).unwrap();
+        // 2 is the last problem opened: kept until a later one opens
+        j.open(&ps[4]).unwrap();
+        j.open(&ps[3]).unwrap();
+        assert!(!j.unordered, "3 comes after every problem written");
+        j.node(3, Some(0), &node("a0")).unwrap();
+        j.close(&closed(&ps[3])).unwrap();
+        // 4 never closes (the run is stopped): written at the end, incomplete
+        j.finish("interrupted").unwrap();
+        let r: Value =
+            serde_json::from_str(&fs::read_to_string(dir.path().join(RESULTS)).unwrap()).unwrap();
+        let ids: Vec<&str> = r["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["p0", "p1", "p2", "p3", "p4"]);
+        assert_eq!(r["problems"][4]["status"], "incomplete");
+        assert_eq!(r["problems"][0]["samples"][0]["a0"]["status"], "done");
+        assert_eq!(r["status"], "interrupted");
+        assert!(!dir.path().join(RESULTS_TMP).exists());
+        // the same as results.json written from the whole journal at once
+        let s = journal::scan(&dir.path().join(JOURNAL)).unwrap();
+        let again = dir.path().join("again.json");
+        journal::write_results(&dir.path().join(JOURNAL), &s, &again, "interrupted").unwrap();
+        assert_eq!(
+            fs::read(&again).unwrap(),
+            fs::read(dir.path().join(RESULTS)).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_problem_opened_before_one_written_rewrites_results_json_in_csv_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = ["a0".to_string()];
+        let mut j = Journal::create(dir.path(), "r1", "p", &nodes, 1).unwrap();
+        let ps: Vec<_> = (0..3).map(|i| problem(&format!("p{i}"), i)).collect();
+        for i in [1, 2] {
+            j.open(&ps[i]).unwrap();
+        }
+        j.close(&closed(&ps[1])).unwrap();
+        assert_eq!(j.written, Some(1));
+        j.open(&ps[0]).unwrap();
+        assert!(j.unordered);
+        j.close(&closed(&ps[0])).unwrap();
+        j.close(&closed(&ps[2])).unwrap();
+        j.finish("complete").unwrap();
+        let r: Value =
+            serde_json::from_str(&fs::read_to_string(dir.path().join(RESULTS)).unwrap()).unwrap();
+        let ids: Vec<&str> = r["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["p0", "p1", "p2"]);
     }
 }

@@ -79,6 +79,7 @@ pub fn opts(runs: Vec<PathBuf>, out: &Path) -> ReportOptions {
         group_by: None,
         seed: 7,
         bootstrap: 500,
+        png: true,
     }
 }
 
