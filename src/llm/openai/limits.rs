@@ -50,6 +50,8 @@ struct AimdState {
     epoch: u64,
     /// Growing by one per success until the first congestion.
     slow_start: bool,
+    /// Smoothed duration of a successful request (s; 0: none yet).
+    srtt: f64,
 }
 
 /// The limits of one provider instance.
@@ -88,6 +90,7 @@ impl Limits {
                 in_flight: 0,
                 epoch: 0,
                 slow_start: true,
+                srtt: 0.0,
             }),
             wake: Notify::new(),
             paused_until: Mutex::new(None),
@@ -95,18 +98,21 @@ impl Limits {
         })
     }
 
-    /// Waits for an in-flight slot, the end of any header pause, and the rpm / tpm budgets.
+    /// Waits for an in-flight slot, the end of any header pause, the learned pace and the
+    /// rpm / tpm budgets. A pause or a cut of the pace that comes while a request waits for its
+    /// slot holds it too (it takes a new slot after the pause).
     pub async fn admit(&self, est_tokens: u64) -> Permit<'_> {
         let mut permit = self.acquire_slot().await;
         loop {
-            let until = *self.paused_until.lock().expect("pause lock");
-            match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
-                _ => break,
+            self.wait_for_pause().await;
+            let Some(p) = &self.pace else { break };
+            let Some(slot) = p.reserve(Instant::now(), self.provisional_rate()) else {
+                break;
+            };
+            tokio::time::sleep_until(slot.at).await;
+            if p.still_valid(slot) && !self.paused() {
+                break;
             }
-        }
-        if let Some(at) = self.pace.as_ref().and_then(|p| p.reserve(Instant::now())) {
-            tokio::time::sleep_until(at).await;
         }
         if let Some(r) = &self.rpm {
             r.until_ready().await;
@@ -118,7 +124,39 @@ impl Limits {
             let _ = t.until_n_ready(n).await;
         }
         permit.sent = Instant::now();
+        if let Some(p) = &self.pace {
+            p.started(permit.sent);
+        }
         permit
+    }
+
+    async fn wait_for_pause(&self) {
+        loop {
+            let until = *self.paused_until.lock().expect("pause lock");
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => break,
+            }
+        }
+    }
+
+    fn paused(&self) -> bool {
+        self.paused_until
+            .lock()
+            .expect("pause lock")
+            .is_some_and(|t| t > Instant::now())
+    }
+
+    /// While the in-flight limit is in its slow start and no rate is learned, a round's
+    /// requests are spread over twice its share of the round trip instead of sent at once
+    /// (as TCP paces its slow start), so a server's first refusal stops the rest of the
+    /// round before they are sent. None before the first answer.
+    fn provisional_rate(&self) -> Option<f64> {
+        let s = self.state.lock().expect("aimd lock");
+        if !s.slow_start || s.srtt <= 0.0 || s.limit >= s.ceiling {
+            return None;
+        }
+        Some(2.0 * s.limit.max(1.0) / s.srtt)
     }
 
     async fn acquire_slot(&self) -> Permit<'_> {
@@ -225,6 +263,12 @@ impl Permit<'_> {
     /// The request succeeded: grow the limit additively.
     pub fn succeeded(&self) {
         let mut s = self.limits.state.lock().expect("aimd lock");
+        let took = self.sent.elapsed().as_secs_f64();
+        s.srtt = if s.srtt > 0.0 {
+            0.875 * s.srtt + 0.125 * took
+        } else {
+            took
+        };
         let step = if s.slow_start {
             1.0
         } else {
