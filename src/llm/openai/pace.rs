@@ -19,7 +19,9 @@
 //!   the share is remembered as noise, and later refusals cut only when the window's share
 //!   rises well above it. So a server refusing a share at random is cut at most once, and not
 //!   for long. A refusal while nothing of this client's was admitted in the window says
-//!   nothing of its rate: no cut.
+//!   nothing of its rate: no cut. Nor does a single refusal that comes before the rate has
+//!   grown back halfway to the level it was cut at (a found limit is probed only when the
+//!   rate reaches it again): the refusals after it tell noise from a lower limit.
 //! - At most one cut per `WINDOW`: the refusals of requests sent together are one signal.
 //!
 //! Deliberately not here: waiting for a server's Retry-After or an exhausted
@@ -44,7 +46,7 @@ const NEAR: f64 = 0.10;
 /// The lowest rate it paces at (requests per second).
 const FLOOR: f64 = 0.2;
 /// Requests since a cut before its effect on the refused share is judged.
-const MIN_JUDGED: u32 = 8;
+const MIN_JUDGED: u32 = 6;
 /// Spacing below this is not paced (a timer cannot keep it; such a rate is no constraint).
 const FINEST: Duration = Duration::from_millis(1);
 
@@ -144,10 +146,15 @@ impl State {
     }
 
     /// The last cut did not lower the refused share (by half; a share above half is taken
-    /// for a limit still not found).
+    /// for a limit still not found). Below a limit that was found, a refusal comes only when
+    /// the slow growth reaches it again, one at a time: a single refusal since the cut is the
+    /// next probe, not noise.
     fn judged_noise(&self) -> bool {
         let share = f64::from(self.since_refused) / f64::from(self.since_started.max(1));
-        self.since_started >= MIN_JUDGED && share >= self.cut.share() / 2.0 && share <= 0.5
+        self.since_refused >= 2
+            && self.since_started >= MIN_JUDGED
+            && share >= self.cut.share() / 2.0
+            && share <= 0.5
     }
 }
 
@@ -227,6 +234,13 @@ impl Pace {
                 }
                 s.generation += 1;
                 s.last_cut = None;
+                return;
+            }
+            let early = s.rate.is_some_and(|r| r < s.level * (1.0 + BACKOFF) / 2.0);
+            let share = f64::from(s.since_refused) / f64::from(s.since_started.max(1));
+            if early && (s.since_refused < 2 || s.since_started < MIN_JUDGED) && share <= 0.5 {
+                // before the rate has grown back halfway to the limit it found: the next
+                // refusals tell noise (judged above) from a lower limit (a cut below)
                 return;
             }
         }

@@ -186,13 +186,12 @@ fn a_cut_respaces_requests_already_waiting() {
     let p = Pace::default();
     let t0 = Instant::now();
     send(&p, 10, t0);
-    p.refused(t0, t0, None);
-    let slot = p.reserve(t0, None).unwrap();
+    let cut = t0 + Duration::from_millis(1);
+    p.refused(t0, cut, None);
+    let slot = p.reserve(cut, None).unwrap();
     assert!(p.still_valid(slot));
-    send(&p, 10, t0 + Duration::from_millis(500));
-    // a refusal of a request sent after the cut, a window later: a second cut
-    let later = t0 + Duration::from_millis(1500);
-    p.refused(later, later, None);
+    // another refusal of that burst lowers the estimate: the slot is reserved anew
+    p.refused(t0, cut, None);
     assert!(
         !p.still_valid(slot),
         "a slot from before a cut is reserved anew"
@@ -266,4 +265,34 @@ fn converges_under_a_sliding_window_limit() {
         assert!(share <= 0.05, "{limit}/s: {refused} of {sent} refused");
         assert!(goodput >= 0.97, "{limit}/s: goodput {goodput:.3}");
     }
+}
+
+#[test]
+fn a_low_cut_from_a_quiet_window_is_undone_when_refusals_go_on() {
+    // two requests 0.9 s apart, the second refused at random: an estimate of about 1/s
+    let p = Pace::default();
+    let t0 = Instant::now();
+    send(&p, 1, t0);
+    let t1 = t0 + Duration::from_millis(900);
+    send(&p, 1, t1);
+    p.refused(t1, t1, Some(Duration::from_millis(20)));
+    let low = p.rate().expect("cut");
+    assert!(low < 2.0, "{low}");
+    // a third of the requests sent at that pace go on being refused: after a few the cut is
+    // taken for what it was and undone
+    let mut t = t1;
+    for i in 1..=9 {
+        let slot = p.reserve(t, None);
+        t = slot.map_or(t, |s| s.at);
+        p.started(t);
+        if i % 3 == 0 {
+            p.refused(t, t, Some(Duration::from_millis(20)));
+        }
+    }
+    assert_eq!(p.rate(), None, "unpaced again");
+    assert!(
+        t.duration_since(t1) < Duration::from_secs(12),
+        "{:?}",
+        t.duration_since(t1)
+    );
 }
