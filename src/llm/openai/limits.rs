@@ -103,6 +103,7 @@ impl Limits {
     /// slot holds it too (it takes a new slot after the pause).
     pub async fn admit(&self, est_tokens: u64) -> Permit<'_> {
         let mut permit = self.acquire_slot().await;
+        let mut used = None;
         loop {
             self.wait_for_pause().await;
             let Some(p) = &self.pace else { break };
@@ -111,6 +112,7 @@ impl Limits {
             };
             tokio::time::sleep_until(slot.at).await;
             if p.still_valid(slot) && !self.paused() {
+                used = Some(slot.at);
                 break;
             }
         }
@@ -125,7 +127,7 @@ impl Limits {
         }
         permit.sent = Instant::now();
         if let Some(p) = &self.pace {
-            p.started(permit.sent);
+            p.started(permit.sent, used);
         }
         permit
     }
@@ -180,8 +182,11 @@ impl Limits {
         }
     }
 
-    /// Reads `x-ratelimit-remaining-requests` / `x-ratelimit-reset-requests`.
-    pub fn observe_headers(&self, headers: &HeaderMap) {
+    /// Reads `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
+    /// `x-ratelimit-reset-requests` of the answer to a request sent at `sent` (the server
+    /// counted its window when the request arrived, so an exhausted window's reset counts
+    /// from then, not from the answer, which may come much later).
+    pub fn observe_headers(&self, headers: &HeaderMap, sent: Instant) {
         let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         if let Some(p) = &self.pace
             && let Some(limit) =
@@ -196,18 +201,23 @@ impl Limits {
                 .and_then(parse_go_duration)
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(300));
-            let until = Instant::now() + reset;
-            let mut p = self.paused_until.lock().expect("pause lock");
-            if p.is_none_or(|old| old < until) {
-                *p = Some(until);
-            }
+            self.hold_until(sent + reset);
         }
     }
 
     /// Holds every new request of this provider back for `d` (a 429's Retry-After: the
     /// limit is the account's, so the other requests would be refused too).
     pub fn pause_for(&self, d: Duration) {
-        let until = Instant::now() + d.min(Duration::from_secs(300));
+        self.hold_until(Instant::now() + d.min(Duration::from_secs(300)));
+    }
+
+    fn hold_until(&self, until: Instant) {
+        if until <= Instant::now() {
+            return;
+        }
+        if let Some(pace) = &self.pace {
+            pace.hold_until(until);
+        }
         let mut p = self.paused_until.lock().expect("pause lock");
         if p.is_none_or(|old| old < until) {
             *p = Some(until);
@@ -226,6 +236,11 @@ impl Limits {
 }
 
 impl Permit<'_> {
+    /// When the request was let through.
+    pub fn sent(&self) -> Instant {
+        self.sent
+    }
+
     /// The request was rate limited (the server asked to wait `retry`): cut the learned
     /// rate, and halve the in-flight limit (once per epoch).
     pub fn congested(&self, retry: Option<Duration>) {
@@ -372,7 +387,7 @@ mod tests {
             "x-ratelimit-reset-requests",
             HeaderValue::from_static("150ms"),
         );
-        l.observe_headers(&h);
+        l.observe_headers(&h, Instant::now());
         let t = std::time::Instant::now();
         drop(l.admit(1).await);
         assert!(t.elapsed() >= Duration::from_millis(140));

@@ -47,6 +47,9 @@ const NEAR: f64 = 0.10;
 const FLOOR: f64 = 0.2;
 /// Requests since a cut before its effect on the refused share is judged.
 const MIN_JUDGED: u32 = 6;
+/// How much of a request's lateness (a timer that fired late, a busy machine) the next
+/// slots may take back after a respace, instead of the whole schedule shifting by it.
+const CATCHUP: Duration = Duration::from_millis(10);
 /// Spacing below this is not paced (a timer cannot keep it; such a rate is no constraint).
 const FINEST: Duration = Duration::from_millis(1);
 
@@ -67,8 +70,12 @@ struct State {
     since_refused: u32,
     /// The refused share that a cut did not lower (0: none seen).
     noise: f64,
-    /// Bumped by every change of the rate that should re-space requests already waiting.
+    /// Bumped by every change of the rate (or hold) that should re-space requests already
+    /// waiting: they reserve again, from the last start on.
     generation: u64,
+    /// When the last request was sent, or its slot when it was sent late by less than
+    /// `CATCHUP`: the schedule restarts from here after a respace.
+    last_started: Option<Instant>,
     started: VecDeque<Instant>,
     refused: VecDeque<Instant>,
     /// From `x-ratelimit-limit-requests`, per second.
@@ -142,7 +149,18 @@ impl State {
         self.level = estimate;
         let r = BACKOFF * estimate;
         self.set_rate(self.rate.map_or(r, |x| x.min(r)));
+        self.respace(None);
+    }
+
+    /// Requests waiting for slots reserve them again (at the current rate, from the last
+    /// start, not before `not_before`): abandoned slots leave no hole in the schedule.
+    fn respace(&mut self, not_before: Option<Instant>) {
         self.generation += 1;
+        let after_last = match (self.last_started, self.rate) {
+            (Some(t), Some(r)) => Some(t + Duration::from_secs_f64(1.0 / r)),
+            _ => None,
+        };
+        self.next = after_last.max(not_before);
     }
 
     /// The last cut did not lower the refused share (by half; a share above half is taken
@@ -182,9 +200,12 @@ impl Pace {
         self.state.lock().expect("pace lock").generation == slot.generation
     }
 
-    /// A request was sent at `now` (counted for the estimates).
-    pub fn started(&self, now: Instant) {
+    /// A request was sent at `now` (counted for the estimates), for the slot `at` it waited
+    /// for (None: it waited for none).
+    pub fn started(&self, now: Instant, at: Option<Instant>) {
         let mut s = self.state.lock().expect("pace lock");
+        let mark = at.map_or(now, |a| a.max(now.checked_sub(CATCHUP).unwrap_or(now)));
+        s.last_started = Some(mark);
         s.started.push_back(now);
         trim(&mut s.started, now);
         s.since_started = s.since_started.saturating_add(1);
@@ -211,7 +232,7 @@ impl Pace {
                     if s.cut.started - s.cut.refused < 1.0 {
                         // nothing of the cut's window was admitted: it was no rate signal
                         s.rate = s.cut.before;
-                        s.generation += 1;
+                        s.respace(None);
                     } else {
                         s.apply_cut();
                     }
@@ -232,7 +253,7 @@ impl Pace {
                 } else {
                     s.rate = None;
                 }
-                s.generation += 1;
+                s.respace(None);
                 s.last_cut = None;
                 return;
             }
@@ -290,7 +311,13 @@ impl Pace {
             s.level = cap;
         }
         s.set_rate(r);
-        s.generation += 1;
+        s.respace(None);
+    }
+
+    /// No request may start before `until` (the server's Retry-After, or its exhausted
+    /// window): the requests waiting for slots reserve them again from then on.
+    pub fn hold_until(&self, until: Instant) {
+        self.state.lock().expect("pace lock").respace(Some(until));
     }
 
     /// The paced rate in requests per second (None: not paced).

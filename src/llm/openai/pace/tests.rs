@@ -4,7 +4,7 @@ use super::*;
 fn send(p: &Pace, n: usize, at: Instant) {
     for _ in 0..n {
         p.reserve(at, None);
-        p.started(at);
+        p.started(at, None);
     }
 }
 
@@ -18,7 +18,7 @@ fn a_refusal_paces_at_what_the_server_admitted() {
             p.reserve(t0, None).is_none(),
             "nothing is paced before a refusal"
         );
-        p.started(t0);
+        p.started(t0, None);
     }
     let cut = t0 + Duration::from_millis(10);
     for _ in 0..3 {
@@ -126,7 +126,7 @@ fn refused_at_random(p: &Pace, seconds: u64, demand: f64, refuse_every: usize) -
         for i in 0..n {
             let at = t0 + Duration::from_secs(sec) + Duration::from_secs_f64(i as f64 / n as f64);
             p.reserve(at, None);
-            p.started(at);
+            p.started(at, None);
             sent += 1;
             if sent % refuse_every == 0 {
                 refused += 1;
@@ -169,7 +169,7 @@ fn after_noise_a_real_limit_is_still_found() {
     for i in 0..200u32 {
         let at = t0 + Duration::from_millis(u64::from(i) * 50);
         let at = p.reserve(at, None).map_or(at, |s| s.at);
-        p.started(at);
+        p.started(at, None);
         trim(&mut server, at);
         if server.len() >= 5 {
             p.refused(at, at + Duration::from_millis(1), None);
@@ -235,7 +235,7 @@ fn against_a_sliding_window(limit: usize, seconds: u64) -> (usize, usize, usize)
         } else {
             p.reserve(t, None).map_or(t, |s| s.at.max(paused_until))
         };
-        p.started(at);
+        p.started(at, None);
         sent += 1;
         let arrive = at + jitter(sent);
         trim(&mut window, arrive);
@@ -284,7 +284,7 @@ fn a_low_cut_from_a_quiet_window_is_undone_when_refusals_go_on() {
     for i in 1..=9 {
         let slot = p.reserve(t, None);
         t = slot.map_or(t, |s| s.at);
-        p.started(t);
+        p.started(t, None);
         if i % 3 == 0 {
             p.refused(t, t, Some(Duration::from_millis(20)));
         }
