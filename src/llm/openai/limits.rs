@@ -9,15 +9,19 @@
 //!   (or 512) until the first congestion; is halved (min 1) on a rate-limit 429 — at most
 //!   once per "epoch", so a burst of 429s from requests sent together halves once — and
 //!   then grows back by 1/4 per success;
-//! - with no `rpm:`, a request rate learned from the server's 429s (`pace`), so a server's
-//!   limit is found and kept instead of being hit again and again;
+//! - with no `rpm:`, a request rate learned from the server (`pace`: its
+//!   `x-ratelimit-limit-requests`, else its 429s), so a server's limit is found and kept
+//!   instead of being hit again and again; during the slow start (before any rate is known)
+//!   a round's new requests are spread over half the round trip, so the first 429 holds the
+//!   rest of the round back;
 //! - a stream the server cut (ended without a `finish_reason`) lowers the ceiling of that
 //!   limit to half the requests then in flight (min 1, once per epoch) for the rest of the
 //!   run: llama-cpp-python cuts a stream whenever another request arrives, so only fewer
 //!   requests at once get whole answers from it;
 //! - `x-ratelimit-remaining-requests: 0` pauses new requests until
-//!   `x-ratelimit-reset-requests` has elapsed, and a rate-limit 429 with `Retry-After` /
-//!   `retry-after-ms` pauses new requests for that long.
+//!   `x-ratelimit-reset-requests` has elapsed since the request was sent, and a rate-limit
+//!   429 with `Retry-After` / `retry-after-ms` pauses new requests for that long; requests
+//!   already waiting for their paced slot wait for the pause too and are spaced after it.
 //!
 //! Every attempt (retries included) goes through all of them.
 
