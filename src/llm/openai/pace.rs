@@ -7,8 +7,8 @@
 //!   provisional rate, e.g. its slow start spread over a round trip). At a refusal the rate
 //!   the server admits is estimated as the requests started in the last second that it did
 //!   not refuse (lowered by one for each later refusal of a request that was in flight at
-//!   the cut), and new requests are spaced evenly at `BACKOFF` times that (never above what
-//!   it was): slightly under the limit, so a window the server counts from its own clock is
+//!   the cut; when already paced and that count is near the rate, the rate itself), and new
+//!   requests are spaced evenly at `BACKOFF` times that (never above what it was): slightly under the limit, so a window the server counts from its own clock is
 //!   not overrun by a few milliseconds of jitter.
 //! - From then on the rate grows slowly while it stays near the level it was cut at (it
 //!   probes the limit about once every `(1 - BACKOFF) / SLOW_GROWTH` seconds), and fast when
@@ -141,9 +141,13 @@ impl State {
     /// Paces at `BACKOFF` times the last cut's estimate (corrected), never above the rate
     /// before it.
     fn apply_cut(&mut self) {
+        // paced and refused: the limit is about the rate sent at, unless far fewer were
+        // admitted (a count over a second is a noisy estimate of a rate near it)
+        let admitted = self.cut.admitted();
         let estimate = match self.cut.before {
-            Some(r) => self.cut.admitted().min(r),
-            None => self.cut.admitted(),
+            Some(r) if admitted >= (1.0 - NEAR) * r => r,
+            Some(r) => admitted.min(r),
+            None => admitted,
         }
         .max(FLOOR);
         self.level = estimate;
