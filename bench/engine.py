@@ -26,8 +26,9 @@ the exact command behind each figure.
       user+sys CPU from /usr/bin/time per call (target <= 0.1 ms) and the server's own CPU,
       then the same run warm.
   (g) learned rate limits (only with --http): examples/bench_http against servers that admit
-      5 and 20 requests/s, with `rpm:` set and with nothing configured. Targets with nothing
-      configured: <= 5% of requests answered 429, goodput >= 0.97 of the limit.
+      5 and 20 requests/s, with `rpm:` set and with nothing configured (the servers silent,
+      then sending x-ratelimit-*-requests headers). Targets with nothing configured: <= 5% of
+      requests answered 429, goodput >= 0.97 of the limit.
 
 (a)-(c) report the best of --runs runs (default 3). Usage:
 

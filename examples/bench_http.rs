@@ -2,6 +2,7 @@
 //! 1. servers limited to 5 and 20 requests/s, about 30 s of calls each, with `rpm:` set to
 //!    the limit client-side;
 //! 2. the same servers with nothing configured (the rate is learned from their 429s);
+//!    and the same again, the servers sending `x-ratelimit-*-requests` headers (as OpenAI does);
 //! 3. M zero-latency calls at concurrency C: raw client throughput.
 //!
 //! `cargo run --example bench_http -- [--limited-calls N] [--fast-calls 5000] [--concurrency 64]`
@@ -92,12 +93,18 @@ async fn main() -> anyhow::Result<()> {
         } else {
             rps as usize * 30
         };
-        for (label, extra) in [
-            ("rpm configured", json!({"rpm": rps * 60})),
-            ("nothing configured (learned)", json!({})),
+        for (label, extra, rate_headers) in [
+            ("rpm configured", json!({"rpm": rps * 60}), false),
+            ("nothing configured (learned)", json!({}), false),
+            (
+                "nothing configured, x-ratelimit headers sent",
+                json!({}),
+                true,
+            ),
         ] {
             let server = FakeServer::start(FakeConfig {
                 rps_limit: Some(rps),
+                rate_headers,
                 latency: Duration::from_millis(20),
                 ..Default::default()
             })

@@ -410,6 +410,42 @@ async fn a_servers_rate_limit_is_learned_and_kept() {
     assert!((3.0..=10.5).contains(&rate), "learned {rate}/s");
 }
 
+/// A server that sends OpenAI's `x-ratelimit-*-requests` headers is paced below the limit
+/// it announces from its first answer, and an exhausted window pauses new requests until it
+/// frees: no request is refused.
+#[tokio::test]
+async fn a_servers_ratelimit_headers_avoid_its_429s() {
+    let server = FakeServer::start(FakeConfig {
+        rps_limit: Some(10),
+        rate_headers: true,
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let s = spec(&server, json!({"max_retries": 30}));
+    let p = OpenAiProvider::new(&s).unwrap();
+    let t = Instant::now();
+    let calls = (0..30).map(|i| {
+        let (p, s) = (&p, &s);
+        async move { call(p, s, &format!("q{i}")).await.unwrap() }
+    });
+    futures_util::future::join_all(calls).await;
+    let el = t.elapsed().as_secs_f64();
+    assert_eq!(
+        server.rate_limited_count(),
+        0,
+        "{} requests in {el:.2}s",
+        server.request_count()
+    );
+    let rate = p.paced_rate().expect("paced from the header");
+    assert!((9.0..10.0).contains(&rate), "paced at {rate}/s");
+    // 10 in the first second, then 20 at just under 10/s
+    assert!(
+        (2.0..4.0).contains(&el),
+        "30 calls at a 10/s limit took {el:.2}s"
+    );
+}
+
 #[tokio::test]
 async fn exhausted_ratelimit_headers_pause_new_requests() {
     let server = FakeServer::start(

@@ -215,6 +215,7 @@ async fn faults_change_nothing(
     );
     let reference = p.last_run("f");
     assert_eq!(clean.request_count(), 24);
+    let t1 = Instant::now();
     let t = assert_exit(
         &run_pipeline(
             &p,
@@ -225,8 +226,15 @@ async fn faults_change_nothing(
         .await,
         0,
     );
+    let faulty_secs = t1.elapsed().as_secs_f64();
     let faulty_run = p.last_run("f");
     assert_ne!(faulty_run, reference);
+    // 24 calls and a few dozen retries of at most 50 ms: seconds, not the minutes of a
+    // learned rate driven down by refusals that are not a rate limit's
+    assert!(
+        faulty_secs < 45.0,
+        "{faults:?}: the faulty run took {faulty_secs:.1}s"
+    );
     assert!(
         faulty.faults_injected() >= 3,
         "{faults:?}: only {} faults injected",
@@ -266,7 +274,10 @@ async fn faults_change_nothing(
         let s = v.to_string();
         assert!(!s.contains("\"error\""), "{k} holds an error: {s}");
     }
-    eprintln!("{faults:?}: {:.2}s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "{faults:?}: {:.2}s (the faulty run {faulty_secs:.2}s)",
+        t0.elapsed().as_secs_f64()
+    );
     (p, faulty_run)
 }
 

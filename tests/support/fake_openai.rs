@@ -147,8 +147,15 @@ pub struct FakeConfig {
     /// Faults for the first requests, in order (before random faults apply).
     pub script: Vec<Fault>,
     pub seed: u64,
-    /// Answer 429 beyond this many requests in any one-second window.
+    /// Answer 429 beyond this many requests in any one-second window (a sliding window of
+    /// the requests it admitted; refused ones do not count).
     pub rps_limit: Option<u32>,
+    /// With `rps_limit`, every answer (429s too) carries OpenAI's request headers for that
+    /// window: `x-ratelimit-limit-requests` (the limit per minute, 60 × `rps_limit`),
+    /// `x-ratelimit-remaining-requests` (left in the window after this request) and
+    /// `x-ratelimit-reset-requests` (until the oldest request in the window leaves it, i.e.
+    /// the next one is admitted, as `183ms`).
+    pub rate_headers: bool,
     /// Delay before every answer.
     pub latency: Duration,
     /// When set, requests must carry `Authorization: Bearer <key>` (else 401).
@@ -187,6 +194,7 @@ impl Default for FakeConfig {
             script: Vec::new(),
             seed: 7,
             rps_limit: None,
+            rate_headers: false,
             latency: Duration::ZERO,
             api_key: None,
             split_parts: None,
@@ -425,6 +433,7 @@ async fn handle(
     } else {
         None
     };
+    let mut window_headers = None;
     if let Some(limit) = s.cfg.rps_limit {
         let now = Instant::now();
         let mut w = s.window.lock().unwrap();
@@ -434,9 +443,20 @@ async fn handle(
         {
             w.pop_front();
         }
-        if w.len() >= limit as usize {
-            let wait = Duration::from_secs(1).saturating_sub(now.duration_since(w[0]));
-            drop(w);
+        let refused = w.len() >= limit as usize;
+        if !refused {
+            w.push_back(now);
+        }
+        let wait = Duration::from_secs(1).saturating_sub(now.duration_since(w[0]));
+        if s.cfg.rate_headers {
+            window_headers = Some([
+                (60 * limit).to_string(),
+                (limit as usize).saturating_sub(w.len()).to_string(),
+                format!("{}ms", wait.as_millis()),
+            ]);
+        }
+        drop(w);
+        if refused {
             s.rate_limited.fetch_add(1, Ordering::SeqCst);
             let mut r = error(
                 429,
@@ -453,9 +473,9 @@ async fn handle(
                 "retry-after",
                 &wait.as_secs_f64().ceil().max(1.0).to_string(),
             );
+            set_window_headers(&mut r, window_headers.as_ref());
             return r;
         }
-        w.push_back(now);
     }
     let fault = next_fault(&s);
     if fault != Fault::None {
@@ -570,7 +590,17 @@ async fn handle(
         set(&mut resp, "x-ratelimit-remaining-requests", "0");
         set(&mut resp, "x-ratelimit-reset-requests", reset);
     }
+    set_window_headers(&mut resp, window_headers.as_ref());
     resp
+}
+
+/// The `x-ratelimit-*-requests` headers of `rate_headers`: limit, remaining, reset.
+fn set_window_headers(r: &mut Response, h: Option<&[String; 3]>) {
+    if let Some([limit, remaining, reset]) = h {
+        set(r, "x-ratelimit-limit-requests", limit);
+        set(r, "x-ratelimit-remaining-requests", remaining);
+        set(r, "x-ratelimit-reset-requests", reset);
+    }
 }
 
 /// The usage the fake reports for an answer: characters / 4.

@@ -9,15 +9,19 @@
 //!   (or 512) until the first congestion; is halved (min 1) on a rate-limit 429 — at most
 //!   once per "epoch", so a burst of 429s from requests sent together halves once — and
 //!   then grows back by 1/4 per success;
-//! - with no `rpm:`, a request rate learned from the server's 429s (`pace`), so a server's
-//!   limit is found and kept instead of being hit again and again;
+//! - with no `rpm:`, a request rate learned from the server (`pace`: its
+//!   `x-ratelimit-limit-requests`, else its 429s), so a server's limit is found and kept
+//!   instead of being hit again and again; during the slow start (before any rate is known)
+//!   a round's new requests are spread over half the round trip, so the first 429 holds the
+//!   rest of the round back;
 //! - a stream the server cut (ended without a `finish_reason`) lowers the ceiling of that
 //!   limit to half the requests then in flight (min 1, once per epoch) for the rest of the
 //!   run: llama-cpp-python cuts a stream whenever another request arrives, so only fewer
 //!   requests at once get whole answers from it;
 //! - `x-ratelimit-remaining-requests: 0` pauses new requests until
-//!   `x-ratelimit-reset-requests` has elapsed, and a rate-limit 429 with `Retry-After` /
-//!   `retry-after-ms` pauses new requests for that long.
+//!   `x-ratelimit-reset-requests` has elapsed since the request was sent, and a rate-limit
+//!   429 with `Retry-After` / `retry-after-ms` pauses new requests for that long; requests
+//!   already waiting for their paced slot wait for the pause too and are spaced after it.
 //!
 //! Every attempt (retries included) goes through all of them.
 
@@ -50,6 +54,8 @@ struct AimdState {
     epoch: u64,
     /// Growing by one per success until the first congestion.
     slow_start: bool,
+    /// Smoothed duration of a successful request (s; 0: none yet).
+    srtt: f64,
 }
 
 /// The limits of one provider instance.
@@ -88,6 +94,7 @@ impl Limits {
                 in_flight: 0,
                 epoch: 0,
                 slow_start: true,
+                srtt: 0.0,
             }),
             wake: Notify::new(),
             paused_until: Mutex::new(None),
@@ -95,18 +102,23 @@ impl Limits {
         })
     }
 
-    /// Waits for an in-flight slot, the end of any header pause, and the rpm / tpm budgets.
+    /// Waits for an in-flight slot, the end of any header pause, the learned pace and the
+    /// rpm / tpm budgets. A pause or a cut of the pace that comes while a request waits for its
+    /// slot holds it too (it takes a new slot after the pause).
     pub async fn admit(&self, est_tokens: u64) -> Permit<'_> {
         let mut permit = self.acquire_slot().await;
+        let mut used = None;
         loop {
-            let until = *self.paused_until.lock().expect("pause lock");
-            match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
-                _ => break,
+            self.wait_for_pause().await;
+            let Some(p) = &self.pace else { break };
+            let Some(slot) = p.reserve(Instant::now(), self.provisional_rate()) else {
+                break;
+            };
+            tokio::time::sleep_until(slot.at).await;
+            if p.still_valid(slot) && !self.paused() {
+                used = Some(slot.at);
+                break;
             }
-        }
-        if let Some(at) = self.pace.as_ref().and_then(|p| p.reserve(Instant::now())) {
-            tokio::time::sleep_until(at).await;
         }
         if let Some(r) = &self.rpm {
             r.until_ready().await;
@@ -118,7 +130,39 @@ impl Limits {
             let _ = t.until_n_ready(n).await;
         }
         permit.sent = Instant::now();
+        if let Some(p) = &self.pace {
+            p.started(permit.sent, used);
+        }
         permit
+    }
+
+    async fn wait_for_pause(&self) {
+        loop {
+            let until = *self.paused_until.lock().expect("pause lock");
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => break,
+            }
+        }
+    }
+
+    fn paused(&self) -> bool {
+        self.paused_until
+            .lock()
+            .expect("pause lock")
+            .is_some_and(|t| t > Instant::now())
+    }
+
+    /// While the in-flight limit is in its slow start and no rate is learned, a round's
+    /// requests are spread over twice its share of the round trip instead of sent at once
+    /// (as TCP paces its slow start), so a server's first refusal stops the rest of the
+    /// round before they are sent. None before the first answer.
+    fn provisional_rate(&self) -> Option<f64> {
+        let s = self.state.lock().expect("aimd lock");
+        if !s.slow_start || s.srtt <= 0.0 || s.limit >= s.ceiling {
+            return None;
+        }
+        Some(2.0 * s.limit.max(1.0) / s.srtt)
     }
 
     async fn acquire_slot(&self) -> Permit<'_> {
@@ -142,8 +186,11 @@ impl Limits {
         }
     }
 
-    /// Reads `x-ratelimit-remaining-requests` / `x-ratelimit-reset-requests`.
-    pub fn observe_headers(&self, headers: &HeaderMap) {
+    /// Reads `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
+    /// `x-ratelimit-reset-requests` of the answer to a request sent at `sent` (the server
+    /// counted its window when the request arrived, so an exhausted window's reset counts
+    /// from then, not from the answer, which may come much later).
+    pub fn observe_headers(&self, headers: &HeaderMap, sent: Instant) {
         let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         if let Some(p) = &self.pace
             && let Some(limit) =
@@ -158,18 +205,23 @@ impl Limits {
                 .and_then(parse_go_duration)
                 .unwrap_or(Duration::from_secs(1))
                 .min(Duration::from_secs(300));
-            let until = Instant::now() + reset;
-            let mut p = self.paused_until.lock().expect("pause lock");
-            if p.is_none_or(|old| old < until) {
-                *p = Some(until);
-            }
+            self.hold_until(sent + reset);
         }
     }
 
     /// Holds every new request of this provider back for `d` (a 429's Retry-After: the
     /// limit is the account's, so the other requests would be refused too).
     pub fn pause_for(&self, d: Duration) {
-        let until = Instant::now() + d.min(Duration::from_secs(300));
+        self.hold_until(Instant::now() + d.min(Duration::from_secs(300)));
+    }
+
+    fn hold_until(&self, until: Instant) {
+        if until <= Instant::now() {
+            return;
+        }
+        if let Some(pace) = &self.pace {
+            pace.hold_until(until);
+        }
         let mut p = self.paused_until.lock().expect("pause lock");
         if p.is_none_or(|old| old < until) {
             *p = Some(until);
@@ -188,6 +240,11 @@ impl Limits {
 }
 
 impl Permit<'_> {
+    /// When the request was let through.
+    pub fn sent(&self) -> Instant {
+        self.sent
+    }
+
     /// The request was rate limited (the server asked to wait `retry`): cut the learned
     /// rate, and halve the in-flight limit (once per epoch).
     pub fn congested(&self, retry: Option<Duration>) {
@@ -225,6 +282,12 @@ impl Permit<'_> {
     /// The request succeeded: grow the limit additively.
     pub fn succeeded(&self) {
         let mut s = self.limits.state.lock().expect("aimd lock");
+        let took = self.sent.elapsed().as_secs_f64();
+        s.srtt = if s.srtt > 0.0 {
+            0.875 * s.srtt + 0.125 * took
+        } else {
+            took
+        };
         let step = if s.slow_start {
             1.0
         } else {
@@ -328,7 +391,7 @@ mod tests {
             "x-ratelimit-reset-requests",
             HeaderValue::from_static("150ms"),
         );
-        l.observe_headers(&h);
+        l.observe_headers(&h, Instant::now());
         let t = std::time::Instant::now();
         drop(l.admit(1).await);
         assert!(t.elapsed() >= Duration::from_millis(140));

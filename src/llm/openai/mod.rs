@@ -311,7 +311,7 @@ impl OpenAiProvider {
                 replica.failed();
                 classify_transport(&e)
             })?;
-            self.limits.observe_headers(resp.headers());
+            self.limits.observe_headers(resp.headers(), permit.sent());
             let status = resp.status();
             tracing::info!(
                 target: "distill::wire",
