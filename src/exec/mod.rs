@@ -3,6 +3,7 @@
 //! run directory. The scheduling itself is in `scheduler`, the files in `output`, the
 //! terminal progress in `progress`.
 
+mod grouped;
 pub mod import;
 mod instance;
 pub mod output;

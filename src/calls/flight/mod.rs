@@ -104,6 +104,13 @@ pub enum Turn<'a> {
     Waited,
 }
 
+impl<'a> Turn<'a> {
+    /// The lead, with the cross-process lock it holds (a lock file or a byte range), if any.
+    fn lead(slot: Slot<'a>, file: Option<FileLock<'a>>, range: Option<range::RangeLock>) -> Self {
+        Turn::Lead(FlightGuard { file, range, slot })
+    }
+}
+
 /// Held by the caller that sends a call; see [`Turn::Lead`].
 pub struct FlightGuard<'a> {
     // Field order is drop order: the lock file goes before the in-process slot, so an
@@ -200,13 +207,7 @@ impl Flights {
                 return Turn::Waited;
             }
         };
-        let unlocked = |slot| {
-            Turn::Lead(FlightGuard {
-                file: None,
-                range: None,
-                slot,
-            })
-        };
+        let unlocked = |slot| Turn::lead(slot, None, None);
         if !across {
             return unlocked(slot);
         }
@@ -224,11 +225,7 @@ impl Flights {
             if create {
                 match self.try_lock(&lock_path) {
                     Ok(file) => {
-                        return Turn::Lead(FlightGuard {
-                            file: Some(file),
-                            range: None,
-                            slot,
-                        });
+                        return Turn::lead(slot, Some(file), None);
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(_) => return unlocked(slot),
@@ -270,13 +267,7 @@ impl Flights {
         key: &str,
         slot: Slot<'s>,
     ) -> Turn<'s> {
-        let lead = |range, slot| {
-            Turn::Lead(FlightGuard {
-                file: None,
-                range,
-                slot,
-            })
-        };
+        let lead = |range, slot| Turn::lead(slot, None, range);
         match ranges.try_lock(key) {
             Ok(range::Attempt::Taken(l)) => return lead(Some(l), slot),
             Ok(range::Attempt::Busy) => {}
