@@ -45,6 +45,51 @@ impl Key {
     }
 }
 
+/// One top-level field of key material for [`Key::of_fields`]: a value, or a value's
+/// canonical JSON written once beforehand ([`canonical`]) because several keys share it.
+pub enum Part<'a> {
+    Value(&'a Value),
+    Canonical(&'a [u8]),
+}
+
+/// The canonical JSON of `v` (what [`Key::of`] hashes), to be shared by several keys.
+pub fn canonical(v: &Value) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(256);
+    write_canonical(v, &mut buf);
+    buf
+}
+
+impl Key {
+    /// The key of the object whose fields are `fields`: equal to [`Key::of`] of that object,
+    /// without building it (a node's prompt, the bulk of its material, is then copied and
+    /// written once for its node key and its call key, not once for each).
+    pub fn of_fields(fields: &mut [(&str, Part<'_>)]) -> Key {
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        let mut h = blake3::Hasher::new();
+        h.update(format!("distill-cache-v{FORMAT_VERSION}\n").as_bytes());
+        let mut buf = Vec::with_capacity(256);
+        buf.push(b'{');
+        for (i, (name, part)) in fields.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            serde_json::to_writer(&mut buf, name).expect("string serializes");
+            buf.push(b':');
+            match part {
+                Part::Value(v) => write_canonical(v, &mut buf),
+                Part::Canonical(bytes) => {
+                    h.update(&buf);
+                    buf.clear();
+                    h.update(bytes);
+                }
+            }
+        }
+        buf.push(b'}');
+        h.update(&buf);
+        Key(h.finalize().to_hex().to_string())
+    }
+}
+
 fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => {
@@ -467,6 +512,22 @@ mod tests {
         assert_eq!(Key::of(&material).0, PINNED);
     }
     const PINNED: &str = "dcf7380d65d06c2c0842e3077b1786e1680de891d729adbea96402af1f748e3e";
+
+    #[test]
+    fn a_key_of_fields_equals_the_key_of_their_object() {
+        let prompt = json!({"chat": [{"role": "user", "content": "Solve \"x\" — ü"}]});
+        let call = json!({"model": "m", "params": {"t": 0.6, "k": 40}, "sample": 2});
+        let whole = json!({"level": "call", "call": call, "prompt": prompt});
+        let pc = canonical(&prompt);
+        let level = json!("call");
+        let k = Key::of_fields(&mut [
+            ("prompt", Part::Canonical(&pc)),
+            ("level", Part::Value(&level)),
+            ("call", Part::Value(&call)),
+        ]);
+        assert_eq!(k, Key::of(&whole));
+        assert_eq!(Key::of_fields(&mut []), Key::of(&json!({})));
+    }
 
     #[test]
     fn key_is_canonical_and_sensitive() {

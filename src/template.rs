@@ -44,9 +44,11 @@ impl Templates {
         }
     }
 
-    pub fn render(&self, name: &str, data: &Value) -> anyhow::Result<String> {
+    /// Renders `name` on `data`, which is handed over whole: handlebars would otherwise copy
+    /// it (every upstream output and its texts) once more for each prompt.
+    pub fn render(&self, name: &str, data: Value) -> anyhow::Result<String> {
         self.hb
-            .render(name, data)
+            .render_with_context(name, &handlebars::Context::from(data))
             .map_err(|e| anyhow::anyhow!("rendering prompt `{name}`: {e}"))
     }
 }
@@ -282,9 +284,9 @@ mod tests {
             [("a".to_string(), "<think>{{x}}</think>".to_string())].into();
         let t = Templates::compile(&p).unwrap();
         assert_eq!(
-            t.render("a", &serde_json::json!({"x": "1 < 2"})).unwrap(),
+            t.render("a", serde_json::json!({"x": "1 < 2"})).unwrap(),
             "<think>1 < 2</think>"
         );
-        assert!(t.render("a", &serde_json::json!({})).is_err());
+        assert!(t.render("a", serde_json::json!({})).is_err());
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::flight::Turn;
 use super::{Calls, Mode, Model, NotSent, Output, Site, complete, params};
-use crate::cache::Key;
+use crate::cache::{self, Key, Part};
 use crate::llm::{CallRequest, CallResponse, Message, Prompt, Usage};
 use crate::spec::model::Endpoint;
 
@@ -218,6 +218,19 @@ impl Calls {
         prompt: &Prompt,
         extra: &Value,
     ) -> Result<(Value, Key)> {
+        let prompt = cache::canonical(&serde_json::to_value(prompt)?);
+        self.node_key_of(site, model_name, &prompt, extra)
+    }
+
+    /// [`Calls::node_key`] of a prompt given as its canonical JSON (shared with the keys of
+    /// the node's calls).
+    fn node_key_of(
+        &self,
+        site: &Site<'_>,
+        model_name: &str,
+        prompt: &[u8],
+        extra: &Value,
+    ) -> Result<(Value, Key)> {
         let m = self.model(model_name)?;
         let spec = &m.spec;
         let model_ident = match &spec.cache_namespace {
@@ -232,10 +245,17 @@ impl Calls {
             "params": spec.param_map(),
             "sample": site.sample + self.sample_offset,
         });
-        let key = Key::of(&json!({
-            "level": "node", "kind": site.node_kind, "call": common, "prompt": prompt,
-            "continuation": spec.continuation, "extra": extra,
-        }));
+        let key = Key::of_fields(&mut [
+            ("level", Part::Value(&json!("node"))),
+            ("kind", Part::Value(&json!(site.node_kind))),
+            ("call", Part::Value(&common)),
+            ("prompt", Part::Canonical(prompt)),
+            (
+                "continuation",
+                Part::Value(&serde_json::to_value(&spec.continuation)?),
+            ),
+            ("extra", Part::Value(extra)),
+        ]);
         Ok((common, key))
     }
 
@@ -270,7 +290,9 @@ impl Calls {
         prompt: Prompt,
         extra: Value,
     ) -> Result<Generated> {
-        let (common, node_key) = self.node_key(site, model_name, &prompt, &extra)?;
+        // the prompt's canonical JSON is written once for the node key and the first call key
+        let prompt_c = cache::canonical(&serde_json::to_value(&prompt)?);
+        let (common, node_key) = self.node_key_of(site, model_name, &prompt_c, &extra)?;
         let model = self.model(model_name)?;
         let spec = &model.spec;
         let mut info = CallInfo {
@@ -298,11 +320,22 @@ impl Calls {
             }
             let mut call = common.clone();
             call["params"] = serde_json::to_value(&sent_params)?;
-            let call_key = Key::of(&json!({"level": "call", "call": call, "prompt": step_prompt}));
+            let continued;
+            let step_c = if chain.finish_reasons.is_empty() {
+                &prompt_c
+            } else {
+                continued = cache::canonical(&serde_json::to_value(&step_prompt)?);
+                &continued
+            };
+            let call_key = Key::of_fields(&mut [
+                ("level", Part::Value(&json!("call"))),
+                ("call", Part::Value(&call)),
+                ("prompt", Part::Canonical(step_c)),
+            ]);
             info.keys.push(call_key.0.clone());
             let req = CallRequest {
                 model: spec.model.clone(),
-                prompt: step_prompt.clone(),
+                prompt: step_prompt,
                 params: sent_params,
                 sample,
             };

@@ -138,7 +138,7 @@ mod tests {
                 "summaries": sums.iter().map(|s| serde_json::json!({"text": s})).collect::<Vec<_>>(),
             });
             assert_eq!(
-                tpl.render("p", &data).unwrap(),
+                tpl.render("p", data).unwrap(),
                 original_render(t, "Q<1>", &sums),
                 "{} summaries",
                 sums.len()

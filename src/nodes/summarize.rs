@@ -411,7 +411,7 @@ impl Summarize {
         extra.entry("chunk_count").or_insert(json!(1));
         let user = cx.templates.render(
             cx.node.prompt.as_deref().expect("validated"),
-            &cx.template_data(extra),
+            cx.template_data(extra),
         )?;
         let model = cx.node.model.as_deref().expect("validated");
         let g = cx
