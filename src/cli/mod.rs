@@ -380,7 +380,13 @@ fn pipeline(cmd: PipelineCmd) -> i32 {
                 d.1 = port;
             }
             let rt = runtime();
-            match rt.block_on(exec::run(p, &opts)) {
+            // the scheduler runs on a worker like its nodes, not on this thread: a node that
+            // ends then wakes it where it ran (no hand-over to a parked thread per node)
+            let run = rt.spawn(async move { exec::run(p, &opts).await });
+            match rt
+                .block_on(run)
+                .unwrap_or_else(|e| Err(anyhow::anyhow!("the run stopped: {e}")))
+            {
                 Ok(s) => s.exit_code(),
                 Err(e) => {
                     eprintln!("error: {e:#}");

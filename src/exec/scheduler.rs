@@ -26,7 +26,7 @@ pub use crate::runfile::records::{Event, NodeRecord, ProblemRecord, now};
 use crate::spec::Ref;
 
 /// Where the scheduler sends what happens.
-pub trait Sink {
+pub trait Sink: Send {
     fn event(&mut self, e: &Event) -> Result<()>;
     /// A problem's instances were opened (before any of its nodes runs).
     fn problem_open(&mut self, _p: &Problem) -> Result<()> {
