@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::cache::Key;
-use crate::data::{Filters, Shard};
+use crate::data::{Filters, Selection, Shard};
 use crate::spec::Pipeline;
 
 /// How a run's pipeline was loaded.
@@ -60,12 +60,11 @@ impl ShardRecord {
     /// A sharded pipeline's record; None for a whole run.
     pub fn of_pipeline(p: &Pipeline) -> Option<ShardRecord> {
         let s = p.shard.as_ref()?;
-        let whole: Vec<&str> = s.whole.iter().map(String::as_str).collect();
         Some(ShardRecord {
             index: s.shard.index,
             count: s.shard.count,
-            of: Key::of(&hashes_with(p, &whole)).0,
-            problems_total: whole.len(),
+            of: Key::of(&hashes_with(p, &s.whole)).0,
+            problems_total: s.whole.len(),
         })
     }
 
@@ -86,20 +85,41 @@ impl ShardRecord {
 
 /// The parts of a resolved config that decide a run's results, each hashed.
 pub fn hashes(p: &Pipeline) -> Value {
-    let ids: Vec<&str> = p.problems.iter().map(|q| q.id.as_str()).collect();
-    hashes_with(p, &ids)
+    hashes_with(p, &p.problems)
 }
 
 /// The same, with this selection.
-fn hashes_with(p: &Pipeline, selection: &[&str]) -> Value {
+fn hashes_with(p: &Pipeline, selection: &Selection) -> Value {
     let h = |v: Value| Key::of(&v).0;
     json!({
         "pipeline": h(p.tree.clone()),
         "prompts": h(serde_json::to_value(&p.prompts).unwrap_or_default()),
         "problem_file": p.problem_set.file_hash,
-        "selection": h(json!(selection)),
+        "selection": selection_hash(selection),
         "key_scheme": crate::cache::FORMAT_VERSION,
     })
+}
+
+/// `Key::of` the JSON list of the selection's ids, hashed as the ids are read (a list of
+/// 100,000 ids is never held). A row that no longer reads hashes as no selection at all, so
+/// the config differs from any recorded one.
+fn selection_hash(selection: &Selection) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(format!("distill-cache-v{}\n[", crate::cache::FORMAT_VERSION).as_bytes());
+    let mut buf = Vec::new();
+    for (i, p) in selection.iter().enumerate() {
+        let Ok(p) = p else {
+            return String::new();
+        };
+        buf.clear();
+        if i > 0 {
+            buf.push(b',');
+        }
+        serde_json::to_writer(&mut buf, &p.id).expect("a string serializes");
+        h.update(&buf);
+    }
+    h.update(b"]");
+    h.finalize().to_hex().to_string()
 }
 
 /// The parts that differ between a recorded run and a reloaded pipeline, by name.
@@ -115,4 +135,27 @@ pub fn changed(recorded: &Value, now: &Pipeline) -> Vec<&'static str> {
     .into_iter()
     .filter(|k| recorded.get(*k) != now.get(*k))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selection_hash_is_the_key_of_its_id_list() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("p.csv");
+        std::fs::write(
+            &f,
+            "id,question,answer\na,q1,1\n\"b\"\"x\",q2,2\nc\u{e9},q3,3\n",
+        )
+        .unwrap();
+        let file = crate::data::ProblemFile::open(&f).unwrap();
+        let all = crate::data::select(&file, &Filters::default()).unwrap();
+        let ids: Vec<String> = all.iter().map(|p| p.unwrap().id).collect();
+        assert_eq!(ids, ["a", "b\"x", "c\u{e9}"]);
+        assert_eq!(selection_hash(&all), Key::of(&json!(ids)).0);
+        let none = Selection::of(&file, Vec::new());
+        assert_eq!(selection_hash(&none), Key::of(&json!([])).0);
+    }
 }
