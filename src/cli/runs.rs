@@ -52,7 +52,10 @@ fn reload(dir: &Path, cfg: &Value) -> Result<(spec::Pipeline, usize), String> {
         .map(|p| p.id)
         .collect();
     let before = p.problems.len();
-    p.problems.retain(|q| !done.contains(&q.id));
+    p.problems = p
+        .problems
+        .filtered(|q| !done.contains(&q.id))
+        .map_err(String::from)?;
     let kept = before - p.problems.len();
     Ok((p, kept))
 }

@@ -85,15 +85,28 @@ fn answer(n: &NodeRecord) -> Imported {
     }
 }
 
+/// The problem set's rows of the records' problems (looked up in one pass over the file).
+struct Rows<'a> {
+    file: &'a crate::data::ProblemFile,
+    of: HashMap<String, usize>,
+}
+
 /// Checks one problem's record against the problem set; the errors found.
-fn check(p: &ProblemRecord, pipeline: &Pipeline, errors: &mut Vec<String>) {
-    let Some(q) = pipeline.problem_set.problems.iter().find(|q| q.id == p.id) else {
+fn check(p: &ProblemRecord, pipeline: &Pipeline, rows: &Rows<'_>, errors: &mut Vec<String>) {
+    let Some(&i) = rows.of.get(&p.id) else {
         errors.push(format!(
             "problem `{}` is not in {}",
             p.id,
             pipeline.problems_path.display()
         ));
         return;
+    };
+    let q = match rows.file.problem(i) {
+        Ok(q) => q,
+        Err(e) => {
+            errors.push(format!("problem `{}`: {e}", p.id));
+            return;
+        }
     };
     if !p.question.is_empty() && p.question.trim() != q.question().trim() {
         errors.push(format!(
@@ -121,7 +134,13 @@ struct Table {
 
 impl Table {
     /// Adds one problem's records; the problems found in them.
-    fn add(&mut self, p: &ProblemRecord, pipeline: &Pipeline, scope: Scope) -> Vec<String> {
+    fn add(
+        &mut self,
+        p: &ProblemRecord,
+        pipeline: &Pipeline,
+        rows: &Rows<'_>,
+        scope: Scope,
+    ) -> Vec<String> {
         let mut recorded_error = false;
         let mut errors = Vec::new();
         for (s, nodes) in p.samples.iter().enumerate() {
@@ -163,7 +182,7 @@ impl Table {
         if recorded_error {
             self.recorded_errors.push(p.id.clone());
         } else {
-            check(p, pipeline, &mut errors);
+            check(p, pipeline, rows, &mut errors);
         }
         errors
     }
@@ -187,9 +206,17 @@ pub fn load(pipeline: &Pipeline, path: &Path, scope: Scope) -> Result<Loaded> {
         imports: Imports::new(path.display().to_string()),
         ..Default::default()
     };
+    let ids: Vec<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+    let rows = Rows {
+        file: &pipeline.problem_set,
+        of: pipeline
+            .problem_set
+            .find(&ids)
+            .map_err(anyhow::Error::msg)?,
+    };
     let mut errors = Vec::new();
     for p in &problems {
-        errors.extend(t.add(p, pipeline, scope));
+        errors.extend(t.add(p, pipeline, &rows, scope));
     }
     let Table {
         imports,

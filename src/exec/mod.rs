@@ -367,8 +367,9 @@ async fn start_dashboard(
     let problems = p
         .problems
         .iter()
-        .map(|q| (q.id.clone(), q.question().to_string()))
-        .collect();
+        .map(|q| q.map(|q| (q.id.clone(), q.question().to_string())))
+        .collect::<Result<_, _>>()
+        .map_err(|e| InvalidInput(e.to_string()))?;
     let columns = p
         .nodes
         .iter()

@@ -38,8 +38,24 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// The resolved pipeline, prompts and provenance, as written to config.json.
+/// The resolved pipeline, prompts and provenance, as written to config.json (the dashboard's
+/// copy: the selected ids as values).
 pub fn config_json(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
+    let mut cfg = config_head(ctx, opts, run_id);
+    let ids: Vec<String> = ctx
+        .pipeline
+        .problems
+        .iter()
+        .map(|q| q.map(|q| q.id))
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    cfg["problems"]["selected"] = json!(ids);
+    cfg
+}
+
+/// config.json without the selected ids (`problems.selected` is an empty list): they are
+/// written from the selection as it is read ([`write_config`]).
+fn config_head(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
     let p = &ctx.pipeline;
     let mut cfg = config_fields(ctx, opts, run_id);
     // a shard's piece and the config it is a piece of (`distill report` merges by it)
@@ -47,6 +63,57 @@ pub fn config_json(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
         cfg["shard"] = json!(s);
     }
     cfg
+}
+
+/// `cfg` with `problems.selected` streamed from the selection (100,000 ids are not held as
+/// JSON values): the bytes `serde_json` writes for the whole value.
+struct Streamed<'a> {
+    value: &'a Value,
+    /// Where the ids go: `problems`, then `selected`.
+    path: &'a [&'a str],
+    selection: &'a crate::data::Selection,
+}
+
+impl serde::Serialize for Streamed<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap, SerializeSeq};
+        let (Some((key, rest)), Some(obj)) = (self.path.split_first(), self.value.as_object())
+        else {
+            let mut seq = s.serialize_seq(Some(self.selection.len()))?;
+            for q in self.selection.iter() {
+                seq.serialize_element(&q.map_err(S::Error::custom)?.id)?;
+            }
+            return seq.end();
+        };
+        let mut m = s.serialize_map(Some(obj.len()))?;
+        for (k, v) in obj {
+            if k == key {
+                let inner = Streamed {
+                    value: v,
+                    path: rest,
+                    selection: self.selection,
+                };
+                m.serialize_entry(k, &inner)?;
+            } else {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// Writes config.json (pretty) with the selection's ids streamed into `problems.selected`.
+fn write_config(path: &Path, cfg: &Value, selection: &crate::data::Selection) -> Result<()> {
+    let f = File::create(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut w = BufWriter::new(f);
+    let v = Streamed {
+        value: cfg,
+        path: &["problems", "selected"],
+        selection,
+    };
+    serde_json::to_writer_pretty(&mut w, &v)
+        .and_then(|_| w.flush().map_err(serde_json::Error::io))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn config_fields(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
@@ -60,7 +127,7 @@ fn config_fields(ctx: &RunCtx, opts: &RunOptions, run_id: &str) -> Value {
         "problems": {
             "path": p.problems_path.display().to_string(),
             "blake3": p.problem_set.file_hash,
-            "selected": p.problems.iter().map(|q| q.id.clone()).collect::<Vec<_>>(),
+            "selected": [],
         },
         "provenance": {
             "distill_version": env!("CARGO_PKG_VERSION"),
@@ -88,9 +155,8 @@ impl RunWriter {
             .join(&run_id);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating run directory {}", dir.display()))?;
-        let cfg = config_json(ctx, opts, &run_id);
-        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)
-            .with_context(|| format!("writing {}", dir.join("config.json").display()))?;
+        let cfg = config_head(ctx, opts, &run_id);
+        write_config(&dir.join("config.json"), &cfg, &ctx.pipeline.problems)?;
         let events = File::create(dir.join("events.jsonl"))
             .with_context(|| format!("creating {}", dir.join("events.jsonl").display()))?;
         let nodes: Vec<String> = ctx.pipeline.nodes.iter().map(|n| n.id.clone()).collect();

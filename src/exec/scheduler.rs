@@ -135,7 +135,7 @@ pub async fn schedule(
     loop {
         // once stopped, no new problem is opened
         while open.len() < window && next < problems.len() && !ctx.stop_new_calls() {
-            let problem = Arc::new(problems[next].clone());
+            let problem = Arc::new(problems.get(next).map_err(anyhow::Error::msg)?);
             sink.problem_open(&problem)?;
             open.insert(next, open_problem(&g, &problem, next, &mut ready));
             next += 1;

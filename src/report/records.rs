@@ -154,12 +154,24 @@ impl Reading {
     /// `columns`: give each problem its question, answer and problem-set columns.
     pub fn open(path: &Path, columns: bool) -> Result<Reading, String> {
         let rf = crate::runfile::open(path)?;
-        let config = rf.config().filter(|_| rf.format == Format::Distill);
+        let sv = survey(&rf);
+        // selected but never written: the run was interrupted (or crashed) before them (the
+        // ids are read from config.json one at a time, not held)
+        let mut missing: Vec<String> = Vec::new();
+        let config = (rf.format == Format::Distill)
+            .then(|| {
+                crate::runfile::config::read_streaming(&rf.dir, &mut |id| {
+                    if !sv.ids.contains(&id_hash(id)) {
+                        missing.push(id.to_string());
+                    }
+                })
+                .ok()
+            })
+            .flatten();
         let cfg = config.as_ref();
         let mut warnings = Vec::new();
         // the attempts graded by the `grade:` block; a pipeline that grades only with nodes
         // that give their own verdict (`grade`) has those instead
-        let sv = survey(&rf);
         let mut graded = graded_nodes(&sv, cfg, &crate::nodes::block_graded_kinds());
         if graded.is_empty() {
             graded = graded_nodes(&sv, cfg, &crate::nodes::own_verdict_kinds());
@@ -183,15 +195,6 @@ impl Reading {
             .map(|n| n as usize);
         let samples = sv.samples.max(cfg_samples.unwrap_or(1)).max(1);
         let status = rf.status.clone();
-        // selected but never written: the run was interrupted (or crashed) before them
-        let missing: Vec<String> = cfg
-            .and_then(|c| c["problems"]["selected"].as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .filter(|id| !sv.ids.contains(&id_hash(id)))
-            .map(String::from)
-            .collect();
         let shape = Shape {
             graded,
             samples,

@@ -54,10 +54,15 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 pub(super) fn ids(v: &[String]) -> String {
+    shown_ids(v.iter().map(String::as_str), v.len())
+}
+
+/// The first ids of `n`, and how many more.
+fn shown_ids<'a>(v: impl Iterator<Item = &'a str>, n: usize) -> String {
     const MAX: usize = 40;
-    let mut s = v.iter().take(MAX).cloned().collect::<Vec<_>>().join(", ");
-    if v.len() > MAX {
-        let _ = write!(s, ", … ({} more)", v.len() - MAX);
+    let mut s = v.take(MAX).collect::<Vec<_>>().join(", ");
+    if n > MAX {
+        let _ = write!(s, ", … ({} more)", n - MAX);
     }
     s
 }
@@ -414,7 +419,12 @@ fn run_section(s: &mut String, r: &RunReport) {
             &o.no_verdict,
         ),
     ] {
-        let _ = writeln!(s, "| {name} | {} | {} |", v.len(), ids(v));
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} |",
+            v.len(),
+            shown_ids(v.iter(), v.len())
+        );
     }
     if r.failures.is_empty() {
         s.push_str("\nFailed: none.\n");

@@ -5,7 +5,7 @@
 //! a report streamed from a run file and one computed over a loaded run are the same numbers
 //! to the last bit (`metrics::run_report` folds a loaded run through here). What it keeps per
 //! problem: the first- and last-round shares (the paired bootstrap resamples them) and the
-//! problem's id in its outcome class (report.json lists them).
+//! problem's id in its outcome class (report.json lists them; one text per class).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -374,10 +374,12 @@ impl<'g> Tally<'g> {
         }
         let o = &mut self.outcomes;
         for (si, s) in p.samples.iter().enumerate() {
+            let numbered;
             let unit = if self.samples > 1 {
-                format!("{}#{si}", p.id)
+                numbered = format!("{}#{si}", p.id);
+                numbered.as_str()
             } else {
-                p.id.clone()
+                p.id.as_str()
             };
             let (Some(first), Some(last)) = (
                 s.first().and_then(Attempt::verdict),

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::data::{Filters, Problem, ProblemSet, Shard};
+use crate::data::{Filters, ProblemFile, Selection, Shard};
 use crate::grade::{Compare, ExtractOptions, Extractor};
 pub use model::ModelSpec;
 pub use resolve::MAX_SAMPLES;
@@ -242,8 +242,10 @@ pub struct Pipeline {
     /// Expanded nodes in a topological order.
     pub nodes: Vec<Node>,
     pub problems_path: PathBuf,
-    pub problem_set: ProblemSet,
-    pub problems: Vec<Problem>,
+    /// The problem CSV, checked and indexed by row (rows are read as problems open).
+    pub problem_set: ProblemFile,
+    /// The selected rows.
+    pub problems: Selection,
     /// `--shard I/N`: `problems` is this piece of the filters' selection.
     pub shard: Option<ShardOf>,
     /// Prompt name → template text.
@@ -254,12 +256,12 @@ pub struct Pipeline {
     pub warning_groups: Vec<WarningGroup>,
 }
 
-/// The piece of the filters' selection a sharded run runs, and the ids of the whole
-/// selection (what its config is hashed with, so that every shard of one run agrees).
+/// The piece of the filters' selection a sharded run runs, and the whole selection (whose
+/// ids its config is hashed with, so that every shard of one run agrees).
 #[derive(Debug, Clone)]
 pub struct ShardOf {
     pub shard: Shard,
-    pub whole: Vec<String>,
+    pub whole: Selection,
 }
 
 /// Many warnings of one kind (e.g. each group of problems with the same question): the

@@ -19,7 +19,7 @@ use super::model::{Continuation, ModelSpec, Price, SamplingParams, SimSettings};
 use super::{
     Diag, GradeSpec, LoadOptions, Node, Pipeline, PipelineSpec, ProblemsSpec, WarningGroup, expand,
 };
-use crate::data::{self, Problem, ProblemSet};
+use crate::data::{self, ProblemFile, Selection};
 use crate::nodes::params::{did_you_mean, field_names};
 
 /// Resolves a path written in `pipeline_file` by the rule of [`paths`](super::paths).
@@ -79,8 +79,11 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
         .collect();
     let (problem_set, problems) = problems.expect("loaded");
     let mut warnings = notes;
-    let (problems, shard) = shard_of(problems, opts.shard, &mut warnings);
+    // rows are read again here: an error only when the file changed since it was checked
+    let reread = |e: data::LoadError| vec![Diag::at(&locs.find("problems.path"), e.to_string())];
+    let (problems, shard) = shard_of(problems, opts.shard, &mut warnings).map_err(reread)?;
     let warning_groups = duplicate_warnings(&spec.problems.path, &problems)
+        .map_err(reread)?
         .into_iter()
         .collect();
     warnings.extend(super::model::model_warnings(&spec, &nodes, &locs));
@@ -103,22 +106,21 @@ pub fn resolve(path: &Path, opts: &LoadOptions) -> Result<Pipeline, Vec<Diag>> {
 /// is no error (a small set over many shards): it is said, and the run still writes its
 /// directory so that a merge sees the shard.
 fn shard_of(
-    whole: Vec<Problem>,
+    whole: Selection,
     shard: Option<data::Shard>,
     warnings: &mut Vec<String>,
-) -> (Vec<Problem>, Option<super::ShardOf>) {
+) -> Result<(Selection, Option<super::ShardOf>), data::LoadError> {
     let Some(shard) = shard else {
-        return (whole, None);
+        return Ok((whole, None));
     };
-    let piece = shard.select(&whole);
+    let piece = shard.select(&whole)?;
     if piece.is_empty() {
         warnings.push(format!(
             "shard {shard} holds none of the {} selected problem(s) (a small set over many shards): nothing to run; its run directory is still written so that `distill report` over the shards sees it",
             whole.len()
         ));
     }
-    let ids = whole.into_iter().map(|p| p.id).collect();
-    (piece, Some(super::ShardOf { shard, whole: ids }))
+    Ok((piece, Some(super::ShardOf { shard, whole })))
 }
 
 /// A model's `tokenizer:` file, found by the path rule, becomes an absolute path (the
@@ -137,9 +139,14 @@ fn resolve_tokenizer_paths(spec: &mut PipelineSpec, locs: &LocMap, file: &Path) 
 }
 
 /// The problems that share a question text, one line per group, summarized as one line.
-fn duplicate_warnings(path: &str, problems: &[Problem]) -> Option<WarningGroup> {
-    let groups = data::duplicate_questions(problems);
-    let first = groups.first()?;
+fn duplicate_warnings(
+    path: &str,
+    problems: &Selection,
+) -> Result<Option<WarningGroup>, data::LoadError> {
+    let groups = problems.duplicate_questions()?;
+    let Some(first) = groups.first() else {
+        return Ok(None);
+    };
     let lines = groups
         .iter()
         .map(|g| {
@@ -154,7 +161,7 @@ fn duplicate_warnings(path: &str, problems: &[Problem]) -> Option<WarningGroup> 
         groups.len(),
         first.join(", ")
     );
-    Some(WarningGroup { summary, lines })
+    Ok(Some(WarningGroup { summary, lines }))
 }
 
 /// The merged tree: the file and its bases, every `--set` (all their errors), the filters.
@@ -448,9 +455,9 @@ fn problems(
     path: &Path,
     locs: &LocMap,
     diags: &mut Vec<Diag>,
-) -> Option<(ProblemSet, Vec<Problem>)> {
+) -> Option<(ProblemFile, Selection)> {
     let filters = spec.problems.filters();
-    let set = match data::load_for(path, &filters) {
+    let set = match ProblemFile::open(path) {
         Ok(set) => set,
         Err(data::LoadError::Content(e)) => {
             // the CSV names its own file and line; `problems.path` is not the problem
