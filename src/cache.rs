@@ -403,6 +403,10 @@ impl Cache {
 
     /// Flushes the cache's files to disk once (called at the end of a run).
     pub fn sync(&self) {
+        // a run that wrote nothing (a warm rerun) has nothing of its own to flush
+        if self.counters.writes.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         if let Ok(f) = fs::File::open(self.root.join("objects")) {
             // flushes the cache's file system only, not every disk of the machine
             let _ = rustix::fs::syncfs(&f);
