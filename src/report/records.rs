@@ -12,10 +12,6 @@ use crate::calls::Output;
 use crate::runfile::records::{NodeRecord, NodeStatus, ProblemRecord, ProblemStatus};
 use crate::runfile::{Format, RunFile, Texts};
 
-fn graded_done(n: &NodeRecord) -> bool {
-    output(n).is_some_and(|o| o.get("correct").is_some_and(Value::is_boolean))
-}
-
 fn output(n: &NodeRecord) -> Option<&Output> {
     n.output.as_deref()
 }
@@ -76,19 +72,22 @@ fn id_hash(id: &str) -> u64 {
 
 fn survey(rf: &RunFile) -> Survey {
     let mut s = Survey::default();
-    for p in rf.problems(Texts::Lengths).flatten() {
+    // the heads only: this pass needs no text of any record
+    for p in rf.heads().flatten() {
         s.ids.insert(id_hash(&p.id));
         s.samples = s.samples.max(p.samples.len());
         for n in p.aggregates.values().filter(|n| n.kind == "vote") {
             s.vote_ks.extend(pass_at(output(n)).into_keys());
         }
         for n in p.samples.iter().flat_map(|s| s.values()) {
-            let e =
+            let (done, graded) = (n.status == NodeStatus::Done, n.graded());
+            if let Some(e) = s.nodes.get_mut(&n.node) {
+                e.2 |= done;
+                e.3 |= graded;
+            } else {
                 s.nodes
-                    .entry(n.node.clone())
-                    .or_insert((n.kind.clone(), n.round, false, false));
-            e.2 |= n.status == NodeStatus::Done;
-            e.3 |= graded_done(n);
+                    .insert(n.node.clone(), (n.kind.clone(), n.round, done, graded));
+            }
         }
     }
     s

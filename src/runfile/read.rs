@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::original::{self, Original};
-use super::records::ProblemRecord;
+use super::records::{ProblemHead, ProblemRecord};
 use super::{JOURNAL, RESULTS};
 
 /// Who wrote the records.
@@ -227,22 +227,7 @@ impl RunFile {
             Source::Journal(lines) => {
                 Box::new(lines.iter().enumerate().map(move |(i, l)| parse(i + 1, l)))
             }
-            Source::Lines => {
-                let Ok(f) = File::open(&self.file) else {
-                    return Box::new(std::iter::empty());
-                };
-                Box::new(
-                    BufReader::new(f)
-                        .lines()
-                        .enumerate()
-                        .skip(1)
-                        .map_while(|(i, l)| Some((i, l.ok()?)))
-                        .filter_map(move |(i, l)| {
-                            let t = l.trim_end().trim_end_matches(',');
-                            t.starts_with('{').then(|| parse(i + 1, t))
-                        }),
-                )
-            }
+            Source::Lines => Box::new(self.lines().map(move |(i, t)| parse(i, &t))),
             Source::Doc(problems) => Box::new(problems.iter().enumerate().map(move |(i, p)| {
                 let mut r: ProblemRecord =
                     serde_json::from_value(p.clone()).map_err(|e| Unreadable {
@@ -261,6 +246,49 @@ impl RunFile {
                 Ok(r)
             })),
         }
+    }
+
+    /// Its records' heads ([`ProblemHead`]) in problem order: distill's lines are read
+    /// straight into them, skipping the texts; other sources go through their whole records.
+    pub fn heads(&self) -> Box<dyn Iterator<Item = Result<ProblemHead, Unreadable>> + '_> {
+        let parse = |line: usize, text: &str| {
+            serde_json::from_str::<ProblemHead>(text).map_err(|e| Unreadable {
+                line,
+                error: e.to_string(),
+            })
+        };
+        match &self.source {
+            Source::Journal(lines) => {
+                Box::new(lines.iter().enumerate().map(move |(i, l)| parse(i + 1, l)))
+            }
+            Source::Lines => Box::new(self.lines().map(move |(i, t)| parse(i, &t))),
+            Source::Doc(_) | Source::Original(_) => Box::new(
+                self.problems(Texts::Lengths)
+                    .map(|r| r.map(ProblemHead::from)),
+            ),
+        }
+    }
+
+    /// results.json's problem lines as distill writes them: (line number, text).
+    fn lines(&self) -> Box<dyn Iterator<Item = (usize, String)> + '_> {
+        let Ok(f) = File::open(&self.file) else {
+            return Box::new(std::iter::empty());
+        };
+        Box::new(
+            BufReader::new(f)
+                .lines()
+                .enumerate()
+                .skip(1)
+                .map_while(|(i, l)| Some((i, l.ok()?)))
+                .filter_map(|(i, mut l)| {
+                    let t = l.trim_end().trim_end_matches(',');
+                    let keep = t.len();
+                    (t.starts_with('{')).then(|| {
+                        l.truncate(keep);
+                        (i + 1, l)
+                    })
+                }),
+        )
     }
 
     /// Its records, skipping the unreadable ones (counted in the second value).

@@ -137,6 +137,68 @@ impl ProblemRecord {
 }
 
 /// A text field that older or hand-written files hold as a number (`"answer": 204`).
+/// A problem's record as a survey of a run reads it: its id, per sample each node's kind,
+/// round, status and verdict, and its aggregates whole. Read straight from a record's text,
+/// its long texts are skipped unallocated (a report's first pass over results.json).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProblemHead {
+    #[serde(deserialize_with = "text")]
+    pub id: String,
+    pub samples: Vec<IndexMap<String, NodeHead>>,
+    #[serde(default)]
+    pub aggregates: IndexMap<String, NodeRecord>,
+}
+
+/// A node instance's record without its output's texts ([`ProblemHead`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeHead {
+    pub node: String,
+    pub kind: String,
+    pub round: u32,
+    pub status: NodeStatus,
+    #[serde(default)]
+    pub output: Option<Verdict>,
+}
+
+/// Of a node's output, only its verdict.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Verdict {
+    #[serde(default)]
+    pub correct: Option<Value>,
+}
+
+impl NodeHead {
+    /// Whether the instance has a verdict (`correct` true or false).
+    pub fn graded(&self) -> bool {
+        self.output
+            .as_ref()
+            .is_some_and(|o| o.correct.as_ref().is_some_and(Value::is_boolean))
+    }
+}
+
+impl From<ProblemRecord> for ProblemHead {
+    fn from(r: ProblemRecord) -> ProblemHead {
+        let head = |n: NodeRecord| NodeHead {
+            output: n.output.as_ref().map(|o| Verdict {
+                correct: o.get("correct").cloned(),
+            }),
+            node: n.node,
+            kind: n.kind,
+            round: n.round,
+            status: n.status,
+        };
+        ProblemHead {
+            id: r.id,
+            samples: r
+                .samples
+                .into_iter()
+                .map(|s| s.into_iter().map(|(k, n)| (k, head(n))).collect())
+                .collect(),
+            aggregates: r.aggregates,
+        }
+    }
+}
+
 fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(match Value::deserialize(d)? {
         Value::String(s) => s,
@@ -149,4 +211,59 @@ pub fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A head read from a record's text equals the head of the whole record: the survey's
+    /// two ways in (distill's lines, other sources' records) agree.
+    #[test]
+    fn a_head_read_from_text_equals_the_head_of_its_record() {
+        let line = json!({"id": 7, "index": 0, "question": "q", "answer": "3", "status": "ok",
+            "samples": [
+                {"attempt_0": {"node": "attempt_0", "kind": "reason", "round": 0, "status": "done",
+                    "output": {"text": "long \"escaped\" text", "correct": true}},
+                 "summary": {"node": "summary", "kind": "summarize", "round": 1, "status": "skipped"}},
+                {"attempt_0": {"node": "attempt_0", "kind": "reason", "round": 0, "status": "failed",
+                    "error": "cut", "output": {"correct": null}}}],
+            "aggregates": {"vote": {"node": "vote", "kind": "vote", "round": 0, "status": "done",
+                "output": {"pass_at": {"1": 0.5}}}}})
+        .to_string();
+        let direct: ProblemHead = serde_json::from_str(&line).unwrap();
+        let via: ProblemHead =
+            ProblemHead::from(serde_json::from_str::<ProblemRecord>(&line).unwrap());
+        let show = |h: &ProblemHead| {
+            let nodes: Vec<_> = h
+                .samples
+                .iter()
+                .flat_map(|s| s.values())
+                .map(|n| {
+                    (
+                        n.node.clone(),
+                        n.kind.clone(),
+                        n.round,
+                        n.status,
+                        n.graded(),
+                    )
+                })
+                .collect();
+            (
+                h.id.clone(),
+                nodes,
+                h.aggregates.keys().cloned().collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(show(&direct), show(&via));
+        assert_eq!(direct.id, "7");
+        let graded: Vec<bool> = direct
+            .samples
+            .iter()
+            .flat_map(|s| s.values())
+            .map(NodeHead::graded)
+            .collect();
+        assert_eq!(graded, [true, false, false]);
+    }
 }
