@@ -15,6 +15,7 @@ mod generate;
 pub mod imports;
 mod params;
 pub mod redact;
+mod text;
 pub mod tokenizer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,8 +27,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use anyhow::Result;
 use tokio::sync::Semaphore;
 
-pub use generate::{CallInfo, Generated, chat, partial_answer, split_reasoning};
+pub use generate::{CallInfo, Generated};
 pub use params::sample_seed;
+pub use text::{chat, partial_answer, split_reasoning};
 
 use crate::cache::Cache;
 use crate::llm::{CallRequest, CallResponse, Provider};

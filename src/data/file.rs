@@ -112,6 +112,42 @@ impl Seen {
 }
 
 impl Inner {
+    /// A row's id (present, unique) and question (present); `scratch` rereads earlier rows
+    /// where two ids' hashes meet. Errors name the file and the line.
+    fn check_row(
+        &self,
+        shown: &str,
+        line: u64,
+        rec: &csv::StringRecord,
+        ids: &mut Seen,
+        (earlier, erec): (&mut Vec<u8>, &mut csv::StringRecord),
+    ) -> Result<(), LoadError> {
+        let content = LoadError::Content;
+        let id = rec.get(self.id_col).unwrap_or("").trim();
+        if id.is_empty() {
+            return Err(content(format!(
+                "{shown}:{line}: empty id; give every row an id"
+            )));
+        }
+        let index = u32::try_from(self.spans.len())
+            .map_err(|_| content(format!("{shown}: more than {} rows", u32::MAX)))?;
+        let text_of = |j: u32| -> Result<String, LoadError> {
+            self.read(j as usize, earlier, erec)?;
+            Ok(erec.get(self.id_col).unwrap_or("").trim().to_string())
+        };
+        if ids.first_of(id, index, text_of)?.is_some() {
+            return Err(content(format!(
+                "{shown}:{line}: duplicate id `{id}`; ids must be unique"
+            )));
+        }
+        if rec.get(self.q_col).unwrap_or("").trim().is_empty() {
+            return Err(content(format!(
+                "{shown}:{line}: problem `{id}` has an empty question; fill it in or remove the row"
+            )));
+        }
+        Ok(())
+    }
+
     fn changed(&self, row: usize, why: &str) -> LoadError {
         LoadError::Content(format!(
             "{}: row {row} (0-based) no longer reads as it did when the run loaded it ({why}): the file was changed during the run; put it back or start the run again",
@@ -260,28 +296,7 @@ impl ProblemFile {
             }
             let pos = rec.position().cloned().unwrap_or_else(csv::Position::new);
             let line = pos.line();
-            let id = rec.get(inner.id_col).unwrap_or("").trim();
-            if id.is_empty() {
-                return Err(content(format!(
-                    "{shown}:{line}: empty id; give every row an id"
-                )));
-            }
-            let index = u32::try_from(inner.spans.len())
-                .map_err(|_| content(format!("{shown}: more than {} rows", u32::MAX)))?;
-            let text_of = |j: u32| -> Result<String, LoadError> {
-                inner.read(j as usize, &mut earlier, &mut erec)?;
-                Ok(erec.get(inner.id_col).unwrap_or("").trim().to_string())
-            };
-            if ids.first_of(id, index, text_of)?.is_some() {
-                return Err(content(format!(
-                    "{shown}:{line}: duplicate id `{id}`; ids must be unique"
-                )));
-            }
-            if rec.get(inner.q_col).unwrap_or("").trim().is_empty() {
-                return Err(content(format!(
-                    "{shown}:{line}: problem `{id}` has an empty question; fill it in or remove the row"
-                )));
-            }
+            inner.check_row(&shown, line, &rec, &mut ids, (&mut earlier, &mut erec))?;
             let len = u32::try_from(rdr.position().byte() - pos.byte())
                 .map_err(|_| content(format!("{shown}:{line}: a row of more than 4 GB")))?;
             inner.spans.push(Span {
