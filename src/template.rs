@@ -12,12 +12,17 @@ use std::sync::LazyLock;
 use handlebars::{Handlebars, handlebars_helper, no_escape};
 use serde_json::Value;
 
+mod fields;
+pub use fields::Used;
+
 handlebars_helper!(inc: |x: u64| x + 1);
 handlebars_helper!(add: |x: i64, y: i64| x + y);
 
 /// A compiled set of prompts.
 pub struct Templates {
     hb: Handlebars<'static>,
+    /// What each template may read of whole upstream outputs.
+    used: std::collections::HashMap<String, Used>,
 }
 
 impl Templates {
@@ -31,16 +36,26 @@ impl Templates {
         hb.register_helper("inc", Box::new(inc));
         hb.register_helper("add", Box::new(add));
         let mut errs = Vec::new();
+        let mut used = std::collections::HashMap::new();
         for (name, text) in prompts {
             if let Err(e) = hb.register_template_string(name, text) {
                 let reason = e.reason().to_string();
                 errs.push((name.clone(), e.pos().map(|(l, _)| l), reason));
             }
+            used.insert(name.clone(), Used::of(text));
         }
         if errs.is_empty() {
-            Ok(Templates { hb })
+            Ok(Templates { hb, used })
         } else {
             Err(errs)
+        }
+    }
+
+    /// What template `name` may read of whole outputs (everything, for an unknown name).
+    pub fn used(&self, name: &str) -> std::borrow::Cow<'_, Used> {
+        match self.used.get(name) {
+            Some(u) => std::borrow::Cow::Borrowed(u),
+            None => std::borrow::Cow::Owned(Used::everything()),
         }
     }
 

@@ -207,7 +207,31 @@ impl Calls {
         }
     }
 
+    /// The parameters sent by a step and its call key (`left`: completion tokens left).
+    fn step_key(
+        common: &Value,
+        base: &std::collections::BTreeMap<String, Value>,
+        sample: u32,
+        left: Option<u64>,
+        prompt_c: &[u8],
+    ) -> Result<(std::collections::BTreeMap<String, Value>, Key)> {
+        let sent_params = params::as_sent(base, sample, left);
+        let mut call = common.clone();
+        call["params"] = serde_json::to_value(&sent_params)?;
+        let key = Key::of_fields(&mut [
+            ("level", Part::Value(&json!("call"))),
+            ("call", Part::Value(&call)),
+            ("prompt", Part::Canonical(prompt_c)),
+        ]);
+        Ok((sent_params, key))
+    }
+
     /// Makes a node's model call (with continuation) through both cache levels.
+    ///
+    /// The first step's call entry is read first: it answers most nodes whole (one call that
+    /// the length limit did not cut). A node entry is looked for only when that entry is
+    /// missing (reasoning imported from an earlier run, an entry brought by `cache import`) or
+    /// was cut (a chain of several steps), so a warm node costs one read, not a miss and a read.
     pub async fn generate(
         &self,
         site: &Site<'_>,
@@ -224,39 +248,42 @@ impl Calls {
             keys: vec![node_key.0.clone()],
             ..Default::default()
         };
-        if let Some(e) = self.cache.get::<NodeEntry>(&node_key, "node")
-            && complete::node_output(&e.output).is_ok()
-        {
-            return Ok(self.served_by_node_entry(model, e, info));
-        }
-        if let Some(rec) = self.imports().and_then(|i| i.lookup(site)) {
-            return self.imported(model, rec, &prompt, site, &node_key, info);
-        }
         let base = spec.param_map();
         let max_total = spec.continuation.max_total_tokens;
+        let sample = site.sample + self.sample_offset;
+        let mut first = Some(Self::step_key(
+            &common, &base, sample, max_total, &prompt_c,
+        )?);
+        let mut first_hit = first.as_ref().and_then(|(_, k)| self.cached(k));
+        if first_hit
+            .as_ref()
+            .is_none_or(|r| r.finish_reason == "length")
+        {
+            if let Some(e) = self.cache.get::<NodeEntry>(&node_key, "node")
+                && complete::node_output(&e.output).is_ok()
+            {
+                return Ok(self.served_by_node_entry(model, e, info));
+            }
+            if first_hit.is_none()
+                && let Some(rec) = self.imports().and_then(|i| i.lookup(site))
+            {
+                return self.imported(model, rec, &prompt, site, &node_key, info);
+            }
+        }
         let mut chain = Chain::default();
         let mut step_prompt = prompt.clone();
         loop {
             let left = max_total.map(|m| m.saturating_sub(info.usage.completion_tokens));
-            let sample = site.sample + self.sample_offset;
-            let sent_params = params::as_sent(&base, sample, left);
+            let (sent_params, call_key) = match first.take() {
+                Some(f) => f,
+                None => {
+                    let c = cache::canonical(&serde_json::to_value(&step_prompt)?);
+                    Self::step_key(&common, &base, sample, left, &c)?
+                }
+            };
             if chain.finish_reasons.is_empty() {
                 chain.seed = sent_params.get("seed").cloned();
             }
-            let mut call = common.clone();
-            call["params"] = serde_json::to_value(&sent_params)?;
-            let continued;
-            let step_c = if chain.finish_reasons.is_empty() {
-                &prompt_c
-            } else {
-                continued = cache::canonical(&serde_json::to_value(&step_prompt)?);
-                &continued
-            };
-            let call_key = Key::of_fields(&mut [
-                ("level", Part::Value(&json!("call"))),
-                ("call", Part::Value(&call)),
-                ("prompt", Part::Canonical(step_c)),
-            ]);
             info.keys.push(call_key.0.clone());
             let req = CallRequest {
                 model: spec.model.clone(),
@@ -264,7 +291,10 @@ impl Calls {
                 params: sent_params,
                 sample,
             };
-            let step = self.step(model, &call_key, &req, site).await?;
+            let step = match first_hit.take() {
+                Some(resp) => Step { resp, sent: false },
+                None => self.step(model, &call_key, &req, site).await?,
+            };
             let usage = step.resp.usage.unwrap_or_default();
             if step.sent {
                 info.calls += 1;

@@ -113,10 +113,7 @@ impl Kind for Continue {
             );
         }
         let partial = cut_and_suffix(&previous, suffix);
-        let user = cx.templates.render(
-            cx.node.prompt.as_deref().expect("validated"),
-            cx.template_data(Map::new()),
-        )?;
+        let user = cx.render_prompt(Map::new())?;
         let mut msgs = Vec::new();
         if let Some(s) = &p.system {
             msgs.push(Message {

@@ -147,10 +147,16 @@ impl NodeCx<'_> {
 
     /// The value a reference points to (a whole output, or one field of it).
     pub fn lookup(&self, r: &Ref) -> Value {
+        self.lookup_for(r, None, &crate::template::Used::everything())
+    }
+
+    /// [`NodeCx::lookup`] for a template: of a whole output, the fields it may read (`name`:
+    /// the variable it is bound to; `None` for an item of a list).
+    fn lookup_for(&self, r: &Ref, name: Option<&str>, used: &crate::template::Used) -> Value {
         match self.upstream.get(&r.node) {
             None => Value::Null,
             Some(o) => match &r.field {
-                None => Value::Object((**o).clone()),
+                None => Value::Object(used.select(name, o)),
                 Some(f) => o.get(f).cloned().unwrap_or(Value::Null),
             },
         }
@@ -170,10 +176,19 @@ impl NodeCx<'_> {
             .and_then(|i| i.get(field).and_then(|v| v.as_str()).map(str::to_string))
     }
 
+    /// Renders the node's `prompt:` template with [`NodeCx::template_data`] plus `extra`.
+    pub fn render_prompt(&self, extra: Map<String, Value>) -> Result<String> {
+        let name = self.node.prompt.as_deref().expect("validated");
+        let used = self.templates.used(name);
+        self.templates
+            .render(name, self.template_data(extra, &used))
+    }
+
     /// The data a prompt template renders with: problem columns at the top level and under
     /// `problem`, `round`, `sample`, `input`, every `vars:` binding and directly referenced
-    /// upstream nodes, plus `extra` (kind-specific variables).
-    pub fn template_data(&self, extra: Map<String, Value>) -> Value {
+    /// upstream nodes, plus `extra` (kind-specific variables). Of a whole upstream output,
+    /// only the fields the template may read (`used`).
+    pub fn template_data(&self, extra: Map<String, Value>, used: &crate::template::Used) -> Value {
         let mut m = Map::new();
         for (k, v) in self.problem.fields().iter() {
             m.insert(k.clone(), Value::String(v.clone()));
@@ -185,21 +200,21 @@ impl NodeCx<'_> {
         m.insert("round".into(), self.node.round.into());
         m.insert("sample".into(), self.sample.into());
         for id in &self.node.template_refs {
-            m.insert(
-                id.clone(),
-                self.lookup(&Ref {
-                    node: id.clone(),
-                    field: None,
-                }),
-            );
+            let r = Ref {
+                node: id.clone(),
+                field: None,
+            };
+            m.insert(id.clone(), self.lookup_for(&r, Some(id), used));
         }
         if let Some(r) = &self.node.input {
-            m.insert("input".into(), self.lookup(r));
+            m.insert("input".into(), self.lookup_for(r, Some("input"), used));
         }
         for (name, b) in &self.node.vars {
             let v = match b {
-                Binding::One(r) => self.lookup(r),
-                Binding::List(rs) => Value::Array(rs.iter().map(|r| self.lookup(r)).collect()),
+                Binding::One(r) => self.lookup_for(r, Some(name), used),
+                Binding::List(rs) => {
+                    Value::Array(rs.iter().map(|r| self.lookup_for(r, None, used)).collect())
+                }
             };
             m.insert(name.clone(), v);
         }

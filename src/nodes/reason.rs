@@ -57,10 +57,7 @@ pub struct Params {
 
 /// The messages a reason node sends (also how an import finds its cache key).
 pub fn prompt_of(cx: &NodeCx<'_>) -> Result<Prompt> {
-    let prompt_name = cx.node.prompt.as_deref().expect("validated");
-    let user = cx
-        .templates
-        .render(prompt_name, cx.template_data(Map::new()))?;
+    let user = cx.render_prompt(Map::new())?;
     let system = cx.param_str("system").map(|s| s.to_string());
     Ok(chat(system, user))
 }

@@ -409,10 +409,7 @@ impl Summarize {
         extra.insert("trace".into(), Value::String(trace));
         extra.entry("chunk_index").or_insert(json!(0));
         extra.entry("chunk_count").or_insert(json!(1));
-        let user = cx.templates.render(
-            cx.node.prompt.as_deref().expect("validated"),
-            cx.template_data(extra),
-        )?;
+        let user = cx.render_prompt(extra)?;
         let model = cx.node.model.as_deref().expect("validated");
         let g = cx
             .generate(model, chat(p.system.clone(), user), key_extra)

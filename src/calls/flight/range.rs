@@ -1,6 +1,8 @@
 //! Cross-process locks of single-flight as byte-range locks on one file per cache directory,
 //! `<cache>/flight.locks`: the lock of a key is one byte at an offset taken from the key,
-//! held with an open-file-description lock (Linux `F_OFD_SETLK`) on a descriptor of its own.
+//! held with an open-file-description lock (Linux `F_OFD_SETLK`) on the one descriptor the
+//! process opened, and released by `F_UNLCK` when its guard drops (no open or close per call;
+//! other processes' descriptors are other descriptions, so their locks conflict with ours).
 //!
 //! Why not a lock file per call: nothing is created or deleted per call here. A lock file
 //! created and removed for every call made ext4 scan its inode bitmaps past the recently
@@ -16,7 +18,8 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 /// The lock file's name in a cache directory.
 pub const FILE: &str = "flight.locks";
@@ -24,13 +27,20 @@ pub const FILE: &str = "flight.locks";
 /// The lock file of one cache directory.
 #[derive(Debug)]
 pub struct RangeLocks {
-    path: PathBuf,
+    file: Arc<File>,
 }
 
-/// A key's lock, held until dropped (closing the descriptor releases it).
+/// A key's lock, held until dropped (then unlocked; the process's exit releases it too).
 #[derive(Debug)]
 pub struct RangeLock {
-    _file: File,
+    file: Arc<File>,
+    start: i64,
+}
+
+impl Drop for RangeLock {
+    fn drop(&mut self) {
+        let _ = set(&self.file, libc::F_UNLCK as i16, self.start);
+    }
 }
 
 /// What an attempt to lock a key found.
@@ -44,39 +54,47 @@ impl RangeLocks {
     /// Opens (creating it once) the lock file of the cache at `root`, and checks that the
     /// file system takes OFD locks. An error: use lock files instead.
     pub fn open(root: &Path) -> io::Result<RangeLocks> {
-        let locks = RangeLocks {
-            path: root.join(FILE),
-        };
-        // a probe at an offset no key maps to (keys use 60 bits)
-        let probe = locks.file()?;
-        set(&probe, libc::F_WRLCK as i16, PROBE)?;
-        set(&probe, libc::F_UNLCK as i16, PROBE)?;
-        Ok(locks)
-    }
-
-    fn file(&self) -> io::Result<File> {
-        OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&self.path)
+            .open(root.join(FILE))?;
+        // a probe at an offset no key maps to (keys use 60 bits), that takes nothing: a
+        // probe that took a lock made a second process starting at the same moment find it
+        // busy and fall back to lock files, which its range locks do not exclude
+        let locks = RangeLocks {
+            file: Arc::new(file),
+        };
+        locks.held_at(PROBE)?;
+        Ok(locks)
     }
 
-    /// Takes the lock of `key` unless someone holds it.
+    /// Takes the lock of `key` unless another description (another process) holds it. Two
+    /// keys of this process at one offset (60 bits of the key) share the byte: harmless,
+    /// since single-flight in the process already keeps one call per key.
     pub fn try_lock(&self, key: &str) -> io::Result<Attempt> {
-        let file = self.file()?;
-        match set(&file, libc::F_WRLCK as i16, offset(key)) {
-            Ok(()) => Ok(Attempt::Taken(RangeLock { _file: file })),
+        let start = offset(key);
+        match set(&self.file, libc::F_WRLCK as i16, start) {
+            Ok(()) => Ok(Attempt::Taken(RangeLock {
+                file: Arc::clone(&self.file),
+                start,
+            })),
             Err(e) if is_busy(&e) => Ok(Attempt::Busy),
             Err(e) => Err(e),
         }
     }
 
-    /// Whether someone holds the lock of `key` now.
+    /// Whether another description (another process) holds the lock of `key` now.
     pub fn is_held(&self, key: &str) -> io::Result<bool> {
-        let file = self.file()?;
-        let mut fl = flock(libc::F_WRLCK as i16, offset(key));
+        self.held_at(offset(key))
+    }
+
+    /// Whether another description holds the byte at `start` (`F_OFD_GETLK`; an error where
+    /// the file system has no OFD locks).
+    fn held_at(&self, start: i64) -> io::Result<bool> {
+        let file = &self.file;
+        let mut fl = flock(libc::F_WRLCK as i16, start);
         // SAFETY: `fl` is a valid `struct flock` for the duration of the call, and the
         // descriptor is open (owned by `file`).
         let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
