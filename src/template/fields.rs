@@ -165,4 +165,48 @@ mod tests {
         assert_eq!(u.select(Some("input"), &out()).len(), 4);
         assert_eq!(u.select(Some("other"), &out()).len(), 1);
     }
+
+    /// Every prompt file of the repository renders the same on trimmed data as on whole
+    /// outputs (the trimming must never change a prompt, hence a cache key).
+    #[test]
+    fn the_repositorys_prompts_render_the_same_on_trimmed_data() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts");
+        let mut prompts = std::collections::BTreeMap::new();
+        for dir in std::fs::read_dir(&root).unwrap() {
+            for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+                let path = f.unwrap().path();
+                let name = path.strip_prefix(&root).unwrap().with_extension("");
+                prompts.insert(
+                    name.to_string_lossy().into_owned(),
+                    std::fs::read_to_string(&path).unwrap(),
+                );
+            }
+        }
+        assert!(prompts.len() >= 5, "{prompts:?}");
+        let t = crate::template::Templates::compile(&prompts).unwrap();
+        let whole = Value::Object(out());
+        for name in prompts.keys() {
+            let used = t.used(name);
+            let data = |o: &dyn Fn(Option<&str>) -> Value| {
+                json!({
+                    "question": "Q", "round": 2, "sample": 0, "trace": "TR",
+                    "chunk_index": 0, "chunk_count": 1, "input": o(Some("input")),
+                    "summaries": [o(None), o(None)], "previous": o(Some("previous")),
+                })
+            };
+            let full = t.render(name, data(&|_| whole.clone()));
+            let trimmed = t.render(name, data(&|n| Value::Object(used.select(n, &out()))));
+            assert_eq!(
+                full.as_ref().map_err(|e| e.to_string()),
+                trimmed.as_ref().map_err(|e| e.to_string()),
+                "{name}"
+            );
+            if name == "reason/with_summaries" {
+                assert!(
+                    full.unwrap().contains("Attempt 0:\nT\n"),
+                    "the summaries' texts render"
+                );
+            }
+        }
+    }
 }
