@@ -83,12 +83,12 @@ pub fn export(cache: &Cache, runs: &[PathBuf], out: &Path) -> Result<Exported> {
     }
     for k in &keys {
         let key = Key(k.clone());
-        match std::fs::read(cache.entry_path(&key)) {
-            Ok(bytes) => {
+        match cache.bytes_of(&key) {
+            Some(bytes) => {
                 append(&mut t, &format!("objects/{}/{}", &k[..2], &k[2..]), &bytes)?;
                 done.entries += 1;
             }
-            Err(_) => done.missing.push(k.clone()),
+            None => done.missing.push(k.clone()),
         }
     }
     t.into_inner()?;

@@ -360,19 +360,7 @@ fn corrupt_cache_entries_are_detected_and_fetched_again() {
         &["pipeline", "run", "pipelines/k.yaml", "--no-progress"],
     );
     let good = p.last_run("k");
-    let mut n = 0;
-    for d in std::fs::read_dir(p.path().join("cache/objects"))
-        .unwrap()
-        .flatten()
-    {
-        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
-            let mut b = std::fs::read(f.path()).unwrap();
-            let l = b.len();
-            b[l - 2] ^= 0x55;
-            std::fs::write(f.path(), b).unwrap();
-            n += 1;
-        }
-    }
+    let n = corrupt_every_entry(&p.path().join("cache"));
     assert!(n > 0);
     let out = p.run(&["cache", "verify"]);
     assert_eq!(out.status.code(), Some(1));

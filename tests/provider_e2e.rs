@@ -121,28 +121,8 @@ fn decompressed(bytes: &[u8]) -> Option<Vec<u8>> {
         .find_map(|i| zstd::stream::decode_all(&bytes[i..]).ok())
 }
 
-/// The JSON payload of a cache entry.
-fn entry_payload(path: &Path) -> Value {
-    let bytes = std::fs::read(path).unwrap();
-    let payload =
-        decompressed(&bytes).unwrap_or_else(|| panic!("{}: no zstd payload", path.display()));
-    serde_json::from_slice(&payload).unwrap()
-}
-
-/// Entry files of a cache (temporary files left out).
-fn entry_files(cache: &Path) -> Vec<PathBuf> {
-    walk(&cache.join("objects"))
-        .into_iter()
-        .filter(|f| {
-            let name = f.file_name().unwrap().to_string_lossy().to_string();
-            // single-flight locks sit beside entries (a killed run leaves its own behind)
-            !name.starts_with(".tmp-") && !name.ends_with(".lock")
-        })
-        .collect()
-}
-
-/// Cache entries by file name (relative to the cache root), payloads without latencies.
-fn cache_entries(cache: &Path) -> BTreeMap<String, Value> {
+/// Cache entries by key, payloads without latencies.
+fn payloads(cache: &Path) -> BTreeMap<String, Value> {
     fn strip(v: &mut Value) {
         match v {
             Value::Object(m) => {
@@ -153,15 +133,12 @@ fn cache_entries(cache: &Path) -> BTreeMap<String, Value> {
             _ => {}
         }
     }
-    entry_files(cache)
+    cache_entries(cache)
         .into_iter()
-        .map(|f| {
-            let mut v = entry_payload(&f);
+        .map(|(k, kind, value)| {
+            let mut v = json!({"key": k, "kind": kind, "value": value});
             strip(&mut v);
-            (
-                f.strip_prefix(cache).unwrap().to_string_lossy().to_string(),
-                v,
-            )
+            (k, v)
         })
         .collect()
 }
@@ -261,8 +238,8 @@ async fn faults_change_nothing(
         let vt = assert_exit(&out, 0);
         assert!(vt.contains("0 corrupt"), "{vt}");
     }
-    let a = cache_entries(&p.path().join("cache-clean"));
-    let b = cache_entries(&p.path().join("cache-faulty"));
+    let a = payloads(&p.path().join("cache-clean"));
+    let b = payloads(&p.path().join("cache-faulty"));
     assert!(a.len() >= 24, "at least an entry per call: {}", a.len());
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
@@ -659,7 +636,7 @@ async fn continuation_resumes_at_the_right_step_after_sigkill() {
     child.kill().unwrap(); // SIGKILL
     let _ = child.wait();
     assert_eq!(server.request_count(), 3);
-    let entries = entry_files(&p.path().join("cache"));
+    let entries = cache_entries(&p.path().join("cache"));
     assert_eq!(entries.len(), 2, "two call entries: {entries:?}");
 
     assert_exit(&output(cmd(&p, &args)).await, 0);
@@ -677,7 +654,8 @@ async fn continuation_resumes_at_the_right_step_after_sigkill() {
 // 4. The API key reaches the server and nothing else
 // ---------------------------------------------------------------------------------------
 
-/// Files under `dir` whose raw bytes, or decompressed cache payload, contain `needle`.
+/// Files under `dir` whose raw bytes, or decompressed cache payloads (a loose entry's, or
+/// those of every entry a pack segment holds), contain `needle`.
 fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     walk(dir)
         .into_iter()
@@ -686,7 +664,11 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
             let raw = String::from_utf8_lossy(&bytes).contains(needle);
             let unpacked =
                 decompressed(&bytes).is_some_and(|p| String::from_utf8_lossy(&p).contains(needle));
-            raw || unpacked
+            let in_pack = f.extension().is_some_and(|x| x == "pack")
+                && cache_entries(f.parent().unwrap().parent().unwrap())
+                    .iter()
+                    .any(|(_, kind, v)| kind.contains(needle) || v.to_string().contains(needle));
+            raw || unpacked || in_pack
         })
         .collect()
 }
@@ -717,7 +699,12 @@ async fn the_api_key_reaches_the_server_and_nothing_else() {
     }
     // the probe sees through compression: the answers' text is found in the cache
     let probe = files_containing(&p.path().join("cache"), "Let me work it out step by step");
-    assert!(probe.len() >= 24, "{probe:?}");
+    assert!(!probe.is_empty(), "{probe:?}");
+    let with_text = cache_entries(&p.path().join("cache"))
+        .iter()
+        .filter(|(_, _, v)| v.to_string().contains("Let me work it out step by step"))
+        .count();
+    assert!(with_text >= 24, "{with_text}");
     for d in ["results", "cache"] {
         let hits = files_containing(&p.path().join(d), "SECRET-123");
         assert!(hits.is_empty(), "the key is in {hits:?}");
@@ -865,7 +852,7 @@ async fn unauthorized_fails_the_node_without_retries() {
         );
     }
     assert!(
-        entry_files(&p.path().join("cache")).is_empty(),
+        cache_entries(&p.path().join("cache")).is_empty(),
         "nothing is cached"
     );
 }

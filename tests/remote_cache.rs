@@ -240,7 +240,7 @@ async fn two_machines_share_one_bucket_and_the_second_sends_nothing() {
     assert!(t.contains("(none: every call is cached)"), "{t}");
     assert!(t.contains("came from it"), "{t}");
     assert!(
-        entry_files(&p.path().join("m2/cache")).is_empty(),
+        stored_keys(&p.path().join("m2/cache")).is_empty(),
         "a plan keeps nothing"
     );
 
@@ -377,7 +377,7 @@ async fn push_and_pull_move_whole_runs() {
         "s3://runs/p",
     ];
     let t = assert_exit(&go(&p, &ep, &push).await, 0);
-    let n = entry_files(&p.path().join("m1")).len();
+    let n = stored_keys(&p.path().join("m1")).len();
     assert!(t.contains(&format!("pushed {n} entries")), "{n}: {t}");
     let t = assert_exit(&go(&p, &ep, &push).await, 0);
     assert!(
@@ -392,7 +392,7 @@ async fn push_and_pull_move_whole_runs() {
     let t = assert_exit(&output(c).await, 0);
     assert!(t.contains(&format!("pulled {n} entries")), "{t}");
     assert!(t.contains("0 refused"), "{t}");
-    assert_eq!(entry_files(&p.path().join("m2")).len(), n);
+    assert_eq!(stored_keys(&p.path().join("m2")).len(), n);
     drop(server);
     let out = run_pipeline(&p, "pipelines/q.yaml", "m2", &["--offline"]).await;
     let t = assert_exit(&out, 0);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Project, text};
+use common::{Project, cache_entries, text};
 
 #[test]
 fn a_results_root_that_is_a_file_is_refused_before_any_call() {
@@ -25,7 +25,7 @@ fn a_results_root_that_is_a_file_is_refused_before_any_call() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(2), "{t}");
     assert!(t.contains("afile") && t.contains("--results DIR"), "{t}");
-    let entries = walk(&p.path().join("cache").join("objects"));
+    let entries = cache_entries(&p.path().join("cache")).len();
     assert_eq!(entries, 0, "no call was made: {t}");
     let out = p.run(&[
         "pipeline",
@@ -37,20 +37,6 @@ fn a_results_root_that_is_a_file_is_refused_before_any_call() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("afile"), "{}", text(&out));
-}
-
-fn walk(d: &std::path::Path) -> usize {
-    std::fs::read_dir(d).map_or(0, |rd| {
-        rd.flatten()
-            .map(|e| {
-                if e.path().is_dir() {
-                    walk(&e.path())
-                } else {
-                    1
-                }
-            })
-            .sum()
-    })
 }
 
 /// A repeat block's bad `when:` is one error at its own line, not one per body node.

@@ -2,7 +2,6 @@
 //! handle on a [`Cache`], the read-through after a local miss (verified here exactly as a
 //! local entry is) and the hook that tells the tier of every entry written.
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use serde::de::DeserializeOwned;
@@ -19,8 +18,9 @@ pub trait Tier: Send + Sync {
     fn keep_local(&self) -> bool;
     /// A fetched entry failed the check.
     fn rejected(&self, key: &Key, why: &str);
-    /// An entry was written at `file` (the tier copies it in the background).
-    fn written(&self, key: &Key, file: PathBuf);
+    /// An entry was written with these stored bytes (the tier copies them in the
+    /// background).
+    fn written(&self, key: &Key, bytes: Vec<u8>);
     /// An entry was found unusable and removed.
     fn removed(&self, key: &Key);
 }
@@ -62,9 +62,9 @@ impl Cache {
         }
     }
 
-    pub(super) fn tell_written(&self, key: &Key) {
+    pub(super) fn tell_written(&self, key: &Key, bytes: Vec<u8>) {
         if let Some(t) = &self.tier {
-            t.written(key, self.entry_path(key));
+            t.written(key, bytes);
         }
     }
 }

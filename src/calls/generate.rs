@@ -466,7 +466,6 @@ impl Calls {
             tracing::trace!("cache hit {}/{}: {}", site.problem_id, site.node_id, key.0);
             return Ok(Step { resp, sent: false });
         }
-        let entry = self.cache.entry_path(key);
         tracing::debug!(
             "cache miss {}/{} sample {} round {} (model `{}`): {} [{}]",
             site.problem_id,
@@ -474,7 +473,7 @@ impl Calls {
             req.sample,
             site.round,
             req.model,
-            if entry.exists() {
+            if self.cache.find(key).is_some() {
                 "the entry under this key is unreadable or not a complete answer"
             } else {
                 "no entry under this key: prompt, parameters, model, sample or cache format differ from every stored call"
@@ -506,6 +505,7 @@ impl Calls {
         // the simulated model costs nothing: other processes may repeat its calls, so it
         // takes no lock file (which would cost more than the call)
         let free = model.spec.provider == "sim";
+        let entry = self.cache.entry_path(key);
         let _guard = loop {
             let turn = if free {
                 self.flights.turn_in_process(&key.0).await

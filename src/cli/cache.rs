@@ -20,11 +20,9 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
         CacheCmd::Stats(a) => {
             let Some(c) = open(&a.cache) else { return 2 };
             let mut by_kind: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-            for (k, path) in c.entries() {
-                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                let kind = c
-                    .verify_entry(&k, &path)
-                    .unwrap_or_else(|_| "corrupt".into());
+            for (k, at) in c.entries() {
+                let size = at.size();
+                let kind = c.verify_entry(&k, &at).unwrap_or_else(|_| "corrupt".into());
                 let e = by_kind.entry(kind).or_default();
                 e.0 += 1;
                 e.1 += size;
@@ -83,10 +81,7 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
                 .into_iter()
                 .filter(|(k, _)| !live.contains(&k.0))
                 .collect();
-            let bytes: u64 = dead
-                .iter()
-                .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-                .sum();
+            let bytes: u64 = dead.iter().map(|(_, at)| at.size()).sum();
             println!(
                 "{runs} run(s) under {} refer to {} entries; {} entries ({:.1} KiB) are referred to by none",
                 results.display(),
@@ -95,10 +90,20 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
                 bytes as f64 / 1024.0
             );
             if yes {
-                for (_, p) in &dead {
-                    let _ = std::fs::remove_file(p);
+                match c.drop_entries(&dead) {
+                    Ok(left) => {
+                        println!("deleted {} entries", dead.len() - left);
+                        if left > 0 {
+                            println!(
+                                "{left} entries are in segments a running distill is still writing; run gc again when it has ended"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("error: deleting entries from {}: {e}", a.cache.display());
+                        return 1;
+                    }
                 }
-                println!("deleted {} entries", dead.len());
             } else if !dead.is_empty() {
                 for (k, _) in dead.iter().take(10) {
                     println!("  would delete {}", k.0);
@@ -115,25 +120,30 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
 fn verify(c: &crate::cache::Cache, delete: bool) -> i32 {
     let all = c.entries();
     let (mut bad, mut partial) = (0, 0);
-    for (k, path) in &all {
-        let problem = match c.read_entry(k, path) {
+    let mut doomed = Vec::new();
+    for (k, at) in &all {
+        let problem = match c.read_entry(k, at) {
             Err(e) => {
                 bad += 1;
-                format!("corrupt: {} ({e})", path.display())
+                format!("corrupt: {at} ({e})")
             }
             // stored before the complete-answer rule: read as a miss, fetched again
             Ok((kind, value)) => match crate::calls::complete::stored(&kind, &value) {
                 Ok(()) => continue,
                 Err(why) => {
                     partial += 1;
-                    format!("not an answer: {} ({kind} entry: {why})", path.display())
+                    format!("not an answer: {at} ({kind} entry: {why})")
                 }
             },
         };
         println!("{problem}");
         if delete {
-            let _ = std::fs::remove_file(path);
+            doomed.push((k.clone(), at.clone()));
         }
+    }
+    if let Err(e) = c.drop_entries(&doomed) {
+        eprintln!("error: deleting entries: {e}");
+        return 1;
     }
     println!(
         "{} entries checked, {bad} corrupt, {partial} not complete answers (misses when read){}",

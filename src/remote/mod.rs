@@ -480,11 +480,11 @@ impl crate::cache::Tier for Remote {
         tracing::warn!("{msg}; treating it as a miss");
     }
 
-    /// Queues the upload of an entry just written at `file` (write-behind; never blocks).
-    fn written(&self, key: &Key, file: std::path::PathBuf) {
+    /// Queues the upload of an entry just written (write-behind; never blocks).
+    fn written(&self, key: &Key, bytes: Vec<u8>) {
         if self.access.upload {
             self.uploads
-                .push(upload::Op::Put(key.clone(), file), &self.counters);
+                .push(upload::Op::Put(key.clone(), bytes), &self.counters);
         }
     }
 

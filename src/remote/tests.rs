@@ -22,7 +22,7 @@ fn a_bounded_flush_reports_what_is_still_pending() {
     let cache = crate::cache::Cache::open(dir.path()).unwrap();
     let k = Key::of(&serde_json::json!({"q": 1}));
     cache.put(&k, "call", &serde_json::json!(1)).unwrap();
-    crate::cache::Tier::written(&r, &k, cache.entry_path(&k));
+    crate::cache::Tier::written(&r, &k, cache.bytes_of(&k).unwrap());
     let t = std::time::Instant::now();
     let rep = r.flush(Duration::from_millis(400));
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());

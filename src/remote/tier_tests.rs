@@ -2,7 +2,6 @@
 //! as a local entry is, kept locally (or not, for a plan), told of writes and removals.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -31,8 +30,8 @@ impl Tier for Mem {
     fn rejected(&self, _: &Key, _: &str) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
     }
-    fn written(&self, key: &Key, file: PathBuf) {
-        assert!(file.exists());
+    fn written(&self, key: &Key, bytes: Vec<u8>) {
+        assert!(!bytes.is_empty());
         self.written.lock().unwrap().push(key.0.clone());
     }
     fn removed(&self, key: &Key) {
@@ -45,7 +44,7 @@ fn stored(key: &Key, value: Value) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let c = Cache::open(dir.path()).unwrap();
     c.put(key, "call", &value).unwrap();
-    std::fs::read(c.entry_path(key)).unwrap()
+    c.bytes_of(key).unwrap()
 }
 
 #[test]
@@ -63,7 +62,7 @@ fn a_local_miss_reads_the_tier_and_keeps_what_it_verified() {
     let mut c = Cache::open(dir.path()).unwrap();
     c.set_tier(mem.clone());
     assert_eq!(c.get::<Value>(&k, "call").unwrap()["text"], "42");
-    assert!(c.entry_path(&k).is_file(), "kept locally");
+    assert!(c.find(&k).is_some(), "kept locally");
     assert_eq!(c.counters.hits.load(Ordering::Relaxed), 1);
     // the next read is local
     assert_eq!(c.get::<Value>(&k, "call").unwrap()["text"], "42");
@@ -103,7 +102,7 @@ fn a_corrupt_or_misplaced_tier_entry_is_a_miss() {
     assert!(c.get::<Value>(&k, "call").is_none());
     assert!(c.get::<Value>(&other, "call").is_none());
     assert_eq!(mem.rejected.load(Ordering::Relaxed), 2);
-    assert!(!c.entry_path(&k).exists() && !c.entry_path(&other).exists());
+    assert!(c.find(&k).is_none() && c.find(&other).is_none());
     assert_eq!(c.counters.misses.load(Ordering::Relaxed), 2);
 }
 
@@ -119,7 +118,7 @@ fn a_plan_uses_the_tier_without_keeping_and_writes_are_told() {
     let mut c = Cache::open(dir.path()).unwrap();
     c.set_tier(mem.clone());
     assert_eq!(c.get::<Value>(&k, "call").unwrap()["text"], "9");
-    assert!(!c.entry_path(&k).exists(), "not kept");
+    assert!(c.find(&k).is_none(), "not kept");
     let k2 = Key::of(&json!({"q": 6}));
     c.put(&k2, "call", &json!(1)).unwrap();
     let k3 = Key::of(&json!({"q": 7}));

@@ -3,7 +3,6 @@
 //! concurrency. A pulled entry goes through `Cache::install`, the check every entry brought
 //! from elsewhere gets (header, checksum, the key it claims).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use backon::Retryable;
@@ -67,9 +66,9 @@ fn tally(runs: usize, keys: usize, done: Vec<One>) -> Moved {
 /// Uploads the local entries of `keys` (used by `runs` runs) that the bucket does not hold.
 pub fn push(remote: &Remote, cache: &Cache, runs: usize, keys: Vec<String>) -> Moved {
     let keys = entry_keys(keys);
-    let files: Vec<(String, PathBuf)> = keys
+    let files: Vec<(String, Option<crate::cache::Where>)> = keys
         .iter()
-        .map(|k| (k.clone(), cache.entry_path(&Key(k.clone()))))
+        .map(|k| (k.clone(), cache.find(&Key(k.clone()))))
         .collect();
     let (store, prefix, secrets) = (
         remote.store.clone(),
@@ -81,7 +80,7 @@ pub fn push(remote: &Remote, cache: &Cache, runs: usize, keys: Vec<String>) -> M
             .map(|(k, file)| {
                 let (store, prefix, secrets) = (store.clone(), prefix.clone(), secrets.clone());
                 async move {
-                    let Ok(bytes) = tokio::fs::read(&file).await else {
+                    let Some(Ok(bytes)) = file.map(|at| at.read()) else {
                         return One::Missing;
                     };
                     let path = object_path(&prefix, &Key(k.clone()));
@@ -132,8 +131,7 @@ pub fn pull(remote: &Remote, cache: Arc<Cache>, runs: usize, keys: Vec<String>) 
                 );
                 async move {
                     let key = Key(k.clone());
-                    let local = cache.entry_path(&key);
-                    if cache.verify_entry(&key, &local).is_ok() {
+                    if cache.verify(&key).is_ok() {
                         return One::Present;
                     }
                     let path = object_path(&prefix, &key);

@@ -3,7 +3,6 @@
 //! with exponential backoff and counted; a failure is reported, never an error of the node
 //! that wrote the entry. The end of a run waits for the queue to drain, up to a limit.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,8 +16,8 @@ use crate::cache::Key;
 
 /// One thing to do in the bucket.
 pub(super) enum Op {
-    /// Upload the entry stored at this local file.
-    Put(Key, PathBuf),
+    /// Upload an entry's stored bytes.
+    Put(Key, Vec<u8>),
     /// Remove an entry found unusable.
     Delete(Key),
 }
@@ -144,11 +143,7 @@ pub(super) async fn put_once(
 async fn run(s: &Shared, op: Op) {
     let c = &s.counters;
     match op {
-        Op::Put(key, file) => {
-            // an entry removed meanwhile (found unusable) has nothing to upload
-            let Ok(bytes) = tokio::fs::read(&file).await else {
-                return;
-            };
+        Op::Put(key, bytes) => {
             let path = object_path(&s.prefix, &key);
             let tried = (|| put_once(&s.store, &path, &bytes))
                 .retry(backoff())

@@ -130,3 +130,36 @@ pub fn comparable(run: &Path) -> Value {
 pub fn metrics(run: &Path) -> Value {
     json(&run.join("metrics.json"))
 }
+
+/// Every entry of a cache directory as (key, kind, value), read and verified by distill's
+/// own cache (entries live in pack segments, not one file each).
+pub fn cache_entries(cache: &Path) -> Vec<(String, String, Value)> {
+    let c = distill::cache::Cache::open(cache).unwrap();
+    c.entries()
+        .into_iter()
+        .map(|(k, at)| {
+            let (kind, v) = c.read_entry(&k, &at).unwrap();
+            (k.0, kind, v)
+        })
+        .collect()
+}
+
+/// Flips one byte near the end of every stored entry of a cache, in place; returns how many.
+pub fn corrupt_every_entry(cache: &Path) -> usize {
+    use distill::cache::Where;
+    let c = distill::cache::Cache::open(cache).unwrap();
+    let all = c.entries();
+    for (_, at) in &all {
+        let (file, at) = match at {
+            Where::Loose(p) => (p.clone(), std::fs::metadata(p).unwrap().len() - 2),
+            Where::Pack(f) => (
+                cache.join("packs").join(format!("{}.pack", f.segment)),
+                f.off + f.len as u64 - 2,
+            ),
+        };
+        let mut b = std::fs::read(&file).unwrap();
+        b[at as usize] ^= 0x55;
+        std::fs::write(&file, b).unwrap();
+    }
+    all.len()
+}
