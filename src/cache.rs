@@ -330,8 +330,19 @@ impl Cache {
 
 /// An entry's stored bytes: header, checksum, length, compressed payload.
 fn encode<T: Serialize>(key: &Key, kind: &str, value: &T) -> Result<Vec<u8>> {
-    let payload =
-        serde_json::to_vec(&serde_json::json!({"key": key.0, "kind": kind, "value": value}))?;
+    // the fields in the order a JSON object of them sorts to (the bytes, and so the
+    // checksum, of earlier versions' entries), serialized without copying `value`
+    #[derive(Serialize)]
+    struct Fields<'a, T> {
+        key: &'a str,
+        kind: &'a str,
+        value: &'a T,
+    }
+    let payload = serde_json::to_vec(&Fields {
+        key: &key.0,
+        kind,
+        value,
+    })?;
     let compressed = compress(&payload)?;
     let mut buf = Vec::with_capacity(HEADER + compressed.len());
     buf.extend_from_slice(MAGIC);

@@ -454,7 +454,14 @@ fn gc_keeps_what_runs_use() {
     run("2-3", "elsewhere");
     let t = run_ok(&p, &["cache", "gc"]);
     assert!(t.contains("would delete"), "{t}");
-    run_ok(&p, &["cache", "gc", "--yes"]);
+    let t = run_ok(&p, &["cache", "gc", "--yes"]);
+    assert!(t.contains("deleted"), "{t}");
+    // the two runs' segments were rewritten into one, without the dropped entries
+    let segments = std::fs::read_dir(p.path().join("cache/packs"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pack"))
+        .count();
+    assert_eq!(segments, 1);
     let t = run_ok(&p, &["cache", "gc", "--results", "elsewhere"]);
     assert!(
         t.contains("would delete"),

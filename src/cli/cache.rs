@@ -90,7 +90,10 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
                 bytes as f64 / 1024.0
             );
             if yes {
-                match c.drop_entries(&dead) {
+                match c
+                    .drop_entries(&dead)
+                    .and_then(|left| c.compact().map(|_| left))
+                {
                     Ok(left) => {
                         println!("deleted {} entries", dead.len() - left);
                         if left > 0 {

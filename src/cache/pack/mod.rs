@@ -429,6 +429,7 @@ impl Packs {
         let mut seen = HashSet::new();
         let any_live = v.segs.iter().any(|s| is_live(&s.file));
         let mut removals = Vec::new();
+        let mut dropped = 0;
         for s in &v.segs {
             let recs: Vec<(Raw, Rec)> = match &s.lookup {
                 Lookup::Sealed(i) => i.all().collect(),
@@ -445,7 +446,11 @@ impl Packs {
             }
             old.push(s.name.clone());
             for (k, r) in recs {
-                if !seen.insert(k) || keys.contains(&hex_of(&k)) {
+                if !seen.insert(k) {
+                    continue;
+                }
+                if keys.contains(&hex_of(&k)) {
+                    dropped += 1;
                     continue;
                 }
                 match s.found(r) {
@@ -457,7 +462,8 @@ impl Packs {
             }
         }
         drop(v);
-        if old.is_empty() {
+        // nothing to drop and nothing to merge
+        if old.is_empty() || (dropped == 0 && old.len() == 1) {
             return Ok(left);
         }
         for (k, f) in &keep {

@@ -139,3 +139,41 @@ fn dropping_keys_rewrites_sealed_segments_and_keeps_the_rest() {
     // a process that had the old segments open still reads, then follows the new log
     assert_eq!(a.get(&k(1)).unwrap().read().unwrap(), vec![1u8; 10]);
 }
+
+#[test]
+fn merging_keeps_every_entry_and_a_single_segment_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Packs::open(dir.path());
+    a.append(&k(1), Some(b"a")).unwrap();
+    a.seal();
+    let count = || {
+        fs::read_dir(dir.path().join("packs"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "pack")
+            })
+            .count()
+    };
+    let before: Vec<_> = fs::read_dir(dir.path().join("packs")).unwrap().collect();
+    a.drop_keys(&HashSet::new()).unwrap();
+    assert_eq!(count(), 1);
+    assert_eq!(
+        fs::read_dir(dir.path().join("packs")).unwrap().count(),
+        before.len(),
+        "untouched"
+    );
+    a.append(&k(2), Some(b"b")).unwrap();
+    a.seal();
+    a.append(&k(1), None).unwrap();
+    a.seal();
+    assert_eq!(count(), 3);
+    a.drop_keys(&HashSet::new()).unwrap();
+    assert_eq!(count(), 1);
+    let c = Packs::open(dir.path());
+    assert!(c.get(&k(1)).is_none(), "removed stays removed");
+    assert_eq!(c.get(&k(2)).unwrap().read().unwrap(), b"b");
+}
