@@ -2,6 +2,7 @@
 
 fn main() {
     no_huge_pages();
+    more_descriptors();
     distill::tls::init();
     std::process::exit(distill::cli::main());
 }
@@ -20,5 +21,22 @@ fn no_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and changes a process flag.
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
+/// The cache keeps a descriptor open per pack segment it reads, and a run holds its HTTP
+/// connections: the soft limit on open files (often 1,024) is raised to the hard one.
+fn more_descriptors() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit read and write the plain struct passed to them.
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
     }
 }

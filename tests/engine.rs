@@ -459,7 +459,13 @@ fn gc_keeps_what_runs_use() {
     // the two runs' segments were rewritten into one, without the dropped entries
     let segments = std::fs::read_dir(p.path().join("cache/packs"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pack"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "pack")
+        })
         .count();
     assert_eq!(segments, 1);
     let t = run_ok(&p, &["cache", "gc", "--results", "elsewhere"]);

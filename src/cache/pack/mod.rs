@@ -30,8 +30,11 @@ pub use format::{Raw, raw_of};
 
 /// The file listing every segment (one name per line, in creation order).
 const LOG: &str = "segments.log";
-/// A segment is sealed and another begun past this many records or bytes.
-const ROLL_RECORDS: usize = 65_536;
+/// A segment is sealed and another begun past this many records or bytes. The records of
+/// the segment being written are held in memory (a map of 16,384 buckets at most, 0.8 MB;
+/// sealed segments cost only their index's header and filter pages): what a run holds does
+/// not grow with what it writes.
+const ROLL_RECORDS: usize = 14_336;
 const ROLL_BYTES: u64 = 1 << 30;
 
 /// Where a stored entry's bytes are.
@@ -96,8 +99,8 @@ impl Seg {
 #[derive(Default)]
 struct View {
     segs: Vec<Seg>,
-    /// (inode, size) of the log when last read.
-    log: (u64, u64),
+    /// (inode, size, change time in ns) of the log when last read in full.
+    log: (u64, u64, i128),
 }
 
 struct Writer {
@@ -109,10 +112,25 @@ pub struct Packs {
     dir: PathBuf,
     view: RwLock<View>,
     writer: Mutex<Option<Writer>>,
+    /// The name of the segment being written (read by `read_log`, which holds `view` and so
+    /// must not take `writer`: the order is always writer, then view).
+    own: Mutex<Option<Arc<str>>>,
+    /// Why the last segment could not be begun (not retried on every write).
+    broken: Mutex<Option<String>>,
+    /// This process's finished segments not yet indexed (their locks still held).
+    unindexed: Mutex<Vec<Arc<str>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn log_id(meta: &fs::Metadata) -> (u64, u64, i128) {
+    (
+        meta.ino(),
+        meta.len(),
+        meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+    )
 }
 
 impl Packs {
@@ -122,6 +140,9 @@ impl Packs {
             dir: root.join("packs"),
             view: RwLock::default(),
             writer: Mutex::new(None),
+            own: Mutex::new(None),
+            broken: Mutex::new(None),
+            unindexed: Mutex::new(Vec::new()),
         };
         p.refresh();
         p
@@ -134,14 +155,13 @@ impl Packs {
         {
             return w.seg.found(r);
         }
-        if let Some(hit) = self.lookup(key) {
-            return hit;
+        match self.lookup(key) {
+            Some(Some(found)) => Some(found),
+            // a miss, or a removal another process may since have answered again: look at
+            // what changed
+            _ if self.refresh() => self.lookup(key).flatten(),
+            _ => None,
         }
-        // a miss: another process may have written it meanwhile
-        if self.refresh() {
-            return self.lookup(key).flatten();
-        }
-        None
     }
 
     /// Some(found or removed) when a segment of the view holds a record of `key`.
@@ -160,13 +180,23 @@ impl Packs {
             .ok_or_else(|| std::io::Error::other("entry too large for a pack"))?;
         let mut w = lock(&self.writer);
         if w.is_none() {
-            *w = Some(self.begin()?);
+            *w = Some(self.begin(None)?);
         }
         let wr = w.as_mut().expect("set above");
         let mut rec = Vec::with_capacity(REC + body.len());
         rec.extend_from_slice(&header(key, len, removed));
         rec.extend_from_slice(body);
-        (&*wr.seg.file).write_all(&rec)?;
+        if let Err(e) = (&*wr.seg.file).write_all(&rec) {
+            // a partial record would shift every later offset: cut it off, or if that fails
+            // too, end the segment here (what it holds is sealed; the next write begins one)
+            if wr.seg.file.set_len(wr.off).is_err() {
+                let done = w.take().expect("set above");
+                self.publish(done.seg);
+                drop(w);
+                self.index_own();
+            }
+            return Err(e);
+        }
         let off = wr.off + REC as u64;
         wr.off += rec.len() as u64;
         let Lookup::Live { map, scanned } = &mut wr.seg.lookup else {
@@ -176,45 +206,68 @@ impl Packs {
         *scanned = wr.off;
         if map.len() >= ROLL_RECORDS || wr.off >= ROLL_BYTES {
             let done = w.take().expect("set above");
+            self.publish(done.seg);
             drop(w);
-            self.seal_own(done);
+            self.index_own();
         }
         Ok(())
     }
 
-    /// A new segment of this process: created, locked, then listed in the log.
-    fn begin(&self) -> std::io::Result<Writer> {
+    /// A new segment of this process: listed in the log, then created and locked before the
+    /// log lock is released (a reader that finds the name finds the file locked). `name`:
+    /// one given (a merge's), else a new one.
+    fn begin(&self, name: Option<String>) -> std::io::Result<Writer> {
+        if let Some(why) = lock(&self.broken).clone() {
+            return Err(std::io::Error::other(why));
+        }
+        let made = self.begin_new(name);
+        if let Err(e) = &made {
+            *lock(&self.broken) = Some(format!("{}: {e}", self.dir.display()));
+        }
+        made
+    }
+
+    fn begin_new(&self, name: Option<String>) -> std::io::Result<Writer> {
         fs::create_dir_all(&self.dir)?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "{stamp:020}-{}-{:08x}",
-            crate::atomic::pid(),
-            rand::random::<u32>()
-        );
-        let path = self.dir.join(format!("{name}.pack"));
-        let mut f = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .open(&path)?;
-        flock(&f, FlockOperation::NonBlockingLockExclusive)?;
-        f.write_all(SEG_MAGIC)?;
+        let name = name.unwrap_or_else(|| {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!(
+                "{stamp:020}-{}-{:08x}",
+                crate::atomic::pid(),
+                rand::random::<u32>()
+            )
+        });
         let _listing = self.log_lock(false)?;
         let mut log = OpenOptions::new()
             .append(true)
             .create(true)
             .open(self.dir.join(LOG))?;
-        log.write_all(format!("{name}\n").as_bytes())?;
+        let path = self.dir.join(format!("{name}.pack"));
+        let f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&path)?;
+        let made = flock(&f, FlockOperation::NonBlockingLockExclusive)
+            .map_err(std::io::Error::from)
+            .and_then(|_| (&f).write_all(SEG_MAGIC))
+            .and_then(|_| log.write_all(format!("{name}\n").as_bytes()));
+        if let Err(e) = made {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        let name: Arc<str> = name.into();
+        *lock(&self.own) = Some(name.clone());
         Ok(Writer {
             seg: Seg {
-                name: name.into(),
+                name,
                 file: Arc::new(f),
                 lookup: Lookup::Live {
                     scanned: SEG_MAGIC.len() as u64,
-                    map: HashMap::new(),
+                    map: HashMap::with_capacity(ROLL_RECORDS),
                 },
             },
             off: SEG_MAGIC.len() as u64,
@@ -222,14 +275,18 @@ impl Packs {
     }
 
     /// The lock that keeps a rewrite of the log (`forget`, exclusive) from losing a name
-    /// being added (`begin`, shared).
+    /// being added (`begin`, shared). Opened read-only where it exists (a shared cache whose
+    /// lock file another user made).
     fn log_lock(&self, exclusive: bool) -> std::io::Result<File> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.dir.join(".log.lock"))?;
+        let path = self.dir.join(".log.lock");
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(_) => OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?,
+        };
         flock(
             &f,
             if exclusive {
@@ -244,41 +301,51 @@ impl Packs {
     /// Seals this process's segment (its index written, its lock released); later writes
     /// begin a new one. Called at the end of a run and when the cache is dropped.
     pub fn seal(&self) {
-        let w = lock(&self.writer).take();
-        if let Some(w) = w {
-            self.seal_own(w);
+        let mut w = lock(&self.writer);
+        if let Some(done) = w.take() {
+            self.publish(done.seg);
+            drop(w);
+            self.index_own();
         }
     }
 
-    fn seal_own(&self, w: Writer) {
-        let Writer { seg, .. } = w;
-        let Lookup::Live { map, .. } = &seg.lookup else {
-            return;
-        };
-        let idx = self.dir.join(format!("{}.idx", seg.name));
-        if let Err(e) = write_index(&idx, map) {
-            tracing::warn!(
-                "cache: indexing {}: {e} (the next run indexes it)",
-                seg.name
-            );
-        }
-        let _ = flock(&*seg.file, FlockOperation::Unlock);
-        let size = seg.file.metadata().map(|m| m.len()).unwrap_or(0);
-        let seg = match Index::open(&idx, size) {
-            Some(i) => Seg {
-                lookup: Lookup::Sealed(i),
-                ..seg
-            },
-            None => seg,
-        };
-        // readable from the view from now on, newest first
+    /// Puts this process's finished segment into the view (called with `writer` held, so no
+    /// lookup finds it in neither place).
+    fn publish(&self, seg: Seg) {
         let mut v = self.view.write().unwrap_or_else(|e| e.into_inner());
         let at = v
             .segs
             .iter()
             .position(|s| s.name < seg.name)
             .unwrap_or(v.segs.len());
+        lock(&self.unindexed).push(seg.name.clone());
         v.segs.insert(at, seg);
+        *lock(&self.own) = None;
+    }
+
+    /// Indexes this process's finished segments (live in the view, their lock held) and
+    /// releases their locks.
+    fn index_own(&self) {
+        let names = std::mem::take(&mut *lock(&self.unindexed));
+        let mut v = self.view.write().unwrap_or_else(|e| e.into_inner());
+        for seg in v.segs.iter_mut().filter(|s| names.contains(&s.name)) {
+            let Lookup::Live { map, scanned } = &seg.lookup else {
+                continue;
+            };
+            let idx = self.dir.join(format!("{}.idx", seg.name));
+            if let Err(e) = write_index(&idx, map) {
+                tracing::warn!(
+                    "cache: indexing {}: {e} (the next run indexes it)",
+                    seg.name
+                );
+                continue;
+            }
+            let size = *scanned;
+            if let Some(i) = Index::open(&idx, size) {
+                seg.lookup = Lookup::Sealed(i);
+            }
+            let _ = flock(&*seg.file, FlockOperation::Unlock);
+        }
     }
 
     /// Reads what changed since the last look: new segments in the log, new records of live
@@ -287,7 +354,7 @@ impl Packs {
         let Ok(meta) = fs::metadata(self.dir.join(LOG)) else {
             return false;
         };
-        let id = (meta.ino(), meta.len());
+        let id = log_id(&meta);
         let grown = |s: &Seg| match &s.lookup {
             Lookup::Live { scanned, .. } => {
                 s.file.metadata().map(|m| m.len()).unwrap_or(0) > *scanned
@@ -303,9 +370,12 @@ impl Packs {
         let mut v = self.view.write().unwrap_or_else(|e| e.into_inner());
         let mut changed = false;
         if v.log != id {
-            let replaced = id.0 != v.log.0;
-            changed |= self.read_log(&mut v, replaced);
-            v.log = id;
+            let (added, whole) = self.read_log(&mut v);
+            changed |= added;
+            // a segment that could not be opened (say, out of descriptors) is tried again
+            if whole {
+                v.log = id;
+            }
         }
         for s in v.segs.iter_mut() {
             if let Lookup::Live { scanned, map } = &mut s.lookup {
@@ -320,34 +390,37 @@ impl Packs {
         changed
     }
 
-    /// Opens the segments the log names that the view lacks (and, when the log was
-    /// rewritten by `rewrite`, drops the ones it no longer names).
-    fn read_log(&self, v: &mut View, replaced: bool) -> bool {
+    /// Opens the segments the log names that the view lacks and drops the ones it no longer
+    /// names (rewritten by a merge; the log is read whole whenever its inode, size or change
+    /// time differ, which is once per segment begun). Returns (whether any was added, whether
+    /// every listed one could be opened).
+    fn read_log(&self, v: &mut View) -> (bool, bool) {
         let Ok(text) = fs::read_to_string(self.dir.join(LOG)) else {
-            return false;
+            return (false, false);
         };
         let listed: HashSet<&str> = text
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .collect();
-        let own = lock(&self.writer).as_ref().map(|w| w.seg.name.clone());
-        if replaced {
-            v.segs.retain(|s| listed.contains(&*s.name));
-        }
+        let own = lock(&self.own).clone();
+        v.segs.retain(|s| listed.contains(&*s.name));
         let known: HashSet<Arc<str>> = v.segs.iter().map(|s| s.name.clone()).collect();
-        let mut added = false;
+        let (mut added, mut whole) = (false, true);
         for name in listed {
             if known.contains(name) || own.as_deref() == Some(name) {
                 continue;
             }
-            if let Some(s) = self.open_seg(name) {
-                v.segs.push(s);
-                added = true;
+            match self.open_seg(name) {
+                Some(s) => {
+                    v.segs.push(s);
+                    added = true;
+                }
+                None => whole = false,
             }
         }
         v.segs.sort_by(|a, b| b.name.cmp(&a.name));
-        added
+        (added, whole)
     }
 
     /// Opens a listed segment: its index if sealed; else, if its writer is gone, indexes it
@@ -371,17 +444,26 @@ impl Packs {
             });
         }
         let mut map = HashMap::new();
-        let scanned = scan(&file, 0, size, &mut map);
-        // a free lock: its writer is gone (or sealing it right now: the index is re-checked)
+        let mut scanned = scan(&file, 0, size, &mut map);
+        // a free lock: its writer is gone, or sealed it between our look and now
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
-            if Index::open(&idx, size).is_none() {
-                if scanned < size {
-                    // a torn last record of a process that died mid-write
-                    let _ = file.set_len(scanned);
-                }
-                if let Err(e) = write_index(&idx, &map) {
-                    tracing::debug!("cache: indexing the segment {name}: {e}");
-                }
+            // under the lock nothing writes it: its size now is final
+            let size = file.metadata().map(|m| m.len()).unwrap_or(size);
+            scanned = scan(&file, scanned, size, &mut map);
+            if let Some(i) = Index::open(&idx, size) {
+                let _ = flock(&file, FlockOperation::Unlock);
+                return Some(Seg {
+                    name,
+                    file: Arc::new(file),
+                    lookup: Lookup::Sealed(i),
+                });
+            }
+            if scanned < size {
+                // a torn last record of a process that died mid-write
+                let _ = file.set_len(scanned);
+            }
+            if let Err(e) = write_index(&idx, &map) {
+                tracing::debug!("cache: indexing the segment {name}: {e}");
             }
             let _ = flock(&file, FlockOperation::Unlock);
         }
@@ -400,11 +482,7 @@ impl Packs {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for s in &v.segs {
-            let recs: Vec<(Raw, Rec)> = match &s.lookup {
-                Lookup::Sealed(i) => i.all().collect(),
-                Lookup::Live { map, .. } => map.iter().map(|(k, r)| (*k, *r)).collect(),
-            };
-            for (k, r) in recs {
+            for (k, r) in records(s) {
                 if seen.insert(k)
                     && let Some(f) = s.found(r)
                 {
@@ -415,84 +493,119 @@ impl Packs {
         out
     }
 
-    /// Drops the records of `keys` from every sealed segment that holds one: the segments
-    /// are rewritten into one new segment holding every other entry they decided, then
-    /// removed. Segments still being written by a live process are left (counted in the
-    /// returned number of entries that could not be dropped).
+    /// Drops the records of `keys` and merges the sealed segments into one new segment that
+    /// holds every other entry they decide (named after the newest of them, so it takes its
+    /// place among the segments still being written), then removes them. Each one is locked
+    /// for the whole rewrite, so a process still writing one keeps it: it is left, and the
+    /// entries of `keys` it holds are counted in the returned number.
     pub fn drop_keys(&self, keys: &HashSet<String>) -> std::io::Result<usize> {
         self.seal();
         self.refresh();
         let v = self.view.read().unwrap_or_else(|e| e.into_inner());
         let mut left = 0;
-        let mut old = Vec::new();
-        let mut keep: Vec<(Raw, Found)> = Vec::new();
-        let mut seen = HashSet::new();
-        let any_live = v.segs.iter().any(|s| is_live(&s.file));
-        let mut removals = Vec::new();
-        let mut dropped = 0;
+        // segments locked here until the end (a writer cannot append meanwhile)
+        let mut held: Vec<(Arc<str>, Arc<File>)> = Vec::new();
+        let mut plan = Merge::default();
         for s in &v.segs {
-            let recs: Vec<(Raw, Rec)> = match &s.lookup {
-                Lookup::Sealed(i) => i.all().collect(),
-                Lookup::Live { map, .. } => map.iter().map(|(k, r)| (*k, *r)).collect(),
-            };
-            let live = is_live(&s.file);
-            if live {
+            let mine = flock(&*s.file, FlockOperation::NonBlockingLockExclusive).is_ok();
+            let recs = if mine { final_records(s) } else { records(s) };
+            if !mine {
                 left += recs
                     .iter()
                     .filter(|(k, _)| keys.contains(&hex_of(k)))
                     .count();
-                seen.extend(recs.iter().map(|(k, _)| *k));
+                plan.seen.extend(recs.iter().map(|(k, _)| *k));
                 continue;
             }
-            old.push(s.name.clone());
-            for (k, r) in recs {
-                if !seen.insert(k) {
-                    continue;
-                }
-                if keys.contains(&hex_of(&k)) {
-                    dropped += 1;
-                    continue;
-                }
-                match s.found(r) {
-                    Some(f) => keep.push((k, f)),
-                    // a removal still hides what an older live segment may hold
-                    None if any_live => removals.push(k),
-                    None => {}
-                }
-            }
+            held.push((s.name.clone(), s.file.clone()));
+            plan.add(s, recs, keys);
         }
         drop(v);
+        let unlock = |held: &[(Arc<str>, Arc<File>)]| {
+            for (_, f) in held {
+                let _ = flock(&**f, FlockOperation::Unlock);
+            }
+        };
         // nothing to drop and nothing to merge
-        if old.is_empty() || (dropped == 0 && old.len() == 1) {
+        if held.is_empty() || (plan.dropped == 0 && held.len() == 1) {
+            unlock(&held);
             return Ok(left);
         }
-        for (k, f) in &keep {
-            self.append(k, Some(&f.read()?))?;
+        let name = format!("{}-m{:08x}", held[0].0, rand::random::<u32>());
+        let old: Vec<Arc<str>> = held.iter().map(|(n, _)| n.clone()).collect();
+        let done = self
+            .write_merged(name, &plan)
+            .and_then(|_| self.forget(&old));
+        unlock(&held);
+        done.map(|_| left)
+    }
+
+    /// Writes a merge's entries as one segment named `name` (no roll midway: a later name
+    /// would put them in front of segments newer than theirs).
+    fn write_merged(&self, name: String, plan: &Merge) -> std::io::Result<()> {
+        let mut w = lock(&self.writer);
+        *w = Some(self.begin(Some(name))?);
+        let wr = w.as_mut().expect("set above");
+        let mut map = HashMap::new();
+        let mut buf = Vec::new();
+        for (k, at) in &plan.keep {
+            let body = match at {
+                Some(f) => match f.read() {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        tracing::warn!("cache: dropping an unreadable entry ({f}): {e}");
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let body = body.unwrap_or_default();
+            let len = body.len() as u32;
+            buf.clear();
+            buf.extend_from_slice(&header(k, len, at.is_none()));
+            buf.extend_from_slice(&body);
+            (&*wr.seg.file).write_all(&buf)?;
+            map.insert(
+                *k,
+                Rec {
+                    off: wr.off + REC as u64,
+                    len,
+                    removed: at.is_none(),
+                },
+            );
+            wr.off += buf.len() as u64;
         }
-        for k in &removals {
-            self.append(k, None)?;
-        }
-        self.seal();
-        self.forget(&old)?;
-        Ok(left)
+        wr.seg.lookup = Lookup::Live {
+            scanned: wr.off,
+            map,
+        };
+        let done = w.take().expect("set above");
+        self.publish(done.seg);
+        drop(w);
+        self.index_own();
+        Ok(())
     }
 
     /// Removes segments (rewritten elsewhere) and their names from the log.
     fn forget(&self, names: &[Arc<str>]) -> std::io::Result<()> {
         let gone: HashSet<&str> = names.iter().map(|n| &**n).collect();
         let log = self.dir.join(LOG);
-        let _listing = self.log_lock(true)?;
-        let text = fs::read_to_string(&log)?;
-        let kept: String = text
-            .lines()
-            .filter(|l| !gone.contains(l.trim()))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let tmp = self
-            .dir
-            .join(format!(".{LOG}.tmp-{:x}", rand::random::<u64>()));
-        fs::write(&tmp, kept)?;
-        fs::rename(&tmp, &log)?;
+        {
+            let _listing = self.log_lock(true)?;
+            let text = fs::read_to_string(&log)?;
+            let kept: String = text
+                .lines()
+                .filter(|l| !gone.contains(l.trim()))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let tmp = self
+                .dir
+                .join(format!(".{LOG}.tmp-{:x}", rand::random::<u64>()));
+            let mut f = File::create(&tmp)?;
+            f.write_all(kept.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &log)?;
+        }
         for n in names {
             let _ = fs::remove_file(self.dir.join(format!("{n}.pack")));
             let _ = fs::remove_file(self.dir.join(format!("{n}.idx")));
@@ -503,13 +616,53 @@ impl Packs {
     }
 }
 
-/// Whether a process holds a segment's lock (is still writing it).
-fn is_live(file: &File) -> bool {
-    if flock(file, FlockOperation::NonBlockingLockShared).is_ok() {
-        let _ = flock(file, FlockOperation::Unlock);
-        return false;
+/// What a merge keeps: per key the deciding record (None: a removal, kept: a segment
+/// still being written may hold an older answer), in newest-first order.
+#[derive(Default)]
+struct Merge {
+    keep: Vec<(Raw, Option<Found>)>,
+    seen: HashSet<Raw>,
+    dropped: usize,
+}
+
+impl Merge {
+    fn add(&mut self, s: &Seg, recs: Vec<(Raw, Rec)>, drop: &HashSet<String>) {
+        for (k, r) in recs {
+            if !self.seen.insert(k) {
+                continue;
+            }
+            if drop.contains(&hex_of(&k)) {
+                self.dropped += 1;
+                continue;
+            }
+            match s.found(r) {
+                Some(f) => self.keep.push((k, Some(f))),
+                // a removal still hides what an older segment being written may hold
+                None => self.keep.push((k, None)),
+            }
+        }
     }
-    true
+}
+
+/// A segment's records as the view knows them.
+fn records(s: &Seg) -> Vec<(Raw, Rec)> {
+    match &s.lookup {
+        Lookup::Sealed(i) => i.all(),
+        Lookup::Live { map, .. } => map.iter().map(|(k, r)| (*k, *r)).collect(),
+    }
+}
+
+/// A segment's records once it is locked (nothing appends to it): a live one read to its end.
+fn final_records(s: &Seg) -> Vec<(Raw, Rec)> {
+    match &s.lookup {
+        Lookup::Sealed(i) => i.all(),
+        Lookup::Live { map, scanned } => {
+            let mut map = map.clone();
+            let size = s.file.metadata().map(|m| m.len()).unwrap_or(*scanned);
+            scan(&s.file, *scanned, size, &mut map);
+            map.into_iter().collect()
+        }
+    }
 }
 
 impl Drop for Packs {

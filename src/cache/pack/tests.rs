@@ -177,3 +177,85 @@ fn merging_keeps_every_entry_and_a_single_segment_is_left_alone() {
     assert!(c.get(&k(1)).is_none(), "removed stays removed");
     assert_eq!(c.get(&k(2)).unwrap().read().unwrap(), b"b");
 }
+
+#[test]
+fn a_segment_sealed_while_another_process_opens_it_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Packs::open(dir.path());
+    a.append(&k(1), Some(b"first")).unwrap();
+    let name = lock(&a.own).clone().unwrap();
+    let path = dir.path().join("packs").join(format!("{name}.pack"));
+    // b scans what is there, then (before it tests the lock) a writes more and seals
+    let f = File::open(&path).unwrap();
+    let early = f.metadata().unwrap().len();
+    let mut map = HashMap::new();
+    scan(&f, 0, early, &mut map);
+    a.append(&k(2), Some(b"second")).unwrap();
+    a.seal();
+    // b opening it now: the index is whole and the file is not cut
+    let b = Packs::open(dir.path());
+    assert_eq!(b.get(&k(2)).unwrap().read().unwrap(), b"second");
+    assert!(fs::metadata(&path).unwrap().len() > early);
+    assert_eq!(a.get(&k(2)).unwrap().read().unwrap(), b"second");
+}
+
+#[test]
+fn a_scan_of_a_file_shorter_than_it_was_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.pack");
+    let mut f = File::create(&p).unwrap();
+    f.write_all(SEG_MAGIC).unwrap();
+    f.write_all(&header(&k(1), 100_000, false)).unwrap();
+    f.write_all(&vec![7u8; 100_000]).unwrap();
+    f.write_all(&header(&k(2), 3, false)).unwrap();
+    f.write_all(b"abc").unwrap();
+    let full = f.metadata().unwrap().len();
+    let f = File::open(&p).unwrap();
+    let mut map = HashMap::new();
+    // a body larger than a read chunk is skipped over
+    assert_eq!(scan(&f, 0, full, &mut map), full);
+    assert_eq!(map.len(), 2);
+    // told a larger size than the file has (cut meanwhile): ends where the data ends
+    let mut map = HashMap::new();
+    let at = scan(&f, 0, full + 500, &mut map);
+    assert!(at <= full, "{at}");
+}
+
+#[test]
+fn an_entry_answered_again_after_a_removal_is_seen_by_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Packs::open(dir.path());
+    let b = Packs::open(dir.path());
+    a.append(&k(1), Some(b"bad")).unwrap();
+    assert!(b.get(&k(1)).is_some());
+    a.append(&k(1), None).unwrap();
+    a.append(&k(3), None).unwrap();
+    assert!(b.get(&k(3)).is_none(), "b has now read the removals");
+    a.append(&k(1), Some(b"good")).unwrap();
+    // b's stored view says removed; the removal is not trusted without a look
+    a.append(&k(3), Some(b"three")).unwrap();
+    assert_eq!(b.get(&k(3)).unwrap().read().unwrap(), b"three");
+    assert_eq!(b.get(&k(1)).unwrap().read().unwrap(), b"good");
+}
+
+#[test]
+fn a_merge_is_not_fooled_by_a_segment_still_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Packs::open(dir.path());
+    a.append(&k(1), Some(b"a1")).unwrap();
+    a.seal();
+    a.append(&k(2), Some(b"a2")).unwrap();
+    a.seal();
+    // another process writes, and keeps its segment open during the merge
+    let b = Packs::open(dir.path());
+    b.append(&k(3), Some(b"b3")).unwrap();
+    let drop: HashSet<String> = [hex_of(&k(3)), hex_of(&k(1))].into_iter().collect();
+    assert_eq!(a.drop_keys(&drop).unwrap(), 1, "k3 is in a live segment");
+    b.append(&k(4), Some(b"b4")).unwrap();
+    b.seal();
+    let c = Packs::open(dir.path());
+    assert!(c.get(&k(1)).is_none());
+    assert_eq!(c.get(&k(2)).unwrap().read().unwrap(), b"a2");
+    assert_eq!(c.get(&k(3)).unwrap().read().unwrap(), b"b3");
+    assert_eq!(c.get(&k(4)).unwrap().read().unwrap(), b"b4");
+}
