@@ -428,10 +428,18 @@ async fn wait(
     }
 }
 
-/// How many problems are open at once: enough to keep `--concurrency` calls busy, and, with
-/// a batch model, to fill one batch (a wave of every open problem's ready calls).
+/// How many problems are open at once: enough to keep `--concurrency` calls busy (counted
+/// in samples: a problem's samples run side by side, so 10 samples need a tenth of the
+/// problems open; more only hold memory: bench (b) peaked at 51 MB with 64 problems of 10
+/// samples open), and, with a batch model, to fill one batch (a wave of every open
+/// problem's ready calls).
 fn window(ctx: &RunCtx) -> usize {
-    (ctx.concurrency * 4).max(16).max(ctx.calls.batch_window())
+    let samples = ctx.pipeline.spec.samples.max(1) as usize;
+    let chains = (ctx.concurrency * 4).max(16);
+    chains
+        .div_ceil(samples)
+        .max(2)
+        .max(ctx.calls.batch_window())
 }
 
 /// Waits until `t`, or forever without one.
