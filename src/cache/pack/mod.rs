@@ -3,16 +3,18 @@
 //! An entry costs an inode on most file systems when it is a file of its own (on ext4,
 //! allocating it was half the CPU of a cold run). A process that writes instead appends
 //! to one segment of its own, `packs/<stamp>-<pid>-<rand>.pack`, holding an exclusive
-//! `flock` on it while it is open, and lists its name in `packs/segments.log` before the
-//! first record. Each record is a checked header and the entry's bytes in the loose format,
-//! so a record is verified exactly as a file is. A segment is sealed when its writer closes
-//! it (the end of a run, or past a size): a sorted index `<name>.idx` is written beside it.
-//! A segment without an index whose lock is free belongs to a process that died; the next
-//! process to open the cache indexes what it holds (a torn last record is cut off). A live
-//! segment of another process is read by scanning its new tail, checked on every miss
-//! (one `statx` of the log, one `fstat` per live segment), so a process waiting on another's
-//! single-flight lock finds the answer the moment it is written. Lookups go newest segment
-//! first; a removal is a record too.
+//! `flock` on it while it is open, and lists its name in `packs/segments.log` first. Each
+//! record is a checked header and the entry's bytes in the loose format, so a record is
+//! verified exactly as a file is. A segment is sealed when its writer closes it (the end of
+//! a run, or past 14,336 records or 1 GiB): a sorted index `<name>.idx` with a Bloom filter
+//! is written beside it. A segment without an index whose lock is free belongs to a process
+//! that died; the next process to open the cache indexes what it holds (a torn last record
+//! is left unindexed). A live segment of another process is read by scanning its new tail,
+//! checked on every miss (one `statx` of the log, one `fstat` per live segment), so a
+//! process waiting on another's single-flight lock finds the answer the moment it is
+//! written. Lookups go newest segment (by the time it was begun) first; a removal is a
+//! record too. `drop_keys` merges sealed segments (`cache gc`, `cache verify --delete`).
+//! Locks: `writer` before `view`; `own` and `unindexed` are taken last and alone.
 
 mod format;
 
@@ -405,6 +407,16 @@ impl Packs {
             .collect();
         let own = lock(&self.own).clone();
         v.segs.retain(|s| listed.contains(&*s.name));
+        // another process began a segment: the one it wrote before is sealed by now, and
+        // read through its index from here on (its map of records is let go)
+        for s in v.segs.iter_mut() {
+            if let Lookup::Live { scanned, .. } = &s.lookup
+                && !s.file.metadata().is_ok_and(|m| m.len() > *scanned)
+                && let Some(i) = Index::open(&self.dir.join(format!("{}.idx", s.name)), *scanned)
+            {
+                s.lookup = Lookup::Sealed(i);
+            }
+        }
         let known: HashSet<Arc<str>> = v.segs.iter().map(|s| s.name.clone()).collect();
         let (mut added, mut whole) = (false, true);
         for name in listed {
@@ -458,10 +470,8 @@ impl Packs {
                     lookup: Lookup::Sealed(i),
                 });
             }
-            if scanned < size {
-                // a torn last record of a process that died mid-write
-                let _ = file.set_len(scanned);
-            }
+            // a torn last record of a process that died mid-write stays in the file, never
+            // indexed (cutting it could cut good records behind a damaged header)
             if let Err(e) = write_index(&idx, &map) {
                 tracing::debug!("cache: indexing the segment {name}: {e}");
             }
