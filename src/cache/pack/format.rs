@@ -206,6 +206,9 @@ impl Index {
             return None;
         }
         let rows = u64::from_le_bytes(head[8..16].try_into().ok()?) as usize;
+        if rows as u64 > len / ROW as u64 {
+            return None;
+        }
         let words = bloom_words(rows);
         let bloom_at = rows.checked_mul(ROW)?.checked_add(IDX_HEAD)?;
         if len != (bloom_at as u64).checked_add(8 * words as u64)? {

@@ -17,6 +17,8 @@
 //! Locks: `writer` before `view`; `own` and `unindexed` are taken last and alone.
 
 mod format;
+mod merge;
+use merge::records;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -38,6 +40,9 @@ const LOG: &str = "segments.log";
 /// not grow with what it writes.
 const ROLL_RECORDS: usize = 14_336;
 const ROLL_BYTES: u64 = 1 << 30;
+/// After a segment could not be begun (a full disk, no descriptors), writes fail at once
+/// for this long before the next try.
+const RETRY_BEGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where a stored entry's bytes are.
 #[derive(Clone)]
@@ -101,6 +106,8 @@ impl Seg {
 #[derive(Default)]
 struct View {
     segs: Vec<Seg>,
+    /// Names the log lists whose segment is gone (not looked for again).
+    gone: HashSet<Arc<str>>,
     /// (inode, size, change time in ns) of the log when last read in full.
     log: (u64, u64, i128),
 }
@@ -117,8 +124,9 @@ pub struct Packs {
     /// The name of the segment being written (read by `read_log`, which holds `view` and so
     /// must not take `writer`: the order is always writer, then view).
     own: Mutex<Option<Arc<str>>>,
-    /// Why the last segment could not be begun (not retried on every write).
-    broken: Mutex<Option<String>>,
+    /// When and why the last segment could not be begun (tried again after a pause, not on
+    /// every write).
+    broken: Mutex<Option<(std::time::Instant, String)>>,
     /// This process's finished segments not yet indexed (their locks still held).
     unindexed: Mutex<Vec<Arc<str>>>,
 }
@@ -152,10 +160,25 @@ impl Packs {
 
     /// The stored entry of `key`, if any (a removal hides older records).
     pub fn get(&self, key: &Raw) -> Option<Found> {
-        if let Some(w) = lock(&self.writer).as_ref()
-            && let Some(r) = w.seg.get(key)
-        {
-            return w.seg.found(r);
+        let own_removal = {
+            let w = lock(&self.writer);
+            match w.as_ref().and_then(|w| w.seg.get(key).map(|r| (w, r))) {
+                Some((w, r)) if !r.removed => return w.seg.found(r),
+                Some((w, _)) => Some(w.seg.name.clone()),
+                None => None,
+            }
+        };
+        if let Some(own) = own_removal {
+            // removed here: another process may have answered it again since, in a segment
+            // begun after this one
+            self.refresh();
+            let v = self.view.read().unwrap_or_else(|e| e.into_inner());
+            return v
+                .segs
+                .iter()
+                .take_while(|s| s.name > own)
+                .find_map(|s| s.get(key).map(|r| s.found(r)))
+                .flatten();
         }
         match self.lookup(key) {
             Some(Some(found)) => Some(found),
@@ -219,13 +242,19 @@ impl Packs {
     /// log lock is released (a reader that finds the name finds the file locked). `name`:
     /// one given (a merge's), else a new one.
     fn begin(&self, name: Option<String>) -> std::io::Result<Writer> {
-        if let Some(why) = lock(&self.broken).clone() {
+        if let Some((when, why)) = lock(&self.broken).clone()
+            && when.elapsed() < RETRY_BEGIN
+        {
             return Err(std::io::Error::other(why));
         }
         let made = self.begin_new(name);
-        if let Err(e) = &made {
-            *lock(&self.broken) = Some(format!("{}: {e}", self.dir.display()));
-        }
+        *lock(&self.broken) = match &made {
+            Ok(_) => None,
+            Err(e) => Some((
+                std::time::Instant::now(),
+                format!("{}: {e}", self.dir.display()),
+            )),
+        };
         made
     }
 
@@ -253,16 +282,18 @@ impl Packs {
             .append(true)
             .create_new(true)
             .open(&path)?;
+        let name: Arc<str> = name.into();
+        // known as this process's own before any reader of the log can see it
+        *lock(&self.own) = Some(name.clone());
         let made = flock(&f, FlockOperation::NonBlockingLockExclusive)
             .map_err(std::io::Error::from)
             .and_then(|_| (&f).write_all(SEG_MAGIC))
             .and_then(|_| log.write_all(format!("{name}\n").as_bytes()));
         if let Err(e) = made {
             let _ = fs::remove_file(&path);
+            *lock(&self.own) = None;
             return Err(e);
         }
-        let name: Arc<str> = name.into();
-        *lock(&self.own) = Some(name.clone());
         Ok(Writer {
             seg: Seg {
                 name,
@@ -315,6 +346,8 @@ impl Packs {
     /// lookup finds it in neither place).
     fn publish(&self, seg: Seg) {
         let mut v = self.view.write().unwrap_or_else(|e| e.into_inner());
+        // a reader of the log may have opened it as another's while it was begun
+        v.segs.retain(|s| s.name != seg.name);
         let at = v
             .segs
             .iter()
@@ -410,9 +443,9 @@ impl Packs {
         // another process began a segment: the one it wrote before is sealed by now, and
         // read through its index from here on (its map of records is let go)
         for s in v.segs.iter_mut() {
-            if let Lookup::Live { scanned, .. } = &s.lookup
-                && !s.file.metadata().is_ok_and(|m| m.len() > *scanned)
-                && let Some(i) = Index::open(&self.dir.join(format!("{}.idx", s.name)), *scanned)
+            if matches!(s.lookup, Lookup::Live { .. })
+                && let Ok(m) = s.file.metadata()
+                && let Some(i) = Index::open(&self.dir.join(format!("{}.idx", s.name)), m.len())
             {
                 s.lookup = Lookup::Sealed(i);
             }
@@ -420,15 +453,24 @@ impl Packs {
         let known: HashSet<Arc<str>> = v.segs.iter().map(|s| s.name.clone()).collect();
         let (mut added, mut whole) = (false, true);
         for name in listed {
-            if known.contains(name) || own.as_deref() == Some(name) {
+            if known.contains(name) || own.as_deref() == Some(name) || v.gone.contains(name) {
+                continue;
+            }
+            if !is_name(name) {
+                tracing::warn!("cache: {LOG} lists `{name}`, not a segment name; ignored");
+                v.gone.insert(name.into());
                 continue;
             }
             match self.open_seg(name) {
-                Some(s) => {
+                Ok(s) => {
                     v.segs.push(s);
                     added = true;
                 }
-                None => whole = false,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    v.gone.insert(name.into());
+                }
+                // out of descriptors, say: tried again on a later miss
+                Err(_) => whole = false,
             }
         }
         v.segs.sort_by(|a, b| b.name.cmp(&a.name));
@@ -437,19 +479,18 @@ impl Packs {
 
     /// Opens a listed segment: its index if sealed; else, if its writer is gone, indexes it
     /// now; else scans it as live.
-    fn open_seg(&self, name: &str) -> Option<Seg> {
+    fn open_seg(&self, name: &str) -> std::io::Result<Seg> {
         let path = self.dir.join(format!("{name}.pack"));
         let idx = self.dir.join(format!("{name}.idx"));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
-            .or_else(|_| File::open(&path))
-            .ok()?;
-        let size = file.metadata().ok()?.len();
+            .or_else(|_| File::open(&path))?;
+        let size = file.metadata()?.len();
         let name: Arc<str> = name.into();
         if let Some(i) = Index::open(&idx, size) {
-            return Some(Seg {
+            return Ok(Seg {
                 name,
                 file: Arc::new(file),
                 lookup: Lookup::Sealed(i),
@@ -462,22 +503,24 @@ impl Packs {
             // under the lock nothing writes it: its size now is final
             let size = file.metadata().map(|m| m.len()).unwrap_or(size);
             scanned = scan(&file, scanned, size, &mut map);
-            if let Some(i) = Index::open(&idx, size) {
-                let _ = flock(&file, FlockOperation::Unlock);
-                return Some(Seg {
+            // a torn last record of a process that died mid-write stays in the file, never
+            // indexed (cutting it could cut good records behind a damaged header)
+            if Index::open(&idx, size).is_none()
+                && let Err(e) = write_index(&idx, &map)
+            {
+                tracing::debug!("cache: indexing the segment {name}: {e}");
+            }
+            let sealed = Index::open(&idx, size);
+            let _ = flock(&file, FlockOperation::Unlock);
+            if let Some(i) = sealed {
+                return Ok(Seg {
                     name,
                     file: Arc::new(file),
                     lookup: Lookup::Sealed(i),
                 });
             }
-            // a torn last record of a process that died mid-write stays in the file, never
-            // indexed (cutting it could cut good records behind a damaged header)
-            if let Err(e) = write_index(&idx, &map) {
-                tracing::debug!("cache: indexing the segment {name}: {e}");
-            }
-            let _ = flock(&file, FlockOperation::Unlock);
         }
-        Some(Seg {
+        Ok(Seg {
             name,
             file: Arc::new(file),
             lookup: Lookup::Live { scanned, map },
@@ -502,177 +545,16 @@ impl Packs {
         }
         out
     }
-
-    /// Drops the records of `keys` and merges the sealed segments into one new segment that
-    /// holds every other entry they decide (named after the newest of them, so it takes its
-    /// place among the segments still being written), then removes them. Each one is locked
-    /// for the whole rewrite, so a process still writing one keeps it: it is left, and the
-    /// entries of `keys` it holds are counted in the returned number.
-    pub fn drop_keys(&self, keys: &HashSet<String>) -> std::io::Result<usize> {
-        self.seal();
-        self.refresh();
-        let v = self.view.read().unwrap_or_else(|e| e.into_inner());
-        let mut left = 0;
-        // segments locked here until the end (a writer cannot append meanwhile)
-        let mut held: Vec<(Arc<str>, Arc<File>)> = Vec::new();
-        let mut plan = Merge::default();
-        for s in &v.segs {
-            let mine = flock(&*s.file, FlockOperation::NonBlockingLockExclusive).is_ok();
-            let recs = if mine { final_records(s) } else { records(s) };
-            if !mine {
-                left += recs
-                    .iter()
-                    .filter(|(k, _)| keys.contains(&hex_of(k)))
-                    .count();
-                plan.seen.extend(recs.iter().map(|(k, _)| *k));
-                continue;
-            }
-            held.push((s.name.clone(), s.file.clone()));
-            plan.add(s, recs, keys);
-        }
-        drop(v);
-        let unlock = |held: &[(Arc<str>, Arc<File>)]| {
-            for (_, f) in held {
-                let _ = flock(&**f, FlockOperation::Unlock);
-            }
-        };
-        // nothing to drop and nothing to merge
-        if held.is_empty() || (plan.dropped == 0 && held.len() == 1) {
-            unlock(&held);
-            return Ok(left);
-        }
-        let name = format!("{}-m{:08x}", held[0].0, rand::random::<u32>());
-        let old: Vec<Arc<str>> = held.iter().map(|(n, _)| n.clone()).collect();
-        let done = self
-            .write_merged(name, &plan)
-            .and_then(|_| self.forget(&old));
-        unlock(&held);
-        done.map(|_| left)
-    }
-
-    /// Writes a merge's entries as one segment named `name` (no roll midway: a later name
-    /// would put them in front of segments newer than theirs).
-    fn write_merged(&self, name: String, plan: &Merge) -> std::io::Result<()> {
-        let mut w = lock(&self.writer);
-        *w = Some(self.begin(Some(name))?);
-        let wr = w.as_mut().expect("set above");
-        let mut map = HashMap::new();
-        let mut buf = Vec::new();
-        for (k, at) in &plan.keep {
-            let body = match at {
-                Some(f) => match f.read() {
-                    Ok(b) => Some(b),
-                    Err(e) => {
-                        tracing::warn!("cache: dropping an unreadable entry ({f}): {e}");
-                        continue;
-                    }
-                },
-                None => None,
-            };
-            let body = body.unwrap_or_default();
-            let len = body.len() as u32;
-            buf.clear();
-            buf.extend_from_slice(&header(k, len, at.is_none()));
-            buf.extend_from_slice(&body);
-            (&*wr.seg.file).write_all(&buf)?;
-            map.insert(
-                *k,
-                Rec {
-                    off: wr.off + REC as u64,
-                    len,
-                    removed: at.is_none(),
-                },
-            );
-            wr.off += buf.len() as u64;
-        }
-        wr.seg.lookup = Lookup::Live {
-            scanned: wr.off,
-            map,
-        };
-        let done = w.take().expect("set above");
-        self.publish(done.seg);
-        drop(w);
-        self.index_own();
-        Ok(())
-    }
-
-    /// Removes segments (rewritten elsewhere) and their names from the log.
-    fn forget(&self, names: &[Arc<str>]) -> std::io::Result<()> {
-        let gone: HashSet<&str> = names.iter().map(|n| &**n).collect();
-        let log = self.dir.join(LOG);
-        {
-            let _listing = self.log_lock(true)?;
-            let text = fs::read_to_string(&log)?;
-            let kept: String = text
-                .lines()
-                .filter(|l| !gone.contains(l.trim()))
-                .map(|l| format!("{l}\n"))
-                .collect();
-            let tmp = self
-                .dir
-                .join(format!(".{LOG}.tmp-{:x}", rand::random::<u64>()));
-            let mut f = File::create(&tmp)?;
-            f.write_all(kept.as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &log)?;
-        }
-        for n in names {
-            let _ = fs::remove_file(self.dir.join(format!("{n}.pack")));
-            let _ = fs::remove_file(self.dir.join(format!("{n}.idx")));
-        }
-        let mut v = self.view.write().unwrap_or_else(|e| e.into_inner());
-        v.segs.retain(|s| !gone.contains(&*s.name));
-        Ok(())
-    }
 }
 
-/// What a merge keeps: per key the deciding record (None: a removal, kept: a segment
-/// still being written may hold an older answer), in newest-first order.
-#[derive(Default)]
-struct Merge {
-    keep: Vec<(Raw, Option<Found>)>,
-    seen: HashSet<Raw>,
-    dropped: usize,
-}
-
-impl Merge {
-    fn add(&mut self, s: &Seg, recs: Vec<(Raw, Rec)>, drop: &HashSet<String>) {
-        for (k, r) in recs {
-            if !self.seen.insert(k) {
-                continue;
-            }
-            if drop.contains(&hex_of(&k)) {
-                self.dropped += 1;
-                continue;
-            }
-            match s.found(r) {
-                Some(f) => self.keep.push((k, Some(f))),
-                // a removal still hides what an older segment being written may hold
-                None => self.keep.push((k, None)),
-            }
-        }
-    }
-}
-
-/// A segment's records as the view knows them.
-fn records(s: &Seg) -> Vec<(Raw, Rec)> {
-    match &s.lookup {
-        Lookup::Sealed(i) => i.all(),
-        Lookup::Live { map, .. } => map.iter().map(|(k, r)| (*k, *r)).collect(),
-    }
-}
-
-/// A segment's records once it is locked (nothing appends to it): a live one read to its end.
-fn final_records(s: &Seg) -> Vec<(Raw, Rec)> {
-    match &s.lookup {
-        Lookup::Sealed(i) => i.all(),
-        Lookup::Live { map, scanned } => {
-            let mut map = map.clone();
-            let size = s.file.metadata().map(|m| m.len()).unwrap_or(*scanned);
-            scan(&s.file, *scanned, size, &mut map);
-            map.into_iter().collect()
-        }
-    }
+/// Whether a name from the log is one a segment can have (`begin` makes them; a damaged
+/// or hostile log line such as `../x` names no file outside `packs/`).
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 120
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-')
 }
 
 impl Drop for Packs {

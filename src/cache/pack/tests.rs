@@ -280,3 +280,55 @@ fn another_process_s_sealed_segment_is_read_through_its_index_once_it_begins_the
     drop(v);
     assert_eq!(b.get(&k(1)).unwrap().read().unwrap(), b"one");
 }
+
+#[test]
+fn a_merge_does_not_lift_an_older_segment_over_one_still_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Packs::open(dir.path());
+    a.append(&k(1), Some(b"old")).unwrap();
+    a.seal();
+    let b = Packs::open(dir.path());
+    b.append(&k(9), Some(b"b")).unwrap();
+    a.append(&k(2), Some(b"two")).unwrap();
+    a.seal();
+    a.drop_keys(&HashSet::new()).unwrap();
+    // b finds its answer to k1 unusable and removes it: that must win over the old one
+    b.append(&k(1), None).unwrap();
+    b.seal();
+    let c = Packs::open(dir.path());
+    assert!(
+        c.get(&k(1)).is_none(),
+        "the removal in the newer segment wins"
+    );
+    assert_eq!(c.get(&k(2)).unwrap().read().unwrap(), b"two");
+}
+
+#[test]
+fn a_removal_here_gives_way_to_a_newer_answer_of_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Packs::open(dir.path());
+    a.append(&k(1), None).unwrap();
+    let b = Packs::open(dir.path());
+    b.append(&k(1), Some(b"again")).unwrap();
+    assert_eq!(a.get(&k(1)).unwrap().read().unwrap(), b"again");
+}
+
+#[test]
+fn a_log_line_that_is_no_segment_name_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Packs::open(dir.path());
+    a.append(&k(1), Some(b"x")).unwrap();
+    a.seal();
+    fs::write(dir.path().join("outside.pack"), SEG_MAGIC).unwrap();
+    let mut log = OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("packs").join(LOG))
+        .unwrap();
+    log.write_all(b"../outside\nmissing-1\n").unwrap();
+    let c = Packs::open(dir.path());
+    assert_eq!(c.get(&k(1)).unwrap().read().unwrap(), b"x");
+    assert!(c.get(&k(2)).is_none());
+    assert!(!dir.path().join("outside.idx").exists());
+    let v = c.view.read().unwrap();
+    assert_eq!(v.gone.len(), 2, "neither is looked for again");
+}
