@@ -662,3 +662,59 @@ fn progress_moves_from_the_first_model_node_not_the_first_finished_problem() {
         "{err}"
     );
 }
+
+/// Two runs writing one cache directory at the same time (each to a pack segment of its
+/// own), then a third that finds every answer: nothing sent, nothing corrupt.
+#[test]
+fn two_runs_writing_one_cache_at_once_leave_every_answer_readable() {
+    let p = Project::new();
+    p.write(
+        "pipelines/w.yaml",
+        &iterated("w", 2, &sim_model(3), "samples: 2"),
+    );
+    let spawn = |range: &str| {
+        p.cmd()
+            .args([
+                "pipeline",
+                "run",
+                "pipelines/w.yaml",
+                "--no-progress",
+                "--index_range",
+                range,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn("0-4"), spawn("3-7"));
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let segments = std::fs::read_dir(p.path().join("cache/packs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "idx")
+        })
+        .count();
+    assert!(segments >= 2, "a sealed segment per run: {segments}");
+    run_ok(
+        &p,
+        &[
+            "pipeline",
+            "run",
+            "pipelines/w.yaml",
+            "--no-progress",
+            "--index_range",
+            "0-7",
+        ],
+    );
+    let m = metrics(&p.last_run("w"));
+    assert_eq!(m["calls"], 0, "{m}");
+    let out = p.run(&["cache", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("0 corrupt"), "{}", text(&out));
+}
