@@ -457,16 +457,7 @@ fn gc_keeps_what_runs_use() {
     let t = run_ok(&p, &["cache", "gc", "--yes"]);
     assert!(t.contains("deleted"), "{t}");
     // the two runs' segments were rewritten into one, without the dropped entries
-    let segments = std::fs::read_dir(p.path().join("cache/packs"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "pack")
-        })
-        .count();
+    let segments = pack_files(&p.path().join("cache"), "pack");
     assert_eq!(segments, 1);
     let t = run_ok(&p, &["cache", "gc", "--results", "elsewhere"]);
     assert!(
@@ -690,16 +681,7 @@ fn two_runs_writing_one_cache_at_once_leave_every_answer_readable() {
     let (mut a, mut b) = (spawn("0-4"), spawn("3-7"));
     assert!(a.wait().unwrap().success());
     assert!(b.wait().unwrap().success());
-    let segments = std::fs::read_dir(p.path().join("cache/packs"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "idx")
-        })
-        .count();
+    let segments = pack_files(&p.path().join("cache"), "idx");
     assert!(segments >= 2, "a sealed segment per run: {segments}");
     run_ok(
         &p,

@@ -163,3 +163,17 @@ pub fn corrupt_every_entry(cache: &Path) -> usize {
     }
     all.len()
 }
+
+/// How many files of a cache's `packs/` end in `.ext` (`pack`: segments, `idx`: sealed).
+pub fn pack_files(cache: &Path, ext: &str) -> usize {
+    std::fs::read_dir(cache.join("packs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == ext)
+        })
+        .count()
+}

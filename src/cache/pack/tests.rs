@@ -7,6 +7,20 @@ fn k(i: u8) -> Raw {
     [i; 32]
 }
 
+/// How many files of `packs/` end in `.ext`.
+fn files_with(root: &Path, ext: &str) -> usize {
+    fs::read_dir(root.join("packs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == ext)
+        })
+        .count()
+}
+
 #[test]
 fn an_entry_written_is_found_by_its_writer_and_by_another_process_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -33,17 +47,7 @@ fn an_entry_written_is_found_by_its_writer_and_by_another_process_at_once() {
     let c = Packs::open(dir.path());
     assert_eq!(c.get(&k(2)).unwrap().read().unwrap(), b"two");
     assert!(c.get(&k(1)).is_none());
-    let idx: Vec<_> = fs::read_dir(dir.path().join("packs"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "idx")
-        })
-        .collect();
-    assert_eq!(idx.len(), 1);
+    assert_eq!(files_with(dir.path(), "idx"), 1);
 }
 
 #[test]
@@ -97,16 +101,7 @@ fn a_live_segment_is_not_indexed_by_another_process() {
     a.append(&k(1), Some(b"x")).unwrap();
     let b = Packs::open(dir.path());
     assert!(b.get(&k(1)).is_some());
-    let idx = fs::read_dir(dir.path().join("packs"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "idx")
-        })
-        .count();
+    let idx = files_with(dir.path(), "idx");
     assert_eq!(idx, 0, "its writer is alive");
 }
 
@@ -124,16 +119,7 @@ fn dropping_keys_rewrites_sealed_segments_and_keeps_the_rest() {
     let mut left: Vec<_> = c.entries().into_iter().map(|(h, _)| h).collect();
     left.sort();
     assert_eq!(left, vec![hex_of(&k(1)), hex_of(&k(4))]);
-    let packs = fs::read_dir(dir.path().join("packs"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "pack")
-        })
-        .count();
+    let packs = files_with(dir.path(), "pack");
     assert_eq!(packs, 1, "four segments rewritten into one");
     assert_eq!(c.get(&k(4)).unwrap().read().unwrap(), vec![4u8; 10]);
     // a process that had the old segments open still reads, then follows the new log
@@ -146,18 +132,7 @@ fn merging_keeps_every_entry_and_a_single_segment_is_left_alone() {
     let a = Packs::open(dir.path());
     a.append(&k(1), Some(b"a")).unwrap();
     a.seal();
-    let count = || {
-        fs::read_dir(dir.path().join("packs"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "pack")
-            })
-            .count()
-    };
+    let count = || files_with(dir.path(), "pack");
     let before: Vec<_> = fs::read_dir(dir.path().join("packs")).unwrap().collect();
     a.drop_keys(&HashSet::new()).unwrap();
     assert_eq!(count(), 1);
