@@ -162,29 +162,23 @@ impl Cache {
 
     /// Reads and verifies an entry. A corrupt entry is a miss and is reported once.
     pub fn get<T: DeserializeOwned>(&self, key: &Key, kind: &str) -> Option<T> {
-        let read = match pack::raw_of(&key.0).and_then(|r| self.packs.get(&r)) {
-            Some(f) => f.read().map(|b| (b, Where::Pack(f))),
-            None if self.loose => {
-                let path = self.entry_path(key);
-                fs::read(&path).map(|b| (b, Where::Loose(path)))
+        let Some(at) = self.find(key) else {
+            if let Some(v) = self.read_through(key, kind) {
+                return Some(v);
             }
-            None => Err(std::io::ErrorKind::NotFound.into()),
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
         };
-        let (bytes, at) = match read {
+        let bytes = match at.read() {
             Ok(b) => b,
+            // a directory or other non-file where a loose entry belongs: moved aside, so the
+            // answer fetched again can be written
             Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    // a directory or other non-file where an entry belongs: moved aside, so
-                    // the answer fetched again can be written
-                    let path = self.entry_path(key);
-                    let moved = self.quarantine(&path);
-                    return self.corrupt(&path.display(), &format!("unreadable: {e}; {moved}"));
-                }
-                if let Some(v) = self.read_through(key, kind) {
-                    return Some(v);
-                }
-                self.counters.misses.fetch_add(1, Ordering::Relaxed);
-                return None;
+                let moved = match &at {
+                    Where::Loose(path) => self.quarantine(path),
+                    Where::Pack(_) => "left in place".into(),
+                };
+                return self.corrupt(&at, &format!("unreadable: {e}; {moved}"));
             }
         };
         match decode::<T>(&bytes, key) {

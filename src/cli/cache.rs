@@ -58,64 +58,70 @@ pub(super) fn run(cmd: CacheCmd) -> i32 {
         }
         CacheCmd::Gc { c: a, results, yes } => {
             let Some(c) = open(&a.cache) else { return 2 };
-            let mut live = HashSet::new();
-            let mut runs = 0;
-            for f in walk(&results)
-                .into_iter()
-                .filter(|p| p.file_name().is_some_and(|n| n == crate::runfile::KEYS))
-            {
-                runs += 1;
-                if let Ok(t) = std::fs::read_to_string(&f) {
-                    live.extend(t.lines().map(|l| l.trim().to_string()));
-                }
-            }
-            if runs == 0 {
-                eprintln!(
-                    "error: no run under {} (no cache_keys.txt): refusing to treat every cache entry as unused; pass --results DIR",
-                    results.display()
-                );
-                return 2;
-            }
-            let dead: Vec<_> = c
-                .entries()
-                .into_iter()
-                .filter(|(k, _)| !live.contains(&k.0))
-                .collect();
-            let bytes: u64 = dead.iter().map(|(_, at)| at.size()).sum();
-            println!(
-                "{runs} run(s) under {} refer to {} entries; {} entries ({:.1} KiB) are referred to by none",
-                results.display(),
-                live.len(),
-                dead.len(),
-                bytes as f64 / 1024.0
-            );
-            if yes {
-                match c
-                    .drop_entries(&dead)
-                    .and_then(|left| c.compact().map(|_| left))
-                {
-                    Ok(left) => {
-                        println!("deleted {} entries", dead.len() - left);
-                        if left > 0 {
-                            println!(
-                                "{left} entries are in segments a running distill is still writing; run gc again when it has ended"
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("error: deleting entries from {}: {e}", a.cache.display());
-                        return 1;
-                    }
-                }
-            } else if !dead.is_empty() {
-                for (k, _) in dead.iter().take(10) {
-                    println!("  would delete {}", k.0);
-                }
-                println!("run again with --yes to delete them");
-            }
-            0
+            gc(&c, &results, yes)
         }
     }
+}
+
+/// `cache gc`: the entries no run under `results` refers to (its cache_keys.txt files),
+/// listed, or with `yes` dropped (and the sealed pack segments merged).
+fn gc(c: &crate::cache::Cache, results: &Path, yes: bool) -> i32 {
+    let mut live = HashSet::new();
+    let mut runs = 0;
+    for f in walk(results)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == crate::runfile::KEYS))
+    {
+        runs += 1;
+        if let Ok(t) = std::fs::read_to_string(&f) {
+            live.extend(t.lines().map(|l| l.trim().to_string()));
+        }
+    }
+    if runs == 0 {
+        eprintln!(
+            "error: no run under {} (no cache_keys.txt): refusing to treat every cache entry as unused; pass --results DIR",
+            results.display()
+        );
+        return 2;
+    }
+    let dead: Vec<_> = c
+        .entries()
+        .into_iter()
+        .filter(|(k, _)| !live.contains(&k.0))
+        .collect();
+    let bytes: u64 = dead.iter().map(|(_, at)| at.size()).sum();
+    println!(
+        "{runs} run(s) under {} refer to {} entries; {} entries ({:.1} KiB) are referred to by none",
+        results.display(),
+        live.len(),
+        dead.len(),
+        bytes as f64 / 1024.0
+    );
+    if yes {
+        match c
+            .drop_entries(&dead)
+            .and_then(|left| c.compact().map(|_| left))
+        {
+            Ok(left) => {
+                println!("deleted {} entries", dead.len() - left);
+                if left > 0 {
+                    println!(
+                        "{left} entries are in segments a running distill is still writing; run gc again when it has ended"
+                    );
+                }
+            }
+            Err(e) => {
+                eprintln!("error: deleting entries from {}: {e}", c.root().display());
+                return 1;
+            }
+        }
+    } else if !dead.is_empty() {
+        for (k, _) in dead.iter().take(10) {
+            println!("  would delete {}", k.0);
+        }
+        println!("run again with --yes to delete them");
+    }
+    0
 }
 
 /// `cache verify`: every entry read and checked; corrupt ones and stored answers that break

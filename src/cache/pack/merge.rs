@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rustix::fs::{FlockOperation, flock};
 
-use super::format::{REC, Raw, Rec, header, hex_of, scan};
+use super::format::{Raw, Rec, hex_of, scan};
 use super::{Found, LOG, Lookup, Packs, Seg, Writer, lock, log_id};
 
 impl Packs {
@@ -80,34 +80,16 @@ impl Packs {
     }
 
     fn write_all_of(wr: &mut Writer, plan: &Merge) -> std::io::Result<()> {
-        let Lookup::Live { map, scanned } = &mut wr.seg.lookup else {
-            unreachable!("a writer's segment is live")
-        };
-        let mut buf = Vec::new();
         for (k, at) in &plan.keep {
             let body = match at.as_ref().map(Found::read) {
-                Some(Ok(b)) => b,
+                Some(Ok(b)) => Some(b),
                 Some(Err(e)) => {
                     tracing::warn!("cache: dropping an unreadable entry: {e}");
                     continue;
                 }
-                None => Vec::new(),
+                None => None,
             };
-            let len = body.len() as u32;
-            buf.clear();
-            buf.extend_from_slice(&header(k, len, at.is_none()));
-            buf.extend_from_slice(&body);
-            (&*wr.seg.file).write_all(&buf)?;
-            map.insert(
-                *k,
-                Rec {
-                    off: wr.off + REC as u64,
-                    len,
-                    removed: at.is_none(),
-                },
-            );
-            wr.off += buf.len() as u64;
-            *scanned = wr.off;
+            wr.push(k, body.as_deref()).map_err(|(e, _)| e)?;
         }
         Ok(())
     }

@@ -117,6 +117,35 @@ struct Writer {
     off: u64,
 }
 
+impl Writer {
+    /// Writes one record (an entry, or with `body` None a removal) and adds it to the
+    /// segment's map; returns how many records the map holds. A partial record would shift
+    /// every later offset: it is cut off, and if that fails too, `Err(_, true)` says the
+    /// segment must end here.
+    fn push(&mut self, key: &Raw, body: Option<&[u8]>) -> Result<usize, (std::io::Error, bool)> {
+        let removed = body.is_none();
+        let body = body.unwrap_or(&[]);
+        let len = u32::try_from(body.len())
+            .ok()
+            .filter(|l| *l <= format::MAX_BODY)
+            .ok_or_else(|| (std::io::Error::other("entry too large for a pack"), false))?;
+        let mut rec = Vec::with_capacity(REC + body.len());
+        rec.extend_from_slice(&header(key, len, removed));
+        rec.extend_from_slice(body);
+        if let Err(e) = (&*self.seg.file).write_all(&rec) {
+            return Err((e, self.seg.file.set_len(self.off).is_err()));
+        }
+        let off = self.off + REC as u64;
+        self.off += rec.len() as u64;
+        let Lookup::Live { map, scanned } = &mut self.seg.lookup else {
+            unreachable!("a writer's segment is live")
+        };
+        map.insert(*key, Rec { off, len, removed });
+        *scanned = self.off;
+        Ok(map.len())
+    }
+}
+
 pub struct Packs {
     dir: PathBuf,
     view: RwLock<View>,
@@ -197,45 +226,24 @@ impl Packs {
 
     /// Appends an entry (or, with `body` None, a removal) to this process's segment.
     pub fn append(&self, key: &Raw, body: Option<&[u8]>) -> std::io::Result<()> {
-        let removed = body.is_none();
-        let body = body.unwrap_or(&[]);
-        let len = u32::try_from(body.len())
-            .ok()
-            .filter(|l| *l <= format::MAX_BODY)
-            .ok_or_else(|| std::io::Error::other("entry too large for a pack"))?;
         let mut w = lock(&self.writer);
         if w.is_none() {
             *w = Some(self.begin(None)?);
         }
         let wr = w.as_mut().expect("set above");
-        let mut rec = Vec::with_capacity(REC + body.len());
-        rec.extend_from_slice(&header(key, len, removed));
-        rec.extend_from_slice(body);
-        if let Err(e) = (&*wr.seg.file).write_all(&rec) {
-            // a partial record would shift every later offset: cut it off, or if that fails
-            // too, end the segment here (what it holds is sealed; the next write begins one)
-            if wr.seg.file.set_len(wr.off).is_err() {
-                let done = w.take().expect("set above");
-                self.publish(done.seg);
-                drop(w);
-                self.index_own();
-            }
-            return Err(e);
-        }
-        let off = wr.off + REC as u64;
-        wr.off += rec.len() as u64;
-        let Lookup::Live { map, scanned } = &mut wr.seg.lookup else {
-            unreachable!("a writer's segment is live")
+        let pushed = wr.push(key, body);
+        let end = match &pushed {
+            Ok(records) => *records >= ROLL_RECORDS || wr.off >= ROLL_BYTES,
+            // what it holds is sealed; the next write begins a segment
+            Err((_, broken)) => *broken,
         };
-        map.insert(*key, Rec { off, len, removed });
-        *scanned = wr.off;
-        if map.len() >= ROLL_RECORDS || wr.off >= ROLL_BYTES {
+        if end {
             let done = w.take().expect("set above");
             self.publish(done.seg);
             drop(w);
             self.index_own();
         }
-        Ok(())
+        pushed.map(|_| ()).map_err(|(e, _)| e)
     }
 
     /// A new segment of this process: listed in the log, then created and locked before the
