@@ -475,6 +475,29 @@ fn gc_keeps_what_runs_use() {
     assert!(!t.contains("(empty)"), "{t}");
 }
 
+/// The end of a run reports from the tally it folded as problems finished, not by reading
+/// its results.json back (debug builds, as here, also read it back and check the two agree).
+#[test]
+fn the_end_of_run_report_is_folded_as_problems_finish() {
+    let p = Project::new();
+    p.write(
+        "pipelines/fold.yaml",
+        &iterated("fold", 2, &sim_model(0), "samples: 3"),
+    );
+    let out = p
+        .cmd()
+        .args(["pipeline", "run", "pipelines/fold.yaml", "--no-progress"])
+        .env("DISTILL_LOG", "distill=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("report: folded during the run"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn every_run_writes_a_report_that_agrees_with_its_results() {
     let p = Project::new();

@@ -24,6 +24,9 @@ pub struct RunWriter {
     /// results.jsonl as problems finish; results.json from it at the end (`runfile`).
     journal: crate::runfile::Journal,
     problems_written: usize,
+    /// The report folded as problems finish (none for a resumed run: its earlier problems
+    /// are in the file only).
+    live: Option<crate::report::live::Live>,
 }
 
 pub fn new_run_id() -> String {
@@ -167,7 +170,9 @@ impl RunWriter {
             &nodes,
             ctx.pipeline.spec.samples,
         )?;
-        Ok(Self::with(dir, run_id, events, journal))
+        let mut w = Self::with(dir, run_id, events, journal);
+        w.live = Some(crate::report::live::Live::new(cfg));
+        Ok(w)
     }
 
     /// Reopens a stopped run's directory to finish it in place (`--resume`): its journal,
@@ -190,6 +195,7 @@ impl RunWriter {
             events: BufWriter::with_capacity(64 * 1024, events),
             journal,
             problems_written: 0,
+            live: None,
         }
     }
 
@@ -206,8 +212,17 @@ impl RunWriter {
     }
 
     fn write_problem(&mut self, p: &ProblemRecord) -> Result<()> {
+        if let Some(live) = &mut self.live {
+            live.finished(p);
+        }
         self.journal.close(p)?;
         self.problems_written += 1;
+        match (&mut self.live, self.journal.written_in_order()) {
+            (Some(live), Some(upto)) => live.written(upto),
+            // out of CSV order: results.json is written anew at the end, read it back then
+            _ if !self.journal.in_order() => self.live = None,
+            _ => {}
+        }
         Ok(())
     }
 
@@ -224,7 +239,9 @@ impl RunWriter {
             journal,
             problems_written,
             mut events,
+            live,
         } = self;
+        let live = live.filter(|_| journal.in_order());
         events
             .flush()
             .with_context(|| format!("appending to {}", dir.join("events.jsonl").display()))?;
@@ -233,6 +250,7 @@ impl RunWriter {
             dir,
             run_id,
             problems_written,
+            live,
         };
         this.summarize(ctx, outcome)
     }
@@ -243,6 +261,7 @@ struct Finished {
     dir: PathBuf,
     run_id: String,
     problems_written: usize,
+    live: Option<crate::report::live::Live>,
 }
 
 impl Finished {
@@ -263,7 +282,7 @@ impl Finished {
             png: false,
             ..Default::default()
         };
-        let table = match crate::report::report_with_compact(&full) {
+        let table = match crate::report::report_with_compact(&full, self.live) {
             Ok((_, table)) => table,
             Err(e) => {
                 tracing::warn!("report: {e}");

@@ -342,6 +342,10 @@ pub fn math(predicted: &str, truth: &str, ctx: &GradeContext) -> bool {
     if p == t {
         return true;
     }
+    if ctx.rel_tol.is_none() && plain_integer(p) && plain_integer(t) {
+        // two different integers written plainly: no normalization changes either
+        return false;
+    }
     if p.chars().count() > MAX_ANSWER_CHARS || t.chars().count() > MAX_ANSWER_CHARS {
         return false;
     }
@@ -349,6 +353,12 @@ pub fn math(predicted: &str, truth: &str, ctx: &GradeContext) -> bool {
         return true;
     }
     letter_vs_option_text(p, t, ctx)
+}
+
+/// Digits only, without a leading zero (`0` itself allowed): one integer, one spelling.
+fn plain_integer(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty() && b.iter().all(u8::is_ascii_digit) && (b.len() == 1 || b[0] != b'0')
 }
 
 fn math_structural(p: &str, t: &str, ctx: &GradeContext) -> bool {
@@ -436,6 +446,46 @@ mod tests {
         assert!(m("(-\\infty,3]", "(-\\infty, 3]"));
         assert!(!m("(-\\infty,3]", "(-\\infty, 3)"));
         assert!(m("\\{(1,2),(3,4)\\}", "\\{(3,4),(1,2)\\}"));
+    }
+
+    /// The shortcut for two plain integers says what the whole comparison says.
+    #[test]
+    fn plain_integers_compare_as_the_structural_path_does() {
+        let ctx = GradeContext::default();
+        let cases = [
+            "0",
+            "7",
+            "12",
+            "1000",
+            "1001",
+            "99999999999999999999",
+            "007",
+            "10",
+        ];
+        for p in cases {
+            for t in cases {
+                let full = p == t || math_structural(p, t, &ctx);
+                assert_eq!(m(p, t), full, "{p} vs {t}");
+            }
+        }
+        assert!(m("007", "7"), "a leading zero takes the whole path");
+        let tol = GradeContext {
+            rel_tol: Some(0.01),
+            ..Default::default()
+        };
+        assert!(
+            math("1000", "1001", &tol),
+            "a tolerance takes the whole path"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_integer_pairs_agree_with_the_structural_path(a in 0u64..100_000, b in 0u64..100_000) {
+            let (p, t) = (a.to_string(), b.to_string());
+            let ctx = GradeContext::default();
+            proptest::prop_assert_eq!(m(&p, &t), p == t || math_structural(&p, &t, &ctx));
+        }
     }
 
     #[test]

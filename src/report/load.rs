@@ -141,7 +141,7 @@ pub struct Problem {
     pub votes: Vec<VoteRecord>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Run {
     pub label: String,
     pub path: PathBuf,

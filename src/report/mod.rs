@@ -18,12 +18,15 @@
 //! `table.rs` (markdown, JSON), `csv.rs`, `compact.rs` (the end-of-run table), `plot.rs` (SVG),
 //! `shards.rs` (the run directories of a sharded run merged into one run), `tally.rs` (the
 //! numbers of one run as a fold over its problems: a report of one run is streamed, holding
-//! per-round sums, not its problems).
+//! per-round sums, not its problems), `survey.rs` (the first pass: graded nodes, samples,
+//! vote ks), `live.rs` (the end-of-run report folded as the run's problems finish, so the
+//! run's file is not read back).
 
 mod columns;
 pub mod compact;
 pub mod csv;
 mod figures;
+pub mod live;
 pub mod load;
 pub mod metrics;
 pub mod passk;
@@ -32,6 +35,7 @@ pub mod problems;
 mod records;
 pub mod shards;
 pub mod stats;
+mod survey;
 pub mod table;
 mod tally;
 
@@ -125,12 +129,21 @@ pub const DEFINITIONS: [(&str, &str); 7] = [
 /// (nothing per problem is held but what the tables need); several runs are loaded whole
 /// (shards merge, runs are compared problem by problem).
 pub fn build(opts: &ReportOptions) -> Result<Report, String> {
+    build_with(opts, None)
+}
+
+/// As [`build`]; `live`: the tally a run folded as it went, for the report of that one run
+/// at its end ([`live::one_run`]).
+fn build_with(opts: &ReportOptions, live: Option<live::Live>) -> Result<Report, String> {
     if opts.runs.is_empty() {
         return Err("report: no run given".into());
     }
     let grouping = opts.group_by.as_deref().map(Grouping::parse).transpose()?;
     let bootstrap = opts.bootstrap.max(1);
-    let (runs, comparisons) = if let [one] = opts.runs.as_slice() {
+    let (runs, comparisons) = if let ([one], None) = (opts.runs.as_slice(), &grouping) {
+        let rr = live::one_run(one, opts, live)?;
+        (vec![rr], Vec::new())
+    } else if let [one] = opts.runs.as_slice() {
         let rr = stream_one(one, grouping.as_ref(), bootstrap, opts.seed)?;
         (vec![rr], Vec::new())
     } else {
@@ -197,13 +210,17 @@ fn load_several(opts: &ReportOptions, columns: bool) -> Result<Vec<Run>, String>
 
 /// Builds the report; returns the markdown (also written to out_dir/report.md).
 pub fn report(opts: &ReportOptions) -> Result<String, String> {
-    report_with_compact(opts).map(|(md, _)| md)
+    report_with_compact(opts, None).map(|(md, _)| md)
 }
 
 /// Writes the report like [`report`] and also returns the compact per-round table of its
 /// first run (the end-of-run summary: one load of the run, the same numbers).
-pub fn report_with_compact(opts: &ReportOptions) -> Result<(String, String), String> {
-    let rep = build(opts)?;
+/// `live`: the tally the run folded as it went (the end of a run).
+pub fn report_with_compact(
+    opts: &ReportOptions,
+    live: Option<live::Live>,
+) -> Result<(String, String), String> {
+    let rep = build_with(opts, live)?;
     let compact = rep.runs.first().map(compact::compact).unwrap_or_default();
     let out_dir = match &opts.out_dir {
         Some(d) => d.clone(),

@@ -2,12 +2,13 @@
 //! adapter) to the report's model: which nodes are graded rounds, each attempt's state, the
 //! usage and cost of every round, the vote records.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde_json::Value;
 
 use super::load::{Attempt, Problem, RoundUsage, Run, State, UNRECORDED_REASON, VoteRecord};
+use super::survey::{Survey, graded_nodes, id_hash, survey};
 use crate::calls::Output;
 use crate::runfile::records::{NodeRecord, NodeStatus, ProblemRecord, ProblemStatus};
 use crate::runfile::{Format, RunFile, Texts};
@@ -54,86 +55,6 @@ fn short_id(id: &str) -> &str {
     id.rsplit('-').next().unwrap_or(id)
 }
 
-/// What one pass over a run's records finds: per node id its kind, round, whether some
-/// instance finished and whether some had a verdict; the most samples of a problem; the ks
-/// of its vote records; and (hashed) the ids it has a record of.
-#[derive(Default)]
-struct Survey {
-    nodes: BTreeMap<String, (String, u32, bool, bool)>,
-    samples: usize,
-    vote_ks: BTreeSet<u64>,
-    ids: HashSet<u64>,
-}
-
-fn id_hash(id: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
-}
-
-fn survey(rf: &RunFile) -> Survey {
-    let mut s = Survey::default();
-    // the heads only: this pass needs no text of any record
-    for p in rf.heads().flatten() {
-        s.ids.insert(id_hash(&p.id));
-        s.samples = s.samples.max(p.samples.len());
-        for n in p.aggregates.values().filter(|n| n.kind == "vote") {
-            s.vote_ks.extend(pass_at(output(n)).into_keys());
-        }
-        for n in p.samples.iter().flat_map(|s| s.values()) {
-            let (done, graded) = (n.status == NodeStatus::Done, n.graded());
-            if let Some(e) = s.nodes.get_mut(&n.node) {
-                e.2 |= done;
-                e.3 |= graded;
-            } else {
-                s.nodes
-                    .insert(n.node.clone(), (n.kind.clone(), n.round, done, graded));
-            }
-        }
-    }
-    s
-}
-
-/// Node id → round of the graded nodes of `kinds`, from the records and, for rounds no
-/// record reached yet (a run stopped before a round began), from config.json.
-fn graded_nodes(sv: &Survey, cfg: Option<&Value>, kinds: &[&str]) -> BTreeMap<String, u32> {
-    let mut seen: BTreeMap<String, (u32, bool, bool)> = sv
-        .nodes
-        .iter()
-        .filter(|(_, (kind, ..))| kinds.contains(&kind.as_str()))
-        .map(|(id, (_, round, done, graded))| (id.clone(), (*round, *done, *graded)))
-        .collect();
-    let config_says = |id: &str| -> Option<bool> {
-        let nodes = cfg?.get("expanded_nodes")?.as_array()?;
-        let n = nodes.iter().find(|n| n["id"] == id)?;
-        let grade_block = cfg?
-            .get("pipeline")?
-            .get("grade")
-            .is_some_and(|g| !g.is_null());
-        let own_verdict = n["kind"]
-            .as_str()
-            .is_some_and(|k| crate::nodes::own_verdict_kinds().contains(&k));
-        Some(own_verdict || (grade_block && n["params"].get("graded") != Some(&Value::Bool(false))))
-    };
-    let expanded = cfg
-        .and_then(|c| c.get("expanded_nodes"))
-        .and_then(Value::as_array);
-    for n in expanded.into_iter().flatten() {
-        if let (Some(id), Some(kind)) = (n["id"].as_str(), n["kind"].as_str())
-            && kinds.contains(&kind)
-        {
-            let round = n["round"].as_u64().unwrap_or(0) as u32;
-            seen.entry(id.to_string()).or_insert((round, false, false));
-        }
-    }
-    let any_graded = seen.values().any(|v| v.2);
-    seen.into_iter()
-        .filter(|(id, (_, any_done, here))| {
-            *here || (!any_done && any_graded && config_says(id).unwrap_or(true))
-        })
-        .map(|(id, (round, _, _))| (id, round))
-        .collect()
-}
-
 /// A run's records opened for one pass (after a first pass that finds its graded nodes,
 /// rounds and samples): the run without its problems ([`Reading::head`]), then its problems
 /// one at a time ([`Reading::for_each`]), so that a report need not hold them.
@@ -142,6 +63,7 @@ pub struct Reading {
     run: Run,
     shape: Shape,
     vote_ks: BTreeSet<u64>,
+    surveyed: usize,
     /// Selected in config.json, without a record.
     missing: Vec<String>,
     /// The problem-set CSV's rows by id (grouping by a column).
@@ -154,6 +76,12 @@ impl Reading {
     pub fn open(path: &Path, columns: bool) -> Result<Reading, String> {
         let rf = crate::runfile::open(path)?;
         let sv = survey(&rf);
+        Reading::of(rf, sv, columns)
+    }
+
+    /// A run's records opened with what a survey of them found (a live run surveys its
+    /// records as they finish: `live`).
+    pub(super) fn of(rf: RunFile, sv: Survey, columns: bool) -> Result<Reading, String> {
         // selected but never written: the run was interrupted (or crashed) before them (the
         // ids are read from config.json one at a time, not held)
         let mut missing: Vec<String> = Vec::new();
@@ -168,44 +96,9 @@ impl Reading {
             })
             .flatten();
         let cfg = config.as_ref();
-        let mut warnings = Vec::new();
-        // the attempts graded by the `grade:` block; a pipeline that grades only with nodes
-        // that give their own verdict (`grade`) has those instead
-        let mut graded = graded_nodes(&sv, cfg, &crate::nodes::block_graded_kinds());
-        if graded.is_empty() {
-            graded = graded_nodes(&sv, cfg, &crate::nodes::own_verdict_kinds());
-        }
-        let mut rounds: BTreeSet<u32> = graded.values().copied().collect();
-        if let Some(o) = rf.original() {
-            rounds.extend(o.rounds());
-            if o.lacks_iteration_tokens() {
-                warnings.push(
-                    "the original iterated format has no per-iteration token counts: tokens are shown as 0"
-                        .into(),
-                );
-            }
-        }
-        let rounds: Vec<u32> = rounds.into_iter().collect();
-        if rounds.is_empty() {
-            warnings.push("no graded node: accuracy needs a `grade:` block or grade nodes".into());
-        }
-        let cfg_samples = cfg
-            .and_then(|c| c["pipeline"]["samples"].as_u64())
-            .map(|n| n as usize);
-        let samples = sv.samples.max(cfg_samples.unwrap_or(1)).max(1);
         let status = rf.status.clone();
-        let shape = Shape {
-            graded,
-            samples,
-            prices: prices(cfg),
-            original: rf.original().is_some(),
-            columns,
-            unrecorded: match status.as_str() {
-                "interrupted" | "truncated" => "interrupted",
-                "running" => "pending",
-                _ => "no record",
-            },
-        };
+        let (shape, rounds, warnings) = shape(&sv, cfg, rf.original(), &status, columns);
+        let samples = shape.samples;
         let csv = if !columns {
             None
         } else if let Some(o) = rf.original() {
@@ -240,6 +133,7 @@ impl Reading {
             rf,
             run,
             shape,
+            surveyed: sv.ids.len(),
             vote_ks: sv.vote_ks,
             missing,
             csv,
@@ -249,6 +143,26 @@ impl Reading {
     /// The run without its problems: what every problem is read against.
     pub fn head(&self) -> &Run {
         &self.run
+    }
+
+    /// Whether this reading's problems are read against `shape`, `rounds` and `vote_ks`
+    /// and every selected problem has a record (a live run's tally holds: `live`).
+    pub(super) fn agrees(&self, shape: &Shape, rounds: &[u32], vote_ks: &BTreeSet<u64>) -> bool {
+        self.shape == *shape
+            && self.run.rounds == rounds
+            && self.vote_ks == *vote_ks
+            && self.missing.is_empty()
+    }
+
+    /// How many distinct problem ids the survey found.
+    pub(super) fn surveyed(&self) -> usize {
+        self.surveyed
+    }
+
+    /// The run, its problems unread: what [`Reading::for_each`] returns of a run whose
+    /// every record is readable and every selected problem recorded.
+    pub(super) fn into_head(self) -> Run {
+        self.run
     }
 
     /// The ks of the run's vote records.
@@ -316,8 +230,59 @@ impl Reading {
     }
 }
 
+/// What every problem of a run is read against, the rounds of its graded nodes and the
+/// warnings of its reading, from its survey, config.json (distill's runs), the original
+/// tool's file (its runs) and its status.
+pub(super) fn shape(
+    sv: &Survey,
+    cfg: Option<&Value>,
+    original: Option<&crate::runfile::original::Original>,
+    status: &str,
+    columns: bool,
+) -> (Shape, Vec<u32>, Vec<String>) {
+    let mut warnings = Vec::new();
+    // the attempts graded by the `grade:` block; a pipeline that grades only with nodes
+    // that give their own verdict (`grade`) has those instead
+    let mut graded = graded_nodes(sv, cfg, &crate::nodes::block_graded_kinds());
+    if graded.is_empty() {
+        graded = graded_nodes(sv, cfg, &crate::nodes::own_verdict_kinds());
+    }
+    let mut rounds: BTreeSet<u32> = graded.values().copied().collect();
+    if let Some(o) = original {
+        rounds.extend(o.rounds());
+        if o.lacks_iteration_tokens() {
+            warnings.push(
+                    "the original iterated format has no per-iteration token counts: tokens are shown as 0"
+                        .into(),
+                );
+        }
+    }
+    let rounds: Vec<u32> = rounds.into_iter().collect();
+    if rounds.is_empty() {
+        warnings.push("no graded node: accuracy needs a `grade:` block or grade nodes".into());
+    }
+    let cfg_samples = cfg
+        .and_then(|c| c["pipeline"]["samples"].as_u64())
+        .map(|n| n as usize);
+    let samples = sv.samples.max(cfg_samples.unwrap_or(1)).max(1);
+    let shape = Shape {
+        graded,
+        samples,
+        prices: prices(cfg),
+        original: original.is_some(),
+        columns,
+        unrecorded: match status {
+            "interrupted" | "truncated" => "interrupted",
+            "running" => "pending",
+            _ => "no record",
+        },
+    };
+    (shape, rounds, warnings)
+}
+
 /// What every problem of a run is read against.
-struct Shape {
+#[derive(Debug, PartialEq)]
+pub(super) struct Shape {
     graded: BTreeMap<String, u32>,
     samples: usize,
     prices: HashMap<String, (f64, f64)>,
@@ -328,6 +293,13 @@ struct Shape {
     /// Why a round without a record in an incomplete problem did not run: the run was
     /// stopped (`interrupted`), is still going (`pending`), or the record is just absent.
     unrecorded: &'static str,
+}
+
+impl Shape {
+    /// Samples per problem.
+    pub(super) fn samples(&self) -> usize {
+        self.samples
+    }
 }
 
 /// "provider:model" → price per million tokens (input, output), for models with `price:` set.
@@ -386,7 +358,7 @@ fn add_usage(u: &mut RoundUsage, o: &Output, prices: &HashMap<String, (f64, f64)
     }
 }
 
-fn problem(p: &ProblemRecord, rounds: &[u32], sh: &Shape) -> Problem {
+pub(super) fn problem(p: &ProblemRecord, rounds: &[u32], sh: &Shape) -> Problem {
     let mut columns = BTreeMap::new();
     if sh.columns {
         for (k, v) in [("question", &p.question), ("answer", &p.answer)] {
@@ -492,7 +464,7 @@ fn attempts(p: &ProblemRecord, by_round: &[Option<&NodeRecord>], unrecorded: &st
 }
 
 /// A vote node's `pass_at` figures by k.
-fn pass_at(o: Option<&Output>) -> BTreeMap<u64, f64> {
+pub(super) fn pass_at(o: Option<&Output>) -> BTreeMap<u64, f64> {
     o.and_then(|o| o.get("pass_at"))
         .and_then(Value::as_object)
         .map(|m| {

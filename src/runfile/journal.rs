@@ -18,8 +18,16 @@ pub(super) type Span = (u64, usize);
 #[derive(Default)]
 pub(super) struct Entry {
     open: Option<Span>,
-    nodes: Vec<Span>,
+    nodes: Vec<NodeAt>,
     close: Option<Span>,
+}
+
+/// Where a node line is and, when its writer noted it, what it places: its sample and its
+/// node's position in the run's node order (a line found by a scan is placed when read).
+#[derive(Clone, Copy)]
+struct NodeAt {
+    span: Span,
+    place: Option<(Option<u64>, usize)>,
 }
 
 /// Where each problem's lines are: what one pass over the journal found, or what the writer
@@ -27,6 +35,9 @@ pub(super) struct Entry {
 #[derive(Default)]
 pub(super) struct Scan {
     pub header: Value,
+    /// The header's node ids (pipeline order) and samples.
+    order: Vec<String>,
+    samples: usize,
     entries: BTreeMap<usize, Entry>,
     pub end: Option<String>,
 }
@@ -39,18 +50,26 @@ struct Head {
 }
 
 /// A line's kind, for [`Scan::note`].
-pub(super) enum Rec {
+pub(super) enum Rec<'a> {
     Open,
-    Node,
+    Node { sample: Option<u32>, node: &'a str },
     Close,
 }
 
 impl Scan {
     pub(super) fn new(header: Value) -> Scan {
-        Scan {
-            header,
-            ..Default::default()
-        }
+        let mut s = Scan::default();
+        s.set_header(header);
+        s
+    }
+
+    fn set_header(&mut self, header: Value) {
+        self.samples = header["samples"].as_u64().unwrap_or(1).max(1) as usize;
+        self.order = (header["nodes"].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        self.header = header;
     }
 
     /// Notes a line the writer appended for problem `index` at `span`.
@@ -66,7 +85,12 @@ impl Scan {
                     },
                 );
             }
-            Rec::Node => self.entries.entry(index).or_default().nodes.push(span),
+            Rec::Node { sample, node } => {
+                let pos = self.order.iter().position(|n| n == node);
+                let place = pos.map(|p| (sample.map(u64::from), p));
+                let at = NodeAt { span, place };
+                self.entries.entry(index).or_default().nodes.push(at);
+            }
             Rec::Close => self.entries.entry(index).or_default().close = Some(span),
         }
     }
@@ -74,11 +98,7 @@ impl Scan {
 
 pub(super) fn scan(path: &Path) -> Result<Scan> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
-    let mut s = Scan {
-        header: Value::Null,
-        entries: BTreeMap::new(),
-        end: None,
-    };
+    let mut s = Scan::default();
     let (mut at, mut line) = (0u64, String::new());
     loop {
         line.clear();
@@ -90,14 +110,15 @@ pub(super) fn scan(path: &Path) -> Result<Scan> {
         at += n;
         // node lines are nearly all of it: placed by their prefix, never parsed whole
         if let Some(i) = node_index(line.as_bytes()) {
-            s.entries.entry(i).or_default().nodes.push(span);
+            let at = NodeAt { span, place: None };
+            s.entries.entry(i).or_default().nodes.push(at);
             continue;
         }
         let Ok(h) = serde_json::from_str::<Head>(&line) else {
             continue;
         };
         match (h.record.as_deref(), h.index) {
-            (Some("run"), _) => s.header = serde_json::from_str(&line).unwrap_or_default(),
+            (Some("run"), _) => s.set_header(serde_json::from_str(&line).unwrap_or_default()),
             (Some("end"), _) => s.end = h.status,
             (Some("open"), Some(i)) => {
                 // a resumed run goes on after an earlier end
@@ -110,7 +131,10 @@ pub(super) fn scan(path: &Path) -> Result<Scan> {
                     },
                 );
             }
-            (Some("node"), Some(i)) => s.entries.entry(i).or_default().nodes.push(span),
+            (Some("node"), Some(i)) => {
+                let at = NodeAt { span, place: None };
+                s.entries.entry(i).or_default().nodes.push(at);
+            }
             (Some("close"), Some(i)) => s.entries.entry(i).or_default().close = Some(span),
             _ => {}
         }
@@ -130,15 +154,11 @@ fn node_index(line: &[u8]) -> Option<usize> {
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
-fn read_raw(f: &mut File, (start, len): Span) -> Result<Vec<u8>> {
+fn read_at(f: &File, (start, len): Span) -> Result<Value> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0; len];
     f.read_exact_at(&mut buf, start)?;
-    Ok(buf)
-}
-
-fn read_at(f: &mut File, span: Span) -> Result<Value> {
-    Ok(serde_json::from_slice(&read_raw(f, span)?)?)
+    Ok(serde_json::from_slice(&buf)?)
 }
 
 /// The fields of a node line that place it; the rest (outputs) is copied as it is.
@@ -176,59 +196,68 @@ fn node_record(line: &[u8]) -> Option<&[u8]> {
     Some(&line[at..])
 }
 
-/// One problem's record as one JSON line, in the shape of the scheduler's `ProblemRecord`:
-/// nodes in pipeline order per sample; `incomplete` when it never closed (the run was
-/// killed meanwhile). Node records are copied as raw text, never parsed whole.
-fn assemble(header: &Value, e: &Entry, f: &mut File) -> Result<Option<String>> {
+/// One problem's record as one JSON line written to `out`, in the shape of the scheduler's
+/// `ProblemRecord`: nodes in pipeline order per sample; `incomplete` when it never closed
+/// (the run was killed meanwhile). Node records are copied as raw text (read into `buf`),
+/// never parsed whole. False (nothing written) for a problem without its `open` line.
+fn assemble(
+    s: &Scan,
+    e: &Entry,
+    f: &File,
+    buf: &mut Vec<u8>,
+    out: &mut impl Write,
+) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
     let Some(open) = e.open else {
-        return Ok(None);
+        return Ok(false);
     };
     let open = read_at(f, open)?;
     let close = e.close.map(|c| read_at(f, c)).transpose()?;
-    let samples = header["samples"].as_u64().unwrap_or(1).max(1) as usize;
-    let order: Vec<&str> = header["nodes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    type Placed = BTreeMap<usize, (String, Vec<u8>)>;
-    let mut per_sample: Vec<Placed> = vec![BTreeMap::new(); samples];
-    let mut aggregates: Placed = BTreeMap::new();
-    for &span in &e.nodes {
-        let line = read_raw(f, span)?;
-        let Some(h) = node_head(&line) else { continue };
-        let Some(rec) = node_record(&line) else {
+    // every node line into one buffer, one read each
+    buf.clear();
+    buf.resize(e.nodes.iter().map(|n| n.span.1).sum(), 0);
+    // per sample (the last slot: aggregates), position → (node id when not in the order,
+    // where its record is in `buf`); a node recorded twice: the last line wins
+    type Placed = BTreeMap<usize, (Option<String>, std::ops::Range<usize>)>;
+    let mut placed: Vec<Placed> = vec![BTreeMap::new(); s.samples + 1];
+    let mut at = 0;
+    for n in &e.nodes {
+        let line = &mut buf[at..at + n.span.1];
+        f.read_exact_at(line, n.span.0)?;
+        let (start, end) = (at, at + n.span.1);
+        at = end;
+        let line = &buf[start..end];
+        let Some(rec) = node_record(line) else {
             continue;
         };
-        let mut raw = Vec::with_capacity(rec.len());
-        raw.push(b'{');
-        raw.extend_from_slice(&rec[1..]);
-        let pos = order
-            .iter()
-            .position(|n| *n == h.node)
-            .unwrap_or(usize::MAX);
-        match h.sample {
-            Some(s) if (s as usize) < samples => {
-                per_sample[s as usize].insert(pos, (h.node, raw));
+        let (sample, pos, id) = match n.place {
+            Some((sample, pos)) => (sample, pos, None),
+            None => {
+                let Some(h) = node_head(line) else { continue };
+                let pos = s.order.iter().position(|o| *o == h.node);
+                (h.sample, pos.unwrap_or(usize::MAX), Some(h.node))
             }
-            _ => {
-                aggregates.insert(pos, (h.node, raw));
-            }
-        }
+        };
+        let slot = match sample {
+            Some(x) if (x as usize) < s.samples => x as usize,
+            _ => s.samples,
+        };
+        placed[slot].insert(pos, (id, end - rec.len()..end));
     }
-    let mut out: Vec<u8> = Vec::new();
-    let object = |out: &mut Vec<u8>, m: &Placed| {
-        out.push(b'{');
-        for (k, (id, raw)) in m.values().enumerate() {
+    let object = |out: &mut dyn Write, m: &Placed| -> Result<()> {
+        out.write_all(b"{")?;
+        for (k, (pos, (id, rec))) in m.iter().enumerate() {
             if k > 0 {
-                out.push(b',');
+                out.write_all(b",")?;
             }
-            out.extend_from_slice(json!(id).to_string().as_bytes());
-            out.push(b':');
-            out.extend_from_slice(raw);
+            let id = id.as_deref().or(s.order.get(*pos).map(String::as_str));
+            serde_json::to_writer(&mut *out, id.unwrap_or_default())?;
+            // the record starts at its `,"node":`: `{"node":…`
+            out.write_all(b":{")?;
+            out.write_all(&buf[rec.start + 1..rec.end])?;
         }
-        out.push(b'}');
+        out.write_all(b"}")?;
+        Ok(())
     };
     let status = close
         .as_ref()
@@ -237,33 +266,34 @@ fn assemble(header: &Value, e: &Entry, f: &mut File) -> Result<Option<String>> {
     let head = json!({"id": open["id"], "index": open["index"], "question": open["question"],
                       "answer": open["answer"], "status": status});
     let head = head.to_string();
-    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
-    out.extend_from_slice(b",\"samples\":[");
-    for (k, m) in per_sample.iter().enumerate() {
+    out.write_all(&head.as_bytes()[..head.len() - 1])?;
+    out.write_all(b",\"samples\":[")?;
+    for (k, m) in placed[..s.samples].iter().enumerate() {
         if k > 0 {
-            out.push(b',');
+            out.write_all(b",")?;
         }
-        object(&mut out, m);
+        object(out, m)?;
     }
-    out.push(b']');
-    if !aggregates.is_empty() {
-        out.extend_from_slice(b",\"aggregates\":");
-        object(&mut out, &aggregates);
+    out.write_all(b"]")?;
+    if !placed[s.samples].is_empty() {
+        out.write_all(b",\"aggregates\":")?;
+        object(out, &placed[s.samples])?;
     }
     if let Some(err) = close.as_ref().map(|c| &c["error"]).filter(|e| !e.is_null()) {
-        out.extend_from_slice(format!(",\"error\":{err}").as_bytes());
+        write!(out, ",\"error\":{err}")?;
     }
-    out.push(b'}');
-    Ok(Some(String::from_utf8(out)?))
+    out.write_all(b"}")?;
+    Ok(true)
 }
 
 /// Every problem's record, in CSV order, as one JSON line each.
 pub(super) fn problems(path: &Path, s: &Scan) -> Result<Vec<String>> {
-    let mut f = File::open(path)?;
-    let mut out = Vec::new();
+    let f = File::open(path)?;
+    let (mut out, mut buf) = (Vec::new(), Vec::new());
     for e in s.entries.values() {
-        if let Some(p) = assemble(&s.header, e, &mut f)? {
-            out.push(p);
+        let mut line = Vec::new();
+        if assemble(s, e, &f, &mut buf, &mut line)? {
+            out.push(String::from_utf8(line)?);
         }
     }
     Ok(out)
@@ -274,6 +304,8 @@ pub(super) fn problems(path: &Path, s: &Scan) -> Result<Vec<String>> {
 pub(super) struct Results {
     w: std::io::BufWriter<File>,
     first: bool,
+    /// The node lines of the problem being written.
+    buf: Vec<u8>,
 }
 
 impl Results {
@@ -284,17 +316,21 @@ impl Results {
             "{{\n\"run_id\": {},\n\"pipeline\": {},\n\"problems\": [",
             header["run_id"], header["pipeline"]
         )?;
-        Ok(Results { w, first: true })
+        Ok(Results {
+            w,
+            first: true,
+            buf: Vec::new(),
+        })
     }
 
     /// Appends one problem's record (assembled from the journal `f` at `e`'s places).
-    pub(super) fn push(&mut self, header: &Value, e: &Entry, f: &mut File) -> Result<()> {
-        let Some(p) = assemble(header, e, f)? else {
+    pub(super) fn push(&mut self, s: &Scan, e: &Entry, f: &File) -> Result<()> {
+        if e.open.is_none() {
             return Ok(());
-        };
+        }
         self.w.write_all(if self.first { b"\n" } else { b",\n" })?;
         self.first = false;
-        self.w.write_all(p.as_bytes())?;
+        assemble(s, e, f, &mut self.buf, &mut self.w)?;
         Ok(())
     }
 
@@ -334,10 +370,10 @@ impl Scan {
 
 /// results.json from the journal, written problem by problem, at the places `s` notes.
 pub(super) fn write_results(journal: &Path, s: &Scan, out: &Path, status: &str) -> Result<()> {
-    let mut f = File::open(journal)?;
+    let f = File::open(journal)?;
     let mut r = Results::create(out, &s.header)?;
     for e in s.entries.values() {
-        r.push(&s.header, e, &mut f)?;
+        r.push(s, e, &f)?;
     }
     r.end(status)
 }

@@ -165,6 +165,18 @@ impl Journal {
         &self.run_id
     }
 
+    /// The largest problem index in results.json so far, while problems go there in CSV
+    /// order as they close; None before the first, and once a problem opened before one
+    /// already written (results.json is then written anew at the end).
+    pub fn written_in_order(&self) -> Option<usize> {
+        self.written.filter(|_| !self.unordered)
+    }
+
+    /// Whether results.json holds its problems in the order they were written so far.
+    pub fn in_order(&self) -> bool {
+        !self.unordered
+    }
+
     /// A problem starts (again, in a resumed run: its earlier lines no longer count).
     pub fn open(&mut self, p: &crate::data::Problem) -> Result<()> {
         let span = self.append(&json!({"record": "open", "index": p.index, "id": p.id,
@@ -196,7 +208,14 @@ impl Journal {
             sample,
             r,
         })?;
-        self.places.note(journal::Rec::Node, index, span);
+        self.places.note(
+            journal::Rec::Node {
+                sample,
+                node: &r.node,
+            },
+            index,
+            span,
+        );
         Ok(())
     }
 
@@ -247,7 +266,7 @@ impl Journal {
             return Ok(());
         };
         for (index, e) in done {
-            r.push(&self.places.header, &e, f)?;
+            r.push(&self.places, &e, f)?;
             self.written = Some(index);
         }
         Ok(())

@@ -150,37 +150,49 @@ pub fn open(path: &Path) -> Result<RunFile, String> {
 
 /// distill's results.json laid out one problem a line (as distill writes it): its run id,
 /// pipeline and status (`truncated` when a crash cut it short). None for any other layout.
+/// Only the head (up to the first problem line) and the last [`TAIL`] bytes are read: the
+/// status line is the file's last but one (a problem line holds no raw newline).
 fn line_layout(file: &Path) -> Option<(Option<String>, Option<String>, String)> {
-    let f = File::open(file).ok()?;
-    let mut lines = BufReader::new(f).lines();
-    if lines.next()?.ok()?.trim() != "{" {
+    let mut r = BufReader::new(File::open(file).ok()?);
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).ok()?;
+    if line.trim_ascii() != b"{" {
         return None;
     }
-    let (mut run_id, mut pipeline, mut status, mut problems) = (None, None, None, 0usize);
-    for line in lines {
-        let line = line.ok()?;
-        // as distill writes it: nothing indented (a pretty-printed file indents)
-        let l = line.trim_end().trim_end_matches(',');
-        let field = |name: &str| {
-            let rest = l.strip_prefix(&format!("\"{name}\": "))?;
-            serde_json::from_str::<Value>(rest)
-                .ok()?
-                .as_str()
-                .map(str::to_string)
-        };
-        if let Some(v) = field("run_id") {
-            run_id = Some(v);
-        } else if let Some(v) = field("pipeline") {
-            pipeline = Some(v);
-        } else if let Some(v) = field("status") {
-            status = Some(v);
-        } else if l.starts_with('{') {
-            problems += 1;
+    let (mut run_id, mut pipeline, mut status) = (None, None, None);
+    let mut problems = false;
+    loop {
+        // a head line is short; the first problem line is only peeked at
+        let first = r.fill_buf().ok()?.first().copied();
+        match first {
+            None => break,
+            Some(b'{') => {
+                problems = true;
+                break;
+            }
+            Some(_) => {}
+        }
+        line.clear();
+        r.read_until(b'\n', &mut line).ok()?;
+        let head = head_field(&line);
+        match head {
+            Some(("run_id", v)) => run_id = Some(v),
+            Some(("pipeline", v)) => pipeline = Some(v),
+            Some(("status", v)) => status = Some(v),
+            // indented: pretty-printed, read whole
+            _ if line.first().is_some_and(u8::is_ascii_whitespace) => return None,
+            _ => {}
+        }
+        if line.starts_with(b"]") {
+            break;
         }
     }
     run_id.as_ref()?;
-    if problems == 0 && status.is_some() {
-        // complete, but not a problem a line (pretty-printed): read whole
+    if status.is_none() {
+        status = tail_status(r.into_inner());
+    }
+    if !problems && status.is_some() {
+        // complete, but not a problem a line (pretty-printed, or no problem): read whole
         return None;
     }
     Some((
@@ -188,6 +200,43 @@ fn line_layout(file: &Path) -> Option<(Option<String>, Option<String>, String)> 
         pipeline,
         status.unwrap_or_else(|| "truncated".into()),
     ))
+}
+
+/// How much of results.json's end [`line_layout`] reads for its status.
+const TAIL: u64 = 4096;
+
+/// A top-level `"name": "text"` line of results.json (`,` and newline after it allowed).
+fn head_field(line: &[u8]) -> Option<(&'static str, String)> {
+    let l = std::str::from_utf8(line)
+        .ok()?
+        .trim_end()
+        .trim_end_matches(',');
+    ["run_id", "pipeline", "status"]
+        .into_iter()
+        .find_map(|name| {
+            let rest = l
+                .strip_prefix('"')?
+                .strip_prefix(name)?
+                .strip_prefix("\": ")?;
+            let v = serde_json::from_str::<Value>(rest).ok()?;
+            Some((name, v.as_str()?.to_string()))
+        })
+}
+
+/// The status line among the complete lines of the file's last [`TAIL`] bytes.
+fn tail_status(mut f: File) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata().ok()?.len();
+    let from = len.saturating_sub(TAIL);
+    f.seek(SeekFrom::Start(from)).ok()?;
+    let mut tail = Vec::new();
+    f.take(TAIL).read_to_end(&mut tail).ok()?;
+    // the first piece may be the end of a longer line: only lines that start in the window
+    let lines = tail.split(|&b| b == b'\n');
+    let lines = lines.skip(usize::from(from > 0));
+    lines
+        .filter_map(head_field)
+        .find_map(|(name, v)| (name == "status").then_some(v))
 }
 
 impl RunFile {
@@ -214,14 +263,14 @@ impl RunFile {
         texts: Texts,
     ) -> Box<dyn Iterator<Item = Result<ProblemRecord, Unreadable>> + '_> {
         let parse = move |line: usize, text: &str| {
-            let mut r = ProblemRecord::parse(text).map_err(|e| Unreadable {
+            match texts {
+                Texts::Full => ProblemRecord::parse(text),
+                Texts::Lengths => ProblemRecord::parse_slim(text),
+            }
+            .map_err(|e| Unreadable {
                 line,
                 error: e.to_string(),
-            })?;
-            if texts == Texts::Lengths {
-                slim(&mut r);
-            }
-            Ok(r)
+            })
         };
         match &self.source {
             Source::Journal(lines) => {
@@ -358,8 +407,65 @@ fn slim(p: &mut ProblemRecord) {
             let chars = r.chars().count();
             o.insert("reasoning_chars".into(), chars.into());
         }
-        for k in ["text", "reasoning", "prompt", "answer_text", "new_text"] {
+        for k in super::records::LONG_TEXTS {
             o.remove(k);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record read without its texts equals the whole record with its texts dropped.
+    #[test]
+    fn a_slim_read_equals_a_whole_read_slimmed() {
+        let long = "é\"\\n ".repeat(3000);
+        let line = json!({"id": "p1", "index": 3, "question": "q", "answer": "4", "status": "ok",
+            "samples": [
+                {"a": {"node": "a", "kind": "reason", "round": 0, "status": "done",
+                    "output": {"text": long, "reasoning": long, "prompt": "p", "answer": "4",
+                        "correct": true, "usage": {"completion_tokens": 9}, "cost_usd": 0.1}},
+                 "b": {"node": "b", "kind": "summarize", "round": 1, "status": "done",
+                    "output": {"reasoning": null, "answer_text": [1, 2], "new_text": {"x": 1},
+                        "reasoning_chars": 5}}},
+                {"a": {"node": "a", "kind": "reason", "round": 0, "status": "failed",
+                    "error": "cut"}}],
+            "aggregates": {"v": {"node": "v", "kind": "vote", "round": 0, "status": "done",
+                "output": {"pass_at": {"1": 0.5}, "reasoning": 7}}}})
+        .to_string();
+        let mut whole = ProblemRecord::parse(&line).unwrap();
+        slim(&mut whole);
+        let read = ProblemRecord::parse_slim(&line).unwrap();
+        let v = |r: &ProblemRecord| serde_json::to_value(r).unwrap();
+        assert_eq!(v(&read), v(&whole));
+        let o = read.samples[0]["a"].output.as_ref().unwrap();
+        assert_eq!(o["reasoning_chars"], 3000 * 5);
+        assert!(!o.contains_key("text") && !o.contains_key("reasoning"));
+    }
+
+    /// The layout of results.json is read from its head and its last bytes only: a status
+    /// after problem lines longer than that window, a file cut short, a pretty one.
+    #[test]
+    fn the_line_layout_is_read_from_the_head_and_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("results.json");
+        let problem = json!({"id": "p", "pad": "x".repeat(3 * TAIL as usize)}).to_string();
+        let head = "{\n\"run_id\": \"r-1\",\n\"pipeline\": \"t\",\n\"problems\": [\n";
+        let whole = format!("{head}{problem},\n{problem}\n],\n\"status\": \"complete\"\n}}\n");
+        std::fs::write(&f, &whole).unwrap();
+        let got = line_layout(&f).unwrap();
+        assert_eq!(
+            got,
+            (Some("r-1".into()), Some("t".into()), "complete".into())
+        );
+        std::fs::write(&f, &whole[..whole.len() - 40]).unwrap();
+        assert_eq!(line_layout(&f).unwrap().2, "truncated");
+        // no problem, complete: read whole
+        std::fs::write(&f, format!("{head}],\n\"status\": \"complete\"\n}}\n")).unwrap();
+        assert_eq!(line_layout(&f), None);
+        let pretty = serde_json::to_string_pretty(&json!({"run_id": "r", "problems": []}));
+        std::fs::write(&f, pretty.unwrap()).unwrap();
+        assert_eq!(line_layout(&f), None);
     }
 }

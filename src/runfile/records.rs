@@ -88,8 +88,12 @@ impl Event {
 }
 
 /// One node instance's record in results.json.
+pub type NodeRecord = NodeRecordOf<Arc<Output>>;
+
+/// A node instance's record with its output read as `O`: whole ([`NodeRecord`]) or without
+/// its long texts ([`Slim`], a report's read).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeRecord {
+pub struct NodeRecordOf<O> {
     pub node: String,
     pub kind: String,
     pub round: u32,
@@ -100,7 +104,7 @@ pub struct NodeRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<NotSent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Arc<Output>>,
+    pub output: Option<O>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default)]
@@ -108,8 +112,11 @@ pub struct NodeRecord {
 }
 
 /// One problem's record in results.json.
+pub type ProblemRecord = ProblemRecordOf<Arc<Output>>;
+
+/// A problem's record with its nodes' outputs read as `O` ([`NodeRecordOf`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProblemRecord {
+pub struct ProblemRecordOf<O> {
     #[serde(deserialize_with = "text")]
     pub id: String,
     #[serde(default)]
@@ -120,10 +127,10 @@ pub struct ProblemRecord {
     pub answer: String,
     pub status: ProblemStatus,
     /// Per sample: node id → record, in pipeline order.
-    pub samples: Vec<IndexMap<String, NodeRecord>>,
+    pub samples: Vec<IndexMap<String, NodeRecordOf<O>>>,
     /// Aggregating nodes (once per problem).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub aggregates: IndexMap<String, NodeRecord>,
+    pub aggregates: IndexMap<String, NodeRecordOf<O>>,
     /// The first failure, when any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -133,6 +140,132 @@ impl ProblemRecord {
     /// Reads one problem line of results.json or of a journal's assembly.
     pub fn parse(line: &str) -> Result<ProblemRecord, serde_json::Error> {
         serde_json::from_str(line)
+    }
+
+    /// As [`ProblemRecord::parse`], without the long texts of its outputs (`text`,
+    /// `reasoning`, `prompt`, `answer_text`, `new_text`), never allocated; the reasoning's
+    /// length is kept as `reasoning_chars`. What `runfile`'s `slim` makes of a whole record.
+    pub fn parse_slim(line: &str) -> Result<ProblemRecord, serde_json::Error> {
+        let r: ProblemRecordOf<Slim> = serde_json::from_str(line)?;
+        let node = |(k, n): (String, NodeRecordOf<Slim>)| {
+            let n = NodeRecordOf {
+                output: n.output.map(|o| o.0),
+                node: n.node,
+                kind: n.kind,
+                round: n.round,
+                status: n.status,
+                cached: n.cached,
+                reason: n.reason,
+                error: n.error,
+                latency_ms: n.latency_ms,
+            };
+            (k, n)
+        };
+        Ok(ProblemRecord {
+            samples: (r.samples.into_iter())
+                .map(|s| s.into_iter().map(node).collect())
+                .collect(),
+            aggregates: r.aggregates.into_iter().map(node).collect(),
+            id: r.id,
+            index: r.index,
+            question: r.question,
+            answer: r.answer,
+            status: r.status,
+            error: r.error,
+        })
+    }
+}
+
+/// The output fields a report never reads: dropped by [`Slim`] and `runfile`'s `slim`.
+pub const LONG_TEXTS: [&str; 5] = ["text", "reasoning", "prompt", "answer_text", "new_text"];
+
+/// A node output read without its [`LONG_TEXTS`] (skipped, not allocated), the reasoning's
+/// length in characters kept as `reasoning_chars`.
+#[derive(Debug, Clone, Default)]
+pub struct Slim(pub Arc<Output>);
+
+impl<'de> Deserialize<'de> for Slim {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Slim, D::Error> {
+        d.deserialize_map(SlimVisitor)
+    }
+}
+
+struct SlimVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SlimVisitor {
+    type Value = Slim;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a node's output (an object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Slim, A::Error> {
+        use serde::de::IgnoredAny;
+        let mut out = Output::new();
+        let mut chars = None;
+        while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+            if k == "reasoning" {
+                chars = m.next_value::<Chars>()?.0;
+            } else if LONG_TEXTS.contains(&k.as_ref()) {
+                m.next_value::<IgnoredAny>()?;
+            } else {
+                let v = m.next_value::<Value>()?;
+                out.insert(k.into_owned(), v);
+            }
+        }
+        if let Some(n) = chars {
+            out.insert("reasoning_chars".into(), n.into());
+        }
+        Ok(Slim(Arc::new(out)))
+    }
+}
+
+/// The length in characters of a string, read without allocating it (None for any other
+/// value, which is skipped).
+struct Chars(Option<usize>);
+
+impl<'de> Deserialize<'de> for Chars {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Chars, D::Error> {
+        d.deserialize_any(CharsVisitor)
+    }
+}
+
+struct CharsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CharsVisitor {
+    type Value = Chars;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Chars, E> {
+        Ok(Chars(Some(v.chars().count())))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Chars, E> {
+        Ok(Chars(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Chars, E> {
+        Ok(Chars(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Chars, E> {
+        Ok(Chars(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Chars, E> {
+        Ok(Chars(None))
+    }
+    fn visit_unit<E>(self) -> Result<Chars, E> {
+        Ok(Chars(None))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Chars, A::Error> {
+        while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Chars(None))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Chars, A::Error> {
+        while m
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Chars(None))
     }
 }
 
