@@ -18,6 +18,16 @@ impl Key {
         Key(h.finalize().to_hex().to_string())
     }
 
+    /// The key of material given as the pieces of its canonical JSON, in order (the caller
+    /// answers for them being [`canonical`]'s bytes of one object: `calls::keys`).
+    pub fn of_canonical(pieces: &[&[u8]]) -> Key {
+        let mut h = hasher();
+        for p in pieces {
+            h.update(p);
+        }
+        Key(h.finalize().to_hex().to_string())
+    }
+
     /// The key of the object whose fields are `fields`: equal to [`Key::of`] of that object,
     /// without building it (a node's prompt, the bulk of its material, is then copied and
     /// written once for its node key and its call key, not once for each).

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::flight::Turn;
 use super::text::{continue_prompt, partial_answer, split_reasoning};
 use super::{Calls, Mode, Model, NotSent, Output, Site, complete, params};
-use crate::cache::{self, Key, Part};
+use crate::cache::{self, Key};
 use crate::llm::{CallRequest, CallResponse, Prompt, Usage};
 
 /// What a model-call node's call did, besides its outputs.
@@ -134,54 +134,19 @@ impl Calls {
             .ok_or_else(|| anyhow!("unknown model `{name}`"))
     }
 
-    /// The key material shared by every step of a node's calls, and the node key.
-    /// `extra` is hashed into the node key (kind-specific settings that shape the output).
-    pub fn node_key(
-        &self,
-        site: &Site<'_>,
-        model_name: &str,
-        prompt: &Prompt,
-        extra: &Value,
-    ) -> Result<(Value, Key)> {
-        let prompt = cache::canonical(&serde_json::to_value(prompt)?);
-        self.node_key_of(site, model_name, &prompt, extra)
-    }
-
-    /// [`Calls::node_key`] of a prompt given as its canonical JSON (shared with the keys of
-    /// the node's calls).
+    /// The node key of a prompt given as its canonical JSON (shared with the keys of the
+    /// node's calls). `extra` is hashed into it (kind-specific settings that shape the
+    /// output).
     fn node_key_of(
         &self,
         site: &Site<'_>,
         model_name: &str,
         prompt: &[u8],
         extra: &Value,
-    ) -> Result<(Value, Key)> {
+    ) -> Result<Key> {
         let m = self.model(model_name)?;
-        let spec = &m.spec;
-        let model_ident = match &spec.cache_namespace {
-            Some(ns) => format!("{ns}/{}", spec.model),
-            None => spec.model.clone(),
-        };
-        let common = json!({
-            "provider": m.provider.kind(),
-            "backend": m.provider.cache_identity(),
-            "endpoint": spec.endpoint.as_str(),
-            "model": model_ident,
-            "params": spec.param_map(),
-            "sample": site.sample + self.sample_offset,
-        });
-        let key = Key::of_fields(&mut [
-            ("level", Part::Value(&json!("node"))),
-            ("kind", Part::Value(&json!(site.node_kind))),
-            ("call", Part::Value(&common)),
-            ("prompt", Part::Canonical(prompt)),
-            (
-                "continuation",
-                Part::Value(&serde_json::to_value(&spec.continuation)?),
-            ),
-            ("extra", Part::Value(extra)),
-        ]);
-        Ok((common, key))
+        let sample = site.sample + self.sample_offset;
+        Ok(m.keys.node(site.node_kind, sample, extra, prompt))
     }
 
     /// Stores a node's final outputs as its node entry (also used to import earlier reasoning).
@@ -209,21 +174,14 @@ impl Calls {
 
     /// The parameters sent by a step and its call key (`left`: completion tokens left).
     fn step_key(
-        common: &Value,
-        base: &std::collections::BTreeMap<String, Value>,
+        keys: &super::keys::KeyBase,
         sample: u32,
         left: Option<u64>,
         prompt_c: &[u8],
-    ) -> Result<(std::collections::BTreeMap<String, Value>, Key)> {
-        let sent_params = params::as_sent(base, sample, left);
-        let mut call = common.clone();
-        call["params"] = serde_json::to_value(&sent_params)?;
-        let key = Key::of_fields(&mut [
-            ("level", Part::Value(&json!("call"))),
-            ("call", Part::Value(&call)),
-            ("prompt", Part::Canonical(prompt_c)),
-        ]);
-        Ok((sent_params, key))
+    ) -> (std::collections::BTreeMap<String, Value>, Key) {
+        let sent_params = params::as_sent(&keys.params, sample, left);
+        let key = keys.call(&sent_params, sample, prompt_c);
+        (sent_params, key)
     }
 
     /// Makes a node's model call (with continuation) through both cache levels.
@@ -241,19 +199,16 @@ impl Calls {
     ) -> Result<Generated> {
         // the prompt's canonical JSON is written once for the node key and the first call key
         let prompt_c = cache::canonical(&serde_json::to_value(&prompt)?);
-        let (common, node_key) = self.node_key_of(site, model_name, &prompt_c, &extra)?;
+        let node_key = self.node_key_of(site, model_name, &prompt_c, &extra)?;
         let model = self.model(model_name)?;
         let spec = &model.spec;
         let mut info = CallInfo {
             keys: vec![node_key.0.clone()],
             ..Default::default()
         };
-        let base = spec.param_map();
         let max_total = spec.continuation.max_total_tokens;
         let sample = site.sample + self.sample_offset;
-        let mut first = Some(Self::step_key(
-            &common, &base, sample, max_total, &prompt_c,
-        )?);
+        let mut first = Some(Self::step_key(&model.keys, sample, max_total, &prompt_c));
         let mut first_hit = first.as_ref().and_then(|(_, k)| self.cached(k));
         if first_hit
             .as_ref()
@@ -278,7 +233,7 @@ impl Calls {
                 Some(f) => f,
                 None => {
                     let c = cache::canonical(&serde_json::to_value(&step_prompt)?);
-                    Self::step_key(&common, &base, sample, left, &c)?
+                    Self::step_key(&model.keys, sample, left, &c)
                 }
             };
             if chain.finish_reasons.is_empty() {

@@ -13,6 +13,7 @@ pub mod complete;
 pub mod flight;
 mod generate;
 pub mod imports;
+mod keys;
 mod params;
 pub mod redact;
 mod text;
@@ -164,6 +165,8 @@ struct Model {
     /// The model's own `max_in_flight` below the run's `--concurrency`.
     slots: Option<Semaphore>,
     tokenizer: tokenizer::Tokenizer,
+    /// Its cache keys' unchanging part.
+    keys: keys::KeyBase,
 }
 
 /// How to build the call layer of one run.
@@ -238,9 +241,12 @@ impl Calls {
             let batch = spec
                 .batch_settings(s.batch)
                 .or_else(|| batch::resume_settings(name, spec, provider.as_ref(), &s));
+            let key_base = keys::KeyBase::new(spec, provider.as_ref())
+                .map_err(|e| anyhow::anyhow!("model `{name}`: {e:#}"))?;
             models.insert(
                 name.clone(),
                 Model {
+                    keys: key_base,
                     name: name.clone(),
                     batch,
                     spec: spec.clone(),
