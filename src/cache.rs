@@ -92,22 +92,17 @@ const MAX_PAYLOAD: u64 = 1 << 31;
 
 impl Cache {
     pub fn open(root: &Path) -> Result<Self> {
-        let objects = root.join("objects");
-        fs::create_dir_all(&objects)
+        fs::create_dir_all(root)
             .with_context(|| format!("creating cache directory {}", root.display()))?;
-        let mut loose = false;
-        for i in 0..256 {
-            let d = objects.join(format!("{i:02x}"));
-            match fs::read_dir(&d) {
-                Ok(mut files) => {
-                    loose = loose
-                        || files.any(|f| f.is_ok_and(|f| admin::is_entry_name(&f.file_name())))
-                }
-                Err(_) => {
-                    fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?
-                }
-            }
-        }
+        // entries of earlier versions, one file each under objects/ab/: still read when
+        // present (a folder there is made only when a loose file or lock is written)
+        let folders = fs::read_dir(root.join("objects")).into_iter().flatten();
+        let loose = folders.flatten().any(|d| {
+            let files = fs::read_dir(d.path()).into_iter().flatten();
+            files
+                .flatten()
+                .any(|f| admin::is_entry_name(&f.file_name()))
+        });
         Ok(Cache {
             root: root.to_path_buf(),
             counters: Counters::default(),
@@ -151,8 +146,14 @@ impl Cache {
 
     /// Where the entry of `key` is stored, if anywhere (unverified).
     pub fn find(&self, key: &Key) -> Option<Where> {
+        self.find_with(key, true)
+    }
+
+    /// [`Cache::find`]; `fresh` false: an entry another process wrote in the last few
+    /// milliseconds may be missed (`pack::Packs::get`).
+    fn find_with(&self, key: &Key, fresh: bool) -> Option<Where> {
         if let Some(raw) = pack::raw_of(&key.0)
-            && let Some(f) = self.packs.get(&raw)
+            && let Some(f) = self.packs.get(&raw, fresh)
         {
             return Some(Where::Pack(f));
         }
@@ -162,7 +163,18 @@ impl Cache {
 
     /// Reads and verifies an entry. A corrupt entry is a miss and is reported once.
     pub fn get<T: DeserializeOwned>(&self, key: &Key, kind: &str) -> Option<T> {
-        let Some(at) = self.find(key) else {
+        self.get_with(key, kind, true)
+    }
+
+    /// [`Cache::get`] that may miss an entry another process wrote in the last few
+    /// milliseconds: a call's first look (its look under the single-flight lock is
+    /// [`Cache::get`]).
+    pub fn get_recent<T: DeserializeOwned>(&self, key: &Key, kind: &str) -> Option<T> {
+        self.get_with(key, kind, false)
+    }
+
+    fn get_with<T: DeserializeOwned>(&self, key: &Key, kind: &str, fresh: bool) -> Option<T> {
+        let Some(at) = self.find_with(key, fresh) else {
             if let Some(v) = self.read_through(key, kind) {
                 return Some(v);
             }

@@ -214,7 +214,7 @@ impl Calls {
             .as_ref()
             .is_none_or(|r| r.finish_reason == "length")
         {
-            if let Some(e) = self.cache.get::<NodeEntry>(&node_key, "node")
+            if let Some(e) = self.cache.get_recent::<NodeEntry>(&node_key, "node")
                 && complete::node_output(&e.output).is_ok()
             {
                 return Ok(self.served_by_node_entry(model, e, info));
@@ -364,7 +364,21 @@ impl Calls {
     /// A complete call entry for `key`, if the cache holds one. An entry that breaks the
     /// complete-answer rule is a miss.
     fn cached(&self, key: &Key) -> Option<CallResponse> {
-        let r = self.cache.get::<CallResponse>(key, "call")?;
+        self.cached_with(key, false)
+    }
+
+    /// [`Calls::cached`] that sees every entry stored so far, by any process (after a
+    /// single-flight wait or lock).
+    fn cached_fresh(&self, key: &Key) -> Option<CallResponse> {
+        self.cached_with(key, true)
+    }
+
+    fn cached_with(&self, key: &Key, fresh: bool) -> Option<CallResponse> {
+        let r = if fresh {
+            self.cache.get::<CallResponse>(key, "call")?
+        } else {
+            self.cache.get_recent::<CallResponse>(key, "call")?
+        };
         match complete::response(&r) {
             Ok(()) => Some(r),
             Err(why) => {
@@ -471,7 +485,7 @@ impl Calls {
                 Turn::Lead(g) => break g,
                 Turn::Waited => {
                     self.stats.flight_waits.fetch_add(1, Ordering::Relaxed);
-                    if let Some(resp) = self.cached(key) {
+                    if let Some(resp) = self.cached_fresh(key) {
                         return Ok(Step { resp, sent: false });
                     }
                     self.gate(model, req)?;
@@ -480,7 +494,7 @@ impl Calls {
         };
         // another process may have stored it between the miss and the lock
         if _guard.file_locked()
-            && let Some(resp) = self.cached(key)
+            && let Some(resp) = self.cached_fresh(key)
         {
             return Ok(Step { resp, sent: false });
         }

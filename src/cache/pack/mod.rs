@@ -158,7 +158,15 @@ pub struct Packs {
     broken: Mutex<Option<(std::time::Instant, String)>>,
     /// This process's finished segments not yet indexed (their locks still held).
     unindexed: Mutex<Vec<Arc<str>>>,
+    /// When the last refresh began (microseconds since `born`): a miss that may be stale
+    /// ([`Packs::get`]'s `fresh` false) looks for other processes' records at most every
+    /// [`RECENT`].
+    last_refresh: std::sync::atomic::AtomicU64,
+    born: std::time::Instant,
 }
+
+/// How stale a lookup that allows it may be ([`Packs::get`]).
+const RECENT: std::time::Duration = std::time::Duration::from_millis(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -182,13 +190,18 @@ impl Packs {
             own: Mutex::new(None),
             broken: Mutex::new(None),
             unindexed: Mutex::new(Vec::new()),
+            last_refresh: Default::default(),
+            born: std::time::Instant::now(),
         };
         p.refresh();
         p
     }
 
-    /// The stored entry of `key`, if any (a removal hides older records).
-    pub fn get(&self, key: &Raw) -> Option<Found> {
+    /// The stored entry of `key`, if any (a removal hides older records). A miss looks at
+    /// what other processes wrote since the last look; with `fresh` false, only when that
+    /// was more than [`RECENT`] ago (the first look of a call: the look under its
+    /// single-flight lock is fresh, so no answer is asked for twice).
+    pub fn get(&self, key: &Raw, fresh: bool) -> Option<Found> {
         let own_removal = {
             let w = lock(&self.writer);
             match w.as_ref().and_then(|w| w.seg.get(key).map(|r| (w, r))) {
@@ -213,9 +226,19 @@ impl Packs {
             Some(Some(found)) => Some(found),
             // a miss, or a removal another process may since have answered again: look at
             // what changed
-            _ if self.refresh() => self.lookup(key).flatten(),
+            _ if (fresh || self.due()) && self.refresh() => self.lookup(key).flatten(),
             _ => None,
         }
+    }
+
+    fn micros(&self) -> u64 {
+        self.born.elapsed().as_micros() as u64
+    }
+
+    /// Whether the last refresh is older than [`RECENT`].
+    fn due(&self) -> bool {
+        let last = self.last_refresh.load(std::sync::atomic::Ordering::Relaxed);
+        self.micros().saturating_sub(last) >= RECENT.as_micros() as u64
     }
 
     /// Some(found or removed) when a segment of the view holds a record of `key`.
@@ -394,6 +417,7 @@ impl Packs {
     /// Reads what changed since the last look: new segments in the log, new records of live
     /// segments. Returns whether anything did.
     fn refresh(&self) -> bool {
+        (self.last_refresh).store(self.micros(), std::sync::atomic::Ordering::Relaxed);
         let Ok(meta) = fs::metadata(self.dir.join(LOG)) else {
             return false;
         };

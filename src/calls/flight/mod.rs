@@ -337,7 +337,15 @@ impl Flights {
                 .map_or(0, |d| d.as_secs()),
             rand::random::<u64>()
         );
-        let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        let create = || OpenOptions::new().write(true).create_new(true).open(path);
+        let mut file = match create() {
+            // the entry's folder is made when first needed (a fresh cache has none)
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+                create()?
+            }
+            other => other?,
+        };
         if let Err(e) = file.write_all(content.as_bytes()) {
             drop(file);
             let _ = fs::remove_file(path);
