@@ -215,9 +215,20 @@ async fn old_lock_of_another_host_is_taken() {
 }
 
 #[tokio::test]
+async fn a_missing_entry_folder_is_made_for_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("objects").join("ab").join("cdef");
+    let flights = Flights::new(true);
+    let g = lead(timeout(LIMIT, flights.turn("abcdef", &path)).await.unwrap());
+    assert!(g.file_locked());
+}
+
+#[tokio::test]
 async fn unwritable_directory_leads_without_a_lock() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("missing").join("ab").join("cdef");
+    // a folder that cannot be made (a file is in the way; a missing one is made)
+    fs::write(dir.path().join("file"), b"").unwrap();
+    let path = dir.path().join("file").join("ab").join("cdef");
     let flights = Flights::new(true);
     let g = lead(timeout(LIMIT, flights.turn("abcdef", &path)).await.unwrap());
     assert!(!g.file_locked());
