@@ -147,32 +147,43 @@ impl ProblemRecord {
     /// length is kept as `reasoning_chars`. What `runfile`'s `slim` makes of a whole record.
     pub fn parse_slim(line: &str) -> Result<ProblemRecord, serde_json::Error> {
         let r: ProblemRecordOf<Slim> = serde_json::from_str(line)?;
-        let node = |(k, n): (String, NodeRecordOf<Slim>)| {
-            let n = NodeRecordOf {
-                output: n.output.map(|o| o.0),
-                node: n.node,
-                kind: n.kind,
-                round: n.round,
-                status: n.status,
-                cached: n.cached,
-                reason: n.reason,
-                error: n.error,
-                latency_ms: n.latency_ms,
-            };
-            (k, n)
-        };
-        Ok(ProblemRecord {
-            samples: (r.samples.into_iter())
+        Ok(r.map_outputs(&|o: Slim| o.0))
+    }
+}
+
+impl<O> NodeRecordOf<O> {
+    /// The same record with its output as `f` makes it.
+    fn map_output<P>(self, f: impl Fn(O) -> P) -> NodeRecordOf<P> {
+        NodeRecordOf {
+            output: self.output.map(f),
+            node: self.node,
+            kind: self.kind,
+            round: self.round,
+            status: self.status,
+            cached: self.cached,
+            reason: self.reason,
+            error: self.error,
+            latency_ms: self.latency_ms,
+        }
+    }
+}
+
+impl<O> ProblemRecordOf<O> {
+    /// The same record with every node's output as `f` makes it.
+    fn map_outputs<P>(self, f: &impl Fn(O) -> P) -> ProblemRecordOf<P> {
+        let node = |(k, n): (String, NodeRecordOf<O>)| (k, n.map_output(f));
+        ProblemRecordOf {
+            samples: (self.samples.into_iter())
                 .map(|s| s.into_iter().map(node).collect())
                 .collect(),
-            aggregates: r.aggregates.into_iter().map(node).collect(),
-            id: r.id,
-            index: r.index,
-            question: r.question,
-            answer: r.answer,
-            status: r.status,
-            error: r.error,
-        })
+            aggregates: self.aggregates.into_iter().map(node).collect(),
+            id: self.id,
+            index: self.index,
+            question: self.question,
+            answer: self.answer,
+            status: self.status,
+            error: self.error,
+        }
     }
 }
 
