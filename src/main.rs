@@ -1,6 +1,7 @@
 //! The `distill` binary: parses the command line and hands it to `distill::cli`.
 
 fn main() {
+    purge_at_once();
     no_huge_pages();
     more_descriptors();
     distill::tls::init();
@@ -11,6 +12,19 @@ fn main() {
 // allocator's share of a warm run's time compared with glibc's malloc (bench/engine.py (c)).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc keeps freed pages committed for `purge_delay` ms (10, times 10 for arenas)
+/// before returning them to the kernel; under a run's steady churn of freed buffers those
+/// delays overlap and resident memory creeps up with the run's length although the live heap
+/// stays flat (heaptrack: 10.5 MB peak heap at 20,000 problems). Purging at once measured,
+/// bench (e) peak RSS at 1,000 / 20,000 problems: 34.5 / 39.5 MB -> 29.3 / 32.8 MB, CPU the
+/// same within noise. Set first, before the allocator has freed anything.
+fn purge_at_once() {
+    // `mi_option_purge_delay` in mimalloc's v2 and v3 headers (the sys crate names no constant).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: mi_option_set writes one integer option; mimalloc reads options atomically.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
 
 /// mimalloc asks the kernel for transparent huge pages on its arenas; where the kernel
 /// compacts memory to serve them (`defrag=madvise`, the common default) a fault can cost a

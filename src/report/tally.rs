@@ -14,7 +14,7 @@ use super::load::{Attempt, Problem, Run, State, VoteRecord};
 use super::metrics::{Group, GroupRound, Grouping, RoundRow, RunReport, share};
 use super::passk::KMetric;
 use super::problems::{Failure, NotRun, Outcomes};
-use super::stats::{majority, paired_bootstrap, pass_at_k};
+use super::stats::{Pairs, majority, pass_at_k};
 
 /// A sum of f64 in the order the values came, with the same neutral element as
 /// `Iterator::sum` (so it equals `values.iter().sum()` bit for bit), and their count.
@@ -220,7 +220,7 @@ pub struct Tally<'g> {
     rows: Rows,
     groups: BTreeMap<String, Rows>,
     /// Per problem with a verdict at both: its share at the first and at the last round.
-    first_last: (Vec<f64>, Vec<f64>),
+    first_last: Pairs,
     total: Counts,
     not_started: usize,
     incomplete: usize,
@@ -256,7 +256,7 @@ impl<'g> Tally<'g> {
             ks,
             rows: Rows::new(n),
             groups: BTreeMap::new(),
-            first_last: (Vec::new(), Vec::new()),
+            first_last: Pairs::default(),
             total: Counts::default(),
             not_started: 0,
             incomplete: 0,
@@ -295,8 +295,7 @@ impl<'g> Tally<'g> {
         if n >= 2
             && let Some((a, b)) = share(p, 0, false).zip(share(p, n - 1, false))
         {
-            self.first_last.0.push(a);
-            self.first_last.1.push(b);
+            self.first_last.push(a, b);
         }
         let mut own = Counts::default();
         for a in p.samples.iter().flatten() {
@@ -444,8 +443,8 @@ impl<'g> Tally<'g> {
                 "no problem has a `{c}` column (results carry id/question/answer; other columns come from the problem-set CSV named in config.json)"
             ));
         }
-        let first_vs_last = (self.rounds.len() >= 2)
-            .then(|| paired_bootstrap(&self.first_last.0, &self.first_last.1, bootstrap, seed));
+        let first_vs_last =
+            (self.rounds.len() >= 2).then(|| self.first_last.bootstrap(bootstrap, seed));
         let finished = problems - self.not_started - self.incomplete;
         let stop = super::metrics::StopFacts {
             problems,
