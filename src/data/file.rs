@@ -2,11 +2,11 @@
 //! needed. [`ProblemFile`] checks the header, every row's shape, ids (unique, not empty) and
 //! questions (not empty), hashes the file's bytes, and keeps per row only where it lies in the
 //! file and a check of its values (16 bytes a row); a [`Selection`] is the rows a run takes
-//! (4 bytes each). A row becomes a [`Problem`] when it is read: the scheduler reads a problem
-//! when it opens, so a run of 100,000 problems holds whole rows only for its open ones. The
-//! file stays open (a file an editor replaces is still read as it was loaded); a row whose
-//! values no longer match their check is an error naming the file, never another problem.
-//! It does not apply the filters (`data::select`).
+//! (their bounds when they are consecutive, else 4 bytes each). A row becomes a [`Problem`]
+//! when it is read: the scheduler reads a problem when it opens, so a run of 100,000 problems
+//! holds whole rows only for its open ones. The file stays open (a file an editor replaces is
+//! still read as it was loaded); a row whose values no longer match their check is an error
+//! naming the file, never another problem. It does not apply the filters (`data::select`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -372,11 +372,57 @@ impl ProblemFile {
     }
 }
 
-/// The rows a run takes, in the file's order (4 bytes a row; a clone shares the file).
+/// The rows a run takes, in the file's order (a clone shares the file).
 #[derive(Debug, Clone)]
 pub struct Selection {
     file: ProblemFile,
-    rows: Vec<u32>,
+    rows: Picked,
+}
+
+/// Selected row numbers: a run of consecutive rows (the whole file, an `index_range`) as its
+/// bounds, any other choice as a list (4 bytes a row).
+#[derive(Debug, Clone)]
+enum Picked {
+    Run { first: u32, len: u32 },
+    List(Vec<u32>),
+}
+
+impl Picked {
+    fn of(rows: Vec<u32>) -> Picked {
+        match rows.first() {
+            Some(&first) if rows.windows(2).all(|w| w[0].checked_add(1) == Some(w[1])) => {
+                Picked::Run {
+                    first,
+                    len: rows.len() as u32,
+                }
+            }
+            None => Picked::Run { first: 0, len: 0 },
+            Some(_) => Picked::List(rows),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Picked::Run { len, .. } => *len as usize,
+            Picked::List(v) => v.len(),
+        }
+    }
+
+    /// The `k`-th selected row.
+    fn at(&self, k: usize) -> Option<u32> {
+        match self {
+            Picked::Run { first, len } => (k < *len as usize).then(|| first + k as u32),
+            Picked::List(v) => v.get(k).copied(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        let (run, list) = match self {
+            Picked::Run { first, len } => (*first..first + len, &[][..]),
+            Picked::List(v) => (0..0, &v[..]),
+        };
+        run.chain(list.iter().copied())
+    }
 }
 
 impl Selection {
@@ -384,7 +430,7 @@ impl Selection {
     pub fn of(file: &ProblemFile, rows: Vec<u32>) -> Selection {
         Selection {
             file: file.clone(),
-            rows,
+            rows: Picked::of(rows),
         }
     }
 
@@ -393,26 +439,26 @@ impl Selection {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.len() == 0
     }
 
     /// The `k`-th selected problem, read from the file.
     pub fn get(&self, k: usize) -> Result<Problem, LoadError> {
-        let i = self.rows.get(k).copied().unwrap_or(u32::MAX);
+        let i = self.rows.at(k).unwrap_or(u32::MAX);
         self.file.problem(i as usize)
     }
 
     /// Every selected problem in order, each read when the iterator reaches it.
     pub fn iter(&self) -> impl Iterator<Item = Result<Problem, LoadError>> + '_ {
         let mut rows = Rows::new(&self.file.inner);
-        self.rows.iter().map(move |&i| rows.problem(i as usize))
+        self.rows.iter().map(move |i| rows.problem(i as usize))
     }
 
     /// The selected problems for which `keep` holds (the order kept).
     pub fn filtered(&self, mut keep: impl FnMut(&Problem) -> bool) -> Result<Selection, LoadError> {
         let mut rows = Rows::new(&self.file.inner);
         let mut out = Vec::new();
-        for &i in &self.rows {
+        for i in self.rows.iter() {
             if keep(&rows.problem(i as usize)?) {
                 out.push(i);
             }
@@ -427,21 +473,20 @@ impl Selection {
         let (mut rows, mut earlier) = (Rows::new(inner), Rows::new(inner));
         let mut seen = Seen::default();
         let mut groups: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for (k, &i) in self.rows.iter().enumerate() {
+        let row = |k: u32| self.rows.at(k as usize).unwrap_or(u32::MAX) as usize;
+        for (k, i) in self.rows.iter().enumerate() {
             let q = rows.value(i as usize, inner.q_col)?;
-            let first = seen.first_of(&q, k as u32, |j| {
-                earlier.value(self.rows[j as usize] as usize, inner.q_col)
-            })?;
+            let first = seen.first_of(&q, k as u32, |j| earlier.value(row(j), inner.q_col))?;
             if let Some(j) = first {
                 groups.entry(j).or_insert_with(|| vec![j]).push(k as u32);
             }
         }
         let mut by_q: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (first, ks) in groups {
-            let q = rows.value(self.rows[first as usize] as usize, inner.q_col)?;
+            let q = rows.value(row(first), inner.q_col)?;
             let mut ids = Vec::with_capacity(ks.len());
             for k in ks {
-                ids.push(rows.value(self.rows[k as usize] as usize, inner.id_col)?);
+                ids.push(rows.value(row(k), inner.id_col)?);
             }
             by_q.insert(q, ids);
         }

@@ -52,7 +52,7 @@ impl Live {
         Live {
             order: order.collect(),
             config,
-            survey: Survey::default(),
+            survey: Survey::counting(),
             begun: None,
             waiting: BTreeMap::new(),
             added: 0,

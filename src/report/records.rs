@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::load::{Attempt, Problem, RoundUsage, Run, State, UNRECORDED_REASON, VoteRecord};
-use super::survey::{Survey, graded_nodes, id_hash, survey};
+use super::survey::{Ids, Survey, graded_nodes, id_hash, survey};
 use crate::calls::Output;
 use crate::runfile::records::{NodeRecord, NodeStatus, ProblemRecord, ProblemStatus};
 use crate::runfile::{Format, RunFile, Texts};
@@ -85,16 +85,27 @@ impl Reading {
         // selected but never written: the run was interrupted (or crashed) before them (the
         // ids are read from config.json one at a time, not held)
         let mut missing: Vec<String> = Vec::new();
+        let mut selected = 0usize;
         let config = (rf.format == Format::Distill)
             .then(|| {
                 crate::runfile::config::read_streaming(&rf.dir, &mut |id| {
-                    if !sv.ids.contains(&id_hash(id)) {
+                    selected += 1;
+                    if let Ids::Hashed(h) = &sv.ids
+                        && !h.contains(&id_hash(id))
+                    {
                         missing.push(id.to_string());
                     }
                 })
                 .ok()
             })
             .flatten();
+        if let Ids::Counted(n) = sv.ids
+            && (config.is_none() || n != selected)
+        {
+            return Err(format!(
+                "{n} problems have a record, the selection has {selected}: read the run's file"
+            ));
+        }
         let cfg = config.as_ref();
         let status = rf.status.clone();
         let (shape, rounds, warnings) = shape(&sv, cfg, rf.original(), &status, columns);

@@ -10,14 +10,40 @@ use crate::runfile::RunFile;
 use crate::runfile::records::{NodeStatus, ProblemRecord};
 
 /// Per node id its kind, round, whether some instance finished and whether some had a
-/// verdict; the most samples of a problem; the ks of its vote records; and (hashed) the ids
-/// it has a record of.
+/// verdict; the most samples of a problem; the ks of its vote records; and the ids it has a
+/// record of.
 #[derive(Default)]
 pub(super) struct Survey {
     nodes: BTreeMap<String, (String, u32, bool, bool)>,
     pub samples: usize,
     pub vote_ks: BTreeSet<u64>,
-    pub ids: HashSet<u64>,
+    pub ids: Ids,
+}
+
+/// The ids a survey has a record of.
+pub(super) enum Ids {
+    /// Hashed (a run file's records may repeat an id or miss a selected one).
+    Hashed(HashSet<u64>),
+    /// Counted only: a live run's records are its selection's problems, each once (ids are
+    /// unique in a problem set and a selection lists a row once), so the count against the
+    /// selection's says whether every one has a record, at no memory a problem.
+    Counted(usize),
+}
+
+impl Default for Ids {
+    fn default() -> Self {
+        Ids::Hashed(HashSet::new())
+    }
+}
+
+impl Ids {
+    /// How many (distinct) ids.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Ids::Hashed(h) => h.len(),
+            Ids::Counted(n) => *n,
+        }
+    }
 }
 
 pub(super) fn id_hash(id: &str) -> u64 {
@@ -38,6 +64,14 @@ pub(super) fn survey(rf: &RunFile) -> Survey {
 }
 
 impl Survey {
+    /// The survey of a live run's records ([`Ids::Counted`]).
+    pub(super) fn counting() -> Survey {
+        Survey {
+            ids: Ids::Counted(0),
+            ..Default::default()
+        }
+    }
+
     /// Adds a whole record (a live run's, as it finishes).
     pub(super) fn add_record(&mut self, p: &ProblemRecord) {
         let nodes = p.samples.iter().flat_map(|s| s.values());
@@ -59,7 +93,12 @@ impl Survey {
         samples: usize,
         nodes: impl Iterator<Item = (&'a String, &'a String, u32, NodeStatus, bool)>,
     ) {
-        self.ids.insert(id_hash(id));
+        match &mut self.ids {
+            Ids::Hashed(h) => {
+                h.insert(id_hash(id));
+            }
+            Ids::Counted(n) => *n += 1,
+        }
         self.samples = self.samples.max(samples);
         for (node, kind, round, status, graded) in nodes {
             let done = status == NodeStatus::Done;
