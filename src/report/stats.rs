@@ -83,7 +83,6 @@ pub struct PairedDiff {
 /// eight bytes only past that: a report of 100,000 problems holds 0.1 MB here, not 1.6.
 #[derive(Debug, Clone)]
 pub struct Pairs {
-    n: usize,
     sums: (f64, f64, f64),
     diffs: Diffs,
 }
@@ -97,7 +96,6 @@ enum Diffs {
 impl Default for Pairs {
     fn default() -> Self {
         Pairs {
-            n: 0,
             // `Sum for f64` begins at -0.0: the means are those of summing the slices
             sums: (-0.0, -0.0, -0.0),
             diffs: Diffs::Coded {
@@ -111,7 +109,6 @@ impl Default for Pairs {
 impl Pairs {
     pub fn push(&mut self, a: f64, b: f64) {
         let d = b - a;
-        self.n += 1;
         self.sums.0 += a;
         self.sums.1 += b;
         self.sums.2 += d;
@@ -135,11 +132,10 @@ impl Pairs {
         }
     }
 
-    /// The `i`th difference.
-    fn diff(&self, i: usize) -> f64 {
+    fn len(&self) -> usize {
         match &self.diffs {
-            Diffs::Coded { values, codes } => values[codes[i] as usize],
-            Diffs::Wide(v) => v[i],
+            Diffs::Coded { codes, .. } => codes.len(),
+            Diffs::Wide(v) => v.len(),
         }
     }
 
@@ -147,19 +143,16 @@ impl Pairs {
     /// `resamples` times (ChaCha8 seeded with `seed`, so the same inputs and seed give the
     /// same interval) and takes the 2.5% and 97.5% percentiles of the mean of `b[i] − a[i]`.
     pub fn bootstrap(&self, resamples: usize, seed: u64) -> PairedDiff {
-        let n = self.n;
+        let n = self.len();
         let mean = |s: f64| if n == 0 { f64::NAN } else { s / n as f64 };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut means = Vec::with_capacity(resamples);
-        if n > 0 {
-            for _ in 0..resamples {
-                let mut s = 0.0;
-                for _ in 0..n {
-                    s += self.diff(rng.random_range(0..n));
-                }
-                means.push(s / n as f64);
+        // the form of the differences is matched once, not per draw
+        let mut means = match &self.diffs {
+            Diffs::Coded { values, codes } => {
+                resampled_means(n, resamples, &mut rng, |i| values[codes[i] as usize])
             }
-        }
+            Diffs::Wide(v) => resampled_means(n, resamples, &mut rng, |i| v[i]),
+        };
         means.sort_by(f64::total_cmp);
         PairedDiff {
             a: mean(self.sums.0),
@@ -172,6 +165,27 @@ impl Pairs {
             seed,
         }
     }
+}
+
+/// `resamples` means of `n` differences drawn with replacement (`diff(i)`: the `i`th).
+fn resampled_means(
+    n: usize,
+    resamples: usize,
+    rng: &mut ChaCha8Rng,
+    diff: impl Fn(usize) -> f64,
+) -> Vec<f64> {
+    if n == 0 {
+        return Vec::new();
+    }
+    (0..resamples)
+        .map(|_| {
+            let mut s = 0.0;
+            for _ in 0..n {
+                s += diff(rng.random_range(0..n));
+            }
+            s / n as f64
+        })
+        .collect()
 }
 
 /// [`Pairs::bootstrap`] of the pairs `(a[i], b[i])`.

@@ -263,8 +263,7 @@ impl Packs {
         if end {
             let done = w.take().expect("set above");
             self.publish(done.seg);
-            // indexed before the writer lock is let go (a few ms every 14,336 records): the
-            // next segment's map (0.8 MB) is not begun while this one's is still held
+            // indexed before the writer lock goes: the next map is not begun beside this one
             self.index_own();
             drop(w);
         }
